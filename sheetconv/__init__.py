@@ -1,0 +1,24 @@
+"""sheetconv: a small convolutional network as a live spreadsheet.
+
+>>> import sheetconv as sc
+>>> net = sc.preset("conv-example")
+>>> net.receptive_field("conv2").size
+(7, 7)
+"""
+from .data import digit, digit_label, load_input
+from .deps import ReceptiveField
+from .errors import SheetconvError
+from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Window
+from .network import Network
+from .presets import PRESETS, preset
+from .regions import Region
+from .trace import Trace
+from .verify import verify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
+    "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
+    "load_input", "verify", "__version__",
+]

@@ -1,0 +1,235 @@
+"""Dependencies between cells, by interval arithmetic on windows.
+
+For a spatial layer, output index ``o`` reads input ``o*stride - padding + tap*dilation``
+for each kernel tap (layers.Window). Rows and columns are independent, so a box of output
+cells reads a box of input cells: each axis maps runs to runs. Channels follow the layer's
+rule ("all" or "same"); Flatten renumbers (c, h, w) as c*H*W + h*W + w. Nothing here walks
+cells one by one: a query costs a few operations per layer and per run, whatever the
+image size.
+
+Also here: the closed-form receptive field (Araujo, Norris & Sim, Distill 2019).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers import Flatten, Layer, Window
+from .regions import Box, Region, Runs, clip_runs, merge_runs
+
+__all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_regions", "feed_region",
+           "param_feed_region", "ReceptiveField", "receptive_fields"]
+
+
+# ---------------------------------------------------------------- one axis
+
+def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
+    """Input indices in [0, n_in) read by the output indices ``runs``."""
+    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
+    pieces = []
+    for a, b in runs:
+        if s == 1:                                     # each tap shifts the run
+            pieces += [(a - p + i * d, b - p + i * d) for i in range(k)]
+        elif b - a == 1 or (d == 1 and k >= s):        # one window, or windows that tile
+            if d == 1:
+                pieces.append((a * s - p, (b - 1) * s - p + k))
+            else:
+                pieces += [(a * s - p + i * d, a * s - p + i * d + 1) for i in range(k)]
+        else:                                          # strided windows with holes between them
+            idx = (np.arange(a, b)[:, None] * s - p + np.arange(k)[None, :] * d).ravel()
+            idx = np.unique(idx[(idx >= 0) & (idx < n_in)])
+            pieces += [(i, i + 1) for i in idx.tolist()]
+    return clip_runs(merge_runs(pieces), n_in)
+
+
+def forward_runs(runs: Runs, win: Window, n_out: int) -> Runs:
+    """Output indices in [0, n_out) that read any input index in ``runs``."""
+    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
+    pieces = []
+    for a, b in runs:
+        for i in range(k):
+            lo = -((p - i * d + a) // -s)              # ceil((a + p - i*d) / s)
+            hi = (b - 1 + p - i * d) // s
+            pieces.append((lo, hi + 1))
+    return clip_runs(pieces, n_out)
+
+
+def tap_runs(runs: Runs, win: Window, n_in: int) -> Runs:
+    """Kernel taps used by the output indices ``runs`` (taps that land in padding are not)."""
+    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
+    used = []
+    for i in range(k):
+        # outputs o for which tap i is inside: 0 <= o*s - p + i*d < n_in
+        lo = -((p - i * d) // -s)
+        hi = (n_in - 1 + p - i * d) // s
+        if any(max(a, lo) <= min(b - 1, hi) for a, b in runs):
+            used.append((i, i + 1))
+    return merge_runs(used)
+
+
+# ---------------------------------------------------------------- one layer
+
+def _grid(shape: tuple) -> tuple[int, int, int]:
+    """A layer's activation shape as a (C, H, W) grid: (F,) -> (F, 1, 1)."""
+    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
+
+
+def read_region(layer: Layer, out: Region, in_name: str, in_shape: tuple) -> Region:
+    """The cells of the layer's input that the cells ``out`` of its output read."""
+    cin, hin, win_ = grid_in = _grid(in_shape)
+    if isinstance(layer, Flatten):
+        return Region.of(in_name, grid_in, _unflatten(out.axis_runs(0), grid_in))
+    wh, ww = layer.windows
+    boxes = []
+    for chans, rows, cols in out.boxes:
+        boxes.append(((((0, cin),) if layer.channels == "all" else chans),
+                      back_runs(rows, wh, hin), back_runs(cols, ww, win_)))
+    return Region.of(in_name, grid_in, boxes)
+
+
+def feed_region(layer: Layer, inp: Region, out_name: str, out_shape: tuple) -> Region:
+    """The cells of the layer's output that read any of the input cells ``inp``."""
+    cout, hout, wout = grid_out = _grid(out_shape)
+    if isinstance(layer, Flatten):
+        return Region.of(out_name, grid_out, [(_flatten(inp), ((0, 1),), ((0, 1),))])
+    wh, ww = layer.windows
+    boxes = []
+    for chans, rows, cols in inp.boxes:
+        boxes.append(((((0, cout),) if layer.channels == "all" else chans),
+                      forward_runs(rows, wh, hout), forward_runs(cols, ww, wout)))
+    return Region.of(out_name, grid_out, [b for b in boxes if all(b)])
+
+
+def param_regions(layer: Layer, out: Region, in_shape: tuple) -> list[Region]:
+    """The weight and bias cells the output cells ``out`` use (kernel taps clipped at borders)."""
+    params = layer.params()
+    if not params:
+        return []
+    out_ch = out.axis_runs(0)
+    regions = []
+    w = params["weight"]
+    if w.ndim == 4:
+        _, hin, win_ = _grid(in_shape)
+        wh, ww = layer.windows
+        boxes = [(box[0], ((0, w.shape[1]),), tap_runs(box[1], wh, hin), tap_runs(box[2], ww, win_))
+                 for box in out.boxes]
+    else:
+        boxes = [(box[0], ((0, w.shape[1]),)) for box in out.boxes]
+    regions.append(Region.of(f"{layer.name}.weight", w.shape, boxes))
+    if "bias" in params:
+        regions.append(Region.of(f"{layer.name}.bias", params["bias"].shape, [(out_ch,)]))
+    return regions
+
+
+def param_feed_region(layer: Layer, param: Region, in_shape: tuple, out_name: str, out_shape: tuple) -> Region:
+    """The output cells that use any of the weight or bias cells ``param``."""
+    cout, hout, wout = grid_out = _grid(out_shape)
+    _, hin, win_ = _grid(in_shape)
+    boxes = []
+    for box in param.boxes:
+        if len(box) == 4:                  # conv weight (out, in, kh, kw): where the tap lands inside
+            wh, ww = layer.windows
+            rows = merge_runs(_tap_outputs(t, wh, hin, hout) for a, b in box[2] for t in range(a, b))
+            cols = merge_runs(_tap_outputs(t, ww, win_, wout) for a, b in box[3] for t in range(a, b))
+            boxes.append((box[0], rows, cols))
+        else:                              # Linear weight (out, in) or a bias (out,): the whole channel
+            boxes.append((box[0], ((0, hout),), ((0, wout),)))
+    return Region.of(out_name, grid_out, [b for b in boxes if all(b)])
+
+
+def _tap_outputs(tap: int, win: Window, n_in: int, n_out: int) -> tuple[int, int]:
+    lo = -((win.padding - tap * win.dilation) // -win.stride)
+    hi = (n_in - 1 + win.padding - tap * win.dilation) // win.stride
+    return max(lo, 0), min(hi + 1, n_out)
+
+
+def _flatten(inp: Region) -> Runs:
+    c, h, w = inp.shape
+    pieces = []
+    for chans, rows, cols in inp.boxes:
+        if rows == ((0, h),) and cols == ((0, w),):
+            pieces += [(a * h * w, b * h * w) for a, b in chans]
+            continue
+        for ca, cb in chans:
+            for ch in range(ca, cb):
+                for ra, rb in rows:
+                    for r in range(ra, rb):
+                        base = ch * h * w + r * w
+                        pieces += [(base + a, base + b) for a, b in cols]
+    return merge_runs(pieces)
+
+
+def _unflatten(runs: Runs, grid: tuple[int, int, int]) -> list[Box]:
+    """Flat index runs -> (c, h, w) boxes: partial rows, whole rows, whole channels."""
+    _, h, w = grid
+    boxes = []
+    for a, b in runs:
+        i = a
+        while i < b:
+            ch, rem = divmod(i, h * w)
+            r, col = divmod(rem, w)
+            if col == 0 and r == 0 and b - i >= h * w:             # whole channels
+                n = (b - i) // (h * w)
+                boxes.append((((ch, ch + n),), ((0, h),), ((0, w),)))
+                i += n * h * w
+            elif col == 0 and b - i >= w:                          # whole rows of one channel
+                n = min((b - i) // w, h - r)
+                boxes.append((((ch, ch + 1),), ((r, r + n),), ((0, w),)))
+                i += n * w
+            else:                                                  # part of one row
+                end = min(b - i, w - col)
+                boxes.append((((ch, ch + 1),), ((r, r + 1),), ((col, col + end),)))
+                i += end
+    return boxes
+
+
+# ---------------------------------------------------------------- receptive field
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of a layer's cells on the input, per axis (h, w).
+
+    ``size``: r_l = r_(l-1) + (k_l - 1) d_l j_(l-1); ``jump``: j_l = j_(l-1) s_l;
+    ``start``: input index of the first (top-left) cell's field, u_l = u_(l-1) - p_l j_(l-1)
+    (negative where it starts in padding). After Flatten every cell sees the whole input:
+    ``is_global`` is True and size is the input size.
+    """
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[int, int]
+    is_global: bool = False
+
+    def region(self, row: int, col: int, input_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Inclusive (lo, hi) rows and columns of cell (row, col)'s field, clipped to the input."""
+        if self.is_global:
+            return (0, input_hw[0] - 1), (0, input_hw[1] - 1)
+        out = []
+        for o, st, j, r, n in zip((row, col), self.start, self.jump, self.size, input_hw):
+            lo = st + o * j
+            out.append((max(lo, 0), min(lo + r - 1, n - 1)))
+        return out[0], out[1]
+
+    def unclipped(self, row: int, col: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        if self.is_global:
+            return (0, self.size[0] - 1), (0, self.size[1] - 1)
+        return tuple((st + o * j, st + o * j + r - 1)
+                     for o, st, j, r in zip((row, col), self.start, self.jump, self.size))
+
+
+def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, ReceptiveField]:
+    """The receptive field of every layer of a chain, by the closed-form recurrences."""
+    size, jump, start = [1, 1], [1, 1], [0, 0]
+    out = {"input": ReceptiveField((1, 1), (1, 1), (0, 0))}
+    flat = False
+    for layer in layers:
+        if isinstance(layer, Flatten) or flat:
+            flat = True
+            out[layer.name] = ReceptiveField((input_shape[1], input_shape[2]), (0, 0), (0, 0), True)
+            continue
+        for ax, win in enumerate(layer.windows):
+            size[ax] += (win.kernel - 1) * win.dilation * jump[ax]
+            start[ax] -= win.padding * jump[ax]
+            jump[ax] *= win.stride
+        out[layer.name] = ReceptiveField(tuple(size), tuple(jump), tuple(start))
+    return out

@@ -1,0 +1,332 @@
+"""A Network: an ordered chain of named layers over an input shape (C, H, W).
+
+It computes (``forward``, ``activations``, ``cell_value``) and answers dependency
+questions (``precedents``, ``dependents``, ``receptive_field``) with the window
+arithmetic of deps.py.
+
+A cell is ``(layer, channel, row, col)``; the input is the layer ``"input"``. After
+Flatten, feature f is the cell ``(layer, f, 0, 0)``. Parameter cells are
+``("conv1.weight", out, in, kh, kw)``, ``("fc1.weight", out, in)`` and ``("conv1.bias", out)``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+
+from . import deps
+from .errors import SheetconvError
+from .layers import Conv2d, Flatten, Layer, Linear, ReLU
+from .regions import Region
+from .trace import Trace
+
+__all__ = ["Network"]
+
+_PREFIX = {"conv": "conv", "relu": "relu", "maxpool": "pool", "avgpool": "pool", "flatten": "flatten",
+           "linear": "fc"}
+
+
+class Network:
+    """An ordered chain of layers.
+
+    ``Network([Conv2d(1, 4, 3, stride=2, padding=1), ReLU(), ...], input_shape=(1, 28, 28))``.
+    With ``fuse_relu`` (the default) a ReLU right after a Conv2d or Linear becomes part of
+    it — one layer "conv1 (ReLU)", one spreadsheet cell ``=MAX(0, ...)`` per activation.
+    Unnamed layers are named by kind and order: conv1, conv2, pool1, flatten, fc1, relu1.
+    """
+
+    def __init__(self, layers: Iterable[Layer], input_shape, fuse_relu: bool = True):
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise SheetconvError(f"layer {i}: expected a sheetconv layer (Conv2d, ReLU, ...), got {type(layer).__name__}")
+        if fuse_relu:
+            fused: list[Layer] = []
+            for layer in layers:
+                prev = fused[-1] if fused else None
+                if isinstance(layer, ReLU) and layer.name is None and isinstance(prev, (Conv2d, Linear)) and not prev.relu:
+                    prev.relu = True
+                else:
+                    fused.append(layer)
+            layers = fused
+        self.layers: list[Layer] = layers
+        self._name_layers()
+        shape = tuple(int(v) for v in input_shape) if isinstance(input_shape, (tuple, list)) else None
+        if shape is None or len(shape) != 3 or min(shape) < 1:
+            raise SheetconvError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+        self.input_shape = shape
+        self.shapes: dict[str, tuple] = {"input": shape}
+        for layer in self.layers:
+            shape = layer.out_shape(shape)
+            self.shapes[layer.name] = shape
+        self._by_name = {layer.name: layer for layer in self.layers}
+        self._rf = deps.receptive_fields(self.layers, self.input_shape)
+
+    def _name_layers(self):
+        counts: Counter = Counter()
+        taken = {l.name for l in self.layers if l.name}
+        for layer in self.layers:
+            if layer.name:
+                continue
+            prefix = _PREFIX.get(layer.kind, layer.kind)
+            name = prefix if prefix == "flatten" else None
+            while name is None or name in taken:
+                counts[prefix] += 1
+                name = f"{prefix}{counts[prefix]}"
+            layer.name = name
+            taken.add(name)
+        names = [l.name for l in self.layers]
+        dup = [n for n, k in Counter(names).items() if k > 1]
+        if dup or "input" in names:
+            raise SheetconvError(f"layer names must be unique and not 'input', got {names}")
+
+    # ------------------------------------------------------------ structure
+
+    @property
+    def names(self) -> list[str]:
+        """'input' and every layer name, in order."""
+        return ["input"] + [l.name for l in self.layers]
+
+    def __getitem__(self, name: str) -> Layer:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise SheetconvError(f"no layer {name!r} (layers: {', '.join(self._by_name)})") from None
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        body = "\n".join(f"  {l.label}: {l!r} -> {self.shapes[l.name]}" for l in self.layers)
+        return f"Network(input {self.input_shape}\n{body}\n)"
+
+    def grid(self, name: str) -> tuple[int, int, int]:
+        """A layer's activations as a (C, H, W) grid; (F,) is (F, 1, 1)."""
+        if name not in self.shapes:
+            self[name]
+        return deps._grid(self.shapes[name])
+
+    def input_of(self, name: str) -> str:
+        """Name of the layer that feeds ``name``."""
+        i = self.names.index(self[name].name)
+        return self.names[i - 1]
+
+    def param_count(self) -> int:
+        return sum(l.param_count() for l in self.layers)
+
+    def macs(self, name: str | None = None) -> int:
+        """Multiply-accumulates of one layer, or of the whole network for one image."""
+        if name is None:
+            return sum(self.macs(l.name) for l in self.layers)
+        return self[name].macs(self.shapes[self.input_of(name)])
+
+    # ------------------------------------------------------------ parameters
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """PyTorch-style keys: {'conv1.weight': array, 'conv1.bias': array, ...}."""
+        return {f"{l.name}.{k}": v for l in self.layers for k, v in l.params().items()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> "Network":
+        """Set parameters from arrays keyed like ``state_dict()``; every shape is checked."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        extra = [k for k in state if k not in own]
+        if strict and (missing or extra):
+            raise SheetconvError(f"weights do not match the network: missing {missing or 'none'}, unexpected {extra or 'none'}")
+        for key, value in state.items():
+            if key not in own:
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != own[key].shape:
+                raise SheetconvError(f"{key}: expected shape {own[key].shape}, got {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise SheetconvError(f"{key}: contains NaN or Inf")
+            layer, attr = key.rsplit(".", 1)
+            setattr(self[layer], attr, arr.copy())
+        return self
+
+    def init_weights(self, seed: int = 0) -> "Network":
+        """PyTorch's default initialisation: uniform in +-1/sqrt(fan_in), from ``seed``."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            for key, value in layer.params().items():
+                fan_in = int(np.prod(layer.weight.shape[1:]))
+                bound = 1.0 / np.sqrt(fan_in)
+                setattr(layer, key, rng.uniform(-bound, bound, size=value.shape))
+        return self
+
+    # ------------------------------------------------------------ compute
+
+    def _check_params(self):
+        for key, value in self.state_dict().items():
+            if not np.all(np.isfinite(value)):
+                raise SheetconvError(f"{key}: contains NaN or Inf")
+
+    def _check_input(self, x) -> tuple[np.ndarray, bool]:
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise SheetconvError(f"input must be numeric, got dtype {x.dtype}")
+        single = x.ndim == 3
+        if x.ndim == 2 and self.input_shape[0] == 1:
+            x, single = x[None], True
+        if single:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise SheetconvError(f"input: expected shape {self.input_shape} or (N, {', '.join(map(str, self.input_shape))}), "
+                                 f"got {tuple(np.shape(x))[1:] if single else tuple(np.shape(x))}")
+        if not np.all(np.isfinite(x)):
+            raise SheetconvError("input: contains NaN or Inf")
+        return x, single
+
+    def activations(self, x, dtype=np.float64) -> dict[str, np.ndarray]:
+        """Every layer's output by name, 'input' first; batched if ``x`` is (N, C, H, W)."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise SheetconvError(f"dtype must be float32 or float64, got {dtype}")
+        self._check_params()
+        x, single = self._check_input(x)
+        out = {"input": x.astype(dtype, copy=False)}
+        h = out["input"]
+        for layer in self.layers:
+            h = layer.forward(h)
+            out[layer.name] = h
+        return {k: v[0] for k, v in out.items()} if single else out
+
+    def forward(self, x, dtype=np.float64) -> np.ndarray:
+        """The last layer's output for one image (C, H, W) or a batch (N, C, H, W)."""
+        return self.activations(x, dtype)[self.layers[-1].name]
+
+    __call__ = forward
+
+    def cell_value(self, cell, acts: dict[str, np.ndarray]) -> float:
+        """One cell computed from exactly its precedent cells: the spreadsheet formula's arithmetic.
+
+        ``acts`` holds a single image's activations (from ``activations(x)``); only the
+        input layer's entries and the weights are read for the layer in question.
+        """
+        name, c, r, col = self.check_cell(cell)
+        if name == "input":
+            return float(acts["input"][c, r, col])
+        layer = self[name]
+        src = acts[self.input_of(name)]
+        src3 = src.reshape(deps._grid(src.shape))
+        if isinstance(layer, Flatten):
+            return float(src3.reshape(-1)[c])
+        if isinstance(layer, Linear):
+            v = float(np.dot(src3[:, 0, 0], layer.weight[c]))
+            v += 0.0 if layer.bias is None else float(layer.bias[c])
+            return max(v, 0.0) if layer.relu else v
+        wh, ww = layer.windows
+        (th0, th1), (tw0, tw1) = wh.taps(r, src3.shape[1]), ww.taps(col, src3.shape[2])
+        rows = slice(r * wh.stride - wh.padding + th0 * wh.dilation,
+                     r * wh.stride - wh.padding + (th1 - 1) * wh.dilation + 1, wh.dilation)
+        cols = slice(col * ww.stride - ww.padding + tw0 * ww.dilation,
+                     col * ww.stride - ww.padding + (tw1 - 1) * ww.dilation + 1, ww.dilation)
+        if layer.kind == "conv":
+            v = sum(float(np.sum(src3[ci, rows, cols] * layer.weight[c, ci, th0:th1, tw0:tw1]))
+                    for ci in range(src3.shape[0]))
+            v += 0.0 if layer.bias is None else float(layer.bias[c])
+            return max(v, 0.0) if layer.relu else v
+        window = src3[c, rows, cols]
+        if layer.kind == "relu":
+            return max(float(window[0, 0]), 0.0)
+        if layer.kind == "maxpool":
+            return float(window.max())
+        if layer.kind == "avgpool":
+            whole = layer.count_include_pad
+            n = layer.kernel_size[0] * layer.kernel_size[1] if whole else window.size
+            return float(window.sum()) / n
+        raise SheetconvError(f"{name}: no cell formula for layer kind {layer.kind!r}")
+
+    # ------------------------------------------------------------ dependencies
+
+    def check_cell(self, cell) -> tuple[str, int, int, int]:
+        """Validate ``(layer, channel, row, col)``; raise a one-line error if it lies outside."""
+        if not (isinstance(cell, (tuple, list)) and len(cell) == 4 and isinstance(cell[0], str)):
+            raise SheetconvError(f"a cell is (layer, channel, row, col), got {cell!r}")
+        name = cell[0]
+        if name not in self.shapes:
+            raise SheetconvError(f"no layer {name!r} (layers: {', '.join(self.names)})")
+        idx = tuple(int(v) for v in cell[1:])
+        grid = self.grid(name)
+        if any(not 0 <= i < n for i, n in zip(idx, grid)):
+            raise SheetconvError(f"cell {name}[{idx[0]},{idx[1]},{idx[2]}] lies outside {name}, whose (C, H, W) is {grid}")
+        return (name, *idx)
+
+    def precedents(self, cell, depth: int | None = 1) -> Trace:
+        """Cells that ``cell`` is computed from, level by level toward the input.
+
+        Level 1 is the previous layer's window (every input channel for a conv; clipped
+        to the grid, since padding is not a cell) plus the weight and bias cells used.
+        ``depth=None`` goes down to the input.
+        """
+        name, *idx = self.check_cell(cell)
+        region = Region.point(name, self.grid(name), idx)
+        levels = []
+        i = self.names.index(name)
+        while i > 0 and (depth is None or len(levels) < depth):
+            layer, src = self.layers[i - 1], self.names[i - 1]
+            src_shape = self.shapes[src]
+            params = deps.param_regions(layer, region, src_shape)
+            region = deps.read_region(layer, region, src, src_shape)
+            levels.append([region] + params)
+            i -= 1
+        return Trace(root=(name, *idx), direction="precedents", levels=levels)
+
+    def trace(self, cell, depth: int | None = None) -> Trace:
+        """All precedents of ``cell`` (``depth=None``: down to the input)."""
+        return self.precedents(cell, depth)
+
+    def dependents(self, cell, depth: int | None = None) -> Trace:
+        """Cells that read ``cell``, level by level toward the output.
+
+        ``cell`` is an activation ``(layer, c, r, col)`` or a parameter cell such as
+        ``("conv1.weight", o, i, kh, kw)`` or ``("conv1.bias", o)``.
+        """
+        if isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str) and "." in cell[0]:
+            lname, pname = cell[0].rsplit(".", 1)
+            layer = self[lname]
+            params = layer.params()
+            if pname not in params:
+                raise SheetconvError(f"{lname} has no parameter {pname!r} (it has {', '.join(params) or 'none'})")
+            idx = tuple(int(v) for v in cell[1:])
+            shape = params[pname].shape
+            if len(idx) != len(shape) or any(not 0 <= i < n for i, n in zip(idx, shape)):
+                raise SheetconvError(f"{cell[0]}{list(idx)} lies outside its shape {shape}")
+            src = self.input_of(lname)
+            region = deps.param_feed_region(layer, Region.point(cell[0], shape, idx), self.shapes[src],
+                                            lname, self.shapes[lname])
+            root, i, levels = (cell[0], *idx), self.names.index(lname), [[region]]
+        else:
+            name, *idx = self.check_cell(cell)
+            region, root, i, levels = Region.point(name, self.grid(name), idx), (name, *idx), self.names.index(name), []
+        while i < len(self.layers) and region and (depth is None or len(levels) < depth):
+            layer, dst = self.layers[i], self.names[i + 1]
+            region = deps.feed_region(layer, region, dst, self.shapes[dst])
+            levels.append([region])
+            i += 1
+        return Trace(root=root, direction="dependents", levels=levels)
+
+    def receptive_field(self, name: str) -> deps.ReceptiveField:
+        """Size, jump and start (each an (h, w) pair) of ``name``'s cells on the input."""
+        if name not in self._rf:
+            self[name]
+        return self._rf[name]
+
+    # ------------------------------------------------------------ description
+
+    def spec(self) -> dict:
+        """The architecture as JSON-ready data (no weights); ``Network.from_spec`` inverts it."""
+        return {"input_shape": list(self.input_shape),
+                "layers": [{"name": l.name, **l.config()} for l in self.layers]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Network":
+        if not isinstance(spec, dict) or "layers" not in spec or "input_shape" not in spec:
+            raise SheetconvError("a network spec needs 'input_shape' and 'layers'")
+        layers = [Layer.from_config(cfg) for cfg in spec["layers"]]
+        return cls(layers, tuple(spec["input_shape"]), fuse_relu=False)
