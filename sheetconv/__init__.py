@@ -12,6 +12,7 @@ from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, 
 from .network import Network
 from .presets import PRESETS, preset
 from .regions import Region
+from .torchio import from_torch, load_state_dict_file, to_torch   # torch itself is imported lazily
 from .trace import Trace
 from .verify import verify
 
@@ -20,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
-    "load_input", "verify", "__version__",
+    "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "__version__",
 ]

@@ -52,7 +52,8 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
             raise SheetconvError(f"{path}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
         if x.ndim == 2:
             x = x[None]
-        if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+        real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool
+        if x.ndim != 3 or not real:
             raise SheetconvError(f"{path}: expected a numeric (H, W) or (C, H, W) array, got {x.dtype} {x.shape}")
         x = x.astype(np.float64)
         if shape is not None and x.shape != tuple(shape):
@@ -64,13 +65,18 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
     try:
         with Image.open(path) as im:
             channels = shape[0] if shape is not None else 1
-            im = im.convert("RGB" if channels == 3 else "L")
+            if im.mode.startswith("I;16") and channels != 3:      # 16-bit grey: keep its precision
+                im = im.convert("I")
+                scale = 65535.0
+            else:
+                im = im.convert("RGB" if channels == 3 else "L")
+                scale = 255.0
             if shape is not None and (im.height, im.width) != tuple(shape[1:]):
                 if not resize:
                     raise SheetconvError(f"{path}: image is {im.width}x{im.height}, the network expects "
                                          f"{shape[2]}x{shape[1]} (use --resize to scale it)")
                 im = im.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.float64) / 255.0
+            arr = np.asarray(im, dtype=np.float64) / scale
     except (UnidentifiedImageError, OSError) as e:
         raise SheetconvError(f"{path}: not a readable image ({e})") from None
     x = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

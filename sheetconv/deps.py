@@ -11,7 +11,7 @@ Also here: the closed-form receptive field (Araujo, Norris & Sim, Distill 2019).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -194,16 +194,37 @@ class ReceptiveField:
     ``start``: input index of the first (top-left) cell's field, u_l = u_(l-1) - p_l j_(l-1)
     (negative where it starts in padding). After Flatten every cell sees the whole input:
     ``is_global`` is True and size is the input size.
+
+    ``chain`` (set by the Network) holds each layer's windows and input size from the input
+    up; with it ``region`` clips at every layer's grid and skips dilation holes, so it is
+    exactly the bounding box of the cell's input precedents.
     """
     size: tuple[int, int]
     jump: tuple[int, int]
     start: tuple[int, int]
     is_global: bool = False
+    chain: tuple = field(default=(), compare=False, repr=False)
 
-    def region(self, row: int, col: int, input_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Inclusive (lo, hi) rows and columns of cell (row, col)'s field, clipped to the input."""
+    def region(self, row: int, col: int, input_hw: tuple[int, int] | None = None
+               ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Inclusive (lo, hi) rows and columns of cell (row, col)'s field, clipped to the input.
+
+        An axis along which the cell reads only padding comes back empty, as (0, -1).
+        """
+        if input_hw is None:
+            if not self.chain and not self.is_global:
+                raise ValueError("region() needs input_hw for a receptive field without a chain")
+            input_hw = self.chain[0][2] if self.chain else (self.size if self.is_global else None)
         if self.is_global:
             return (0, input_hw[0] - 1), (0, input_hw[1] - 1)
+        if self.chain and tuple(self.chain[0][2]) == tuple(input_hw):
+            out = []
+            for axis, o in enumerate((row, col)):
+                runs = ((o, o + 1),)
+                for windows, _, n_in in reversed(self.chain):
+                    runs = back_runs(runs, windows[axis], n_in[axis])
+                out.append((runs[0][0], runs[-1][1] - 1) if runs else (0, -1))
+            return out[0], out[1]
         out = []
         for o, st, j, r, n in zip((row, col), self.start, self.jump, self.size, input_hw):
             lo = st + o * j
@@ -220,16 +241,21 @@ class ReceptiveField:
 def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, ReceptiveField]:
     """The receptive field of every layer of a chain, by the closed-form recurrences."""
     size, jump, start = [1, 1], [1, 1], [0, 0]
+    hw = (int(input_shape[1]), int(input_shape[2]))
     out = {"input": ReceptiveField((1, 1), (1, 1), (0, 0))}
     flat = False
+    chain: tuple = ()
     for layer in layers:
         if isinstance(layer, Flatten) or flat:
             flat = True
             out[layer.name] = ReceptiveField((input_shape[1], input_shape[2]), (0, 0), (0, 0), True)
             continue
-        for ax, win in enumerate(layer.windows):
+        wins = layer.windows
+        chain += ((wins, None, hw),)
+        for ax, win in enumerate(wins):
             size[ax] += (win.kernel - 1) * win.dilation * jump[ax]
             start[ax] -= win.padding * jump[ax]
             jump[ax] *= win.stride
-        out[layer.name] = ReceptiveField(tuple(size), tuple(jump), tuple(start))
+        hw = (wins[0].out_size(hw[0]), wins[1].out_size(hw[1]))
+        out[layer.name] = ReceptiveField(tuple(size), tuple(jump), tuple(start), chain=chain)
     return out

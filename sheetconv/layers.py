@@ -12,6 +12,7 @@ these two facts and nothing else.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import SheetconvError
 
-__all__ = ["Window", "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear"]
+__all__ = ["Window", "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear", "conv2d"]
 
 
 def _pair(value, what: str, layer: str, minimum: int) -> tuple[int, int]:
@@ -64,6 +65,117 @@ class Window:
         lo = max(0, -(first // self.dilation))
         hi = min(self.kernel, (n - 1 - first) // self.dilation + 1)
         return lo, max(lo, hi)
+
+
+_scratch_space = threading.local()
+
+
+def _scratch(role: str, shape: tuple, dtype) -> np.ndarray:
+    """A per-thread scratch array, reused across calls: fresh large arrays cost page faults."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    bufs = _scratch_space.__dict__.setdefault("bufs", {})
+    buf = bufs.get(role)
+    if buf is None or buf.size < nbytes:
+        buf = bufs[role] = np.empty(nbytes + 4096, np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _relu_(a: np.ndarray) -> None:
+    """ReLU in place (NaN stays NaN, like torch.relu)."""
+    np.maximum(a, 0, out=a)
+
+
+def _row_length(size: int, itemsize: int) -> int:
+    """A row stride of at least ``size`` items that is not a multiple of 4 KiB (cache aliasing)."""
+    length = -(-size // 16) * 16
+    return length + 16 if (length * itemsize) % 4096 == 0 else length
+
+
+def conv2d(x, weight, bias, stride, padding, dilation, relu=False):
+    """2-D convolution (PyTorch's cross-correlation) of an (N, C, H, W) batch, as one matrix product.
+
+    The zero-padded input is split into stride phases: phase (a, b) holds padded rows
+    a, a+s_h, ... and columns b, b+s_w, ... of every image. Each channel of a phase is
+    stored flat, either image by image (N, H, W) or, for batches larger than a row is
+    long, with the batch innermost (H, W, N) so that copies move runs of N values. A
+    kernel tap then reads one phase at a fixed offset, so its im2col row is a plain slice
+    of that phase: building the (taps*C, L) matrix costs one contiguous copy per tap. The
+    product with the (O, taps*C) weights (bias as an extra column against a row of ones)
+    gives every output on a "wide" grid of W_q columns per row, of which the first W_o
+    are real. When that grid would waste more than half the work (kernel large against
+    the image), the matrix is gathered from the padded input directly instead.
+
+    Returns an (N, O, H_o, W_o) view in ``x.dtype``; it is not C-contiguous (with the
+    batch innermost its memory is (O, H_o, W_o, N)-ordered, which the next convolution
+    reads fastest).
+    """
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    dt = x.dtype
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    wide = hq * wq <= 2 * ho * wo
+    inner = n > 1 and n >= wq                          # batch innermost
+    if wide:
+        size = ho * wq * n if inner else n * hq * wq   # batch inner: rows past H_o are all at the end
+    else:
+        size = ho * wo * n
+    k = kh * kw * c
+    rows = k + (bias is not None)
+    length = _row_length(size, dt.itemsize)
+    cols = _scratch("cols", (rows, length), dt)[:, :size]
+    taps = cols[:k].reshape(kh, kw, c, size)
+    if wide:
+        # the phases the taps read, and at which offset
+        use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
+        slot = {ab: m for m, ab in enumerate(use)}
+        step = n if inner else 1
+        extra = (((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw) * step
+        total = n * hq * wq
+        phases = _scratch("phases", (len(use), c, max(total, size + extra)), dt)
+        phases.fill(0)
+        if inner:
+            grid = phases[:, :, :total].reshape(len(use), c, hq, wq, n)
+            xt = x.transpose(1, 2, 3, 0)                                  # (C, H, W, N)
+        else:
+            grid = phases[:, :, :total].reshape(len(use), c, n, hq, wq).transpose(0, 1, 3, 4, 2)
+            xt = x.transpose(1, 2, 3, 0)
+        for m, (a, b) in enumerate(use):
+            y0, x0 = -((a - ph) // sh), -((b - pw) // sw)           # first phase row/col on the image
+            r0, c0 = y0 * sh + a - ph, x0 * sw + b - pw              # ... and its image row/col
+            if r0 < h and c0 < w:
+                src = xt[:, r0::sh, c0::sw]
+                grid[m, :, y0:y0 + src.shape[1], x0:x0 + src.shape[2]] = src
+        for i in range(kh):
+            for j in range(kw):
+                off = ((i * dh // sh) * wq + j * dw // sw) * step
+                taps[i, j] = phases[slot[(i * dh) % sh, (j * dw) % sw], :, off:off + size]
+    else:
+        xp = _scratch("phases", (c, hp, wp, n), dt)
+        if ph or pw:
+            xp.fill(0)
+        xp[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
+        bc, bh, bw, bn = xp.strides
+        view = np.ndarray((kh, kw, c, ho, wo, n), dt, xp, 0, (dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
+        taps.reshape(kh, kw, c, ho, wo, n)[...] = view
+    wmat = np.empty((o, rows), dt)
+    wmat[:, :k] = weight.transpose(0, 2, 3, 1).reshape(o, k)
+    if bias is not None:
+        cols[k] = 1
+        wmat[:, k] = bias
+    whole = np.empty((o, length), dt)
+    out = whole[:, :size]
+    np.matmul(wmat, cols, out=out)
+    if relu:
+        _relu_(whole.reshape(-1))                 # the padding columns too: one contiguous pass
+    if not wide:
+        return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+    if inner:
+        return out.reshape(o, ho, wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
+    return out.reshape(o, n, hq, wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 
 
 class Layer:
@@ -172,26 +284,8 @@ class Conv2d(Layer):
         return self.out_channels * ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
     def forward(self, x):
-        # Sum over kernel taps: each tap is one matrix product (O, C) @ (C, N*Ho*Wo) over a
-        # strided view of the padded input, which avoids building the k*k-times larger
-        # im2col matrix.
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        ho, wo = self.windows[0].out_size(h), self.windows[1].out_size(w)
-        xp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-        xp[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-        wt = self.weight.astype(x.dtype, copy=False)
-        out = np.zeros((self.out_channels, n * ho * wo), dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                tap = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-                out += wt[:, :, i, j] @ tap.reshape(c, -1)
-        out = out.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)
-        if self.bias is not None:
-            out += self.bias.astype(x.dtype, copy=False)[None, :, None, None]
-        if self.relu:
-            np.maximum(out, 0, out=out)
-        return np.ascontiguousarray(out)
+        bias = None if self.bias is None else self.bias
+        return conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.relu)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -279,7 +373,7 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x):
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
 
 class Linear(Layer):
@@ -299,9 +393,11 @@ class Linear(Layer):
         return {"weight": self.weight} if self.bias is None else {"weight": self.weight, "bias": self.bias}
 
     def out_shape(self, in_shape):
-        if len(in_shape) != 1 or in_shape[0] != self.in_features:
+        if len(in_shape) != 1:
             raise SheetconvError(f"{self.name}: expects {self.in_features} input features (a flat vector), "
                                  f"got shape {tuple(in_shape)}; put a Flatten before it")
+        if in_shape[0] != self.in_features:
+            raise SheetconvError(f"{self.name}: expects {self.in_features} input features, got {in_shape[0]}")
         return (self.out_features,)
 
     def macs(self, in_shape):
@@ -312,7 +408,7 @@ class Linear(Layer):
         if self.bias is not None:
             out += self.bias.astype(x.dtype, copy=False)
         if self.relu:
-            np.maximum(out, 0, out=out)
+            _relu_(out)
         return out
 
     def config(self):

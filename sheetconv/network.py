@@ -163,13 +163,16 @@ class Network:
 
     def _check_params(self):
         for key, value in self.state_dict().items():
-            if not np.all(np.isfinite(value)):
+            if not np.isfinite(value).all():
                 raise SheetconvError(f"{key}: contains NaN or Inf")
 
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
-        x = np.asarray(x)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise SheetconvError(f"input must be numeric, got dtype {x.dtype}")
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise SheetconvError(f"input: not a rectangular numeric array ({e})") from None
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+            raise SheetconvError(f"input: must be real numbers, got dtype {x.dtype}")
         single = x.ndim == 3
         if x.ndim == 2 and self.input_shape[0] == 1:
             x, single = x[None], True
@@ -178,12 +181,18 @@ class Network:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise SheetconvError(f"input: expected shape {self.input_shape} or (N, {', '.join(map(str, self.input_shape))}), "
                                  f"got {tuple(np.shape(x))[1:] if single else tuple(np.shape(x))}")
-        if not np.all(np.isfinite(x)):
+        if x.shape[0] == 0:
+            raise SheetconvError(f"input: the batch is empty (shape {tuple(x.shape)})")
+        if not np.isfinite(x).all():
             raise SheetconvError("input: contains NaN or Inf")
         return x, single
 
     def activations(self, x, dtype=np.float64) -> dict[str, np.ndarray]:
-        """Every layer's output by name, 'input' first; batched if ``x`` is (N, C, H, W)."""
+        """Every layer's output by name, 'input' first; batched if ``x`` is (N, C, H, W).
+
+        The arrays may be strided views (a convolution returns a view of its matrix
+        product); ``np.ascontiguousarray`` them if raw memory order matters.
+        """
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise SheetconvError(f"dtype must be float32 or float64, got {dtype}")
@@ -318,6 +327,16 @@ class Network:
         return self._rf[name]
 
     # ------------------------------------------------------------ description
+
+    def to_torch(self, dtype=None):
+        """The network as a torch ``nn.Sequential`` with the same weights (see torchio.to_torch)."""
+        from .torchio import to_torch
+        return to_torch(self, dtype)
+
+    def summary(self, batch: int = 1) -> str:
+        """A per-layer table like fastai's ``learn.summary()`` (see summary.summary)."""
+        from .summary import summary
+        return summary(self, batch)
 
     def spec(self) -> dict:
         """The architecture as JSON-ready data (no weights); ``Network.from_spec`` inverts it."""

@@ -127,7 +127,9 @@ class Region:
         return {(self.name, *i) for i in self.indices()}
 
     def bbox(self) -> tuple[tuple[int, int], ...]:
-        """Inclusive (lo, hi) per axis of the smallest box holding the region."""
+        """Inclusive (lo, hi) per axis of the smallest box holding the region; None if it is empty."""
+        if not self.boxes:
+            return None
         return tuple((min(box[k][0][0] for box in self.boxes), max(box[k][-1][1] for box in self.boxes) - 1)
                      for k in range(len(self.shape)))
 

@@ -6,6 +6,7 @@ conversion. Excel's grid is 1,048,576 rows by 16,384 columns.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from xlsxwriter.utility import quote_sheetname, xl_cell_to_rowcol, xl_rowcol_to_cell
 
@@ -16,7 +17,7 @@ MAX_COLS = 16_384
 
 __all__ = [
     "MAX_ROWS", "MAX_COLS", "cell", "rng", "parse_cell", "parse_range", "split_sheet",
-    "quote_sheet", "runs_to_ranges",
+    "quote_sheet", "runs_to_ranges", "column_names",
 ]
 
 _CELL_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
@@ -80,3 +81,9 @@ def runs_to_ranges(row_runs, col_runs, row0: int = 0, col0: int = 0) -> list[str
     """Half-open index runs along rows and columns -> compact A1 ranges, offset by (row0, col0)."""
     return [rng(row0 + ra, col0 + ca, row0 + rb - 1, col0 + cb - 1)
             for ra, rb in row_runs for ca, cb in col_runs]
+
+
+@lru_cache(maxsize=1)
+def column_names() -> tuple[str, ...]:
+    """Every column's letters, 0-based: column_names()[27] == 'AB'. For writers of many refs."""
+    return tuple(xl_rowcol_to_cell(0, c)[:-1] for c in range(MAX_COLS))

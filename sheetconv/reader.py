@@ -1,0 +1,806 @@
+"""Any xlsx -> a precedent index, read safely and in one streaming pass.
+
+A workbook from elsewhere is untrusted. :func:`open_zip` refuses, before parsing anything,
+what is not an unencrypted xlsx (a missing file, a non-zip, an OLE2 container — how Excel
+stores a password-protected workbook) and zip bombs: too many members, declared sizes or
+compression ratios past sane bounds; every read is also counted against the declared size.
+Every XML part goes through defusedxml's parser (entity declarations and DTDs refused).
+
+:func:`build_index` streams each worksheet's XML with expat (through defusedxml) and keeps,
+per formula cell, only its shape id and digit runs (see :mod:`sheetconv.formula_refs`).
+Shared formulas (``<f t="shared" si=.. ref=..>``) keep the master's shape and an offset;
+array formulas (``<f t="array" ref=..>``) cover their whole range. Nothing is allocated per
+a sheet's claimed dimensions: whole-row and whole-column references are bounded by the
+cells actually present. :class:`Index` answers precedent and dependent queries level by
+level (see :meth:`Index.precedents`), storing references as ranges, never cell lists.
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import zipfile
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser, fromstring
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
+
+from .errors import SheetconvError
+from .formula_refs import COLNUM, Ref, ShapeCache, references
+from .regions import Region, merge_runs
+from .xlref import MAX_COLS, MAX_ROWS, cell as a1, quote_sheet, rng as a1rng
+
+__all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes"]
+
+# ---------------------------------------------------------------- safe opening
+
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+@dataclass
+class Limits:
+    """Bounds for untrusted workbooks (a module-level instance, LIMITS, is used)."""
+    max_members: int = 10_000
+    max_member_bytes: int = 4 << 30          # one part, uncompressed
+    max_total_bytes: int = 8 << 30           # all parts
+    max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
+    min_ratio_bytes: int = 1 << 20
+    max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
+
+
+LIMITS = Limits()
+
+_NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+_OFFICE_DOC = ("/officeDocument",)
+_WORKSHEET = "/worksheet"
+
+
+def open_zip(path) -> zipfile.ZipFile:
+    """Open ``path`` as an xlsx zip after checking it is one and not a zip bomb."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SheetconvError(f"no such file: {path}")
+    if not os.path.isfile(path):
+        raise SheetconvError(f"not a file: {path} (expected an .xlsx workbook)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if head == OLE2_MAGIC:
+                fh.seek(0)
+                blob = fh.read(8 << 20)
+                if "EncryptionInfo".encode("utf-16-le") in blob or "EncryptedPackage".encode("utf-16-le") in blob:
+                    raise SheetconvError(f"{path} is password-protected (an encrypted OLE2 container); "
+                                         "save an unprotected copy as .xlsx")
+                raise SheetconvError(f"{path} is an OLE2 file (legacy .xls or encrypted), not an .xlsx workbook")
+        zf = zipfile.ZipFile(path)
+    except SheetconvError:
+        raise
+    except zipfile.BadZipFile:
+        raise SheetconvError(f"{path} is not a zip file (expected an .xlsx workbook)") from None
+    except (OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise SheetconvError(f"cannot open {path}: {e}") from None
+    try:
+        _check_members(zf, path)
+    except BaseException:
+        zf.close()
+        raise
+    return zf
+
+
+def _check_members(zf: zipfile.ZipFile, path: str):
+    infos = zf.infolist()
+    lim = LIMITS
+    if len(infos) > lim.max_members:
+        raise SheetconvError(f"{path}: {len(infos)} zip members (at most {lim.max_members}); refusing it")
+    total = 0
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise SheetconvError(f"{path}: zip member {info.filename} is encrypted; expected a plain .xlsx")
+        size = info.file_size
+        total += size
+        if size > lim.max_member_bytes:
+            raise SheetconvError(f"{path}: member {info.filename} would expand to {size:,} bytes "
+                                 f"(at most {lim.max_member_bytes:,}); refusing a possible zip bomb")
+        if size > lim.min_ratio_bytes and size > lim.max_ratio * max(info.compress_size, 1):
+            raise SheetconvError(f"{path}: member {info.filename} compresses {size / max(info.compress_size, 1):,.0f}:1 "
+                                 f"(at most {lim.max_ratio:,.0f}:1); refusing a possible zip bomb")
+    if total > lim.max_total_bytes:
+        raise SheetconvError(f"{path}: members would expand to {total:,} bytes (at most {lim.max_total_bytes:,}); "
+                             "refusing a possible zip bomb")
+    names = set(zf.namelist())
+    if "[Content_Types].xml" not in names:
+        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no [Content_Types].xml)")
+
+
+class _Counted(io.RawIOBase):
+    """A zip member read in chunks, refused once it yields more than it declared."""
+
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
+        self._fh = zf.open(info)
+        self._left = info.file_size
+        self._name = f"{path}: {info.filename}"
+
+    def read(self, n=-1):
+        data = self._fh.read(n if n is not None and n >= 0 else 1 << 20)
+        self._left -= len(data)
+        if self._left < 0:
+            raise SheetconvError(f"{self._name} expands past its declared size; refusing it")
+        return data
+
+    def close(self):
+        self._fh.close()
+
+
+def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > LIMITS.max_small_part_bytes:
+        raise SheetconvError(f"{path}: {name} is {info.file_size:,} bytes; refusing it")
+    try:
+        fh = _Counted(zf, info, path)
+        chunks = []
+        while True:
+            b = fh.read(1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise SheetconvError(f"{path}: cannot read {name}: {e}") from None
+
+
+def _xml(zf, name, path):
+    data = _read_small(zf, name, path)
+    try:
+        return fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {name} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ParseError as e:
+        raise SheetconvError(f"{path}: {name} is not well-formed XML ({e})") from None
+
+
+def _rels(zf, part, path) -> dict[str, tuple[str, str]]:
+    """Relationships of ``part``: id -> (type, target part name)."""
+    folder, base = posixpath.split(part)
+    name = posixpath.join(folder, "_rels", base + ".rels")
+    if name not in zf.namelist():
+        return {}
+    out = {}
+    for rel in _xml(zf, name, path).iter(f"{{{_NS_PKG_REL}}}Relationship"):
+        target = rel.get("Target", "")
+        if rel.get("TargetMode") == "External":
+            continue
+        full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        out[rel.get("Id")] = (rel.get("Type", ""), full)
+    return out
+
+
+@dataclass
+class SheetInfo:
+    name: str
+    part: str | None            # worksheet XML part (None: a chart sheet or missing)
+    state: str = "visible"
+
+
+def read_workbook_parts(zf: zipfile.ZipFile, path: str) -> tuple[list[SheetInfo], list[tuple]]:
+    """Sheets (in workbook order) and defined names (name, local sheet index or None, text)."""
+    root_rels = _rels(zf, "", path) if "_rels/.rels" in zf.namelist() else {}
+    wb_part = next((t for typ, t in root_rels.values() if typ.endswith(_OFFICE_DOC)), "xl/workbook.xml")
+    if wb_part not in zf.namelist():
+        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no {wb_part})")
+    wb = _xml(zf, wb_part, path)
+    rels = _rels(zf, wb_part, path)
+    sheets = []
+    for el in wb.iter(f"{{{_NS_MAIN}}}sheet"):
+        typ, target = rels.get(el.get(f"{{{_NS_REL}}}id"), ("", None))
+        part = target if typ.endswith(_WORKSHEET) and target in zf.namelist() else None
+        sheets.append(SheetInfo(el.get("name", ""), part, el.get("state", "visible")))
+    if not sheets:
+        raise SheetconvError(f"{path}: the workbook lists no sheets")
+    names = []
+    for el in wb.iter(f"{{{_NS_MAIN}}}definedName"):
+        local = el.get("localSheetId")
+        names.append((el.get("name", ""), int(local) if local and local.isdigit() else None, el.text or ""))
+    return sheets, names
+
+
+# ---------------------------------------------------------------- the index
+
+def key_of(row: int, col: int) -> int:
+    return (row << 14) | col
+
+
+_DIG = "0123456789"
+_EMPTY = np.zeros(0, np.int64)
+
+
+@dataclass
+class _Sheet:
+    name: str
+    fkeys: np.ndarray = None     # sorted keys of formula cells
+    fids: np.ndarray = None      # their formula ids
+    vkeys: np.ndarray = None     # sorted keys of value (constant) cells
+    arrays: list = field(default_factory=list)   # (r0, c0, r1, c1, fid) of array formulas
+    bounds: tuple | None = None  # (min_row, min_col, max_row, max_col) of present cells
+    frange: tuple = (0, 0)       # its formula ids: range(*frange)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.bounds[2] + 1, self.bounds[3] + 1) if self.bounds else (1, 1)
+
+
+class _SheetParser:
+    """expat handlers collecting one worksheet's formulas (the hot loop of build_index)."""
+
+    def __init__(self, index: "Index", sheet_idx: int):
+        self.ix = index
+        self.sheet_idx = sheet_idx
+        self.first_fid = index._nf()
+        self.vkeys = array("q")
+        self.arrays = []
+        self.masters = {}
+        self.key = -1
+        self.last_key = -1
+        self.rowbase = -(1 << 14)
+        self.has_value = False
+        self.is_formula = False
+        self.in_f = False
+        self.fattrs = None
+        self.buf = []
+
+    def start(self, tag, attrs):
+        if tag == _C:
+            r = attrs.get("r")
+            if r is None:                        # position implied: the next column
+                key = self.last_key + 1
+            else:
+                col = COLNUM.get(r.rstrip(_DIG))
+                if col is None:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
+                key = self.rowbase | col
+            self.key = self.last_key = key
+            self.has_value = self.is_formula = False
+        elif tag == _F:
+            self.in_f = self.is_formula = True
+            self.fattrs = attrs
+            self.buf = []
+        elif tag == _ROW:
+            r = attrs.get("r")
+            row = int(r) - 1 if r is not None and r.isdigit() else (self.rowbase >> 14) + 1
+            if not 0 <= row < MAX_ROWS:
+                raise SheetconvError(f"row {r[:20]!r} lies outside the sheet; the workbook is corrupt")
+            self.rowbase = row << 14
+            self.last_key = self.rowbase - 1
+
+    def end(self, tag):
+        if tag == _C:
+            if self.has_value and not self.is_formula:
+                self.vkeys.append(self.key)
+            self.key = -1
+        elif tag == _F:
+            self.in_f = False
+            self._formula("".join(self.buf), self.fattrs)
+
+    def data(self, text):
+        if self.in_f:
+            self.buf.append(text)
+        elif self.key >= 0 and not self.has_value and text.strip():
+            self.has_value = True
+
+    def _formula(self, text, attrs):
+        key = self.key
+        if key < 0:
+            return
+        ix = self.ix
+        t = attrs.get("t")
+        if t == "shared":
+            si = attrs.get("si")
+            if text:
+                self.masters[si] = ix._add(text, key)
+            else:
+                master = self.masters.get(si)
+                if master is None:               # a child before its master: corrupt, skip it
+                    return
+                ix._add_child(master, key)
+        elif t == "dataTable":
+            return                               # what-if tables: inputs, not references
+        elif text:
+            fid = ix._add(text, key)
+            if t == "array":
+                ref = attrs.get("ref")
+                try:
+                    refs = references(ref) if ref else []
+                except SheetconvError:
+                    refs = []
+                if refs and refs[0].r0 is not None and refs[0].c0 is not None:
+                    a = refs[0]
+                    self.arrays.append((a.r0, a.c0, a.r1, a.c1, fid))
+
+
+_C, _F, _V, _IS, _ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "row"))
+
+
+class Index:
+    """The precedent index of one workbook. Build it with :func:`build_index`.
+
+    Per formula cell (in sheet order): its key (row << 14 | col), its shape id (or, for a
+    shared formula's other cells, -(master id + 1)) and where its digit runs start in one
+    byte buffer of space-separated ASCII numbers.
+    """
+
+    def __init__(self, path: str, sheets: list[SheetInfo]):
+        self.path = path
+        self.infos = sheets
+        self.sheets: list[_Sheet] = [_Sheet(s.name) for s in sheets]
+        self.by_name = {s.name.lower(): i for i, s in enumerate(sheets)}
+        self.cache = ShapeCache()
+        self.names: dict[tuple, list[Ref]] = {}
+        self._fkey, self._fsid, self._voff = array("q"), array("i"), array("q")
+        self._blob = bytearray()
+        self._refs_cache: dict[int, list] = {}
+        self._by_sid = None
+
+    # -------------------------------------------------------- building
+
+    def _nf(self) -> int:
+        return len(self._fkey)
+
+    def _add(self, text: str, key: int) -> int:
+        sid, digits = self.cache.digits(text)
+        fid = len(self._fkey)
+        self._fkey.append(key)
+        self._fsid.append(sid)
+        self._voff.append(len(self._blob))
+        self._blob += digits
+        return fid
+
+    def _add_child(self, master: int, key: int) -> int:
+        fid = len(self._fkey)
+        self._fkey.append(key)
+        self._fsid.append(-master - 1)
+        self._voff.append(len(self._blob))
+        return fid
+
+    def _finish_sheet(self, idx: int, p: _SheetParser):
+        sh = self.sheets[idx]
+        f0, f1 = p.first_fid, len(self._fkey)
+        sh.frange = (f0, f1)
+        fkeys = np.array(self._fkey[f0:f1], dtype=np.int64)
+        fids = np.arange(f0, f1, dtype=np.int64)
+        if len(fkeys) > 1 and np.any(np.diff(fkeys) < 0):
+            order = np.argsort(fkeys, kind="stable")
+            fkeys, fids = fkeys[order], fids[order]
+        sh.fkeys, sh.fids = fkeys, fids
+        vkeys = np.frombuffer(p.vkeys, dtype=np.int64).copy() if len(p.vkeys) else np.zeros(0, np.int64)
+        sh.vkeys = np.sort(vkeys) if len(vkeys) > 1 and np.any(np.diff(vkeys) < 0) else vkeys
+        sh.arrays = p.arrays
+        allkeys = [k for k in (fkeys, sh.vkeys) if len(k)]
+        if allkeys:
+            rows = [int(k[0] >> 14) for k in allkeys] + [int(k[-1] >> 14) for k in allkeys]
+            cols = [int((k & 0x3FFF).max()) for k in allkeys] + [int((k & 0x3FFF).min()) for k in allkeys]
+            sh.bounds = (min(rows), min(cols), max(rows), max(cols))
+        for r0, c0, r1, c1, _ in p.arrays:
+            b = sh.bounds or (r0, c0, r1, c1)
+            sh.bounds = (min(b[0], r0), min(b[1], c0), max(b[2], r1), max(b[3], c1))
+
+    def _finish(self):
+        n = len(self._fkey)
+        self.nformulas = n
+        self.fkey = np.frombuffer(self._fkey, dtype=np.int64) if n else np.zeros(0, np.int64)
+        self.fsheet = np.zeros(n, np.int16)
+        for i, sh in enumerate(self.sheets):
+            f0, f1 = getattr(sh, "frange", (0, 0))
+            self.fsheet[f0:f1] = i
+
+    # -------------------------------------------------------- cells and references
+
+    def sheet_index(self, name: str | None, default: int = 0) -> int:
+        if name is None:
+            return default
+        i = self.by_name.get(name.lower())
+        if i is None:
+            raise SheetconvError(f"no sheet {name!r} in {self.path} (sheets: "
+                                 f"{', '.join(s.name for s in self.infos)})")
+        return i
+
+    def formula_at(self, s: int, row: int, col: int) -> int | None:
+        """Formula id of a cell (the anchor's for a cell inside an array formula), or None."""
+        sh = self.sheets[s]
+        k = key_of(row, col)
+        i = np.searchsorted(sh.fkeys, k)
+        if i < len(sh.fkeys) and sh.fkeys[i] == k:
+            return int(sh.fids[i])
+        for r0, c0, r1, c1, fid in sh.arrays:
+            if r0 <= row <= r1 and c0 <= col <= c1:
+                return fid
+        return None
+
+    def is_value(self, s: int, row: int, col: int) -> bool:
+        sh = self.sheets[s]
+        k = key_of(row, col)
+        i = np.searchsorted(sh.vkeys, k)
+        return bool(i < len(sh.vkeys) and sh.vkeys[i] == k)
+
+    def cell_text(self, s: int, row: int, col: int) -> str:
+        return f"{quote_sheet(self.sheets[s].name)}!{a1(row, col)}"
+
+    def _shape(self, fid: int) -> tuple[int, int, int, int]:
+        """(shape id, formula whose digit runs it uses, drow, dcol) of formula ``fid``."""
+        sid = self._fsid[fid]
+        if sid >= 0:
+            return sid, fid, 0, 0
+        m = -sid - 1
+        k, mk = self._fkey[fid], self._fkey[m]
+        return self._fsid[m], m, (k >> 14) - (mk >> 14), (k & 0x3FFF) - (mk & 0x3FFF)
+
+    def refs(self, fid: int) -> list[tuple]:
+        """Resolved references of formula ``fid``: (sheet, r0, c0, r1, c1) inclusive."""
+        out = self._refs_cache.get(fid)
+        if out is not None:
+            return out
+        sid, vf, dr, dc = self._shape(fid)
+        a = self._voff[vf]
+        b = self._voff[vf + 1] if vf + 1 < len(self._voff) else len(self._blob)
+        vals = self._blob[a:b].split()
+        host = int(self.fsheet[fid])
+        out = []
+        for ref in self.cache.refs(sid, vals, dr, dc):
+            out.extend(self._resolve(ref, host, 0))
+        if len(self._refs_cache) < 200_000:
+            self._refs_cache[fid] = out
+        return out
+
+    def _resolve(self, ref: Ref, host: int, depth: int) -> list[tuple]:
+        if ref.name is not None:
+            if depth > 8:
+                return []
+            scope = self.by_name.get(ref.sheet.lower()) if isinstance(ref.sheet, str) else None
+            found = None
+            for local in ([scope] if scope is not None else [host]) + [None]:
+                found = self.names.get((local, ref.name.lower()))
+                if found is not None:
+                    break
+            out = []
+            for r in found or ():
+                out.extend(self._resolve(r, host, depth + 1))
+            return out
+        if ref.sheet is None:
+            targets = [host]
+        elif isinstance(ref.sheet, tuple):
+            a, b = (self.by_name.get(n.lower()) for n in ref.sheet)
+            if a is None or b is None:
+                return []
+            targets = list(range(min(a, b), max(a, b) + 1))
+        else:
+            t = self.by_name.get(ref.sheet.lower())
+            if t is None:
+                return []                        # an unknown sheet: #REF!
+            targets = [t]
+        out = []
+        for t in targets:
+            r0, c0, r1, c1 = ref.r0, ref.c0, ref.r1, ref.c1
+            if r0 is None or c0 is None:         # whole rows / columns: the used range
+                b = self.sheets[t].bounds
+                if b is None:
+                    continue
+                if r0 is None:
+                    r0, r1 = b[0], b[2]
+                if c0 is None:
+                    c0, c1 = b[1], b[3]
+                if r0 > r1 or c0 > c1:
+                    continue
+            out.append((t, r0, c0, r1, c1))
+        return out
+
+    def formulas_in(self, s: int, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        """Ids of the formula cells inside a rectangle (array formulas touching it included)."""
+        sh = self.sheets[s]
+        if sh.bounds is None or not len(sh.fkeys) and not sh.arrays:
+            return np.zeros(0, np.int64)
+        b = sh.bounds
+        r0, r1 = max(r0, b[0]), min(r1, b[2])
+        keys = sh.fkeys
+        if r0 > r1 or not len(keys):
+            out = _EMPTY
+        elif r0 == r1:
+            lo = keys.searchsorted((r0 << 14) | c0)
+            hi = keys.searchsorted((r0 << 14) | c1, side="right")
+            out = sh.fids[lo:hi]
+        else:
+            rows = np.arange(r0, r1 + 1, dtype=np.int64) << 14
+            lo = keys.searchsorted(rows | c0)
+            hi = keys.searchsorted(rows | c1, side="right")
+            keep = hi > lo
+            if not keep.any():
+                out = _EMPTY
+            else:
+                lo, hi = lo[keep], hi[keep]
+                lens = hi - lo
+                idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+                out = sh.fids[idx]
+        if sh.arrays:
+            extra = [fid for a0, b0, a1, b1, fid in sh.arrays if a0 <= r1 and a1 >= r0 and b0 <= c1 and b1 >= c0]
+            if extra:
+                out = np.unique(np.concatenate([out, np.asarray(extra, np.int64)]))
+        return out
+
+    def host_rect(self, fid: int) -> tuple:
+        """The cells a formula fills: its own cell, or an array formula's whole range."""
+        s, k = int(self.fsheet[fid]), int(self._fkey[fid])
+        for r0, c0, r1, c1, f in self.sheets[s].arrays:
+            if f == fid:
+                return s, r0, c0, r1, c1
+        return s, k >> 14, k & 0x3FFF, k >> 14, k & 0x3FFF
+
+    # -------------------------------------------------------- queries
+
+    def precedents(self, s: int, row: int, col: int, depth: int | None = None):
+        """Levels of precedent rectangles of one cell, breadth first.
+
+        Level k holds the references of the formula cells first reached at level k-1
+        (level 1: the cell's own references). Each formula cell is expanded once, so a
+        circular reference ends the walk; the cycle is found and returned.
+        Returns (levels: list[dict sheet -> list of rects], cycle: list of fids or None).
+        """
+        root = self.formula_at(s, row, col)
+        if root is None:
+            return [], None
+        seen = {root: 0}                         # formula id -> level it was reached at
+        frontier = [root]
+        levels, edges, revisit = [], {}, False
+        while frontier and (depth is None or len(levels) < depth):
+            rects: dict[int, list] = {}
+            nxt = []
+            here = len(levels)
+            for f in frontier:
+                kids = []
+                for t, r0, c0, r1, c1 in self.refs(f):
+                    rects.setdefault(t, []).append((r0, c0, r1, c1))
+                    for g in self.formulas_in(t, r0, c0, r1, c1).tolist():
+                        kids.append(g)
+                        lv = seen.get(g)
+                        if lv is None:
+                            seen[g] = here + 1
+                            nxt.append(g)
+                        elif lv <= here:             # an edge back up: maybe a cycle
+                            revisit = True
+                edges[f] = kids
+            levels.append(rects)
+            frontier = nxt
+        return levels, (_find_cycle(root, edges) if revisit else None)
+
+    def dependents(self, s: int, row: int, col: int, depth: int | None = None):
+        """Levels of dependent rectangles (formula cells reading the previous level)."""
+        frontier = {s: [(row, col, row, col)]}
+        seen: set[int] = set()
+        start = self.formula_at(s, row, col)
+        if start is not None:
+            seen.add(start)
+        levels, cycle = [], None
+        while frontier and (depth is None or len(levels) < depth):
+            hits = self._readers(frontier)
+            new = [f for f in hits if f not in seen]
+            if start is not None and start in hits and cycle is None:
+                cycle = [start]
+            if not new:
+                break
+            seen.update(new)
+            rects: dict[int, list] = {}
+            for f in new:
+                t, r0, c0, r1, c1 = self.host_rect(f)
+                rects.setdefault(t, []).append((r0, c0, r1, c1))
+            levels.append(rects)
+            frontier = {t: compact_rects(v) for t, v in rects.items()}
+        if cycle is not None and start is not None:
+            _, cyc = self.precedents(s, row, col)
+            cycle = cyc or cycle
+        return levels, cycle
+
+    def _readers(self, frontier: dict[int, list]) -> list[int]:
+        """Formula ids whose references touch any rectangle of ``frontier``."""
+        tab = self._ref_table()
+        out: set[int] = set()
+        for t, rects in frontier.items():
+            for q0, p0, q1, p1 in rects:
+                for part in (tab["short"], tab["tall"]):
+                    T, R0, C0, R1, C1, F = part
+                    if not len(F):
+                        continue
+                    if part is tab["short"]:
+                        lo = R0.searchsorted(q0 - tab["span"])
+                        hi = R0.searchsorted(q1, side="right")
+                        sl = slice(lo, hi)
+                        T, R0, C0, R1, C1, F = T[sl], R0[sl], C0[sl], R1[sl], C1[sl], F[sl]
+                    m = (T == t) & (R0 <= q1) & (R1 >= q0) & (C0 <= p1) & (C1 >= p0)
+                    if m.any():
+                        out.update(F[m].tolist())
+        for f in tab["special"]:                 # names, whole rows/columns, 3-D: per formula
+            for t, a0, b0, a1_, b1 in self.refs(f):
+                if any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0 for q0, p0, q1, p1 in frontier.get(t, ())):
+                    out.add(f)
+                    break
+        return sorted(out)
+
+    def _ref_table(self) -> dict:
+        """Every plain reference of every formula as flat arrays (built on first use).
+
+        'short' references (at most 64 rows tall) are sorted by first row, so a query
+        reads only a window of them; 'tall' ones are scanned. Formulas with names,
+        whole rows or columns or 3-D references are listed in 'special'.
+        """
+        if self._by_sid is not None:
+            return self._by_sid
+        n = self.nformulas
+        raw = np.frombuffer(self._fsid, dtype=np.int32) if n else np.zeros(0, np.int32)
+        child = raw < 0
+        src = np.where(child, -raw.astype(np.int64) - 1, np.arange(n))       # formula holding the runs
+        sids = raw.astype(np.int64).copy()
+        sids[child] = raw[src[child]]
+        nruns = np.array([t.nruns for t in self.cache.templates] or [0], dtype=np.int64)
+        counts = np.where(child, 0, nruns[np.maximum(raw, 0)])
+        roff = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        allvals = np.fromstring(self._blob.decode("ascii"), sep=" ", dtype=np.int64) if self._blob else np.zeros(0, np.int64)
+        if len(allvals) != counts.sum():
+            raise SheetconvError(f"{self.path}: internal index mismatch ({len(allvals)} vs {counts.sum()} numbers)")
+        keys = self.fkey
+        dr = np.where(child, (keys >> 14) - (keys[src] >> 14), 0)
+        dc = np.where(child, (keys & 0x3FFF) - (keys[src] & 0x3FFF), 0)
+        order = np.argsort(sids, kind="stable")
+        bounds = np.searchsorted(sids[order], np.arange(len(self.cache) + 1))
+        cols = {k: [] for k in "TRCrcF"}
+        special = []
+        for sid in range(len(self.cache)):
+            fids = order[bounds[sid]:bounds[sid + 1]]
+            tmpl = self.cache.templates[sid]
+            if not len(fids) or not tmpl.refs:
+                continue
+            simple = [r for r in tmpl.refs if r[5] is None and r[1] is not None and r[2] is not None
+                      and not isinstance(r[0], tuple)]
+            if len(simple) < len(tmpl.refs):
+                special.extend(fids.tolist())
+            if not simple:
+                continue
+            nv = tmpl.nruns
+            mat = allvals[roff[src[fids]][:, None] + np.arange(nv)]
+            ri0, ci0, ri1, ci1 = (np.array([r[k] for r in simple]) for k in (1, 2, 3, 4))
+            rel = np.array([r[6] for r in simple], dtype=np.int64)            # (refs, 4)
+            d_r, d_c = dr[fids][:, None], dc[fids][:, None]
+            R0 = mat[:, ri0] - 1 + d_r * rel[:, 0]
+            R1 = mat[:, ri1] - 1 + d_r * rel[:, 2]
+            C0 = ci0[None, :] + d_c * rel[:, 1]
+            C1 = ci1[None, :] + d_c * rel[:, 3]
+            hosts = self.fsheet[fids].astype(np.int64)[:, None]
+            tconst = np.array([-1 if r[0] is None else self.by_name.get(r[0].lower(), -2) for r in simple])
+            T = np.where(tconst[None, :] == -1, hosts, tconst[None, :])
+            cols["T"].append(T.ravel().astype(np.int16))
+            cols["R"].append(np.minimum(R0, R1).ravel().astype(np.int32))
+            cols["r"].append(np.maximum(R0, R1).ravel().astype(np.int32))
+            cols["C"].append(np.minimum(C0, C1).ravel().astype(np.int32))
+            cols["c"].append(np.maximum(C0, C1).ravel().astype(np.int32))
+            cols["F"].append(np.repeat(fids, len(simple)).astype(np.int64))
+        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
+        tall = (flat["r"] - flat["R"]) > 64
+        short = ~tall
+        o = np.argsort(flat["R"][short], kind="stable")
+        pick = lambda m, idx=None: tuple((flat[k][m] if idx is None else flat[k][m][idx]) for k in "TRCrcF")
+        self._by_sid = {"short": pick(short, o), "tall": pick(tall), "span": 64, "special": special}
+        return self._by_sid
+
+
+def _find_cycle(root: int, edges: dict[int, list]) -> list[int] | None:
+    """A cycle among the walked formula cells (iterative depth-first search), or None."""
+    color: dict[int, int] = {}
+    for start in [root] + list(edges):
+        if color.get(start):
+            continue
+        stack = [(start, iter(edges.get(start, ())))]
+        path = [start]
+        color[start] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            c = color.get(nxt, 0)
+            if c == 1:
+                return path[path.index(nxt):] + [nxt]
+            if c == 0 and nxt in edges:
+                color[nxt] = 1
+                stack.append((nxt, iter(edges[nxt])))
+                path.append(nxt)
+    return None
+
+
+def compact_rects(rects) -> list[tuple]:
+    """The union of inclusive (r0, c0, r1, c1) rectangles as few disjoint rectangles.
+
+    Sweeps the distinct row boundaries (each band's columns merged into runs), then joins
+    vertically touching pieces with the same columns. Exact; no cell is ever listed.
+    """
+    rects = list(set(rects))
+    if len(rects) <= 1:
+        return rects
+    pieces = []
+    if len(rects) <= 64:
+        bounds = sorted({r[0] for r in rects} | {r[2] + 1 for r in rects})
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            live = [(c0, c1 + 1) for r0, c0, r1, c1 in rects if r0 <= a <= r1]
+            for c0, c1 in merge_runs(live):
+                pieces.append((c0, c1 - 1, a, b - 1))
+    else:
+        arr = np.asarray(rects, dtype=np.int64)
+        bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1]))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            live = arr[(arr[:, 0] <= a) & (arr[:, 2] >= a)]
+            if len(live):
+                for c0, c1 in merge_runs(zip(live[:, 1].tolist(), (live[:, 3] + 1).tolist())):
+                    pieces.append((c0, c1 - 1, a, b - 1))
+    pieces.sort()
+    out = []
+    for c0, c1, r0, r1 in pieces:
+        if out and out[-1][1] == c0 and out[-1][3] == c1 and out[-1][2] + 1 == r0:
+            out[-1] = (out[-1][0], c0, r1, c1)
+        else:
+            out.append((r0, c0, r1, c1))
+    return sorted(out)
+
+
+def rect_boxes(rects) -> tuple:
+    """Disjoint inclusive rectangles -> Region boxes (half-open runs)."""
+    return tuple((((r0, r1 + 1),), ((c0, c1 + 1),)) for r0, c0, r1, c1 in rects)
+
+
+def build_index(path) -> Index:
+    """Read every worksheet of ``path`` once, streaming, into an :class:`Index`."""
+    path = os.fspath(path)
+    zf = open_zip(path)
+    with zf:
+        sheets, names = read_workbook_parts(zf, path)
+        ix = Index(path, sheets)
+        for i, info in enumerate(sheets):
+            if info.part is None:
+                ix._finish_sheet(i, _SheetParser(ix, i))
+                continue
+            p = _SheetParser(ix, i)
+            _parse_part(zf, info.part, path, p)
+            ix._finish_sheet(i, p)
+        for name, local, text in names:
+            try:
+                refs = references(text)
+            except SheetconvError:
+                refs = []
+            ix.names[(local, name.lower())] = refs
+        ix._finish()
+    return ix
+
+
+def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler: _SheetParser):
+    defused = DefusedXMLParser(forbid_dtd=True)
+    parser = defused.parser                      # expat with defusedxml's entity/DTD guards
+    parser.ordered_attributes = False
+    parser.StartElementHandler = handler.start
+    parser.EndElementHandler = handler.end
+    parser.CharacterDataHandler = handler.data
+    parser.buffer_text = True
+    try:
+        fh = _Counted(zf, zf.getinfo(part), path)
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ExpatError as e:
+        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None

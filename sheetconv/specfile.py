@@ -1,0 +1,174 @@
+"""Architecture spec files: a network described in a small JSON or TOML file.
+
+TOML (``.toml``)::
+
+    input_shape = [1, 28, 28]          # (C, H, W)
+    seed = 0                           # optional: seeds the weights (PyTorch's default init)
+    fuse_relu = true                   # optional: a ReLU right after Conv2d/Linear joins it
+
+    [[layers]]
+    type = "Conv2d"
+    in_channels = 1                    # optional: taken from the previous layer's output
+    out_channels = 4
+    kernel_size = 3                    # int or [h, w]
+    stride = 2
+    padding = 1
+
+    [[layers]]
+    type = "ReLU"
+
+JSON (``.json``): the same keys, ``{"input_shape": [1, 28, 28], "layers": [{"type":
+"Conv2d", ...}, ...]}``. ``Network.spec()``'s output is a valid spec.
+
+Layer types and their keys (PyTorch's names and defaults; ``name`` is optional everywhere):
+
+- ``Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=true, relu=false
+- ``Linear``: in_features, out_features, bias=true, relu=false
+- ``MaxPool2d``: kernel_size, stride=kernel_size, padding=0
+- ``AvgPool2d``: kernel_size, stride=kernel_size, padding=0, count_include_pad=true
+- ``ReLU``, ``Flatten``: no keys
+
+Any other key, a missing one, or a value of the wrong kind is a one-line SheetconvError
+naming the file, the layer and the key.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+
+from .errors import SheetconvError
+from .layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from .network import Network
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:                                   # pragma: no cover - Python 3.10
+    tomllib = None
+
+__all__ = ["load_spec", "network_from_spec_data"]
+
+_TYPES = {cls.__name__: cls for cls in (Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Linear)}
+_TOP = {"input_shape", "layers", "seed", "fuse_relu"}
+_INFERRED = {"Conv2d": "in_channels", "Linear": "in_features"}
+_MAX_BYTES = 1 << 20
+
+
+def _parse(path: Path) -> dict:
+    try:
+        raw = path.read_bytes()[:_MAX_BYTES + 1]
+    except FileNotFoundError:
+        raise SheetconvError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SheetconvError(f"{path}: is a directory, expected a .json or .toml spec file") from None
+    except OSError as e:
+        raise SheetconvError(f"{path}: cannot read spec file ({e.strerror})") from None
+    if len(raw) > _MAX_BYTES:
+        raise SheetconvError(f"{path}: a spec file is a few lines; this one exceeds {_MAX_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SheetconvError(f"{path}: not UTF-8 text; expected a .json or .toml spec file") from None
+    suffix = path.suffix.lower()
+    as_json = suffix == ".json" or (suffix != ".toml" and text.lstrip().startswith("{"))
+    if as_json:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SheetconvError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    else:
+        if tomllib is None:
+            raise SheetconvError(f"{path}: TOML specs need Python >= 3.11; use a .json spec")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise SheetconvError(f"{path}: invalid TOML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SheetconvError(f"{path}: the spec must be a table/object with 'input_shape' and 'layers'")
+    return data
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_value(key: str, value, where: str):
+    if key in ("bias", "relu", "count_include_pad"):
+        if not isinstance(value, bool):
+            raise SheetconvError(f"{where}: {key} must be true or false, got {value!r}")
+    elif key in ("kernel_size", "stride", "padding", "dilation"):
+        if value is None and key == "stride":
+            return
+        ok = _is_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(_is_int, value)))
+        if not ok:
+            raise SheetconvError(f"{where}: {key} must be an int or an [h, w] pair of ints, got {value!r}")
+    elif key == "name":
+        if not isinstance(value, str) or not value or not value.replace("_", "").isalnum():
+            raise SheetconvError(f"{where}: name must be a non-empty identifier, got {value!r}")
+    elif not _is_int(value):
+        raise SheetconvError(f"{where}: {key} must be an int, got {value!r}")
+
+
+def network_from_spec_data(data: dict, source: str = "spec") -> Network:
+    """Validate already-parsed spec data and build the Network (weights seeded)."""
+    unknown = sorted(set(data) - _TOP)
+    if unknown:
+        raise SheetconvError(f"{source}: unknown top-level key {unknown[0]!r} (expected {', '.join(sorted(_TOP))})")
+    shape = data.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
+        raise SheetconvError(f"{source}: input_shape must be [C, H, W] with positive ints, got {shape!r}")
+    seed = data.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        raise SheetconvError(f"{source}: seed must be a non-negative int, got {seed!r}")
+    fuse = data.get("fuse_relu", True)
+    if not isinstance(fuse, bool):
+        raise SheetconvError(f"{source}: fuse_relu must be true or false, got {fuse!r}")
+    specs = data.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise SheetconvError(f"{source}: 'layers' must be a non-empty list of layer tables")
+    current = tuple(shape)
+    layers = []
+    for i, cfg in enumerate(specs, 1):
+        where = f"{source}: layer {i}"
+        if not isinstance(cfg, dict):
+            raise SheetconvError(f"{where}: expected a table like {{type = \"Conv2d\", ...}}, got {cfg!r}")
+        kind = cfg.get("type")
+        cls = _TYPES.get(kind)
+        if cls is None:
+            raise SheetconvError(f"{where}: unknown type {kind!r} (expected one of {', '.join(_TYPES)})")
+        where = f"{where} ({kind})"
+        sig = inspect.signature(cls.__init__)
+        allowed = [p for p in sig.parameters if p != "self"]
+        for key, value in cfg.items():
+            if key == "type":
+                continue
+            if key != "name" and key not in allowed:
+                raise SheetconvError(f"{where}: unknown key {key!r} (expected {', '.join(allowed + ['name'])})")
+            _check_value(key, value, where)
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in ("type", "name")}
+        inferred = _INFERRED.get(kind)
+        if inferred and inferred not in kwargs:
+            kwargs[inferred] = current[0] if kind == "Conv2d" or len(current) == 1 else None
+            if kwargs[inferred] is None:
+                raise SheetconvError(f"{where}: needs a flat input; put a Flatten before it (input shape {current})")
+        missing = [p for p, v in sig.parameters.items()
+                   if p != "self" and v.default is inspect.Parameter.empty and p not in kwargs]
+        if missing:
+            raise SheetconvError(f"{where}: missing key {missing[0]!r}")
+        try:
+            layer = cls(**kwargs)
+        except SheetconvError as e:
+            raise SheetconvError(f"{where}: {e}") from None
+        layer.name = where if "name" not in cfg else f"{where} {cfg['name']!r}"
+        current = layer.out_shape(current)             # shape errors name the layer this way
+        layer.name = cfg.get("name")
+        layers.append(layer)
+    net = Network(layers, tuple(shape), fuse_relu=fuse)
+    return net.init_weights(seed)
+
+
+def load_spec(path) -> Network:
+    """Read a JSON or TOML architecture spec (format: see the module docstring)."""
+    path = Path(path)
+    return network_from_spec_data(_parse(path), str(path))

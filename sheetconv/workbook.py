@@ -1,0 +1,431 @@
+"""Precedent and dependent queries on a workbook file: ``open_workbook(path)``.
+
+A sheetconv workbook (one carrying the hidden ``_sheetconv`` metadata sheet) is answered
+with the engine's analytic dependency model (``Network.precedents`` / ``dependents``),
+mapped through the layout to sheet cells. Any other xlsx is answered from its formulas,
+through the precedent index of :mod:`sheetconv.reader`. Both return a
+:class:`~sheetconv.trace.Trace`; ``trace.meta`` carries what the renderers need (sheet
+ranges per level, the layer and channel of each, the receptive field on the input).
+"""
+from __future__ import annotations
+
+import os
+import re
+from itertools import product
+
+from . import meta as _meta
+from .errors import SheetconvError
+from .formula_refs import COLNUM
+from .reader import (Index, _NS_MAIN, _parse_part, build_index, compact_rects, open_zip, read_workbook_parts,
+                     rect_boxes)
+from .regions import Region
+from .trace import Trace, describe_input
+from .xlref import MAX_COLS, MAX_ROWS, parse_cell, quote_sheet, rng, split_sheet
+
+__all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
+
+_GRID_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.:]*)\s*\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]\s*$")
+
+
+def parse_grid_ref(text: str):
+    """'conv2[0,3,3]' -> ('conv2', 0, 3, 3); None if the text is not of that form."""
+    m = _GRID_REF.match(text)
+    if not m:
+        return None
+    return (m.group(1), *(int(v) for v in m.group(2).split(",")))
+
+
+def open_workbook(path) -> "Workbook":
+    """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise."""
+    path = os.fspath(path)
+    zf = open_zip(path)
+    with zf:
+        sheets, _ = read_workbook_parts(zf, path)
+        chunks = _meta_chunks(zf, sheets, path)
+    if chunks is not None:
+        return SheetconvWorkbook(path, _meta.parse_chunks(chunks), [s.name for s in sheets])
+    return FormulaWorkbook(path, build_index(path))
+
+
+class _ColumnA:
+    """expat handlers reading the text of column A (inline or plain strings) of a small sheet."""
+
+    def __init__(self, shared: list[str] | None):
+        self.shared = shared
+        self.out: dict[int, str] = {}
+        self.row = None
+        self.type = None
+        self.buf = None
+        self.in_text = False
+
+    def start(self, tag, attrs):
+        if tag == _C:
+            r = attrs.get("r", "")
+            letters = r.rstrip("0123456789")
+            self.row = int(r[len(letters):]) - 1 if letters == "A" and r[len(letters):].isdigit() else None
+            self.type = attrs.get("t")
+            self.buf = []
+        elif tag in (_T, _V) and self.row is not None:
+            self.in_text = True
+
+    def end(self, tag):
+        if tag in (_T, _V):
+            self.in_text = False
+        elif tag == _C and self.row is not None:
+            text = "".join(self.buf)
+            if self.type == "s" and self.shared is not None and text.strip().isdigit():
+                i = int(text)
+                text = self.shared[i] if i < len(self.shared) else ""
+            self.out[self.row] = text
+            self.row = None
+
+    def data(self, text):
+        if self.in_text:
+            self.buf.append(text)
+
+
+_C, _T, _V = (f"{_NS_MAIN}}}{t}" for t in ("c", "t", "v"))
+
+
+def _meta_chunks(zf, sheets, path) -> list[str] | None:
+    """Column A of the hidden metadata sheet, or None if the workbook has none."""
+    info = next((s for s in sheets if s.name == _meta.META_SHEET), None)
+    if info is None or info.part is None:
+        return None
+    shared = _shared_strings(zf, path)
+    handler = _ColumnA(shared)
+    _parse_part(zf, info.part, path, handler)
+    rows = handler.out
+    return [rows.get(i, "") for i in range(max(rows) + 1)] if rows else []
+
+
+def _shared_strings(zf, path) -> list[str] | None:
+    name = "xl/sharedStrings.xml"
+    if name not in zf.namelist():
+        return None
+
+    class _SST:
+        def __init__(self):
+            self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+
+        def start(self, tag, attrs):
+            if tag == _SI:
+                self.buf = []
+            elif tag == _RPH:
+                self.depth_rph += 1
+            elif tag == _T and not self.depth_rph:
+                self.in_t = True
+
+        def end(self, tag):
+            if tag == _SI:
+                self.items.append("".join(self.buf or ()))
+            elif tag == _RPH:
+                self.depth_rph -= 1
+            elif tag == _T:
+                self.in_t = False
+
+        def data(self, text):
+            if self.in_t and self.buf is not None:
+                self.buf.append(text)
+
+    h = _SST()
+    _parse_part(zf, name, path, h)
+    return h.items
+
+
+_SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("si", "rPh"))
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def _rect_text(r0, c0, r1, c1) -> str:
+    return rng(r0, c0, r1, c1)
+
+
+def _boxes_to_rects(boxes) -> list[tuple[int, int, int, int]]:
+    return [(ra, ca, rb - 1, cb - 1) for rows, cols in boxes for ra, rb in rows for ca, cb in cols]
+
+
+def _sheet_region(name: str, boxes, extent=(1, 1)) -> Region:
+    rows = max([extent[0]] + [r[-1][1] for r, _ in boxes])
+    cols = max([extent[1]] + [c[-1][1] for _, c in boxes])
+    return Region(name, (rows, cols), tuple(boxes))
+
+
+class Workbook:
+    """Common part: reference parsing. Subclasses answer ``precedents`` and ``dependents``."""
+
+    path: str
+    sheet_names: list[str]
+    default_sheet: str
+
+    def _a1(self, ref: str) -> tuple[str, int, int]:
+        sheet, addr = split_sheet(ref)
+        if sheet is None:
+            sheet = self.default_sheet
+        match = next((s for s in self.sheet_names if s.lower() == sheet.lower()), None)
+        if match is None:
+            raise SheetconvError(f"no sheet {sheet!r} in {self.path} (sheets: {', '.join(self.sheet_names)})")
+        if ":" in addr:
+            raise SheetconvError(f"trace one cell, not a range: {ref!r} (e.g. C4)")
+        row, col = parse_cell(addr)
+        return match, row, col
+
+    def precedents(self, ref, depth: int | None = None) -> Trace:
+        raise NotImplementedError
+
+    def dependents(self, ref, depth: int | None = None) -> Trace:
+        raise NotImplementedError
+
+    def trace(self, ref, depth: int | None = None, dependents: bool = False) -> Trace:
+        return self.dependents(ref, depth) if dependents else self.precedents(ref, depth)
+
+
+def _check_depth(depth):
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise SheetconvError(f"depth must be a positive whole number or None (all), got {depth!r}")
+
+
+# ---------------------------------------------------------------- any xlsx: formulas
+
+class FormulaWorkbook(Workbook):
+    """Answers from the workbook's formulas (the precedent index)."""
+
+    engine = "formulas"
+
+    def __init__(self, path: str, index: Index, default_sheet: str | None = None, skip_sheets=()):
+        self.path = path
+        self.index = index
+        self.sheet_names = [s.name for s in index.sheets]
+        visible = [s.name for s in index.infos if s.state == "visible" and s.part is not None]
+        self.default_sheet = default_sheet or (visible or self.sheet_names)[0]
+        self.skip = {index.by_name[s.lower()] for s in skip_sheets if s.lower() in index.by_name}
+
+    def _cell(self, ref) -> tuple[int, int, int]:
+        if isinstance(ref, tuple) and len(ref) == 3:
+            sheet, row, col = ref
+            if not (0 <= row < MAX_ROWS and 0 <= col < MAX_COLS):
+                raise SheetconvError(f"cell ({row}, {col}) lies outside the sheet")
+        else:
+            sheet, row, col = self._a1(str(ref))
+        return self.index.sheet_index(sheet), row, col
+
+    def kind(self, s: int, row: int, col: int) -> str:
+        if self.index.formula_at(s, row, col) is not None:
+            return "formula"
+        return "constant" if self.index.is_value(s, row, col) else "empty"
+
+    def _levels(self, raw) -> list[list[Region]]:
+        out = []
+        for level in raw:
+            regions = []
+            for t in sorted(level):
+                if t in self.skip:
+                    continue
+                sh = self.index.sheets[t]
+                regions.append(_sheet_region(sh.name, rect_boxes(compact_rects(level[t])), sh.shape))
+            out.append(regions)
+        return out
+
+    def _trace(self, direction, ref, depth) -> Trace:
+        _check_depth(depth)
+        s, row, col = self._cell(ref)
+        ix = self.index
+        if direction == "precedents":
+            raw, cycle = ix.precedents(s, row, col, depth)
+        else:
+            raw, cycle = ix.dependents(s, row, col, depth)
+        name = ix.sheets[s].name
+        meta = {"engine": self.engine, "workbook": os.path.basename(self.path),
+                "cell": f"{quote_sheet(name)}!{rng(row, col, row, col)}", "kind": self.kind(s, row, col)}
+        if cycle:
+            meta["cycle"] = [ix.cell_text(*_fid_cell(ix, f)) for f in cycle]
+        levels = self._levels(raw)
+        meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
+        trace = Trace(root=(name, row, col), direction=direction, levels=levels, meta=meta)
+        if direction == "precedents" and levels:
+            meta["input"] = describe_input(levels[-1][0] if len(levels[-1]) == 1 else
+                                           max(levels[-1], key=len), None)
+        return trace
+
+    def precedents(self, ref, depth: int | None = None) -> Trace:
+        return self._trace("precedents", ref, depth)
+
+    def dependents(self, ref, depth: int | None = None) -> Trace:
+        return self._trace("dependents", ref, depth)
+
+
+def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
+    k = int(ix.fkey[fid])
+    return int(ix.fsheet[fid]), k >> 14, k & 0x3FFF
+
+
+def _plain_entry(region: Region) -> dict:
+    rects = _boxes_to_rects(region.boxes)
+    return {"sheet": region.name, "grid": None, "channel": None,
+            "ranges": [_rect_text(*r) for r in rects], "count": len(region)}
+
+
+# ---------------------------------------------------------------- sheetconv workbooks: analytic
+
+class SheetconvWorkbook(Workbook):
+    """A workbook written by sheetconv: the embedded spec and layout answer analytically."""
+
+    engine = "analytic"
+
+    def __init__(self, path: str, meta: dict, sheet_names: list[str]):
+        from .layout import Layout
+        from .network import Network
+        self.path = path
+        self.meta = meta
+        self.sheet_names = sheet_names
+        try:
+            self.net = Network.from_spec(meta["spec"])
+        except SheetconvError as e:
+            raise SheetconvError(f"{path}: workbook metadata holds a bad network spec ({e})") from None
+        self.layout = Layout.from_json(meta["layout"], self.net)
+        self.sheet = meta.get("sheet", self.layout.sheet)
+        self.default_sheet = self.sheet
+        self._formulas: FormulaWorkbook | None = None
+
+    @property
+    def formulas(self) -> FormulaWorkbook:
+        """The same workbook answered from its formulas (built on first use)."""
+        if self._formulas is None:
+            self._formulas = FormulaWorkbook(self.path, build_index(self.path), self.sheet,
+                                             skip_sheets=(_meta.META_SHEET,))
+        return self._formulas
+
+    def cell(self, ref):
+        """A reference -> the engine's cell tuple, or (sheet, row, col) for a cell the layout does not hold."""
+        if isinstance(ref, (tuple, list)) and ref and isinstance(ref[0], str) and len(ref) >= 2 \
+                and (ref[0] in self.net.shapes or "." in ref[0] or ":" in ref[0]):
+            return tuple(ref)
+        text = str(ref)
+        grid = parse_grid_ref(text)
+        if grid is not None:
+            return grid
+        sheet, row, col = self._a1(text)
+        if sheet.lower() == self.sheet.lower():
+            found = self.layout.locate(row, col)
+            if found is not None:
+                return found
+        return (sheet, row, col)
+
+    def _analytic_cell(self, cell) -> bool:
+        name = cell[0]
+        if ":" in name:                     # a partial-sum cell: only its formula knows
+            return False
+        if name in self.net.shapes:
+            return True
+        if "." in name:
+            layer = name.rsplit(".", 1)[0]
+            return layer in self.net.shapes
+        return False
+
+    def precedents(self, ref, depth: int | None = None) -> Trace:
+        _check_depth(depth)
+        cell = self.cell(ref)
+        if not self._analytic_cell(cell):
+            return self.formulas.precedents(self._sheet_ref(cell), depth)
+        if "." in cell[0]:                  # a weight or bias: a constant
+            row, col = self.layout.cell_of(cell)
+            return self._decorate(Trace(root=tuple(cell), direction="precedents", levels=[]), row, col, "constant")
+        cell = self.net.check_cell(cell)
+        trace = self.net.precedents(cell, depth)
+        row, col = self.layout.cell_of(cell)
+        return self._decorate(trace, row, col, "formula" if cell[0] != "input" else "constant")
+
+    def dependents(self, ref, depth: int | None = None) -> Trace:
+        _check_depth(depth)
+        cell = self.cell(ref)
+        if not self._analytic_cell(cell):
+            return self.formulas.dependents(self._sheet_ref(cell), depth)
+        if cell[0] in self.net.shapes:
+            cell = self.net.check_cell(cell)
+        row, col = self.layout.cell_of(cell)
+        trace = self.net.dependents(cell, depth)
+        kind = "formula" if cell[0] in self.net.shapes and cell[0] != "input" else "constant"
+        return self._decorate(trace, row, col, kind)
+
+    def _sheet_ref(self, cell) -> tuple:
+        if ":" in cell[0]:                  # partial-sum grid: find its sheet cell
+            row, col = self.layout.cell_of(cell)
+            return (self.sheet, row, col)
+        if len(cell) == 3 and isinstance(cell[1], int):
+            return cell
+        raise SheetconvError(f"no cell {cell!r} in this workbook")
+
+    def _decorate(self, trace: Trace, row: int, col: int, kind: str) -> Trace:
+        levels = [[r for r in level if r] for level in trace.levels]
+        while levels and not levels[-1]:
+            levels.pop()                     # a weight tap that only ever meets padding
+        trace.levels = levels
+        trace.meta.update({"engine": self.engine, "workbook": os.path.basename(self.path),
+                           "cell": f"{quote_sheet(self.sheet)}!{rng(row, col, row, col)}", "kind": kind,
+                           "grid_cell": f"{trace.root[0]}[{','.join(str(v) for v in trace.root[1:])}]"})
+        trace.meta["sheet_levels"] = [[e for r in level for e in self.sheet_entries(r)] for level in trace.levels]
+        if trace.direction == "precedents" and trace.levels and trace.root[0] in self.net.shapes:
+            inp = trace.region("input")
+            if inp is not None:
+                trace.meta["input"] = describe_input(inp, self._field(trace.root))
+        return trace
+
+    def _field(self, root) -> dict | None:
+        """The root cell's receptive field on the input: clipped and unclipped boxes."""
+        name, _, r, c = root
+        rf = self.net.receptive_field(name)
+        _, h, w = self.net.grid("input")
+        (a0, a1), (b0, b1) = rf.region(r, c, (h, w))
+        (u0, u1), (v0, v1) = rf.unclipped(r, c)
+        return {"size": list(rf.size), "jump": list(rf.jump), "global": rf.is_global,
+                "clipped": [[a0, a1], [b0, b1]], "unclipped": [[u0, u1], [v0, v1]]}
+
+    def sheet_rects(self, region: Region) -> list[tuple[object, tuple[int, int, int, int]]]:
+        """(channel or other key, sheet rect) pairs covering an analytic region."""
+        out = []
+        lay = self.layout
+        nd = len(region.shape)
+        for box in region.boxes:
+            if nd >= 3:                      # (..., rows, cols): map each lead index's rectangles
+                lead = box[:-2]
+                for key in product(*(range(a, b) for runs in lead for a, b in runs)):
+                    for (ra, rb), (ca, cb) in product(box[-2], box[-1]):
+                        p = lay.cell_of((region.name, *key, ra, ca))
+                        q = lay.cell_of((region.name, *key, rb - 1, cb - 1))
+                        if (q[0] - p[0], q[1] - p[1]) == (rb - 1 - ra, cb - 1 - ca):
+                            out.append((key[0] if len(key) == 1 else key, (p[0], p[1], q[0], q[1])))
+                        else:
+                            out.extend((key[0] if len(key) == 1 else key, (y, x, y, x)) for y, x in
+                                       (lay.cell_of((region.name, *key, i, j))
+                                        for i in range(ra, rb) for j in range(ca, cb)))
+            else:                            # biases, Linear weights: cell by cell, then merged
+                cells = [lay.cell_of((region.name, *idx)) for idx in
+                         product(*(range(a, b) for runs in box for a, b in runs))]
+                out.extend((None, (y, x, y, x)) for y, x in cells)
+        return out
+
+    def sheet_entries(self, region: Region) -> list[dict]:
+        """Text-ready entries of a region: per channel, its compact sheet ranges and count."""
+        by_key: dict = {}
+        for key, rect in self.sheet_rects(region):
+            by_key.setdefault(key, []).append(rect)
+        out = []
+        for key, rects in by_key.items():
+            rr = compact_rects(rects)
+            out.append({"sheet": self.sheet, "grid": region.name,
+                        "channel": key if not isinstance(key, tuple) else list(key),
+                        "ranges": [_rect_text(*r) for r in rr],
+                        "count": sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rr)})
+        return out
+
+    def sheet_cells(self, trace: Trace) -> list[set[tuple[int, int]]]:
+        """Per level, the sheet cells (row, col) of an analytic trace (for tests and highlighting)."""
+        levels = []
+        for level in trace.levels:
+            cells = set()
+            for region in level:
+                for _, (r0, c0, r1, c1) in self.sheet_rects(region):
+                    cells.update((y, x) for y in range(r0, r1 + 1) for x in range(c0, c1 + 1))
+            levels.append(cells)
+        return levels

@@ -1,0 +1,325 @@
+"""Dependency queries against a brute-force per-cell graph.
+
+The oracle below builds the explicit graph of every cell of a network by direct loops
+over kernel taps with PyTorch's index formula (input = out*stride - padding +
+tap*dilation, taps in the padding skipped), then walks it breadth first. The analytic
+answers of ``precedents``, ``dependents`` and ``receptive_field`` must match it exactly.
+"""
+from collections import deque
+from itertools import product
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sheetconv as sc
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def out_len(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+# ---------------------------------------------------------------- random small networks
+
+@st.composite
+def networks(draw, max_size=9, max_ch=3, max_layers=4):
+    c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    shape = (c, h, w)
+    layers = []
+    for _ in range(draw(st.integers(1, max_layers))):
+        kind = draw(st.sampled_from(["conv", "conv", "conv", "maxpool", "avgpool", "relu"]))
+        if kind == "relu":
+            layers.append(sc.ReLU())
+            continue
+        k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        if kind == "conv":
+            p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+            d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        else:
+            p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+            d = (1, 1)
+        ho, wo = out_len(h, k[0], s[0], p[0], d[0]), out_len(w, k[1], s[1], p[1], d[1])
+        if ho < 1 or wo < 1:
+            continue
+        if kind == "conv":
+            co = draw(st.integers(1, max_ch))
+            layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans())))
+            c = co
+        elif kind == "maxpool":
+            layers.append(sc.MaxPool2d(k, stride=s, padding=p))
+        else:
+            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans())))
+        h, w = ho, wo
+    if draw(st.booleans()):
+        layers.append(sc.Flatten())
+        feats = c * h * w
+        for _ in range(draw(st.integers(0, 2))):
+            out = draw(st.integers(1, 4))
+            layers.append(sc.Linear(feats, out, bias=draw(st.booleans())))
+            if draw(st.booleans()):
+                layers.append(sc.ReLU())
+            feats = out
+    if not layers:
+        layers.append(sc.ReLU())
+    return sc.Network(layers, input_shape=shape, fuse_relu=draw(st.booleans()))
+
+
+# ---------------------------------------------------------------- the brute-force oracle
+
+def brute_graph(net):
+    """{cell: set of cells it is computed from} for every activation cell, and each layer's shape.
+
+    Built from the layers' hyperparameters alone, by loops over output cells and kernel taps.
+    """
+    preds, shapes = {}, {"input": net.input_shape}
+    shape, src = net.input_shape, "input"
+    for layer in net.layers:
+        name = layer.name
+        c_in, h_in, w_in = shape if len(shape) == 3 else (shape[0], 1, 1)
+        if layer.kind in ("conv", "maxpool", "avgpool", "relu"):
+            if layer.kind == "relu":
+                (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (1, 1), (1, 1), (0, 0), (1, 1)
+            else:
+                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+                dh, dw = layer.dilation if layer.kind == "conv" else (1, 1)
+            ho, wo = out_len(h_in, kh, sh, ph, dh), out_len(w_in, kw, sw, pw, dw)
+            c_out = layer.out_channels if layer.kind == "conv" else c_in
+            for co, oh, ow in product(range(c_out), range(ho), range(wo)):
+                ps = set()
+                for ci in (range(c_in) if layer.kind == "conv" else [co]):
+                    for i, j in product(range(kh), range(kw)):
+                        ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
+                        if 0 <= ih < h_in and 0 <= iw < w_in:
+                            ps.add((src, ci, ih, iw))
+                            if layer.kind == "conv":
+                                ps.add((f"{name}.weight", co, ci, i, j))
+                if layer.kind == "conv" and layer.bias is not None:
+                    ps.add((f"{name}.bias", co))
+                preds[(name, co, oh, ow)] = ps
+            shape = (c_out, ho, wo) if len(shape) == 3 else (c_out,)
+        elif layer.kind == "flatten":
+            for ci, ih, iw in product(range(c_in), range(h_in), range(w_in)):
+                preds[(name, ci * h_in * w_in + ih * w_in + iw, 0, 0)] = {(src, ci, ih, iw)}
+            shape = (c_in * h_in * w_in,)
+        elif layer.kind == "linear":
+            for o in range(layer.out_features):
+                ps = {(src, i, 0, 0) for i in range(c_in)} | {(f"{name}.weight", o, i) for i in range(c_in)}
+                if layer.bias is not None:
+                    ps.add((f"{name}.bias", o))
+                preds[(name, o, 0, 0)] = ps
+            shape = (layer.out_features,)
+        else:
+            raise AssertionError(layer.kind)
+        shapes[name], src = shape, name
+    return preds, shapes
+
+
+def closure(graph, start):
+    seen, todo = set(), deque([start])
+    while todo:
+        for nxt in graph.get(todo.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def invert(preds):
+    succ = {}
+    for cell, ps in preds.items():
+        for p in ps:
+            succ.setdefault(p, set()).add(cell)
+    return succ
+
+
+def all_cells(net):
+    for name in net.names:
+        c, h, w = net.grid(name)
+        yield from ((name, *i) for i in product(range(c), range(h), range(w)))
+
+
+def param_cells(net):
+    for key, arr in net.state_dict().items():
+        yield from ((key, *i) for i in np.ndindex(arr.shape))
+
+
+def pick(data, cells, n):
+    cells = sorted(cells, key=repr)
+    if len(cells) <= n:
+        return cells
+    return [cells[data.draw(st.integers(0, len(cells) - 1), label="cell")] for _ in range(n)]
+
+
+def by_layer(cells):
+    out = {}
+    for cell in cells:
+        out.setdefault(cell[0], set()).add(cell)
+    return out
+
+
+# ---------------------------------------------------------------- properties
+
+@SETTINGS
+@given(networks(), st.data())
+def test_shapes_follow_pytorch_formula(net, data):
+    _, shapes = brute_graph(net)
+    assert net.shapes == shapes
+
+
+@SETTINGS
+@given(networks(), st.data())
+def test_precedents_depth1_match_brute_force(net, data):
+    preds, _ = brute_graph(net)
+    for cell in pick(data, all_cells(net), 12):
+        trace = net.precedents(cell, depth=1)
+        assert trace.cells() == preds.get(cell, set()), cell
+
+
+@SETTINGS
+@given(networks(), st.data())
+def test_precedents_all_levels_match_closure(net, data):
+    preds, _ = brute_graph(net)
+    for cell in pick(data, all_cells(net), 8):
+        trace = net.precedents(cell, depth=None)
+        want = closure(preds, cell)
+        assert trace.cells() == want, cell
+        # grouped per layer: level k holds layer L-k's activations (and the parameters it uses)
+        want_by = by_layer(want)
+        i = net.names.index(cell[0])
+        assert trace.depth == i
+        for k, level in enumerate(trace.levels, start=1):
+            acts = [r for r in level if "." not in r.name]
+            assert [r.name for r in acts] == [net.names[i - k]]
+            assert acts[0].cells() == want_by.get(net.names[i - k], set())
+            # exact rectangles per channel, as the spreadsheet's range references are
+            rect_cells = {(acts[0].name, ch, y, x) for ch, (r0, c0, r1, c1) in acts[0].rects()
+                          for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)}
+            assert rect_cells == acts[0].cells()
+
+
+@SETTINGS
+@given(networks(), st.data())
+def test_dependents_match_reverse_closure(net, data):
+    preds, _ = brute_graph(net)
+    succ = invert(preds)
+    cells = pick(data, all_cells(net), 8) + pick(data, param_cells(net), 6)
+    for cell in cells:
+        trace = net.dependents(cell, depth=None)
+        assert trace.cells() == closure(succ, cell), cell
+        first = net.dependents(cell, depth=1)
+        assert first.cells() == succ.get(cell, set()), cell
+
+
+@SETTINGS
+@given(networks(max_layers=3), st.data())
+def test_receptive_field_region_is_bbox_of_input_precedents(net, data):
+    preds, _ = brute_graph(net)
+    _, H, W = net.input_shape
+    spatial = []
+    for layer in net.layers:
+        if layer.kind in ("flatten", "linear"):
+            break
+        spatial.append(layer)
+    exact = all(l.kind == "relu" or (max(getattr(l, "dilation", (1, 1))) == 1
+                                     and all(s <= k for s, k in zip(l.stride, l.kernel_size)))
+                for l in spatial)
+    for layer in spatial:
+        rf = net.receptive_field(layer.name)
+        c, h, w = net.grid(layer.name)
+        for cell in pick(data, ((layer.name, 0, r, col) for r in range(h) for col in range(w)), 6):
+            inputs = {x[1:] for x in closure(preds, cell) if x[0] == "input"}
+            (r0, r1), (c0, c1) = rf.region(cell[2], cell[3], (H, W))
+            if not inputs:
+                assert r0 > r1 or c0 > c1, (cell, rf)
+                continue
+            rows = sorted({x[1] for x in inputs})
+            cols = sorted({x[2] for x in inputs})
+            assert (r0, r1, c0, c1) == (rows[0], rows[-1], cols[0], cols[-1]), (cell, rf)
+            if exact:
+                box = {(ch, r, col) for ch in {x[0] for x in inputs}
+                       for r in range(r0, r1 + 1) for col in range(c0, c1 + 1)}
+                assert inputs == box, cell
+
+
+def test_receptive_field_recurrences():
+    # r_l = r_(l-1) + (k_l - 1) d_l j_(l-1), j_l = j_(l-1) s_l, start u_l = u_(l-1) - p_l j_(l-1)
+    net = sc.Network([sc.Conv2d(1, 1, (3, 5), stride=(2, 1), padding=(1, 2)),
+                      sc.Conv2d(1, 1, 3, stride=2, dilation=2, padding=2),
+                      sc.MaxPool2d(2)], input_shape=(1, 40, 40))
+    rf = {n: net.receptive_field(n) for n in ("conv1", "conv2", "pool1")}
+    assert (rf["conv1"].size, rf["conv1"].jump, rf["conv1"].start) == ((3, 5), (2, 1), (-1, -2))
+    assert (rf["conv2"].size, rf["conv2"].jump, rf["conv2"].start) == ((3 + 2 * 2 * 2, 5 + 2 * 2 * 1), (4, 2),
+                                                                        (-1 - 2 * 2, -2 - 2 * 1))
+    assert (rf["pool1"].size, rf["pool1"].jump) == ((11 + 1 * 4, 9 + 1 * 2), (8, 4))
+
+
+# ---------------------------------------------------------------- presets
+
+def test_conv_example_interior_conv2_cell_reads_7x7_input():
+    net = sc.preset("conv-example")
+    assert net.receptive_field("conv2").size == (7, 7)
+    trace = net.precedents(("conv2", 0, 3, 3), depth=None)
+    inp = trace.region("input")
+    assert len(inp) == 49
+    assert inp.bbox() == ((0, 0), (9, 15), (9, 15))          # rows/cols 4*3-3 .. 4*3+3
+    assert inp.cells() == {("input", 0, r, c) for r in range(9, 16) for c in range(9, 16)}
+    assert net.receptive_field("conv2").region(3, 3, (28, 28)) == ((9, 15), (9, 15))
+    # one press: the 3x3 window on both conv1 channels, conv2's 2x3x3 weights of filter 0 and its bias
+    first = net.precedents(("conv2", 0, 3, 3), depth=1)
+    assert first.region("conv1").cells() == {("conv1", c, r, q) for c in range(2) for r in (5, 6, 7)
+                                             for q in (5, 6, 7)}
+    assert len(first.region("conv2.weight")) == 18
+    assert first.region("conv2.bias").cells() == {("conv2.bias", 0)}
+    # a corner cell reads only the 2x2 part of its window inside the grid
+    corner = net.precedents(("conv2", 1, 0, 0), depth=1)
+    assert corner.region("conv1").cells() == {("conv1", c, r, q) for c in range(2) for r in (0, 1) for q in (0, 1)}
+    assert corner.region("conv2.weight").cells() == {("conv2.weight", 1, i, r, q) for i in range(2)
+                                                     for r in (1, 2) for q in (1, 2)}
+
+
+def test_simple_cnn_shapes_and_parameters():
+    net = sc.preset("simple-cnn")
+    assert [net.grid(n)[1] for n in net.names if n.startswith("conv")] == [14, 7, 4, 2, 1]
+    assert net.shapes["input"] == (1, 28, 28)
+    assert net.shapes["conv1"] == (4, 14, 14) and net.shapes["conv5"] == (2, 1, 1)
+    assert net.shapes[net.names[-1]] == (2,)
+    assert net["conv1"].weight.size == 36 and net["conv1"].bias.size == 4
+    assert [l.relu for l in net.layers if l.kind == "conv"] == [True, True, True, True, False]
+
+
+def test_dependents_of_an_input_pixel_in_conv_example():
+    net = sc.preset("conv-example")
+    preds, _ = brute_graph(net)
+    trace = net.dependents(("input", 0, 11, 11), depth=None)
+    assert trace.cells() == closure(invert(preds), ("input", 0, 11, 11))
+    assert trace.region("conv1").cells() == {("conv1", c, r, q) for c in range(2) for r in (5, 6) for q in (5, 6)}
+
+
+def test_unused_weight_tap_has_no_dependents():
+    # kernel 3, padding 1 on a 1-pixel input: only the middle tap ever lands inside
+    net = sc.Network([sc.Conv2d(1, 1, 3, padding=1, stride=3)], input_shape=(1, 1, 1))
+    assert net.shapes["conv1"] == (1, 1, 1)
+    assert net.dependents(("conv1.weight", 0, 0, 0, 0)).cells() == set()
+    assert net.dependents(("conv1.weight", 0, 0, 1, 1)).cells() == {("conv1", 0, 0, 0)}
+    assert net.precedents(("conv1", 0, 0, 0)).region("conv1.weight").cells() == {("conv1.weight", 0, 0, 1, 1)}
+
+
+@pytest.mark.parametrize("size", [224])
+def test_deep_query_on_large_input_is_compact(size):
+    net = sc.Network([sc.Conv2d(3, 8, 3, stride=2, padding=1), sc.ReLU(), sc.Conv2d(8, 8, 3, padding=1),
+                      sc.MaxPool2d(2), sc.Conv2d(8, 16, 3, stride=2, padding=1), sc.Conv2d(16, 16, 3, padding=1)],
+                     input_shape=(3, size, size))
+    name = net.names[-1]
+    _, h, w = net.grid(name)
+    trace = net.precedents((name, 0, h // 2, w // 2), depth=None)
+    inp = trace.region("input")
+    rf = net.receptive_field(name)
+    (r0, r1), (c0, c1) = rf.region(h // 2, w // 2, (size, size))
+    assert inp.bbox() == ((0, 2), (r0, r1), (c0, c1))
+    assert len(inp) == 3 * (r1 - r0 + 1) * (c1 - c0 + 1)
+    assert len(inp.boxes) == 1

@@ -1,0 +1,325 @@
+"""Written workbooks: formulas name exactly the precedents, stored values equal the engine's.
+
+Workbooks are read back with openpyxl (formulas, and stored values with data_only=True);
+formulas are tokenized with openpyxl's Tokenizer, never with sheetconv.formulas.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import zipfile
+
+import numpy as np
+import openpyxl
+import pytest
+import xlsxwriter
+
+from sheetconv import Conv2d, Network, SheetconvError, digit, preset
+from sheetconv import export
+from sheetconv.export import write_workbook
+from sheetconv.layout import Layout
+from sheetconv.meta import META_SHEET, parse_chunks, read_meta
+from sheetconv.xlref import MAX_COLS
+
+from _xlsx_oracle import (ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, param_cells, random_net,
+                          read_sheet, sheet_precedents)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _cases():
+    cases = {"conv-example": (preset("conv-example"), digit(0)), "simple-cnn": (preset("simple-cnn"), digit(3))}
+    cases.update(handmade_nets())
+    cases.update({f"random{s}": random_net(s) for s in (1, 2, 5, 8)})
+    return cases
+
+
+CASES = _cases()
+
+
+def _close(a: float, b: float, tol: float = 1e-12) -> bool:
+    return abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def check_workbook(path, net, x, layout, limit=8192):
+    """The whole contract of the conv sheet, cell by cell."""
+    formulas = read_sheet(path)
+    values = read_sheet(path, data_only=True)
+    acts = net.activations(x)
+    seen = set()
+    for cell in computed_cells(net):
+        pos = layout.cell_of(cell)
+        text = formulas.get(pos)
+        assert isinstance(text, str) and text.startswith("="), (cell, text)
+        assert len(text) <= limit and functions(text) <= ALLOWED_FUNCTIONS, text
+        assert sheet_precedents(pos, formulas, layout) == net.precedents(cell, depth=1).cells(), (cell, text)
+        name, c, r, col = cell
+        want = float(acts[name].reshape(net.grid(name))[c, r, col])
+        assert _close(values[pos], want), (cell, values[pos], want)
+        seen.add(pos)
+    for cell, want in param_cells(net):
+        assert values[layout.cell_of(cell)] == want, cell             # constants, bit for bit
+    for c, r, col in np.ndindex(net.input_shape):
+        assert values[layout.cell_of(("input", c, r, col))] == float(np.asarray(x, dtype=float)[c, r, col])
+    # Every other formula on the sheet is a partial-sum cell.
+    for pos, text in formulas.items():
+        if isinstance(text, str) and text.startswith("=") and pos not in seen:
+            cell = layout.locate(*pos)
+            assert cell is not None and layout.partial(cell[0]) is not None, (pos, text)
+            assert len(text) <= limit and functions(text) <= ALLOWED_FUNCTIONS
+    return formulas, values
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_formulas_reference_exactly_the_precedents_and_values_are_the_engines(key, tmp_path):
+    net, x = CASES[key]
+    path = tmp_path / "book.xlsx"
+    result = write_workbook(net, x, path)
+    assert result.path == path and path.is_file()
+    check_workbook(path, net, x, Layout.for_network(net))
+    assert result.formulas == sum(int(np.prod(net.shapes[n])) for n in net.names[1:])
+
+
+def _torch_partial(layer, x_src, a, b):
+    torch = pytest.importorskip("torch")
+    out = torch.nn.functional.conv2d(torch.from_numpy(x_src[None, a:b]), torch.from_numpy(layer.weight[:, a:b]),
+                                     None, stride=layer.stride, padding=layer.padding, dilation=layer.dilation)
+    return out[0].numpy()
+
+
+@pytest.mark.parametrize("key, limit", [("pad-stride-nonsquare+maxpool", 100), ("avgpool-exclude-pad+dilated-w", 200)])
+def test_partial_sum_cells_hold_torchs_partial_convolutions(key, limit, tmp_path):
+    net, x = CASES[key]
+    layout = Layout.for_network(net, max_formula=limit)
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path, layout=layout)
+    _, values = check_workbook(path, net, x, layout, limit)
+    acts = net.activations(x)
+    checked = 0
+    for name in net.names[1:]:
+        for g, (a, b) in enumerate(layout.partials(name)):
+            want = _torch_partial(net[name], acts[net.input_of(name)], a, b)
+            for idx in np.ndindex(want.shape):
+                got = values[layout.cell_of((f"{name}:partial{g}", *idx))]
+                assert abs(got - want[idx]) <= 1e-12 * max(1, abs(want[idx]))
+                checked += 1
+    assert checked > 0
+
+
+def test_many_input_channels_split_under_excels_formula_limit(tmp_path):
+    net = Network([Conv2d(300, 2, 1, padding=1)], (300, 2, 2)).init_weights(1)
+    x = np.random.default_rng(0).normal(size=net.input_shape)
+    layout = Layout.for_network(net)
+    assert len(layout.partials("conv1")) >= 2
+    path = tmp_path / "wide.xlsx"
+    write_workbook(net, x, path)
+    formulas, _ = check_workbook(path, net, x, layout)
+    # Unsplit, the interior cell's SUMPRODUCTs would not fit one formula.
+    parts = [layout.cell_of((f"conv1:partial{g}", 0, 1, 1)) for g in range(len(layout.partials("conv1")))]
+    assert sum(len(formulas[p]) for p in parts) > 8192
+
+
+def test_a_wide_network_wraps_within_excels_columns(tmp_path):
+    net = Network([Conv2d(1, 1, (1, 3)), Conv2d(1, 1, (1, 3))], (1, 1, 6000)).init_weights(2)
+    x = np.random.default_rng(1).normal(size=net.input_shape)
+    path = tmp_path / "wide.xlsx"
+    write_workbook(net, x, path)
+    layout = Layout.for_network(net)
+    formulas, _ = check_workbook(path, net, x, layout)
+    assert max(c for _, c in formulas) < MAX_COLS
+    assert len({s.top for s in layout.stripes}) == 2
+
+
+def _sheet_xml_order(path):
+    """(row, col) of every cell of the conv sheet, in file order, from the raw XML."""
+    import re
+    from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+    with zipfile.ZipFile(path) as z:
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    out = []
+    for row in re.finditer(r'<row r="(\d+)"[^>]*>(.*?)</row>', xml):
+        for ref in re.findall(r'<c r="([A-Z]+\d+)"', row.group(2)):
+            col, r = coordinate_from_string(ref)
+            assert r == int(row.group(1)), (ref, row.group(1))
+            out.append((r, column_index_from_string(col)))
+    return out
+
+
+@pytest.mark.parametrize("max_rows", [None, 1500])
+def test_cells_are_stored_in_row_then_column_order_as_excel_requires(tmp_path, max_rows):
+    net, x = CASES["simple-cnn"]
+    layout = Layout.for_network(net, **({"max_rows": max_rows, "max_cols": 60} if max_rows else {}))
+    assert max_rows is None or any(s.groups > 1 for s in layout.stripes)
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path, layout=layout)
+    order = _sheet_xml_order(path)
+    assert order == sorted(order) and len(set(order)) == len(order)
+    if max_rows:
+        check_workbook(path, net, x, layout)
+
+
+def test_workbook_metadata_round_trips(tmp_path):
+    net, x = CASES["flatten-linear"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    meta = read_meta(path)
+    assert meta["format"] == "sheetconv" and meta["format_version"] == 1 and meta["sheet"] == "conv"
+    assert meta["dtype"] == "float64" and meta["sheetconv_version"]
+    again = Network.from_spec(meta["spec"])
+    assert again.spec() == net.spec() and again.shapes == net.shapes
+    layout = Layout.from_json(meta["layout"], again)
+    assert layout.to_json() == Layout.for_network(net).to_json()
+    wb = openpyxl.load_workbook(path, read_only=True)
+    assert wb.sheetnames == ["conv", "summary", META_SHEET]
+    assert wb[META_SHEET].sheet_state == "veryHidden"
+    wb.close()
+
+
+def test_metadata_longer_than_one_chunk(tmp_path):
+    net = Network([Conv2d(300, 2, 1, padding=1)], (300, 2, 2)).init_weights(1)
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, np.zeros(net.input_shape), path)
+    wb = openpyxl.load_workbook(path, read_only=True)
+    chunks = [r[0] for r in wb[META_SHEET].iter_rows(values_only=True)]
+    wb.close()
+    assert all(len(c) <= 30000 for c in chunks)
+    assert parse_chunks(chunks) == read_meta(path)
+
+
+def test_read_meta_of_other_files(tmp_path):
+    plain = tmp_path / "plain.xlsx"
+    wb = xlsxwriter.Workbook(str(plain))
+    wb.add_worksheet().write("A1", 1)
+    wb.close()
+    assert read_meta(plain) is None
+    junk = tmp_path / "junk.xlsx"
+    junk.write_text("not a workbook")
+    with pytest.raises(SheetconvError, match="not a readable xlsx"):
+        read_meta(junk)
+    with pytest.raises(SheetconvError, match="no such file"):
+        read_meta(tmp_path / "missing.xlsx")
+    for bad in (['{"format": "other"}'], ['{"format": "sheetconv", "format_version": 9, "spec": 1, '
+                                          '"layout": 1, "sheet": "conv"}'], ["{not json"]):
+        with pytest.raises(SheetconvError):
+            parse_chunks(bad)
+
+
+def test_sheet_features_heatmaps_frozen_header_recalc_on_load(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    with zipfile.ZipFile(path) as z:
+        assert 'fullCalcOnLoad="1"' in z.read("xl/workbook.xml").decode()
+    wb = openpyxl.load_workbook(path)
+    ws = wb["conv"]
+    assert ws.freeze_panes == "A2"
+    assert 40 <= ws.sheet_view.zoomScale <= 100
+    scaled = set()
+    for rng in ws.conditional_formatting:
+        assert all(rule.type == "colorScale" and len(rule.colorScale.color) == 3 for rule in rng.rules)
+        for cr in rng.sqref.ranges:
+            scaled |= {(r - 1, c - 1) for r in range(cr.min_row, cr.max_row + 1)
+                       for c in range(cr.min_col, cr.max_col + 1)}
+    layout = Layout.for_network(net)
+    for b in layout.blocks:
+        if not b.grid.endswith(".bias"):
+            assert (b.top, b.left) in scaled and (b.bottom, b.right) in scaled, b
+    # Titles above blocks, layer names in the header row.
+    for b in layout.blocks:
+        assert ws.cell(b.top, b.left + 1).value == b.title           # openpyxl is 1-based: row above
+    assert ws["B1"].value.startswith("input")
+    wb.close()
+
+
+def test_summary_sheet_lists_each_layer(tmp_path):
+    net, x = CASES["flatten-linear"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    ws = openpyxl.load_workbook(path)["summary"]
+    rows = {r[0]: r for r in ws.iter_rows(min_row=5, values_only=True) if r[0]}
+    assert list(rows)[: len(net.names)] == ["input"] + [l.label for l in net.layers]
+    conv = rows[net["conv1"].label]
+    # 2 filters of 1x3x3 over a 3x3 output: parameters and multiply-accumulates by hand.
+    assert conv[1] == "conv" and conv[3] == "2 x 3 x 3"
+    assert conv[4] == 2 * 9 + 2 and conv[5] == 2 * 3 * 3 * 9
+    assert conv[6] == "3 x 3" and conv[7] == "2 x 2"
+    assert rows[net["fc1"].label][4] == 18 * 5 + 5 and rows[net["fc1"].label][6] == "whole input"
+    assert rows["total"][4] == sum(a.size for a in net.state_dict().values())
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    net, x = CASES["simple-cnn"]
+    a, b = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    write_workbook(net, x, a, title="t")
+    write_workbook(net, x, b, title="t")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    path.write_bytes(b"precious")
+    with pytest.raises(SheetconvError, match="already exists.*--force"):
+        write_workbook(net, x, path)
+    assert path.read_bytes() == b"precious"
+    write_workbook(net, x, path, force=True)
+    assert read_meta(path) is not None
+
+
+def test_a_failure_half_way_leaves_no_file(tmp_path, monkeypatch):
+    net, x = CASES["simple-cnn"]
+    real = export._Rows.stripe
+
+    def failing(self, st):
+        for i, item in enumerate(real(self, st)):
+            if st.name == "conv3" and i == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            yield item
+
+    monkeypatch.setattr(export._Rows, "stripe", failing)
+    path = tmp_path / "book.xlsx"
+    with pytest.raises(SheetconvError, match="No space left on device"):
+        write_workbook(net, x, path)
+    assert list(tmp_path.iterdir()) == []
+    path.write_bytes(b"old")                   # with --force, the old file survives a failure
+    with pytest.raises(SheetconvError):
+        write_workbook(net, x, path, force=True)
+    assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_full_disk_while_packaging_leaves_no_file(tmp_path, monkeypatch):
+    import xlsxwriter.workbook as xw_workbook
+
+    class FullDisk(zipfile.ZipFile):
+        def write(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(xw_workbook, "ZipFile", FullDisk)
+    net, x = CASES["conv-example"]
+    with pytest.raises(SheetconvError, match="cannot write .*No space left on device"):
+        write_workbook(net, x, tmp_path / "book.xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_target_and_bad_input(tmp_path):
+    net, x = CASES["conv-example"]
+    with pytest.raises(SheetconvError, match="does not exist"):
+        write_workbook(net, x, tmp_path / "nope" / "book.xlsx")
+    with pytest.raises(SheetconvError, match="is a folder"):
+        write_workbook(net, x, tmp_path, force=True)
+    with pytest.raises(SheetconvError, match="expected shape"):
+        write_workbook(net, np.zeros((1, 5, 5)), tmp_path / "book.xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_values_keep_full_float64_precision(tmp_path):
+    net = Network([Conv2d(1, 1, 2)], (1, 3, 3))
+    net.load_state_dict({"conv1.weight": np.full((1, 1, 2, 2), 1 / 3), "conv1.bias": np.array([math.pi])})
+    x = np.full((1, 3, 3), 0.1 + 0.2)               # 0.30000000000000004 needs 17 digits
+    path = tmp_path / "p.xlsx"
+    write_workbook(net, x, path)
+    values = read_sheet(path, data_only=True)
+    layout = Layout.for_network(net)
+    assert values[layout.cell_of(("input", 0, 0, 0))] == 0.1 + 0.2
+    assert values[layout.cell_of(("conv1.bias", 0))] == math.pi
+    assert values[layout.cell_of(("conv1", 0, 0, 0))] == net.activations(x)["conv1"][0, 0, 0]

@@ -1,0 +1,106 @@
+"""Runs, boxes and regions against plain Python sets of integers."""
+from itertools import product
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sheetconv.regions import (Region, clip_runs, intersect_runs, merge_runs, runs_from_indices, runs_len)
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True)
+
+runs_lists = st.lists(st.tuples(st.integers(-5, 30), st.integers(-5, 30)), max_size=8)
+index_sets = st.sets(st.integers(0, 40), max_size=25)
+
+
+def as_set(runs):
+    return {i for a, b in runs for i in range(a, b)}
+
+
+def is_canonical(runs):
+    return all(a < b for a, b in runs) and all(b1 < a2 for (_, b1), (a2, _) in zip(runs, runs[1:]))
+
+
+@SETTINGS
+@given(runs_lists)
+def test_merge_runs(raw):
+    merged = merge_runs(raw)
+    assert as_set(merged) == as_set(raw)
+    assert is_canonical(merged)
+    assert runs_len(merged) == len(as_set(raw))
+
+
+@SETTINGS
+@given(index_sets)
+def test_runs_from_indices(idx):
+    runs = runs_from_indices(sorted(idx))
+    assert as_set(runs) == idx and is_canonical(runs)
+
+
+@SETTINGS
+@given(runs_lists, runs_lists, st.integers(0, 30))
+def test_intersect_and_clip(x, y, n):
+    x, y = merge_runs(x), merge_runs(y)
+    assert as_set(intersect_runs(x, y)) == as_set(x) & as_set(y)
+    assert as_set(clip_runs(x, n)) == {i for i in as_set(x) if 0 <= i < n}
+
+
+@st.composite
+def regions(draw, shape=(3, 6, 7)):
+    boxes = []
+    for _ in range(draw(st.integers(0, 4))):
+        box = []
+        for n in shape:
+            lo = draw(st.integers(0, n - 1))
+            box.append(((lo, draw(st.integers(lo + 1, n))),))
+        boxes.append(tuple(box))
+    return Region.of("conv1", shape, boxes)
+
+
+def brute(region):
+    out = set()
+    for box in region.boxes:
+        out |= set(product(*(sorted(as_set(r)) for r in box)))
+    return out
+
+
+@SETTINGS
+@given(regions(), regions())
+def test_region_set_semantics(r, s):
+    cells = brute(r)
+    assert r.indices() == cells
+    assert r.cells() == {("conv1", *i) for i in cells}
+    assert len(r) == len(cells)
+    assert bool(r) == bool(cells)
+    for idx in product(range(3), range(6), range(7)):
+        assert (idx in r) == (idx in cells)
+    assert r.union(s).indices() == cells | brute(s)
+    if cells:
+        assert r.bbox() == tuple((min(c[k] for c in cells), max(c[k] for c in cells)) for k in range(3))
+    else:
+        assert r.bbox() is None
+    # exact rectangles per channel cover the region
+    covered = set()
+    for ch, (r0, c0, r1, c1) in r.rects():
+        covered |= {(ch, y, x) for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)}
+    assert covered == cells
+    for axis in range(3):
+        assert as_set(r.axis_runs(axis)) == {c[axis] for c in cells}
+
+
+def test_region_text_and_json():
+    r = Region.of("conv1", (2, 5, 5), [(((0, 2),), ((1, 4),), ((3, 4),))])
+    assert r.describe() == "conv1[0:2, 1:4, 3]"
+    assert r.to_json() == {"name": "conv1", "shape": [2, 5, 5], "count": 6,
+                           "boxes": [[[[0, 2]], [[1, 4]], [[3, 4]]]]}
+    assert Region.full("w", (2, 3)).indices() == set(product(range(2), range(3)))
+    assert Region.point("b", (4,), (2,)).cells() == {("b", 2)}
+    assert not Region.of("x", (3, 3), []) and len(Region.of("x", (3, 3), [])) == 0
+
+
+@pytest.mark.parametrize("boxes", [
+    [(((0, 1),), ((0, 2),), ((0, 3),)), (((1, 2),), ((0, 2),), ((0, 3),))],     # two channels -> one box
+    [(((0, 1),), ((0, 2),), ((0, 3),)), (((0, 1),), ((2, 4),), ((0, 3),))],     # stacked rows -> one box
+])
+def test_adjacent_boxes_merge(boxes):
+    assert len(Region.of("a", (2, 4, 3), boxes).boxes) == 1

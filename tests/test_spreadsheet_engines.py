@@ -1,0 +1,297 @@
+"""Generated workbooks recalculated by LibreOffice and Gnumeric agree with NumPy and torch.
+
+Every workbook's stored formula results are overwritten with a sentinel before the
+engines see it, so a match can only come from the engines' own recalculation of our
+formulas. Each activation cell is then compared, at float64, with the NumPy engine and
+with torch: max abs error <= 1e-9. All LibreOffice conversions of this module run in
+one soffice start.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+
+import numpy as np
+import openpyxl
+import pytest
+from defusedxml import ElementTree
+
+from sheetconv import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, export, preset,
+                       recalc, xlref)
+from sheetconv.layout import Layout
+from sheetconv.verify import torch_activations
+
+pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")
+
+TOL = 1e-9
+SENTINEL = -777.0      # no activation of these networks can take this value
+
+
+def net_padded_dilated():
+    """Non-square kernel, stride, dilation, padding; max pool and avg pool without pad counting; two Linears."""
+    return Network([
+        Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), ReLU(),
+        MaxPool2d(2, stride=1, padding=1),
+        AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+        Flatten(), Linear(36, 4, relu=True), Linear(4, 3),
+    ], input_shape=(2, 9, 8))
+
+
+def net_unfused():
+    """Dilated padded conv, avg pool counting padding, a bias-free conv, a standalone ReLU, max pool."""
+    return Network([
+        Conv2d(1, 2, 3, padding=2, dilation=2),
+        AvgPool2d((2, 3), stride=(2, 1), padding=1),
+        Conv2d(2, 3, (1, 3), stride=2, bias=False), ReLU(),
+        MaxPool2d((3, 2), stride=(1, 2), padding=(1, 0)),
+        Flatten(), Linear(18, 2, bias=False),
+    ], input_shape=(1, 10, 10), fuse_relu=False)
+
+
+def net_wide():
+    """A 5x4 kernel over three channels with asymmetric padding, then a strided 2x2 max pool."""
+    return Network([
+        Conv2d(3, 4, (5, 4), stride=(1, 2), padding=(2, 1), relu=True),
+        MaxPool2d(2),
+        Conv2d(4, 2, 2, dilation=(2, 1), padding=(1, 0)),
+    ], input_shape=(3, 8, 11))
+
+
+def net_partial_sums():
+    """Convs whose formulas are split into partial sums (with a 400-character formula limit)."""
+    return Network([
+        Conv2d(2, 4, 3, padding=1, relu=True),
+        Conv2d(4, 7, (3, 2), stride=2, padding=1, dilation=(2, 1), relu=True),
+        Conv2d(7, 2, 2),
+    ], input_shape=(2, 7, 6))
+
+
+SMALL_FORMULA_LIMIT = {"partial_sums": 400}
+
+
+def _random_input(net, seed):
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=net.input_shape)
+
+
+def _cases():
+    """name -> (network, input)."""
+    cases = {
+        "conv-example": (preset("conv-example"), digit(0)),
+        "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
+    }
+    for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums]):
+        net = make().init_weights(10 + i)
+        cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
+    return cases
+
+
+# ------------------------------------------------------------------ workbook surgery
+
+_FORMULA_VALUE = re.compile(rb"(<f\b[^>]*>[^<]*</f>|<f\b[^>]*/>)<v>[^<]*</v>")
+
+
+def sheet_part(path, sheet):
+    """The zip member holding worksheet ``sheet`` of the xlsx at ``path``."""
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+          "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+          "p": "http://schemas.openxmlformats.org/package/2006/relationships"}
+    with zipfile.ZipFile(path) as z:
+        book = ElementTree.fromstring(z.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+    rid = next(s.get(f"{{{ns['r']}}}id") for s in book.iterfind("m:sheets/m:sheet", ns) if s.get("name") == sheet)
+    target = next(r.get("Target") for r in rels.iterfind("p:Relationship", ns) if r.get("Id") == rid)
+    return target.lstrip("/") if target.startswith("/") else "xl/" + target
+
+
+def _rewrite_sheets(path, edit, only=None):
+    """Apply ``edit(bytes) -> bytes`` to every worksheet XML of the xlsx at ``path`` (or to ``only``)."""
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            name = info.filename
+            if (name == only) if only else (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                data = edit(data)
+            zout.writestr(info, data)
+    tmp.replace(path)
+
+
+def corrupt_stored_values(path):
+    """Overwrite every cached formula result with SENTINEL; return how many were replaced."""
+    count = 0
+
+    def edit(xml):
+        nonlocal count
+        xml, n = _FORMULA_VALUE.subn(lambda m: m.group(1) + b"<v>%r</v>" % SENTINEL, xml)
+        count += n
+        return xml
+    _rewrite_sheets(path, edit)
+    return count
+
+
+def set_constant(path, sheet, row, col, value):
+    """Change the constant (non-formula) number in the 0-based cell (row, col) of ``sheet``."""
+    ref = xlref.cell(row, col).encode()
+    pattern = re.compile(rb'(<c r="' + ref + rb'"(?: [^>]*)?>)<v>[^<]*</v>(</c>)')
+    hits = 0
+
+    def edit(xml):
+        nonlocal hits
+        xml, n = pattern.subn(lambda m: m.group(1) + b"<v>%r</v>" % float(value) + m.group(2), xml)
+        hits += n
+        return xml
+    _rewrite_sheets(path, edit, only=sheet_part(path, sheet))
+    assert hits == 1, f"expected one constant cell {ref.decode()} in the workbook, found {hits}"
+
+
+# ------------------------------------------------------------------ reading results
+
+def sheet_values(path, sheet):
+    """All cell values of ``sheet`` as a list of rows (cached values, i.e. what the engine computed)."""
+    wb = openpyxl.load_workbook(path, data_only=True, read_only=True)
+    try:
+        return [list(r) for r in wb[sheet].iter_rows(values_only=True)]
+    finally:
+        wb.close()
+
+
+def _at(rows, row, col):
+    try:
+        return rows[row][col]
+    except IndexError:
+        return None
+
+
+def activation_cells(net):
+    """Every computed cell (layer, c, r, col), layer by layer."""
+    for name in net.names[1:]:
+        C, H, W = net.grid(name)
+        for c in range(C):
+            for r in range(H):
+                for col in range(W):
+                    yield (name, c, r, col)
+
+
+def compare(net, x, layout, rows, label):
+    """Max abs error of the sheet against the NumPy engine and torch; every cell must be a number."""
+    ours = net.activations(x, np.float64)
+    theirs = torch_activations(net, x, np.float64)
+    worst_np = worst_torch = 0.0
+    seen = 0
+    for cell in activation_cells(net):
+        name, c, r, col = cell
+        row, column = layout.cell_of(cell)
+        got = _at(rows, row, column)
+        assert isinstance(got, (int, float)) and not isinstance(got, bool), \
+            f"{label}: {cell} at {row},{column} holds {got!r}, expected a number"
+        assert got != SENTINEL, f"{label}: {cell} was not recalculated"
+        idx = (c, r, col) if ours[name].ndim == 3 else (c,)
+        worst_np = max(worst_np, abs(got - float(ours[name][idx])))
+        worst_torch = max(worst_torch, abs(got - float(theirs[name][idx])))
+        seen += 1
+    assert seen > 0
+    assert worst_np <= TOL, f"{label}: max abs error against NumPy {worst_np:.3e}"
+    assert worst_torch <= TOL, f"{label}: max abs error against torch {worst_torch:.3e}"
+    return worst_np, worst_torch
+
+
+def check_constants(net, x, layout, rows, label):
+    """The input pixels and parameters sit where the layout says."""
+    C, H, W = net.input_shape
+    for c in range(C):
+        for r in range(H):
+            for col in range(W):
+                assert _at(rows, *layout.cell_of(("input", c, r, col))) == pytest.approx(x[c, r, col], abs=1e-15), label
+    for key, arr in net.state_dict().items():
+        for idx in np.ndindex(arr.shape):
+            assert _at(rows, *layout.cell_of((key, *idx))) == pytest.approx(arr[idx], abs=1e-15), (label, key, idx)
+
+
+# ------------------------------------------------------------------ the batch
+
+# The live test edits, inside the conv-example workbook, one input pixel and one conv1 weight.
+LIVE = "conv-example"
+LIVE_PIXEL, LIVE_PIXEL_VALUE = ("input", 0, 13, 12), 0.75
+LIVE_WEIGHT, LIVE_WEIGHT_VALUE = ("conv1.weight", 1, 0, 1, 2), -2.5
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory, engine_required):
+    """Write, corrupt and recalculate every case; LibreOffice in one start, Gnumeric per file."""
+    engine_required("libreoffice")
+    engine_required("gnumeric")
+    d = tmp_path_factory.mktemp("engines")
+    (d / "lo").mkdir()
+    (d / "gn").mkdir()
+    cases = _cases()
+    out = {}
+    sources = []
+    for name, (net, x) in cases.items():
+        path = d / f"{name}.xlsx"
+        if name in SMALL_FORMULA_LIMIT:
+            layout = Layout.for_network(net, max_formula=SMALL_FORMULA_LIMIT[name])
+            assert layout.partials(net.layers[-1].name), "the formula limit should force partial sums"
+            export.write_workbook(net, x, path, force=True, layout=layout)
+        else:
+            export.write_workbook(net, x, path, force=True)
+            layout = Layout.for_network(net)
+        stored = sheet_values(path, layout.sheet)
+        if name == LIVE:    # the live copy keeps its stored values: stale after the edit, but plausible
+            shutil.copy(path, d / "live.xlsx")
+        replaced = corrupt_stored_values(path)
+        out[name] = dict(net=net, x=x, layout=layout, stored=stored, replaced=replaced, src=path)
+        sources.append(path)
+    # the live case: edit one pixel and one weight inside the file
+    layout = out[LIVE]["layout"]
+    live = d / "live.xlsx"
+    set_constant(live, layout.sheet, *layout.cell_of(LIVE_PIXEL), LIVE_PIXEL_VALUE)
+    set_constant(live, layout.sheet, *layout.cell_of(LIVE_WEIGHT), LIVE_WEIGHT_VALUE)
+    sources.append(live)
+    lo = recalc.recalc_libreoffice(sources, d / "lo")
+    for name, p in zip(list(cases) + ["live"], lo):
+        if name != "live":
+            out[name]["libreoffice"] = sheet_values(p, out[name]["layout"].sheet)
+            out[name]["gnumeric"] = sheet_values(
+                recalc.recalc_gnumeric(out[name]["src"], d / "gn" / p.name), out[name]["layout"].sheet)
+        else:
+            out["live"] = sheet_values(p, layout.sheet)
+    return out
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.engine("libreoffice", "gnumeric")
+@pytest.mark.parametrize("engine", ["libreoffice", "gnumeric"])
+@pytest.mark.parametrize("case", CASES)
+def test_engine_matches_numpy_and_torch(books, case, engine):
+    b = books[case]
+    assert b["replaced"] == export.formula_count(b["net"], b["layout"])   # every formula was corrupted
+    check_constants(b["net"], b["x"], b["layout"], b[engine], f"{case}/{engine}")
+    compare(b["net"], b["x"], b["layout"], b[engine], f"{case}/{engine}")
+
+
+@pytest.mark.engine("libreoffice", "gnumeric")
+@pytest.mark.parametrize("case", CASES)
+def test_stored_values_match_before_corruption(books, case):
+    """The values the exporter stores for non-recalculating readers are right too."""
+    b = books[case]
+    compare(b["net"], b["x"], b["layout"], b["stored"], f"{case}/stored")
+
+
+@pytest.mark.engine("libreoffice", "gnumeric")
+def test_live_edit_recomputes_downstream(books):
+    b = books[LIVE]
+    net, x, layout = b["net"], b["x"], b["layout"]
+    x2 = x.copy()
+    x2[LIVE_PIXEL[1:]] = LIVE_PIXEL_VALUE
+    wkey, *widx = LIVE_WEIGHT
+    state = net.state_dict()
+    state[wkey] = state[wkey].copy()
+    state[wkey][tuple(widx)] = LIVE_WEIGHT_VALUE
+    net2 = Network.from_spec(net.spec()).load_state_dict(state)
+    compare(net2, x2, layout, books["live"], "live edit/libreoffice")
+    # the edits really changed downstream cells, so the stale stored values could not pass
+    last = net.layers[-1].name
+    assert np.abs(net.forward(x) - net2.forward(x2)).max() > 1e-3, f"the edits do not reach {last}"
