@@ -197,10 +197,42 @@ def examples(out_dir, quiet):
 
 # ---------------------------------------------------------------- trace (trace issue)
 
+def _depth(ctx, param, value):
+    if value is None or str(value).strip().lower() == "all":
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"expected a positive whole number or 'all', got {value!r}")
+    return int(text)
+
+
 @cli.command()
-def trace():
-    """Precedents (or dependents) of a cell in any xlsx."""
-    raise SheetconvError("trace is not implemented yet")
+@click.argument("book", type=click.Path(dir_okay=False))
+@click.argument("cell")
+@click.option("--depth", default="all", show_default=True, callback=_depth,
+              help="How many times to press Trace Precedents: a number or 'all'.")
+@click.option("--dependents", is_flag=True, help="Trace the cells that read CELL instead.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--highlight", type=click.Path(dir_okay=False), default=None,
+              help="Write a copy of BOOK with CELL outlined green and the traced cells filled blue.")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Draw the input with the receptive field outlined, one shade per level.")
+def trace(book, cell, depth, dependents, fmt, highlight, png):
+    """Precedents (or dependents) of CELL in BOOK, level by level.
+
+    CELL is an A1 reference ('My sheet'!C4) or, in a sheetconv workbook, a layer
+    coordinate such as conv2[0,3,3] (channel, row, column).
+    """
+    from .trace_export import write_highlight, write_png
+    from .workbook import open_workbook
+
+    wb = open_workbook(book)
+    result = wb.trace(cell, depth, dependents)
+    click.echo(result.text() if fmt == "text" else result.to_json())
+    if highlight:
+        click.echo(f"wrote {write_highlight(book, result, highlight)}", err=True)
+    if png:
+        click.echo(f"wrote {write_png(book, wb, result, png)}", err=True)
 
 
 # ---------------------------------------------------------------- summary, check (torch issue)

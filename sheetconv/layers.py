@@ -12,8 +12,11 @@ these two facts and nothing else.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -73,7 +76,7 @@ _scratch_space = threading.local()
 def _scratch(role: str, shape: tuple, dtype) -> np.ndarray:
     """A per-thread scratch array, reused across calls: fresh large arrays cost page faults."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     bufs = _scratch_space.__dict__.setdefault("bufs", {})
     buf = bufs.get(role)
     if buf is None or buf.size < nbytes:
@@ -90,6 +93,48 @@ def _row_length(size: int, itemsize: int) -> int:
     """A row stride of at least ``size`` items that is not a multiple of 4 KiB (cache aliasing)."""
     length = -(-size // 16) * 16
     return length + 16 if (length * itemsize) % 4096 == 0 else length
+
+
+@lru_cache(maxsize=256)
+def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation):
+    """Everything about a convolution's data movement that depends on shapes alone."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    wide = hq * wq <= 2 * ho * wo
+    inner = n > 1 and n >= wq                          # batch innermost
+    if not wide:
+        return _Plan(ho, wo, hq, wq, False, inner, ho * wo * n, 0, 0, (), ())
+    size = ho * wq * n if inner else n * hq * wq       # batch inner: rows past H_o are all at the end
+    # the phases the taps read; where each phase's first real row and column go; tap offsets
+    use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
+    fills = []
+    for m, (a, b) in enumerate(use):
+        y0, x0 = -((a - ph) // sh), -((b - pw) // sw)           # first phase row/col on the image
+        r0, c0 = y0 * sh + a - ph, x0 * sw + b - pw              # ... and its image row/col
+        if r0 < h and c0 < w:
+            fills.append((m, y0, y0 + len(range(r0, h, sh)), x0, x0 + len(range(c0, w, sw)),
+                          slice(r0, None, sh), slice(c0, None, sw)))
+    step = n if inner else 1
+    taps = tuple((i, j, use.index(((i * dh) % sh, (j * dw) % sw)), ((i * dh // sh) * wq + j * dw // sw) * step)
+                 for i in range(kh) for j in range(kw))
+    extra = max(off for *_, off in taps)
+    return _Plan(ho, wo, hq, wq, True, inner, size, len(use), max(n * hq * wq, size + extra), tuple(fills), taps)
+
+
+class _Plan(NamedTuple):
+    ho: int
+    wo: int
+    hq: int
+    wq: int
+    wide: bool
+    inner: bool
+    size: int
+    phases: int
+    phase_len: int
+    fills: tuple
+    taps: tuple
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, relu=False):
@@ -112,55 +157,36 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False):
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    plan = _conv_plan(n, c, h, w, kh, kw, tuple(stride), tuple(padding), tuple(dilation))
+    ho, wo, hq, wq, size = plan.ho, plan.wo, plan.hq, plan.wq, plan.size
     dt = x.dtype
-    hq, wq = -(-hp // sh), -(-wp // sw)
-    wide = hq * wq <= 2 * ho * wo
-    inner = n > 1 and n >= wq                          # batch innermost
-    if wide:
-        size = ho * wq * n if inner else n * hq * wq   # batch inner: rows past H_o are all at the end
-    else:
-        size = ho * wo * n
     k = kh * kw * c
     rows = k + (bias is not None)
     length = _row_length(size, dt.itemsize)
     cols = _scratch("cols", (rows, length), dt)[:, :size]
-    taps = cols[:k].reshape(kh, kw, c, size)
-    if wide:
-        # the phases the taps read, and at which offset
-        use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
-        slot = {ab: m for m, ab in enumerate(use)}
-        step = n if inner else 1
-        extra = (((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw) * step
-        total = n * hq * wq
-        phases = _scratch("phases", (len(use), c, max(total, size + extra)), dt)
+    xt = x.transpose(1, 2, 3, 0)                                          # (C, H, W, N)
+    if plan.wide:
+        phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
         phases.fill(0)
-        if inner:
-            grid = phases[:, :, :total].reshape(len(use), c, hq, wq, n)
-            xt = x.transpose(1, 2, 3, 0)                                  # (C, H, W, N)
+        grid = phases[:, :, :n * hq * wq]
+        if plan.inner:
+            grid = grid.reshape(-1, c, hq, wq, n)
         else:
-            grid = phases[:, :, :total].reshape(len(use), c, n, hq, wq).transpose(0, 1, 3, 4, 2)
-            xt = x.transpose(1, 2, 3, 0)
-        for m, (a, b) in enumerate(use):
-            y0, x0 = -((a - ph) // sh), -((b - pw) // sw)           # first phase row/col on the image
-            r0, c0 = y0 * sh + a - ph, x0 * sw + b - pw              # ... and its image row/col
-            if r0 < h and c0 < w:
-                src = xt[:, r0::sh, c0::sw]
-                grid[m, :, y0:y0 + src.shape[1], x0:x0 + src.shape[2]] = src
-        for i in range(kh):
-            for j in range(kw):
-                off = ((i * dh // sh) * wq + j * dw // sw) * step
-                taps[i, j] = phases[slot[(i * dh) % sh, (j * dw) % sw], :, off:off + size]
+            grid = grid.reshape(-1, c, n, hq, wq).transpose(0, 1, 3, 4, 2)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, :, y0:y1, x0:x1] = xt[:, rows_in, cols_in]
+        taps = cols[:k].reshape(kh * kw, c, size)
+        for t, (_, _, m, off) in enumerate(plan.taps):
+            taps[t] = phases[m, :, off:off + size]
     else:
-        xp = _scratch("phases", (c, hp, wp, n), dt)
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
         if ph or pw:
             xp.fill(0)
-        xp[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
+        xp[:, ph:ph + h, pw:pw + w] = xt
         bc, bh, bw, bn = xp.strides
         view = np.ndarray((kh, kw, c, ho, wo, n), dt, xp, 0, (dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
-        taps.reshape(kh, kw, c, ho, wo, n)[...] = view
+        cols[:k].reshape(kh, kw, c, ho, wo, n)[...] = view
     wmat = np.empty((o, rows), dt)
     wmat[:, :k] = weight.transpose(0, 2, 3, 1).reshape(o, k)
     if bias is not None:
@@ -170,10 +196,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False):
     out = whole[:, :size]
     np.matmul(wmat, cols, out=out)
     if relu:
-        _relu_(whole.reshape(-1))                 # the padding columns too: one contiguous pass
-    if not wide:
+        _relu_(out)
+    if not plan.wide:
         return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
-    if inner:
+    if plan.inner:
         return out.reshape(o, ho, wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
     return out.reshape(o, n, hq, wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 

@@ -216,6 +216,7 @@ def key_of(row: int, col: int) -> int:
 
 
 _DIG = "0123456789"
+GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
 
 
@@ -228,6 +229,7 @@ class _Sheet:
     arrays: list = field(default_factory=list)   # (r0, c0, r1, c1, fid) of array formulas
     bounds: tuple | None = None  # (min_row, min_col, max_row, max_col) of present cells
     frange: tuple = (0, 0)       # its formula ids: range(*frange)
+    grid: np.ndarray | None = None   # small sheets: formula id + 1 per cell (0: none)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -387,6 +389,13 @@ class Index:
         for r0, c0, r1, c1, _ in p.arrays:
             b = sh.bounds or (r0, c0, r1, c1)
             sh.bounds = (min(b[0], r0), min(b[1], c0), max(b[2], r1), max(b[3], c1))
+        if len(fkeys) and sh.bounds and (sh.bounds[2] + 1) * (sh.bounds[3] + 1) <= GRID_CELLS:
+            grid = np.zeros((sh.bounds[2] + 1, sh.bounds[3] + 1), np.int32)
+            grid[fkeys >> 14, fkeys & 0x3FFF] = fids + 1
+            for r0, c0, r1, c1, fid in p.arrays:
+                sub = grid[r0:r1 + 1, c0:c1 + 1]
+                sub[sub == 0] = fid + 1
+            sh.grid = grid
 
     def _finish(self):
         n = len(self._fkey)
@@ -501,7 +510,11 @@ class Index:
         """Ids of the formula cells inside a rectangle (array formulas touching it included)."""
         sh = self.sheets[s]
         if sh.bounds is None or not len(sh.fkeys) and not sh.arrays:
-            return np.zeros(0, np.int64)
+            return _EMPTY
+        if sh.grid is not None:                  # a small sheet: a dense grid of formula ids + 1
+            g = sh.grid[max(r0, 0):r1 + 1, max(c0, 0):c1 + 1]
+            hit = g[g > 0]
+            return hit.astype(np.int64) - 1 if len(hit) else _EMPTY
         b = sh.bounds
         r0, r1 = max(r0, b[0]), min(r1, b[2])
         keys = sh.fkeys
@@ -728,15 +741,23 @@ def compact_rects(rects) -> list[tuple]:
     rects = list(set(rects))
     if len(rects) <= 1:
         return rects
+    arr = np.asarray(rects, dtype=np.int64)
+    R0, C0 = int(arr[:, 0].min()), int(arr[:, 1].min())
+    h, w = int(arr[:, 2].max()) - R0 + 1, int(arr[:, 3].max()) - C0 + 1
     pieces = []
-    if len(rects) <= 64:
-        bounds = sorted({r[0] for r in rects} | {r[2] + 1 for r in rects})
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            live = [(c0, c1 + 1) for r0, c0, r1, c1 in rects if r0 <= a <= r1]
-            for c0, c1 in merge_runs(live):
-                pieces.append((c0, c1 - 1, a, b - 1))
+    if h * w <= 1 << 22:                         # paint the bounding box, read runs row by row
+        g = np.zeros((h, w + 2), np.int8)
+        for a, b, c, d in rects:
+            g[a - R0:c - R0 + 1, b - C0 + 1:d - C0 + 2] = 1
+        d = np.diff(g, axis=1)
+        new = np.flatnonzero(np.concatenate([[True], np.any(g[1:] != g[:-1], axis=1)]))
+        ends = np.concatenate([new[1:], [h]]) - 1
+        sub = d[new]
+        ys, starts = np.nonzero(sub == 1)
+        _, stops = np.nonzero(sub == -1)          # row-major: each start pairs with the next stop
+        pieces = list(zip((starts + C0).tolist(), (stops + C0 - 1).tolist(), (new[ys] + R0).tolist(),
+                          (ends[ys] + R0).tolist()))
     else:
-        arr = np.asarray(rects, dtype=np.int64)
         bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1]))
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             live = arr[(arr[:, 0] <= a) & (arr[:, 2] >= a)]

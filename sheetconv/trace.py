@@ -25,6 +25,15 @@ class Trace:
     direction: str                   # "precedents" or "dependents"
     levels: list[list[Region]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    # fills in meta for rendering (sheet ranges, input field) when first needed
+    lazy: object = field(default=None, repr=False, compare=False)
+
+    def complete(self) -> "Trace":
+        """Run the deferred description (sheet ranges, receptive field) once; returns self."""
+        hook, self.lazy = self.lazy, None
+        if hook is not None:
+            hook(self)
+        return self
 
     @property
     def depth(self) -> int:
@@ -69,6 +78,7 @@ class Trace:
         return None if region is None else region.bbox()
 
     def to_dict(self) -> dict:
+        self.complete()
         return {"root": list(self.root), "direction": self.direction, "depth": self.depth,
                 "levels": [[r.to_json() for r in level] for level in self.levels], **self.meta}
 
@@ -77,6 +87,7 @@ class Trace:
 
     def input_info(self) -> dict | None:
         """The receptive field on the input (see :func:`describe_input`), if the trace reaches it."""
+        self.complete()
         if "input" in self.meta:
             return self.meta["input"]
         region = self.region("input")
@@ -91,7 +102,7 @@ class Trace:
     def _repr_html_(self) -> str:
         """Jupyter: the input grid as an HTML table with the traced region highlighted."""
         info = self.input_info()
-        head = html.escape(_title(self))
+        head = html.escape(_title(self.complete()))
         if info is None:
             return f"<div><b>{head}</b><pre>{html.escape(render_text(self))}</pre></div>"
         colors = {"#": "#4a90d9", "+": "#a8c8ee", ".": "#ffffff"}
@@ -137,6 +148,7 @@ def describe_input(region: Region, field: dict | None) -> dict:
         h, w = r1 + m + 1 - top, c1 + m + 1 - left
     scale = max(1, math.ceil(max(h, w) / MAP_MAX))
     info["map_origin"] = [top, left]
+    info["map_size"] = [h, w]
     info["scale"] = scale
     info["map"] = _char_map(region, top, left, h, w, scale)
     return info
@@ -180,6 +192,7 @@ def _entries(trace: Trace, level: list[Region]) -> list[dict]:
 def render_text(trace: Trace) -> str:
     """Per level: compact ranges per sheet (with layer and channel in a sheetconv workbook)
     and their count; then the receptive field on the input and its character map."""
+    trace.complete()
     out = [_title(trace)]
     m = trace.meta
     if m.get("kind") in ("constant", "empty") and trace.direction == "precedents":
@@ -225,7 +238,7 @@ def render_text(trace: Trace) -> str:
                            + ", ".join(parts))
             else:
                 out.append(f"  full field {info['field'][0]} x {info['field'][1]}, not clipped by the border")
-        shape = info["shape"][-2:]
+        shape = info.get("map_size", info["shape"][-2:])
         scale = f", 1 char = {info['scale']} x {info['scale']} cells" if info["scale"] > 1 else ""
         origin = info["map_origin"]
         frame = "" if len(info["shape"]) == 3 else f" from row {origin[0]}, col {origin[1]}"

@@ -241,18 +241,20 @@ class FormulaWorkbook(Workbook):
         if cycle:
             meta["cycle"] = [ix.cell_text(*_fid_cell(ix, f)) for f in cycle]
         levels = self._levels(raw)
-        meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
-        trace = Trace(root=(name, row, col), direction=direction, levels=levels, meta=meta)
-        if direction == "precedents" and levels:
-            meta["input"] = describe_input(levels[-1][0] if len(levels[-1]) == 1 else
-                                           max(levels[-1], key=len), None)
-        return trace
+        return Trace(root=(name, row, col), direction=direction, levels=levels, meta=meta, lazy=_describe_plain)
 
     def precedents(self, ref, depth: int | None = None) -> Trace:
         return self._trace("precedents", ref, depth)
 
     def dependents(self, ref, depth: int | None = None) -> Trace:
         return self._trace("dependents", ref, depth)
+
+
+def _describe_plain(trace: Trace):
+    levels = trace.levels
+    trace.meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
+    if trace.direction == "precedents" and levels and levels[-1]:
+        trace.meta["input"] = describe_input(max(levels[-1], key=len), None)
 
 
 def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
@@ -364,12 +366,15 @@ class SheetconvWorkbook(Workbook):
         trace.meta.update({"engine": self.engine, "workbook": os.path.basename(self.path),
                            "cell": f"{quote_sheet(self.sheet)}!{rng(row, col, row, col)}", "kind": kind,
                            "grid_cell": f"{trace.root[0]}[{','.join(str(v) for v in trace.root[1:])}]"})
+        trace.lazy = self._describe
+        return trace
+
+    def _describe(self, trace: Trace):
         trace.meta["sheet_levels"] = [[e for r in level for e in self.sheet_entries(r)] for level in trace.levels]
         if trace.direction == "precedents" and trace.levels and trace.root[0] in self.net.shapes:
             inp = trace.region("input")
             if inp is not None:
                 trace.meta["input"] = describe_input(inp, self._field(trace.root))
-        return trace
 
     def _field(self, root) -> dict | None:
         """The root cell's receptive field on the input: clipped and unclipped boxes."""
@@ -419,13 +424,8 @@ class SheetconvWorkbook(Workbook):
                         "count": sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rr)})
         return out
 
-    def sheet_cells(self, trace: Trace) -> list[set[tuple[int, int]]]:
-        """Per level, the sheet cells (row, col) of an analytic trace (for tests and highlighting)."""
-        levels = []
-        for level in trace.levels:
-            cells = set()
-            for region in level:
-                for _, (r0, c0, r1, c1) in self.sheet_rects(region):
-                    cells.update((y, x) for y in range(r0, r1 + 1) for x in range(c0, c1 + 1))
-            levels.append(cells)
-        return levels
+    def sheet_levels(self, trace: Trace) -> list[list[tuple[int, int, int, int]]]:
+        """Per level, the sheet cells of an analytic trace as canonical disjoint rectangles
+        (row by row maximal runs, joined downward; see reader.compact_rects)."""
+        return [compact_rects([rect for region in level for _, rect in self.sheet_rects(region)])
+                for level in trace.levels]
