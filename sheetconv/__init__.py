@@ -18,8 +18,19 @@ from .verify import verify
 
 __version__ = "0.1.0"
 
+
+def open_workbook(path):
+    """Open an xlsx for tracing: ``.precedents(ref, depth)`` / ``.dependents(ref, depth)`` -> Trace.
+
+    A sheetconv workbook is answered by the engine's analytic model, any other xlsx from
+    its formulas (see sheetconv.workbook).
+    """
+    from .workbook import open_workbook as _open
+    return _open(path)
+
+
 __all__ = [
     "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
-    "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "__version__",
+    "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "__version__",
 ]

@@ -207,7 +207,7 @@ def _depth(ctx, param, value):
 
 
 @cli.command()
-@click.argument("book", type=click.Path(dir_okay=False))
+@click.argument("book", type=click.Path())
 @click.argument("cell")
 @click.option("--depth", default="all", show_default=True, callback=_depth,
               help="How many times to press Trace Precedents: a number or 'all'.")

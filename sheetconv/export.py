@@ -53,6 +53,11 @@ _COLS = column_names()
 _COL_WIDTH = 3.3            # narrow, square cells: the input reads as a picture
 _ROW_HEIGHT = 21            # points; about the column width in pixels
 _VECTOR_COL_WIDTH = 10
+# Signed grids (weights, conv outputs without ReLU): blue below zero, white at zero, red above.
+# Grids that hold no negative value (the image, ReLU outputs): white at zero up to red, so a
+# digit reads as red strokes on white.
+_HEAT_POS = {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
+             "max_type": "max", "max_color": "#F8696B"}
 _HEAT = {"type": "3_color_scale", "min_type": "min", "min_color": "#5A8AC6", "mid_type": "num", "mid_value": 0,
          "mid_color": "#FFFFFF", "max_type": "max", "max_color": "#F8696B"}
 _PROGRESS_EVERY = 8192
@@ -242,7 +247,7 @@ def _describe(net, name: str) -> str:
     return f"{layer.label}: {shape} ({_what(layer)})"
 
 
-def _heatmaps(ws, layout: Layout):
+def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
     """A colour scale per activation and partial-sum block; one per layer over all its weights.
 
     A slot's stacked kernel blocks share one rectangle (their title rows hold text, which
@@ -255,7 +260,8 @@ def _heatmaps(ws, layout: Layout):
             for p in st.parts:
                 top, left = y0 + p.row, x0 + p.col
                 if p.role in ("act", "partial"):
-                    ws.conditional_format(top, left, top + p.height - 1, left + p.width - 1, dict(_HEAT))
+                    heat = _HEAT_POS if p.grid in nonnegative else _HEAT
+                    ws.conditional_format(top, left, top + p.height - 1, left + p.width - 1, dict(heat))
                 elif p.role in ("kernel", "weight"):
                     bottom = top + (p.count - 1) * p.step + p.height - 1
                     weights.append(rng(top, left, bottom, left + p.width - 1))
@@ -387,7 +393,7 @@ def _write(net, layout, acts, tmp, title, progress) -> _Rows:
         ws.freeze_panes(1, 0)
         ws.set_zoom(80 if n_cols <= 200 else 50)
         ws.activate()
-        _heatmaps(ws, layout)
+        _heatmaps(ws, layout, {name for name, a in acts.items() if a.size and a.min() >= 0})
         ws.begin_rows(n_rows, n_cols, _ROW_HEIGHT)
         styles = tuple(f._get_xf_index() for f in (f_form, f_const, f_title, f_head))
         rows = _Rows(net, layout, acts, styles, progress)

@@ -8,12 +8,14 @@ given as Excel displays them, ``{=MAX(0,SUM(A2:C4*$AD$11:$AF$13))}``. References
 other workbooks (``[1]Sheet1!A1``) and structured table references are not cells of this
 workbook and are left out.
 
-:class:`ShapeCache` makes a million formulas cheap: a formula's *shape* is its text with
-every relative coordinate taken out (absolute ones and everything else kept), so formulas
-that differ only in relative references share a shape, whatever their stride. The
-tokenizer runs once per shape and leaves a template; each formula then costs one regular
-expression pass that collects its relative coordinates (its *values*), and its references
-are the template filled with them. Coordinates are 0-based throughout.
+:class:`ShapeCache` makes a million formulas cheap. A formula's *shape* is its text with
+the digit runs taken out; formulas that differ only in row numbers (and numeric constants)
+share it — in a conv layer, all cells of one output column, whatever the stride. The
+tokenizer runs once per shape and leaves a template tying each reference's rows to digit
+runs (columns are part of the shape). Each formula then costs two byte translations and a
+dict lookup; its digit runs are kept as ASCII, and its references are the template filled
+with them. Shared formulas reuse their master's shape, moved by (drow, dcol).
+Coordinates are 0-based throughout.
 """
 from __future__ import annotations
 
@@ -51,9 +53,6 @@ _DIGITS = re.compile(r"([0-9]+)")
 _ADDR = re.compile(r"^(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})(?::(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7}))?$")
 _ROWS_ADDR = re.compile(r"^(\$?)([0-9]{1,7}):(\$?)([0-9]{1,7})$")
 _COLS_ADDR = re.compile(r"^(\$?)([A-Za-z]{1,3}):(\$?)([A-Za-z]{1,3})$")
-_CELLS = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]{1,7})(?::\$?([A-Za-z]{1,3})\$?([0-9]{1,7}))?$")
-_WHOLE_COLS = re.compile(r"^\$?([A-Z]{1,3}):\$?([A-Z]{1,3})$")
-_WHOLE_ROWS = re.compile(r"^\$?([0-9]{1,7}):\$?([0-9]{1,7})$")
 _NAME = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.\\?]*$")
 _LEADING_REF = re.compile(r"^([^(]*?):[A-Za-z_.]+\($")   # 'A1:INDEX(' -> 'A1'
 
@@ -66,12 +65,14 @@ def _unquote(sheet: str) -> str:
 
 def _split_operand(text: str) -> tuple[object, str, int] | None:
     """'Sheet 1'!A1:B2 -> (sheet, address, offset of the address). None for external refs."""
+    lead = 1 if text.startswith("@") else 0                # implicit intersection: @A1
+    text = text[lead:]
     if text.startswith("[") or "[" in text.partition("!")[2]:
         return None                                        # another workbook or a table
     if "!" not in text:
-        return None, text, 0
+        return None, text, lead
     sheet, _, addr = text.rpartition("!")
-    offset = len(sheet) + 1
+    offset = lead + len(sheet) + 1
     if sheet.startswith("["):
         return None
     if sheet.startswith("'"):
@@ -97,20 +98,20 @@ def parse_ref(text: str) -> Ref | None:
     if split is None:
         return None
     sheet, addr, _ = split
-    m = _CELLS.match(addr)
+    m = _ADDR.match(addr)
     if m:
-        ca, ra, cb, rb = m.groups()
+        _, ca, _, ra, _, cb, _, rb = m.groups()
         r0, c0 = int(ra) - 1, COLNUM.get(ca.upper(), MAX_COLS)
         r1, c1 = (int(rb) - 1, COLNUM.get(cb.upper(), MAX_COLS)) if cb else (r0, c0)
         r0, r1, c0, c1 = min(r0, r1), max(r0, r1), min(c0, c1), max(c0, c1)
         return Ref(sheet, r0, c0, r1, c1) if _inside(r0, c0, r1, c1) else None
-    m = _WHOLE_COLS.match(addr.upper())
+    m = _COLS_ADDR.match(addr)
     if m:
-        c0, c1 = sorted((COLNUM.get(m.group(1), MAX_COLS), COLNUM.get(m.group(2), MAX_COLS)))
+        c0, c1 = sorted((COLNUM.get(m.group(2).upper(), MAX_COLS), COLNUM.get(m.group(4).upper(), MAX_COLS)))
         return Ref(sheet, None, c0, None, c1) if _inside(0, c0, 0, c1) else None
-    m = _WHOLE_ROWS.match(addr)
+    m = _ROWS_ADDR.match(addr)
     if m:
-        r0, r1 = sorted((int(m.group(1)) - 1, int(m.group(2)) - 1))
+        r0, r1 = sorted((int(m.group(2)) - 1, int(m.group(4)) - 1))
         return Ref(sheet, r0, None, r1, None) if _inside(r0, 0, r1, 0) else None
     if _NAME.match(addr) and addr.upper() not in ("TRUE", "FALSE"):
         return Ref(sheet, None, None, None, None, addr)
@@ -264,7 +265,12 @@ def _template(text: str) -> _Template:
     refs = []
     pos = 0
     for tok in _tokens(text):
-        start, pos = pos, pos + len(tok.value)
+        if tok.type == Token.WSPACE:               # the tokenizer shortens runs of spaces
+            continue
+        start = body.find(tok.value, pos)
+        if start < 0:
+            raise SheetconvError(f"cannot read formula {text[:80]!r}")
+        pos = start + len(tok.value)
         value = None
         if tok.type == Token.OPERAND and tok.subtype == Token.RANGE:
             value = tok.value
@@ -305,7 +311,7 @@ def _template(text: str) -> _Template:
             refs.append((ref.sheet, ka, c0, kb, c1, None, (not d1, not d0, not d3, not d2)))
         else:
             refs.append((ref.sheet, ka, None, kb, None, None, (not m.group(1), False, not m.group(3), False)))
-    if pos != len(body):
+    if body[pos:].strip():
         raise SheetconvError(f"cannot read formula {text[:80]!r}")
     fixed = tuple(k for k, r in enumerate(role) if r == "fixed")
     values = tuple(body[runs[k][0]:runs[k][1]] for k in fixed)

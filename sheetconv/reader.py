@@ -31,8 +31,8 @@ from xml.parsers.expat import ExpatError
 
 from .errors import SheetconvError
 from .formula_refs import COLNUM, Ref, ShapeCache, references
-from .regions import Region, merge_runs
-from .xlref import MAX_COLS, MAX_ROWS, cell as a1, quote_sheet, rng as a1rng
+from .regions import merge_runs
+from .xlref import MAX_ROWS, cell as a1, quote_sheet
 
 __all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes"]
 
@@ -45,8 +45,9 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 class Limits:
     """Bounds for untrusted workbooks (a module-level instance, LIMITS, is used)."""
     max_members: int = 10_000
-    max_member_bytes: int = 4 << 30          # one part, uncompressed
-    max_total_bytes: int = 8 << 30           # all parts
+    max_member_bytes: int = 2 << 30          # one part, uncompressed
+    max_total_bytes: int = 4 << 30           # all parts
+    max_formula_chars: int = 65_536          # Excel allows 8,192
     max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
     min_ratio_bytes: int = 1 << 20
     max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
@@ -99,7 +100,11 @@ def _check_members(zf: zipfile.ZipFile, path: str):
     if len(infos) > lim.max_members:
         raise SheetconvError(f"{path}: {len(infos)} zip members (at most {lim.max_members}); refusing it")
     total = 0
+    file_size = os.path.getsize(path)
     for info in infos:
+        if info.compress_size > file_size:
+            raise SheetconvError(f"{path}: zip member {info.filename} claims {info.compress_size:,} compressed bytes "
+                                 f"in a {file_size:,}-byte file; the file is corrupt")
         if info.flag_bits & 0x1:
             raise SheetconvError(f"{path}: zip member {info.filename} is encrypted; expected a plain .xlsx")
         size = info.file_size
@@ -218,6 +223,7 @@ def key_of(row: int, col: int) -> int:
 _DIG = "0123456789"
 GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
+_BUCKET = 64
 
 
 @dataclass
@@ -261,10 +267,12 @@ class _SheetParser:
             if r is None:                        # position implied: the next column
                 key = self.last_key + 1
             else:
-                col = COLNUM.get(r.rstrip(_DIG))
-                if col is None:
+                letters = r.rstrip(_DIG)
+                col = COLNUM.get(letters)
+                digits = r[len(letters):]
+                if col is None or not digits.isdigit() or not 0 < int(digits) <= MAX_ROWS:
                     raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
-                key = self.rowbase | col
+                key = ((int(digits) - 1) << 14) | col
             self.key = self.last_key = key
             self.has_value = self.is_formula = False
         elif tag == _F:
@@ -291,6 +299,8 @@ class _SheetParser:
     def data(self, text):
         if self.in_f:
             self.buf.append(text)
+            if len(text) > 4096 and sum(map(len, self.buf)) > LIMITS.max_formula_chars:
+                self._formula("".join(self.buf), self.fattrs)     # refuses it, before it grows further
         elif self.key >= 0 and not self.has_value and text.strip():
             self.has_value = True
 
@@ -298,6 +308,9 @@ class _SheetParser:
         key = self.key
         if key < 0:
             return
+        if len(text) > LIMITS.max_formula_chars:
+            raise SheetconvError(f"a formula of {len(text):,} characters in cell {self.ix.sheets[self.sheet_idx].name}!"
+                                 f"{a1(key >> 14, key & 0x3FFF)} (Excel allows 8,192); the workbook is corrupt")
         ix = self.ix
         t = attrs.get("t")
         if t == "shared":
@@ -407,6 +420,13 @@ class Index:
             self.fsheet[f0:f1] = i
 
     # -------------------------------------------------------- cells and references
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the index's arrays (formula table, digit runs, per-sheet keys)."""
+        n = sum(a.itemsize * len(a) for a in (self._fkey, self._fsid, self._voff)) + len(self._blob)
+        for sh in self.sheets:
+            n += sum(a.nbytes for a in (sh.fkeys, sh.fids, sh.vkeys, sh.grid) if a is not None)
+        return n
 
     def sheet_index(self, name: str | None, default: int = 0) -> int:
         if name is None:
@@ -552,12 +572,14 @@ class Index:
 
     # -------------------------------------------------------- queries
 
-    def precedents(self, s: int, row: int, col: int, depth: int | None = None):
+    def precedents(self, s: int, row: int, col: int, depth: int | None = None, transparent=frozenset()):
         """Levels of precedent rectangles of one cell, breadth first.
 
         Level k holds the references of the formula cells first reached at level k-1
         (level 1: the cell's own references). Each formula cell is expanded once, so a
-        circular reference ends the walk; the cycle is found and returned.
+        circular reference ends the walk; the cycle is found and returned. A single-cell
+        reference to a formula in ``transparent`` (formula ids: intermediate cells such as
+        partial sums) is replaced by that formula's own references, at the same level.
         Returns (levels: list[dict sheet -> list of rects], cycle: list of fids or None).
         """
         root = self.formula_at(s, row, col)
@@ -572,9 +594,17 @@ class Index:
             here = len(levels)
             for f in frontier:
                 kids = []
-                for t, r0, c0, r1, c1 in self.refs(f):
+                todo = list(self.refs(f))
+                while todo:
+                    t, r0, c0, r1, c1 = todo.pop()
+                    found = self.formulas_in(t, r0, c0, r1, c1).tolist()
+                    if transparent and r0 == r1 and c0 == c1 and len(found) == 1 and found[0] in transparent \
+                            and found[0] not in edges and found[0] != f:
+                        edges[found[0]] = []
+                        todo.extend(self.refs(found[0]))
+                        continue
                     rects.setdefault(t, []).append((r0, c0, r1, c1))
-                    for g in self.formulas_in(t, r0, c0, r1, c1).tolist():
+                    for g in found:
                         kids.append(g)
                         lv = seen.get(g)
                         if lv is None:
@@ -587,8 +617,11 @@ class Index:
             frontier = nxt
         return levels, (_find_cycle(root, edges) if revisit else None)
 
-    def dependents(self, s: int, row: int, col: int, depth: int | None = None):
-        """Levels of dependent rectangles (formula cells reading the previous level)."""
+    def dependents(self, s: int, row: int, col: int, depth: int | None = None, transparent=frozenset()):
+        """Levels of dependent rectangles (formula cells reading the previous level).
+
+        Readers in ``transparent`` are looked through: their own readers join the level.
+        """
         frontier = {s: [(row, col, row, col)]}
         seen: set[int] = set()
         start = self.formula_at(s, row, col)
@@ -596,8 +629,16 @@ class Index:
             seen.add(start)
         levels, cycle = [], None
         while frontier and (depth is None or len(levels) < depth):
-            hits = self._readers(frontier)
-            new = [f for f in hits if f not in seen]
+            hits = set(self._readers(frontier))
+            passed: set[int] = set()
+            while transparent:
+                through = [f for f in hits if f in transparent and f not in passed and f != start]
+                if not through:
+                    break
+                passed.update(through)
+                hits.update(self._readers(_rects_by_sheet(self.host_rect(f) for f in through)))
+            hits -= passed
+            new = [f for f in sorted(hits) if f not in seen]
             if start is not None and start in hits and cycle is None:
                 cycle = [start]
             if not new:
@@ -618,17 +659,25 @@ class Index:
         """Formula ids whose references touch any rectangle of ``frontier``."""
         tab = self._ref_table()
         out: set[int] = set()
+        B = _BUCKET
+        keys = tab["keys"]
         for t, rects in frontier.items():
             for q0, p0, q1, p1 in rects:
-                for part in (tab["short"], tab["tall"]):
-                    T, R0, C0, R1, C1, F = part
+                parts = [tab["tall"]]
+                if len(keys):                     # short references: the buckets the rectangle can reach
+                    rb = np.arange(max(q0 - B, 0) // B, q1 // B + 1, dtype=np.int64)
+                    base = (t << 40) | (rb << 20)
+                    lo = keys.searchsorted(base | (max(p0 - B, 0) // B))
+                    hi = keys.searchsorted(base | (p1 // B), side="right")
+                    keep = hi > lo
+                    if keep.any():
+                        lo, hi = lo[keep], hi[keep]
+                        lens = hi - lo
+                        idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+                        parts.append(tuple(a[idx] for a in tab["short"]))
+                for T, R0, C0, R1, C1, F in parts:
                     if not len(F):
                         continue
-                    if part is tab["short"]:
-                        lo = R0.searchsorted(q0 - tab["span"])
-                        hi = R0.searchsorted(q1, side="right")
-                        sl = slice(lo, hi)
-                        T, R0, C0, R1, C1, F = T[sl], R0[sl], C0[sl], R1[sl], C1[sl], F[sl]
                     m = (T == t) & (R0 <= q1) & (R1 >= q0) & (C0 <= p1) & (C1 >= p0)
                     if m.any():
                         out.update(F[m].tolist())
@@ -642,8 +691,9 @@ class Index:
     def _ref_table(self) -> dict:
         """Every plain reference of every formula as flat arrays (built on first use).
 
-        'short' references (at most 64 rows tall) are sorted by first row, so a query
-        reads only a window of them; 'tall' ones are scanned. Formulas with names,
+        'short' references (at most _BUCKET rows and columns) are sorted by the bucket of
+        their top-left cell (sheet, row // _BUCKET, col // _BUCKET), so a query reads only
+        the buckets it can reach; 'tall' (large) ones are scanned. Formulas with names,
         whole rows or columns or 3-D references are listed in 'special'.
         """
         if self._by_sid is not None:
@@ -697,12 +747,22 @@ class Index:
             cols["c"].append(np.maximum(C0, C1).ravel().astype(np.int32))
             cols["F"].append(np.repeat(fids, len(simple)).astype(np.int64))
         flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
-        tall = (flat["r"] - flat["R"]) > 64
+        B = _BUCKET
+        tall = ((flat["r"] - flat["R"]) > B) | ((flat["c"] - flat["C"]) > B) | (flat["T"] < 0)
         short = ~tall
-        o = np.argsort(flat["R"][short], kind="stable")
+        key = (flat["T"][short].astype(np.int64) << 40) | ((flat["R"][short].astype(np.int64) // B) << 20) \
+            | (flat["C"][short].astype(np.int64) // B)
+        o = np.argsort(key, kind="stable")
         pick = lambda m, idx=None: tuple((flat[k][m] if idx is None else flat[k][m][idx]) for k in "TRCrcF")
-        self._by_sid = {"short": pick(short, o), "tall": pick(tall), "span": 64, "special": special}
+        self._by_sid = {"short": pick(short, o), "keys": key[o], "tall": pick(tall), "special": special}
         return self._by_sid
+
+
+def _rects_by_sheet(host_rects) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for t, r0, c0, r1, c1 in host_rects:
+        out.setdefault(t, []).append((r0, c0, r1, c1))
+    return out
 
 
 def _find_cycle(root: int, edges: dict[int, list]) -> list[int] | None:
@@ -823,5 +883,7 @@ def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler: _SheetParser
         raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
     except ExpatError as e:
         raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except SheetconvError as e:
+        raise SheetconvError(f"{path}: {part}: {e}") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None

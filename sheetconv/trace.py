@@ -115,7 +115,10 @@ class Trace:
         caption = html.escape(f"{info['name']}: field {info['size'][0]} x {info['size'][1]} "
                               f"at rows {info['rows'][0]}-{info['rows'][1]}, cols {info['cols'][0]}-{info['cols'][1]}"
                               + (f" (map scaled 1:{info['scale']})" if info.get("scale", 1) > 1 else ""))
-        return (f'<div><b>{head}</b><div>{caption}</div>'
+        lines = render_text(self).splitlines()[1:]
+        lines = lines[:next((i for i, l in enumerate(lines) if l.startswith("map (")), len(lines))]
+        return (f'<div><b>{head}</b><pre style="font-size:90%">{html.escape(chr(10).join(lines))}</pre>'
+                f'<div>{caption}</div>'
                 f'<table style="border-collapse:collapse" title="{size}">{"".join(rows)}</table></div>')
 
 
@@ -185,7 +188,7 @@ def _entries(trace: Trace, level: list[Region]) -> list[dict]:
     k = trace.levels.index(level)
     if "sheet_levels" in trace.meta:
         return trace.meta["sheet_levels"][k]
-    return [{"sheet": None, "grid": r.name, "channel": None, "ranges": [r.describe()], "count": len(r)}
+    return [{"sheet": None, "grid": None, "channel": None, "ranges": [r.describe()], "count": len(r)}
             for r in level]
 
 
@@ -200,6 +203,9 @@ def render_text(trace: Trace) -> str:
         out.append(f"  {what}: no precedents")
     elif not trace.levels:
         out.append(f"  no {trace.direction}")
+    if m.get("unreadable_formulas"):
+        out.append("  note: the tokenizer could not read some formulas of this workbook, whose references are "
+                   "not followed, e.g. =" + m["unreadable_formulas"][0][:60])
     if m.get("cycle"):
         out.append("  circular reference: " + " -> ".join(m["cycle"]))
     for k, level in enumerate(trace.levels):
@@ -223,6 +229,8 @@ def render_text(trace: Trace) -> str:
     if info is not None:
         (r0, r1), (c0, c1) = info["rows"], info["cols"]
         where = "the input" if len(info["shape"]) == 3 else f"sheet {info['name']} (deepest level)"
+        if info.get("reached") is False:
+            where += " (below the traced levels)"
         out.append(f"receptive field on {where}: rows {r0}-{r1}, cols {c0}-{c1} (0-based), "
                    f"size {info['size'][0]} x {info['size'][1]}, {info['count']} cells"
                    + (f" over channel{'s' if len(info['channels']) > 1 else ''} "

@@ -15,7 +15,6 @@ from itertools import product
 
 from . import meta as _meta
 from .errors import SheetconvError
-from .formula_refs import COLNUM
 from .reader import (Index, _NS_MAIN, _parse_part, build_index, compact_rects, open_zip, read_workbook_parts,
                      rect_boxes)
 from .regions import Region
@@ -193,9 +192,11 @@ class FormulaWorkbook(Workbook):
 
     engine = "formulas"
 
-    def __init__(self, path: str, index: Index, default_sheet: str | None = None, skip_sheets=()):
+    def __init__(self, path: str, index: Index, default_sheet: str | None = None, skip_sheets=(),
+                 transparent=frozenset()):
         self.path = path
         self.index = index
+        self.transparent = transparent
         self.sheet_names = [s.name for s in index.sheets]
         visible = [s.name for s in index.infos if s.state == "visible" and s.part is not None]
         self.default_sheet = default_sheet or (visible or self.sheet_names)[0]
@@ -207,6 +208,9 @@ class FormulaWorkbook(Workbook):
             if not (0 <= row < MAX_ROWS and 0 <= col < MAX_COLS):
                 raise SheetconvError(f"cell ({row}, {col}) lies outside the sheet")
         else:
+            if parse_grid_ref(str(ref)) is not None:
+                raise SheetconvError(f"{ref!r} is a layer coordinate, which needs a workbook written by sheetconv; "
+                                     f"{os.path.basename(self.path)} is not one (give an A1 reference, e.g. C4)")
             sheet, row, col = self._a1(str(ref))
         return self.index.sheet_index(sheet), row, col
 
@@ -232,14 +236,16 @@ class FormulaWorkbook(Workbook):
         s, row, col = self._cell(ref)
         ix = self.index
         if direction == "precedents":
-            raw, cycle = ix.precedents(s, row, col, depth)
+            raw, cycle = ix.precedents(s, row, col, depth, self.transparent)
         else:
-            raw, cycle = ix.dependents(s, row, col, depth)
+            raw, cycle = ix.dependents(s, row, col, depth, self.transparent)
         name = ix.sheets[s].name
         meta = {"engine": self.engine, "workbook": os.path.basename(self.path),
                 "cell": f"{quote_sheet(name)}!{rng(row, col, row, col)}", "kind": self.kind(s, row, col)}
         if cycle:
             meta["cycle"] = [ix.cell_text(*_fid_cell(ix, f)) for f in cycle]
+        if ix.cache.unreadable:
+            meta["unreadable_formulas"] = ix.cache.unreadable[:5]
         levels = self._levels(raw)
         return Trace(root=(name, row, col), direction=direction, levels=levels, meta=meta, lazy=_describe_plain)
 
@@ -294,8 +300,14 @@ class SheetconvWorkbook(Workbook):
     def formulas(self) -> FormulaWorkbook:
         """The same workbook answered from its formulas (built on first use)."""
         if self._formulas is None:
-            self._formulas = FormulaWorkbook(self.path, build_index(self.path), self.sheet,
-                                             skip_sheets=(_meta.META_SHEET,))
+            ix = build_index(self.path)
+            s = ix.sheet_index(self.sheet)
+            partial = set()                  # partial-sum cells: looked through, as the engine does
+            for b in self.layout.iter_blocks():
+                if ":" in b.grid:
+                    partial.update(ix.formulas_in(s, b.top, b.left, b.bottom, b.right).tolist())
+            self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET,),
+                                             transparent=frozenset(partial))
         return self._formulas
 
     def cell(self, ref):
@@ -354,9 +366,11 @@ class SheetconvWorkbook(Workbook):
         if ":" in cell[0]:                  # partial-sum grid: find its sheet cell
             row, col = self.layout.cell_of(cell)
             return (self.sheet, row, col)
-        if len(cell) == 3 and isinstance(cell[1], int):
+        if len(cell) == 3 and isinstance(cell[1], int) and cell[0] in self.sheet_names:
             return cell
-        raise SheetconvError(f"no cell {cell!r} in this workbook")
+        params = [p for p in self.net.state_dict()]
+        raise SheetconvError(f"no layer or parameter {cell[0]!r} in this workbook (layers: {', '.join(self.net.names)}; "
+                             f"parameters: {', '.join(params) or 'none'})")
 
     def _decorate(self, trace: Trace, row: int, col: int, kind: str) -> Trace:
         levels = [[r for r in level if r] for level in trace.levels]
@@ -371,10 +385,14 @@ class SheetconvWorkbook(Workbook):
 
     def _describe(self, trace: Trace):
         trace.meta["sheet_levels"] = [[e for r in level for e in self.sheet_entries(r)] for level in trace.levels]
-        if trace.direction == "precedents" and trace.levels and trace.root[0] in self.net.shapes:
+        if trace.direction == "precedents" and trace.root[0] in self.net.shapes and trace.root[0] != "input":
             inp = trace.region("input")
+            reached = inp is not None
+            if inp is None:                  # --depth stopped short: the field is still the spec's
+                inp = self.net.precedents(trace.root, None).region("input")
             if inp is not None:
                 trace.meta["input"] = describe_input(inp, self._field(trace.root))
+                trace.meta["input"]["reached"] = reached
 
     def _field(self, root) -> dict | None:
         """The root cell's receptive field on the input: clipped and unclipped boxes."""
@@ -394,7 +412,7 @@ class SheetconvWorkbook(Workbook):
         for box in region.boxes:
             if nd >= 3:                      # (..., rows, cols): map each lead index's rectangles
                 lead = box[:-2]
-                for key in product(*(range(a, b) for runs in lead for a, b in runs)):
+                for key in product(*([i for a, b in runs for i in range(a, b)] for runs in lead)):
                     for (ra, rb), (ca, cb) in product(box[-2], box[-1]):
                         p = lay.cell_of((region.name, *key, ra, ca))
                         q = lay.cell_of((region.name, *key, rb - 1, cb - 1))
@@ -406,7 +424,7 @@ class SheetconvWorkbook(Workbook):
                                         for i in range(ra, rb) for j in range(ca, cb)))
             else:                            # biases, Linear weights: cell by cell, then merged
                 cells = [lay.cell_of((region.name, *idx)) for idx in
-                         product(*(range(a, b) for runs in box for a, b in runs))]
+                         product(*([i for a, b in runs for i in range(a, b)] for runs in box))]
                 out.extend((None, (y, x, y, x)) for y, x in cells)
         return out
 

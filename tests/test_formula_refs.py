@@ -40,6 +40,9 @@ CASES = [
     ("=XFD1048576+A0", [R(None, "XFD1048576")]),                   # A0 is no cell
     ("=1E3+2.5E-2+TRUE", []),
     ("=B5:B3", [R(None, "B3:B5")]),
+    ("=SUM( A1 ,  'a b'!B2 )", [R(None, "A1"), R("a b", "B2")]),      # the tokenizer shortens spaces
+    ("=@A1+_xlfn.ANCHORARRAY(C3)", [R(None, "A1"), R(None, "C3")]),
+    ("=A1:INDEX(B:B,3)", [R(None, "A1"), Ref(None, None, 1, None, 1)]),
 ]
 
 
