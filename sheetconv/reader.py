@@ -534,6 +534,8 @@ class Index:
         if sh.grid is not None:                  # a small sheet: a dense grid of formula ids + 1
             g = sh.grid[max(r0, 0):r1 + 1, max(c0, 0):c1 + 1]
             hit = g[g > 0]
+            if sh.arrays and len(hit) > 1:        # an array formula fills many cells with one id
+                hit = np.unique(hit)
             return hit.astype(np.int64) - 1 if len(hit) else _EMPTY
         b = sh.bounds
         r0, r1 = max(r0, b[0]), min(r1, b[2])
