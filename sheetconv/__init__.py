@@ -29,8 +29,15 @@ def open_workbook(path):
     return _open(path)
 
 
+def write_workbook(net, x, path, **kwargs):
+    """Write ``net`` run on input ``x`` as a live workbook at ``path`` (see sheetconv.export)."""
+    from .export import write_workbook as _write
+    return _write(net, x, path, **kwargs)
+
+
 __all__ = [
     "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
-    "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "__version__",
+    "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "write_workbook",
+    "__version__",
 ]

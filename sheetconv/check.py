@@ -10,6 +10,15 @@ engine on them and compares:
 - every computed cell's formula references with the precedents the spec says it has
   (``Network.precedents(cell, depth=1)`` mapped through the layout): a formula that no
   longer reads what it should is reported by its address, with what it should reference.
+
+Stored values only show what the program that last saved the file computed: a formula's
+arithmetic is verified only by recalculating it (``recalc=True``), and a file saved by a
+program that does not calculate (openpyxl, pandas) has no stored values at all. The
+report says which of these it checked (:attr:`CheckReport.status`).
+
+The workbook is read once through :mod:`sheetconv.reader` (zip-bomb checks, an
+entity-refusing streaming XML parser): the metadata, the precedent index (references as
+the formula reader resolves them) and the values of the main sheet.
 """
 from __future__ import annotations
 
@@ -23,71 +32,17 @@ import numpy as np
 from . import xlref
 from .errors import SheetconvError
 from .network import Network
-from .regions import runs_from_indices
 
-__all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "formula_references", "cells_to_ranges"]
+__all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "cells_to_ranges", "read_values"]
 
 TOLERANCE = 1e-9            # |a - b| <= TOLERANCE * max(1, |b|)
-
-
-# ---------------------------------------------------------------- formula references
-
-def formula_references(formula: str, sheet: str, cache=None) -> tuple[set[tuple[int, int]], list[str]]:
-    """Cells of ``sheet`` a formula references, and references it cannot place there.
-
-    The second list holds references to other sheets, whole rows or columns, and defined
-    names, as text. ``cache``: a formula_refs.ShapeCache, which tokenizes each formula
-    shape once (formulas that differ only in row numbers share one).
-    """
-    from .formula_refs import references
-    cells: set[tuple[int, int]] = set()
-    other: list[str] = []
-    try:
-        if cache is None:
-            refs = references(formula)
-        else:
-            unreadable = len(cache.unreadable)
-            sid, runs = cache.split(formula)
-            if len(cache.unreadable) > unreadable:
-                raise SheetconvError(f"cannot read formula {formula[:80]!r}")
-            refs = cache.refs(sid, runs)
-    except SheetconvError as e:
-        return cells, [str(e)]
-    for ref in refs:
-        where = "" if ref.sheet in (None, sheet) else f"{xlref.quote_sheet(str(ref.sheet))}!"
-        if ref.name is not None:
-            other.append(where + ref.name)
-        elif where or ref.r0 is None or ref.c0 is None:
-            rows = "" if ref.r0 is None else (ref.r0 + 1, ref.r1 + 1)
-            cols = "" if ref.c0 is None else (xlref.cell(0, ref.c0)[:-1], xlref.cell(0, ref.c1)[:-1])
-            if rows and cols:
-                other.append(where + xlref.rng(ref.r0, ref.c0, ref.r1, ref.c1))
-            else:
-                other.append(where + (f"{cols[0]}:{cols[1]}" if cols else f"{rows[0]}:{rows[1]}"))
-        elif (ref.r1 - ref.r0 + 1) * (ref.c1 - ref.c0 + 1) > 1_000_000:
-            other.append(xlref.rng(ref.r0, ref.c0, ref.r1, ref.c1))
-        else:
-            cells.update((r, c) for r in range(ref.r0, ref.r1 + 1) for c in range(ref.c0, ref.c1 + 1))
-    return cells, other
+_AREA = 1_000_000           # a reference larger than this is reported as text, not expanded to cells
 
 
 def cells_to_ranges(cells) -> list[str]:
-    """A set of (row, col) as compact A1 ranges: column runs per row, stacked over consecutive rows."""
-    rows: dict[int, list[int]] = {}
-    for r, c in cells:
-        rows.setdefault(r, []).append(c)
-    boxes, active, prev = [], {}, None          # active: column run -> first row
-    for r in sorted(rows):
-        runs = set(runs_from_indices(rows[r]))
-        for run, top in list(active.items()):
-            if prev != r - 1 or run not in runs:
-                boxes.append((top, run[0], prev, run[1] - 1))
-                del active[run]
-        for run in runs:
-            active.setdefault(run, r)
-        prev = r
-    boxes += [(top, run[0], prev, run[1] - 1) for run, top in active.items()]
-    return [xlref.rng(*box) for box in sorted(boxes)]
+    """A set of (row, col) as compact A1 ranges (reader.compact_rects)."""
+    from .reader import compact_rects
+    return [xlref.rng(*rect) for rect in compact_rects([(r, c, r, c) for r, c in cells])]
 
 
 # ---------------------------------------------------------------- report
@@ -131,16 +86,52 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
+    def mismatch(self) -> bool:
+        """Something disagrees: a formula's references, a value, or torch."""
         values_bad = any(l.stored_bad or l.recalc_bad or not l.torch_ok for l in self.layers)
-        return not values_bad and not self.formula_problems
+        return values_bad or bool(self.formula_problems)
+
+    @property
+    def missing_values(self) -> int:
+        return sum(l.missing_values for l in self.layers)
+
+    @property
+    def values_checked(self) -> bool:
+        """Every computed cell's value was compared: recalculated, or stored in the file."""
+        return self.recalculated or not self.missing_values
+
+    @property
+    def status(self) -> str:
+        """'mismatch'; 'unchecked' (references right, values not all checked: no stored
+        values and no recalculation); or 'ok'."""
+        if self.mismatch:
+            return "mismatch"
+        return "ok" if self.values_checked else "unchecked"
+
+    @property
+    def ok(self) -> bool:
+        """References and every computed cell's value agree with the engine."""
+        return self.status == "ok"
+
+    def headline(self) -> str:
+        if self.status == "mismatch":
+            return f"{self.path}: MISMATCH"
+        if self.status == "unchecked":
+            cells = sum(l.cells for l in self.layers)
+            n = self.missing_values
+            what = "no stored values" if n == cells else f"{n:,} of {cells:,} computed cells have no stored value"
+            return (f"{self.path}: references OK, values NOT checked ({what}; the program that saved the file "
+                    f"does not calculate) - rerun with --recalc")
+        if self.recalculated:
+            return f"{self.path}: OK - references and the values LibreOffice recalculated agree with the engine"
+        return (f"{self.path}: OK - references and stored values agree with the engine (the formulas' "
+                f"arithmetic was not recalculated; --recalc checks it)")
 
     def __str__(self):
         def err(v):
             return "-" if v is None else f"{v:.3e}"
         head = f"{'layer':<12}{'cells':>7}{'stored':>12}{'recalc':>12}{'torch':>12}  mismatches"
-        lines = [f"{self.path}: {'OK' if self.ok else 'MISMATCH'}", "max abs error per layer against the engine:",
-                 head]
+        lines = [self.headline(), "max abs error per layer against the engine:", head]
         for l in self.layers:
             bad = []
             if l.stored_bad:
@@ -165,36 +156,133 @@ class CheckReport:
 
 # ---------------------------------------------------------------- reading the workbook
 
-def _read_sheet(path: Path, sheet: str, data_only: bool) -> dict[tuple[int, int], object]:
-    """Non-empty cells of one sheet as {(row, col): value}, 0-based; formulas as '=...' text."""
-    import openpyxl
+def _tags():
+    from .reader import _NS_MAIN
+    return tuple(f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row", "f"))    # expat's 'ns}tag' 
+
+
+class _Values:
+    """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
+
+    def __init__(self):
+        self.C, self.V, self.T, self.IS, self.ROW, self.F = _tags()
+        self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
+        self.row, self.col = -1, -1
+        self.type = None
+        self.buf: list[str] | None = None
+        self.in_text = self.in_is = False
+
+    def start(self, tag, attrs):
+        if tag == self.C:
+            r = attrs.get("r")
+            if r is None:
+                self.col += 1
+            else:
+                try:
+                    self.row, self.col = xlref.parse_cell(r)
+                except SheetconvError:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
+            self.type = attrs.get("t")
+            self.buf = []
+        elif tag == self.ROW:
+            r = attrs.get("r")
+            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
+            self.col = -1
+        elif tag == self.IS:
+            self.in_is = True
+        elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
+            self.in_text = True
+
+    def end(self, tag):
+        if tag in (self.V, self.T):
+            self.in_text = False
+        elif tag == self.IS:
+            self.in_is = False
+        elif tag == self.C:
+            if self.buf:
+                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
+            self.buf = None
+
+    def data(self, text):
+        if self.in_text:
+            self.buf.append(text)
+
+
+def _value(t: str | None, text: str, shared, where: str):
+    """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
+    if t == "s":
+        k = text.strip()
+        if shared is None or not k.isdigit() or int(k) >= len(shared):
+            have = 0 if shared is None else len(shared)
+            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
+                                 f"has {have}); the workbook is corrupt")
+        return shared[int(k)]
+    if t in ("str", "inlineStr", "e"):
+        return text
+    if t == "b":
+        return text.strip() in ("1", "true")
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=data_only)
-    except Exception as e:                      # openpyxl raises many kinds for a damaged file
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise SheetconvError(f"{path}: cannot read the workbook ({type(e).__name__}: {first})") from None
-    try:
-        if sheet not in wb.sheetnames:
-            raise SheetconvError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(wb.sheetnames)})")
-        out = {}
-        for row in wb[sheet].iter_rows():
-            for c in row:
-                v = getattr(c, "value", None)
-                if v is None:
-                    continue
-                if hasattr(v, "text"):                  # ArrayFormula
-                    v = v.text
-                out[(c.row - 1, c.column - 1)] = v
-        return out
-    finally:
-        wb.close()
+        return float(text)
+    except ValueError:
+        return text                                   # not a number: reported where a number is needed
+
+
+def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
+    """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
+
+    {(row, col): value}, 0-based; cells without a stored value (a formula never
+    calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
+    """
+    from .reader import _SharedStrings, _parse_part
+    if info.part is None:
+        raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
+    handler = _Values()
+    _parse_part(zf, info.part, path, handler)
+    raw = handler.out
+    shared = None
+    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
+        sst = _SharedStrings()
+        _parse_part(zf, "xl/sharedStrings.xml", path, sst)
+        shared = sst.items
+    sheet = xlref.quote_sheet(info.name)
+    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{xlref.cell(*rc)}") for rc, (t, text) in raw.items()}
+
+
+def _read_book(path: Path):
+    """(meta, precedent index, the main sheet's index, its stored values), one pass over the file."""
+    from .meta import load_model, read_meta_zip
+    from .reader import build_index, open_zip, read_workbook_parts
+    with open_zip(path) as zf:                       # refuses non-xlsx files and zip bombs before parsing
+        parts = read_workbook_parts(zf, str(path))
+        meta = read_meta_zip(zf, str(path), parts[0])
+        if meta is None:
+            raise SheetconvError(f"{path}: not a sheetconv workbook (no embedded sheetconv metadata)")
+        net, layout = load_model(meta)
+        sheet = meta["sheet"]
+        ix = build_index(str(path), zf, parts)
+        s = ix.sheet_index(sheet)
+        values = read_values(zf, str(path), parts[0][s])
+    return net, layout, sheet, ix, s, values
+
+
+def _recalculated_values(path: Path, sheet: str) -> dict:
+    from .reader import open_zip, read_workbook_parts
+    from .recalc import recalc_libreoffice
+    with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
+        out = recalc_libreoffice([path], tmp)[0]
+        with open_zip(out) as zf:
+            sheets, _ = read_workbook_parts(zf, str(out))
+            info = next((i for i in sheets if i.name == sheet), None)
+            if info is None:
+                raise SheetconvError(f"{path}: LibreOffice's recalculated copy has no sheet {sheet!r}")
+            return read_values(zf, str(out), info)
 
 
 def _number(v, what: str, address: str) -> float:
     if v is None:
         return 0.0                                      # an empty cell counts as 0 in a formula
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SheetconvError(f"{what} cell {address} holds {v!r}; expected a number")
+        raise SheetconvError(f"{what} cell {address} holds {v!r:.60}; expected a number")
     if not math.isfinite(v):
         raise SheetconvError(f"{what} cell {address} holds {v!r}; expected a finite number")
     return float(v)
@@ -210,36 +298,16 @@ def _layer_cells(net: Network, name: str):
 
 def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE) -> CheckReport:
     """Compare a sheetconv workbook's cells with the engine and torch (see the module docstring)."""
-    from . import meta as meta_mod
-    from .layout import Layout
-    from .reader import open_zip
     path = Path(path)
     if not path.is_file():
         raise SheetconvError(f"{path}: no such file (expected a sheetconv .xlsx workbook)")
-    open_zip(path).close()                      # refuses non-xlsx files and zip bombs before parsing
-    meta = meta_mod.read_meta(path)
-    if meta is None:
-        raise SheetconvError(f"{path}: not a sheetconv workbook (no embedded sheetconv metadata)")
-    try:
-        net = Network.from_spec(meta["spec"])
-        layout = Layout.from_json(meta["layout"], net)
-    except (KeyError, TypeError) as e:
-        raise SheetconvError(f"{path}: damaged sheetconv metadata ({type(e).__name__}: {e})") from None
-    sheet = meta.get("sheet") or layout.sheet
+    net, layout, sheet, ix, s, stored = _read_book(path)
 
     def addr(rc) -> str:
         return f"{xlref.quote_sheet(sheet)}!{xlref.cell(*rc)}"
 
-    formulas = _read_sheet(path, sheet, data_only=False)
-    stored = _read_sheet(path, sheet, data_only=True)
     report = CheckReport(str(path), [], recalculated=recalc)
-    if recalc:
-        from .recalc import recalc_libreoffice
-        with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
-            out = recalc_libreoffice([path], tmp)[0]
-            values = _read_sheet(out, sheet, data_only=True)
-    else:
-        values = stored
+    values = _recalculated_values(path, sheet) if recalc else stored
 
     # Input and weights from the cells, as the spreadsheet would compute with them.
     x = np.zeros(net.input_shape)
@@ -259,13 +327,13 @@ def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE) -> 
     torch_errs = None
     try:
         from .verify import verify
-        torch_errs = {l.name: l for l in verify(net, x).layers}
+        torch_report = verify(net, x)
+        torch_errs = {l.name: l for l in torch_report.layers}
         report.torch_checked = True
     except SheetconvError as e:
         report.notes.append(f"torch not compared: {e}")
 
-    formula_check = _FormulaCheck(net, layout, formulas, sheet)
-    missing = 0
+    formula_check = _FormulaCheck(net, layout, ix, s, stored)
     for layer in net.layers:
         lc = LayerCheck(layer.name, 0)
         ref = acts[layer.name].reshape(net.grid(layer.name))
@@ -286,12 +354,19 @@ def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE) -> 
         if torch_errs is not None:
             t = torch_errs[layer.name]
             lc.torch_max_err = t.max_abs
-            lc.torch_ok = t.max_rel <= 1e-10
-        missing += lc.missing_values
+            lc.torch_ok = type(torch_report)(torch_report.dtype, [t]).ok()     # verify's own tolerance
         report.layers.append(lc)
-    if missing:
-        report.notes.append(f"{missing} computed cells have no stored value (the file was saved by a program that "
-                            f"does not calculate); run with --recalc to compare recalculated values")
+    if report.missing_values:
+        if recalc:
+            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
+                                f"by a program that does not calculate); their recalculated values were checked")
+        else:
+            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
+                                f"by a program that does not calculate): their values were NOT verified; run "
+                                f"with --recalc to recalculate the formulas and compare")
+    if ix.cache.unreadable:
+        report.notes.append(f"{len(ix.cache.unreadable)} formula(s) could not be parsed, e.g. "
+                            f"{ix.cache.unreadable[0][:80]!r}")
     return report
 
 
@@ -312,12 +387,10 @@ def _compare(lc: LayerCheck, kind: str, value, want: float, address: str, tolera
 
 
 class _FormulaCheck:
-    """Compares each computed cell's formula references with the spec's precedents."""
+    """Compares each computed cell's formula references (the precedent index's) with the spec's precedents."""
 
-    def __init__(self, net: Network, layout, formulas: dict, sheet: str):
-        from .formula_refs import ShapeCache
-        self.net, self.formulas, self.sheet = net, formulas, sheet
-        self.cache = ShapeCache()
+    def __init__(self, net: Network, layout, ix, s: int, stored: dict):
+        self.net, self.ix, self.s, self.stored = net, ix, s, stored
         # Sheet position of every activation and parameter cell, computed once.
         self.pos = {}
         for name in net.names:
@@ -344,12 +417,14 @@ class _FormulaCheck:
     def __call__(self, cell):
         """None if the cell's formula references exactly its precedents, else (problem, expected, found)."""
         expected = self.expected(cell)
-        f = self.formulas.get(self.pos[cell])
-        if not (isinstance(f, str) and f.startswith("=")):
-            what = "is empty" if f is None else f"holds the constant {f!r}"
+        rc = self.pos[cell]
+        fid = self.ix.formula_at(self.s, *rc)
+        if fid is None:
+            v = self.stored.get(rc)
+            what = "is empty" if v is None else f"holds the constant {v!r:.40}"
             return f"{what}, expected a formula", cells_to_ranges(expected), []
         helpers: set = set()
-        found, other = self.references(self.pos[cell], helpers)
+        found, other = self.references(fid, helpers)
         if found == expected and not other:
             return None
         missing, extra = expected - found, found - expected
@@ -364,17 +439,29 @@ class _FormulaCheck:
             parts.append(f"through the partial sums {', '.join(cells_to_ranges(helpers))}")
         return "formula " + "; ".join(parts), cells_to_ranges(expected), cells_to_ranges(found) + other
 
-    def references(self, rc, seen: set):
-        """The references of the formula at ``rc``. A referenced formula cell that is no
-        activation (a partial sum) is replaced by its own references."""
-        found, other = formula_references(self.formulas[rc], self.sheet, self.cache)
-        helpers = {ref for ref in found - self.known
-                   if isinstance(self.formulas.get(ref), str) and self.formulas[ref].startswith("=")}
-        out = found - helpers
-        for ref in helpers:
-            if ref not in seen:
-                seen.add(ref)
-                sub, sub_other = self.references(ref, seen)
-                out |= sub
-                other += sub_other
+    def references(self, fid: int, seen: set):
+        """Cells of the main sheet formula ``fid`` reads, and its other references as text.
+
+        A referenced formula cell that is no activation (a partial sum) is replaced by its
+        own references; references to other sheets and huge ranges are kept as text."""
+        ix, s = self.ix, self.s
+        found: set = set()
+        other: list[str] = []
+        for t, r0, c0, r1, c1 in ix.refs(fid):
+            if t != s:
+                other.append(f"{xlref.quote_sheet(ix.sheets[t].name)}!{xlref.rng(r0, c0, r1, c1)}")
+            elif (r1 - r0 + 1) * (c1 - c0 + 1) > _AREA:
+                other.append(xlref.rng(r0, c0, r1, c1))
+            else:
+                found.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+        out = set()
+        for rc in found:
+            sub = None if rc in self.known else ix.formula_at(s, *rc)
+            if sub is None:
+                out.add(rc)
+            elif rc not in seen and sub != fid:
+                seen.add(rc)
+                more, more_other = self.references(sub, seen)
+                out |= more
+                other += more_other
         return out, other

@@ -5,8 +5,8 @@ status 2, never a traceback.
 """
 from __future__ import annotations
 
-import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -38,7 +38,7 @@ def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _pick_input(net, digit, image, npy, resize):
+def _pick_input(net, digit, image, npy, resize, invert):
     """(C, H, W) input and a few words saying where it came from."""
     from .data import digit as bundled, digit_label, load_input
     given = [o for o, v in (("--digit", digit), ("--image", image), ("--npy", npy)) if v is not None]
@@ -48,12 +48,19 @@ def _pick_input(net, digit, image, npy, resize):
         path = image if image is not None else npy
         if npy is not None and not str(npy).lower().endswith(".npy"):
             raise SheetconvError(f"{npy}: expected a .npy file")
-        return load_input(path, shape=net.input_shape, resize=resize), str(path)
+        x = load_input(path, shape=net.input_shape, resize=resize, invert=invert,
+                       warn=lambda message: click.echo(f"sheetconv: warning: {message}", err=True))
+        return x, str(path) + (" (inverted)" if invert else "")
     d = 0 if digit is None else digit
     if net.input_shape != (1, 28, 28):
         raise SheetconvError(f"the bundled digits are 1x28x28 but the network takes "
                              f"{'x'.join(map(str, net.input_shape))}; give --image or --npy")
-    return bundled(d), f"digit {d} (a {digit_label(d)})"
+    x = bundled(d)
+    return (1.0 - x if invert else x), _digit_words(d, digit_label(d)) + (" (inverted)" if invert else "")
+
+
+def _digit_words(index: int, label: int) -> str:
+    return f"digit sample {index} (a {label})"
 
 
 def _load_weights(net, weights, state_dict):
@@ -63,17 +70,20 @@ def _load_weights(net, weights, state_dict):
         import zipfile
 
         import numpy as np
+
+        from .torchio import map_state_dict
         try:
-            with np.load(weights, allow_pickle=False) as z:
+            z = np.load(weights, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), "
+                                     f"got a single array")
+            with z:
                 arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise SheetconvError(f"{weights}: no such file") from None
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
-        try:
-            net.load_state_dict(arrays)
-        except SheetconvError as e:
-            raise SheetconvError(f"{weights}: {e}") from None
+        net.load_state_dict(map_state_dict(arrays, net, source=str(weights)))
     elif state_dict is not None:
         from .torchio import load_state_dict_file
         load_state_dict_file(state_dict, net)
@@ -90,26 +100,20 @@ def _write_quietly_or_not(net, x, out, *, force, quiet, title):
         return write_workbook(net, x, out, force=force, layout=layout, title=title, progress=bar.update)
 
 
-def _same_as_existing(net, x, out: Path, title) -> bool:
-    """Build beside ``out`` and compare: True if ``out`` already holds exactly this workbook.
-
-    The zip members are compared uncompressed, so another zlib's deflate does not count.
-    """
+@contextmanager
+def _scratch_folder():
+    """A private temporary folder; failing to make one is a one-line error."""
     import tempfile
-    import zipfile
-
-    from .export import write_workbook
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check.xlsx", dir=out.parent)
-    os.close(fd)
     try:
-        write_workbook(net, x, tmp, force=True, title=title)
-        with zipfile.ZipFile(tmp) as new, zipfile.ZipFile(out) as old:
-            names = new.namelist()
-            return names == old.namelist() and all(new.read(n) == old.read(n) for n in names)
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return False
-    finally:
-        os.unlink(tmp)
+        folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
+    except OSError as e:
+        raise SheetconvError(f"cannot create a temporary folder: {e.strerror or e}") from None
+    with folder as name:
+        yield Path(name)
+
+
+def _differs(path: Path) -> SheetconvError:
+    return SheetconvError(f"{path} already exists and differs from this build (use --force to overwrite)")
 
 
 @cli.command()
@@ -117,12 +121,18 @@ def _same_as_existing(net, x, out: Path, title) -> bool:
               help="A ready-made network (default conv-example).")
 @click.option("--spec", "spec_file", type=str, default=None,
               help="A network described in a JSON or TOML spec file instead of a preset.")
-@click.option("--digit", type=click.IntRange(0, 9), default=None, help="Bundled MNIST digit 0-9 (default 0).")
-@click.option("--image", type=str, default=None, help="An image file as the input.")
-@click.option("--npy", type=str, default=None, help="A .npy array (H, W) or (C, H, W).")
+@click.option("--digit", type=click.IntRange(0, 9), default=None,
+              help="Bundled MNIST test sample 0-9 (their labels: 7 2 1 0 4 1 4 9 5 9); default 0.")
+@click.option("--image", type=str, default=None, help="An image file as the input (grey 0..1).")
+@click.option("--npy", type=str, default=None,
+              help="A .npy array (H, W) or (C, H, W); uint8 is scaled by 1/255 like an image, "
+                   "other types are used as they are.")
 @click.option("--resize", is_flag=True, help="Resize --image to the network's input size.")
+@click.option("--invert", is_flag=True,
+              help="Use 1 - pixel: for dark ink on a light background (MNIST digits are light on dark).")
 @click.option("--weights", type=str, default=None,
-              help="A .npz of arrays keyed like the network's state dict ('conv1.weight', ...).")
+              help="A .npz of arrays keyed like the network's state dict ('conv1.weight', ...) "
+                   "or positionally ('0.weight', '0.bias', ...) in the network's order.")
 @click.option("--state-dict", "state_dict", type=str, default=None,
               help="A PyTorch state dict saved with torch.save.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the random weights (default 0).")
@@ -130,12 +140,12 @@ def _same_as_existing(net, x, out: Path, title) -> bool:
               help="Where to write (default workbooks/<preset>.xlsx).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
-def build(preset_name, spec_file, digit, image, npy, resize, weights, state_dict, seed, out, force, quiet):
+def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, state_dict, seed, out, force, quiet):
     """Write a workbook of a network's activations as live formulas.
 
-    With no options: workbooks/conv-example.xlsx from bundled digit 0. An existing
-    file is left alone unless --force (if it already holds exactly this workbook, the
-    command says so and succeeds).
+    With no options: workbooks/conv-example.xlsx from bundled digit sample 0. An
+    existing file is left alone unless --force (if it already holds exactly this
+    workbook, the command says so and succeeds).
     """
     from .presets import preset
     if spec_file is not None and preset_name is not None:
@@ -149,8 +159,14 @@ def build(preset_name, spec_file, digit, image, npy, resize, weights, state_dict
     else:
         name = preset_name or "conv-example"
         net = preset(name, seed=seed or 0)
-    _load_weights(net, weights, state_dict)
-    x, source = _pick_input(net, digit, image, npy, resize)
+    try:
+        _load_weights(net, weights, state_dict)
+    except SheetconvError as e:
+        if spec_file is not None or preset_name is not None or (weights is None and state_dict is None):
+            raise
+        raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
+                             f"--preset simple-cnn or --spec FILE)") from None
+    x, source = _pick_input(net, digit, image, npy, resize, invert)
     if out is None:
         out_path = Path("workbooks") / f"{name}.xlsx"
         if not out_path.parent.exists() and out_path.parent.parent.is_dir():
@@ -160,11 +176,16 @@ def build(preset_name, spec_file, digit, image, npy, resize, weights, state_dict
         if out_path.suffix.lower() != ".xlsx" and not out_path.is_dir():
             raise SheetconvError(f"{out}: the output must be a .xlsx file")
     title = f"{name} on {source}"
-    if out_path.is_file() and not force and out_path.parent.is_dir():
-        if _same_as_existing(net, x, out_path, title):
-            if not quiet:
-                click.echo(f"{out_path} is up to date ({name} on {source})")
-            return
+    if out_path.is_file() and not force:
+        from .export import same_cells, write_workbook
+        with _scratch_folder() as scratch:
+            fresh = scratch / out_path.name
+            write_workbook(net, x, fresh, title=title)
+            if not same_cells(fresh, out_path):
+                raise _differs(out_path)
+        if not quiet:
+            click.echo(f"{out_path} is up to date ({name} on {source})")
+        return
     result = _write_quietly_or_not(net, x, out_path, force=force, quiet=quiet, title=title)
     if not quiet:
         click.echo(f"wrote {out_path}: {name} on {source}, {result.formulas:,} formulas "
@@ -174,11 +195,19 @@ def build(preset_name, spec_file, digit, image, npy, resize, weights, state_dict
 @cli.command()
 @click.option("--out-dir", type=str, default="workbooks", show_default=True,
               help="Folder for conv-example.xlsx and simple-cnn.xlsx.")
+@click.option("--force", is_flag=True, help="Overwrite example workbooks that differ from a fresh build.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
-def examples(out_dir, quiet):
-    """Regenerate the example workbooks (both presets, digit 0, seed 0), reproducibly."""
+def examples(out_dir, force, quiet):
+    """Regenerate the example workbooks (both presets, digit sample 0, seed 0), reproducibly.
+
+    An existing workbook that already holds exactly this content is left as it is; one
+    that differs is refused unless --force, and then nothing is written.
+    """
+    import shutil
+
     from .data import digit, digit_label
-    from .export import write_workbook
+    from .export import same_cells, write_workbook
+    from .files import atomic_output
     from .presets import preset
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
@@ -187,12 +216,26 @@ def examples(out_dir, quiet):
         if not folder.parent.is_dir():
             raise SheetconvError(f"output folder {folder.parent} does not exist")
         folder.mkdir()
-    for name in ("conv-example", "simple-cnn"):
-        path = folder / f"{name}.xlsx"
-        result = write_workbook(preset(name, seed=0), digit(0), path, force=True,
-                                title=f"{name} on digit 0 (a {digit_label(0)})")
-        if not quiet:
-            click.echo(f"wrote {path}: {result.formulas:,} formulas")
+    with _scratch_folder() as scratch:
+        plan = []
+        for name in ("conv-example", "simple-cnn"):
+            path, fresh = folder / f"{name}.xlsx", scratch / f"{name}.xlsx"
+            result = write_workbook(preset(name, seed=0), digit(0), fresh,
+                                    title=f"{name} on {_digit_words(0, digit_label(0))}")
+            exists = path.exists()
+            same = exists and path.is_file() and same_cells(fresh, path)
+            if exists and not same and not force:
+                raise _differs(path)
+            plan.append((path, fresh, result, exists, same))
+        for path, fresh, result, exists, same in plan:
+            if same:
+                if not quiet:
+                    click.echo(f"{path} is up to date")
+                continue
+            with atomic_output(path, force=exists, what="workbook") as tmp:
+                shutil.copyfile(fresh, tmp)
+            if not quiet:
+                click.echo(f"wrote {path}: {result.formulas:,} formulas")
 
 
 # ---------------------------------------------------------------- trace (trace issue)
@@ -213,26 +256,29 @@ def _depth(ctx, param, value):
               help="How many times to press Trace Precedents: a number or 'all'.")
 @click.option("--dependents", is_flag=True, help="Trace the cells that read CELL instead.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--highlight", type=click.Path(dir_okay=False), default=None,
-              help="Write a copy of BOOK with CELL outlined green and the traced cells filled blue.")
-@click.option("--png", type=click.Path(dir_okay=False), default=None,
-              help="Draw the input with the receptive field outlined, one shade per level.")
-def trace(book, cell, depth, dependents, fmt, highlight, png):
+@click.option("--highlight", type=str, default=None,
+              help="Write a copy of BOOK (.xlsx) with CELL outlined green and the traced cells filled blue.")
+@click.option("--png", type=str, default=None,
+              help="Draw the input (.png) with the receptive field outlined, one shade per level.")
+@click.option("--force", is_flag=True, help="Overwrite existing --highlight / --png files.")
+def trace(book, cell, depth, dependents, fmt, highlight, png, force):
     """Precedents (or dependents) of CELL in BOOK, level by level.
 
-    CELL is an A1 reference ('My sheet'!C4) or, in a sheetconv workbook, a layer
-    coordinate such as conv2[0,3,3] (channel, row, column).
+    CELL is an A1 reference ('My sheet'!C4, case-insensitive) or, in a sheetconv workbook,
+    a layer coordinate such as conv2[0,3,3] (channel, row, column) or fc1[3].
     """
-    from .trace_export import write_highlight, write_png
+    from .trace_export import RECALC_NOTE, check_outputs, write_highlight, write_png
     from .workbook import open_workbook
 
+    check_outputs(book, highlight, png, force)
     wb = open_workbook(book)
     result = wb.trace(cell, depth, dependents)
     click.echo(result.text() if fmt == "text" else result.to_json())
     if highlight:
-        click.echo(f"wrote {write_highlight(book, result, highlight)}", err=True)
+        click.echo(f"wrote {write_highlight(book, result, highlight, force=force)}", err=True)
+        click.echo(RECALC_NOTE, err=True)
     if png:
-        click.echo(f"wrote {write_png(book, wb, result, png)}", err=True)
+        click.echo(f"wrote {write_png(book, wb, result, png, force=force)}", err=True)
 
 
 # ---------------------------------------------------------------- summary, check (torch issue)
@@ -262,13 +308,19 @@ def summary(preset_name, spec_file, batch):
 def check(ctx, book, recalc):
     """Compare a (possibly edited) sheetconv workbook with the engine and torch.
 
-    Exit status: 0 when every cell agrees, 1 on a mismatch, 2 for bad input.
+    Without --recalc the stored values are compared: they show what the program that
+    last saved the file computed, so a formula's arithmetic is verified only with --recalc.
+
+    Exit status: 0 when references and every value agree; 1 on a mismatch; 2 for bad
+    input; 3 when the references agree but values could not be checked (the file has no
+    stored values, e.g. saved by openpyxl or pandas; rerun with --recalc). Not 0 then,
+    since nothing vouches for the values.
     """
     from .check import check_workbook
     report = check_workbook(book, recalc=recalc)
     click.echo(str(report))
-    if not report.ok:
-        ctx.exit(1)
+    if report.status != "ok":
+        ctx.exit(1 if report.status == "mismatch" else 3)
 
 
 def main(argv=None):

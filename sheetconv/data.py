@@ -1,6 +1,7 @@
 """Inputs: the bundled MNIST digits, .npy arrays and image files."""
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -9,10 +10,9 @@ import numpy as np
 
 from .errors import SheetconvError
 
-__all__ = ["digit", "digit_label", "DIGIT_COUNT", "load_input"]
+__all__ = ["digit", "digit_label", "load_input"]
 
 _CSV = "mnist_test_10.csv"
-DIGIT_COUNT = 10
 
 
 @lru_cache(maxsize=1)
@@ -36,31 +36,56 @@ def digit_label(index: int = 0) -> int:
     return int(_digits()[0][index])
 
 
-def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = False) -> np.ndarray:
+def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = False, invert: bool = False,
+               warn=None) -> np.ndarray:
     """An input image as (C, H, W) float64 from a .npy file or an image (PNG, JPEG, ...).
 
-    Images become grey 0..1 (or RGB if ``shape`` asks for 3 channels). With ``shape``
-    the size is checked; ``resize=True`` resizes an image to it instead.
+    Images become grey 0..1 (or RGB if ``shape`` asks for 3 channels); a uint8 .npy
+    array is scaled by 1/255 the same way, any other .npy array is taken as it is. With
+    ``shape`` the size is checked; ``resize=True`` resizes an image to it instead.
+    ``invert=True`` gives 1 - x, for dark ink on a light background (MNIST digits are
+    light on dark). ``warn(message)`` receives one-line notes: an image stretched to a
+    different aspect ratio, or one that looks like dark ink on light (default: a
+    UserWarning).
     """
+    if warn is None:
+        def warn(message):
+            warnings.warn(message, UserWarning, stacklevel=3)
     path = Path(path)
     if not path.is_file():
         raise SheetconvError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except Exception as e:
-            raise SheetconvError(f"{path}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
-        if x.ndim == 2:
-            x = x[None]
-        real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool
-        if x.ndim != 3 or not real:
-            raise SheetconvError(f"{path}: expected a numeric (H, W) or (C, H, W) array, got {x.dtype} {x.shape}")
-        x = x.astype(np.float64)
-        if shape is not None and x.shape != tuple(shape):
-            raise SheetconvError(f"{path}: array has shape {x.shape}, the network expects {tuple(shape)}")
-        if not np.all(np.isfinite(x)):
-            raise SheetconvError(f"{path}: contains NaN or Inf")
-        return x
+        x = _load_npy(path, shape)
+        return 1.0 - x if invert else x
+    notes: list[str] = []
+    x = _load_image(path, shape, resize, notes.append)
+    if not invert and x.mean() > 0.5:
+        notes.append(f"{path} looks like dark ink on a light background, but MNIST digits are light on dark: "
+                     f"consider --invert")
+    for note in notes:
+        warn(note)
+    return 1.0 - x if invert else x
+
+
+def _load_npy(path: Path, shape) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise SheetconvError(f"{path}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
+    if x.ndim == 2:
+        x = x[None]
+    real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool
+    if x.ndim != 3 or not real:
+        raise SheetconvError(f"{path}: expected a numeric (H, W) or (C, H, W) array, got {x.dtype} {x.shape}")
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    if shape is not None and x.shape != tuple(shape):
+        raise SheetconvError(f"{path}: array has shape {x.shape}, the network expects {tuple(shape)}")
+    if not np.all(np.isfinite(x)):
+        raise SheetconvError(f"{path}: contains NaN or Inf")
+    return x
+
+
+def _load_image(path: Path, shape, resize: bool, note) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
@@ -75,9 +100,12 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
                 if not resize:
                     raise SheetconvError(f"{path}: image is {im.width}x{im.height}, the network expects "
                                          f"{shape[2]}x{shape[1]} (use --resize to scale it)")
+                if im.width * shape[1] != im.height * shape[2]:
+                    note(f"{path}: the {im.width}x{im.height} image was stretched to {shape[2]}x{shape[1]} "
+                         f"(a different aspect ratio)")
                 im = im.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.float64) / scale
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as e:
         raise SheetconvError(f"{path}: not a readable image ({e})") from None
     x = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     if shape is not None and x.shape[0] != shape[0]:

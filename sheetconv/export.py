@@ -3,7 +3,7 @@
 Sheet ``conv`` (layout.py) holds the input and the parameters as constants and every
 computed cell as a formula (formulas.py) together with its value from the NumPy engine,
 so readers that do not recalculate still see the numbers; the workbook asks for a full
-recalculation on load. Every grid gets a three-colour heatmap. Sheet ``summary`` lists
+recalculation on load. Every grid, kernel and bias gets a colour-scale heatmap. Sheet ``summary`` lists
 the layers; the very hidden sheet ``_sheetconv`` carries the metadata (meta.py).
 
 Writing streams (XlsxWriter's constant_memory mode): rows leave memory as soon as they
@@ -14,18 +14,19 @@ formats numbers with 16 significant digits; our formulas use none of those funct
 our values need 17 digits. Everything else (styles, column widths, conditional formats,
 the package) is XlsxWriter's.
 
-The file is written to a temporary file beside the target and renamed over it, so the
-target is never half-written; fixed document properties and zip timestamps make two
-builds of the same network and input byte-for-byte identical.
+The file is written to a temporary file beside the target and renamed over it
+(files.atomic_output), so the target is never half-written; fixed document properties
+and zip timestamps make two builds of the same network and input byte-for-byte
+identical. ``same_cells`` compares two workbooks by content instead of bytes.
 """
 from __future__ import annotations
 
 import heapq
-import os
+import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from functools import partial
-import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, groupby
@@ -40,12 +41,14 @@ from xlsxwriter.worksheet import Worksheet
 
 from . import meta as _meta
 from .errors import SheetconvError
+from .files import atomic_output
 from .formulas import LayerFormulas
 from .layers import Conv2d
 from .layout import Layout, Stripe, block_title
 from .xlref import column_names, rng
 
-__all__ = ["write_workbook", "WriteResult", "formula_count", "FIXED_DATE", "SUMMARY_SHEET"]
+__all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
+           "SUMMARY_SHEET"]
 
 SUMMARY_SHEET = "summary"
 FIXED_DATE = datetime(2024, 1, 1, 0, 0, 0)
@@ -168,6 +171,9 @@ class _Rows:
         partial_vals = []
         if lf is not None and lf.partials:
             partial_vals = _partial_values(layer, self.acts[net.input_of(name)], lf.partials)
+            if not all(np.all(np.isfinite(v)) for v in partial_vals):
+                raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
+                                     f"overflow); scale the input or the weights down")
         params = layer.params() if layer is not None else {}
         weight = params.get("weight")
         bias = params.get("bias")
@@ -248,13 +254,14 @@ def _describe(net, name: str) -> str:
 
 
 def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
-    """A colour scale per activation and partial-sum block; one per layer over all its weights.
+    """A colour scale per activation and partial-sum block; one per layer over all its
+    weights, and one over all its biases.
 
     A slot's stacked kernel blocks share one rectangle (their title rows hold text, which
     a colour scale ignores), so a layer's weight rule lists one range per output channel.
     """
     for st in layout.stripes:
-        weights = []
+        weights, biases = [], []
         for o in range(st.n):
             y0, x0 = st.origin(o)
             for p in st.parts:
@@ -265,26 +272,38 @@ def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
                 elif p.role in ("kernel", "weight"):
                     bottom = top + (p.count - 1) * p.step + p.height - 1
                     weights.append(rng(top, left, bottom, left + p.width - 1))
-        if weights:
-            ws.conditional_format(weights[0], {**_HEAT, "multi_range": " ".join(weights)})
+                elif p.role == "bias":
+                    biases.append(rng(top, left, top + p.height - 1, left + p.width - 1))
+        for ranges in (weights, biases):
+            if ranges:
+                ws.conditional_format(ranges[0], {**_HEAT, "multi_range": " ".join(ranges)})
 
 
 def _write_summary(wb, net, layout, title, styles):
+    """Sheet ``summary``: one row per layer. Words are centred, counts right-aligned."""
     bold, num, head = styles
+    centre = wb.add_format({"align": "center"})
+    bold_centre = wb.add_format({"bold": True, "align": "center"})
+    bold_right = wb.add_format({"bold": True, "align": "right"})
     ws = wb.add_worksheet(SUMMARY_SHEET)
     ws.set_column(0, 0, 16)
     ws.set_column(1, 1, 10)
-    ws.set_column(2, 2, 44)
-    ws.set_column(3, 9, 14)
+    ws.set_column(2, 2, 30)
+    ws.set_column(3, 3, 14)
+    ws.set_column(4, 5, 12)
+    ws.set_column(6, 9, 15)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
     ws.write_string(0, 0, title, head)
     ws.write_string(1, 0, f"{len(net.layers)} layers, {net.param_count():,} parameters, "
-                          f"{net.macs():,} multiply-accumulates per image. Every cell of sheet "
-                          f"'{layout.sheet}' is a live formula: select one and use Trace Precedents.")
+                          f"{net.macs():,} multiply-accumulates per image.")
+    ws.write_string(2, 0, f"On sheet '{layout.sheet}' the input and the weights are constants and every computed "
+                          f"cell is a live formula: select one and use Trace Precedents.")
     cols = ["layer", "type", "details", "output shape", "parameters", "MACs", "receptive field", "jump",
             "field start", "first cell"]
     for j, c in enumerate(cols):
-        ws.write_string(3, j, c, bold)
-    row = 4
+        ws.write_string(4, j, c, bold_right if j in (4, 5) else bold_centre if j in (3, 6, 7, 8, 9) else bold)
+    row = 5
     for name in net.names:
         kind = "input" if name == "input" else net[name].kind
         rf = net.receptive_field(name)
@@ -292,18 +311,16 @@ def _write_summary(wb, net, layout, title, styles):
         ws.write_string(row, 0, "input" if name == "input" else net[name].label)
         ws.write_string(row, 1, kind)
         ws.write_string(row, 2, "" if name == "input" else _what(net[name]))
-        ws.write_string(row, 3, " x ".join(map(str, net.shapes[name])))
+        ws.write_string(row, 3, " x ".join(map(str, net.shapes[name])), centre)
         ws.write_number(row, 4, 0 if name == "input" else net[name].param_count(), num)
         ws.write_number(row, 5, 0 if name == "input" else net.macs(name), num)
         if rf.is_global:
-            ws.write_string(row, 6, "whole input")
-            ws.write_string(row, 7, "-")
-            ws.write_string(row, 8, "-")
+            texts = ["whole input", "-", "-"]
         else:
-            ws.write_string(row, 6, f"{rf.size[0]} x {rf.size[1]}")
-            ws.write_string(row, 7, f"{rf.jump[0]} x {rf.jump[1]}")
-            ws.write_string(row, 8, f"{rf.start[0]}, {rf.start[1]}")
-        ws.write_string(row, 9, f"{layout.sheet}!{_COLS[first[1]]}{first[0] + 1}")
+            texts = [f"{rf.size[0]} x {rf.size[1]}", f"{rf.jump[0]} x {rf.jump[1]}", f"{rf.start[0]}, {rf.start[1]}"]
+        texts.append(f"{layout.sheet}!{_COLS[first[1]]}{first[0] + 1}")
+        for j, text in enumerate(texts, start=6):
+            ws.write_string(row, j, text, centre)
         row += 1
     ws.write_string(row, 0, "total", bold)
     ws.write_number(row, 4, net.param_count(), num)
@@ -311,22 +328,17 @@ def _write_summary(wb, net, layout, title, styles):
     return ws
 
 
-def _check_target(path: Path, force: bool):
-    parent = path.parent
-    if not parent.is_dir():
-        raise SheetconvError(f"output folder {parent} does not exist (create it or choose another --out)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SheetconvError(f"output folder {parent} is not writable")
-    if path.is_dir():
-        raise SheetconvError(f"{path} is a folder, expected a .xlsx file path")
-    if path.exists() and not force:
-        raise SheetconvError(f"{path} already exists (use --force to overwrite)")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def check_finite(net, acts: dict) -> None:
+    """Raise SheetconvError naming the first parameter or layer output that is not finite."""
+    for name in net.names:
+        if name != "input":
+            for key, arr in net[name].params().items():
+                if arr is not None and not np.all(np.isfinite(arr)):
+                    raise SheetconvError(f"{name}.{key} contains NaN or Inf; a workbook needs finite numbers")
+        if not np.all(np.isfinite(acts[name])):
+            what = "the input" if name == "input" else f"the output of {net[name].label}"
+            raise SheetconvError(f"{what} is not finite (NaN or Inf, e.g. an overflow); scale the input "
+                                 f"or the weights down")
 
 
 def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: Layout | None = None,
@@ -338,101 +350,156 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     the total. Raises SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
-    path = Path(path)
-    _check_target(path, force)
-    acts = net.activations(x, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):      # reported by check_finite
+        acts = net.activations(x, np.float64)
+    check_finite(net, acts)
     layout = layout or Layout.for_network(net)
     title = title or "sheetconv workbook"
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as e:
-        raise SheetconvError(f"cannot write in {path.parent}: {e.strerror or e}") from None
-    try:
+    with atomic_output(path, force=force, what="workbook") as tmp:
         rows = _write(net, layout, acts, tmp, title, progress)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, XlsxWriterException)):
-            cause = e
-            while not isinstance(cause, OSError) and cause.__cause__ is not None:
-                cause = cause.__cause__
-            reason = getattr(cause, "strerror", None) or str(cause)
-            raise SheetconvError(f"cannot write {path}: {reason}") from None
-        raise
-    return WriteResult(path, rows.formulas, rows.cells, time.perf_counter() - t0)
+    return WriteResult(Path(path), rows.formulas, rows.cells, time.perf_counter() - t0)
 
 
 def _write(net, layout, acts, tmp, title, progress) -> _Rows:
-    wb = xlsxwriter.Workbook(tmp, {"constant_memory": True})
-    try:
-        wb.set_properties({"title": title, "subject": "A convolutional network as live spreadsheet formulas",
-                           "author": "sheetconv", "company": "", "keywords": "sheetconv, CNN, receptive field",
-                           "comments": "Generated by sheetconv. Every activation is a formula; "
-                                       "Trace Precedents shows its receptive field.",
-                           "created": FIXED_DATE})
-        wb.set_calc_mode("auto")
-        f_form = wb.add_format({"font_size": 8, "align": "center"})
-        f_const = wb.add_format({"font_size": 8, "align": "center", "font_color": "#1F4E9E"})
-        f_title = wb.add_format({"font_size": 8, "bold": True})
-        f_head = wb.add_format({"font_size": 10, "bold": True})
-        f_num = wb.add_format({"num_format": "#,##0"})
-        ws = wb.add_worksheet(layout.sheet, worksheet_class=_RowSheet)
-        n_rows, n_cols = layout.extent
-        ws.set_column(0, n_cols, _COL_WIDTH)
-        for st in layout.stripes:
-            if st.vector:
-                for p in st.parts:
-                    if p.role in ("act", "bias"):
-                        ws.set_column(st.left + p.col, st.left + p.col, _VECTOR_COL_WIDTH)
-        ws.set_default_row(_ROW_HEIGHT)
-        ws.freeze_panes(1, 0)
-        ws.set_zoom(80 if n_cols <= 200 else 50)
-        ws.activate()
-        _heatmaps(ws, layout, {name for name, a in acts.items() if a.size and a.min() >= 0})
-        ws.begin_rows(n_rows, n_cols, _ROW_HEIGHT)
-        styles = tuple(f._get_xf_index() for f in (f_form, f_const, f_title, f_head))
-        rows = _Rows(net, layout, acts, styles, progress)
-        stripes = sorted(layout.stripes, key=lambda s: s.left)
-        merged = heapq.merge(rows.header(), *(rows.stripe(st) for st in stripes), key=itemgetter(0))
-        for row, group in groupby(merged, key=itemgetter(0)):
-            ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
-        rows.flush_progress()
-        _write_summary(wb, net, layout, title, (wb.add_format({"bold": True}), f_num, f_head))
-        _meta.write_meta(wb, _meta.build_meta(net, layout))
-    except BaseException:
-        _discard(wb)
-        raise
-    with _deflate_level(_ZIP_LEVEL):
-        wb.close()
+    """Write the workbook at ``tmp``; XlsxWriter's own temporary files live and die in a private folder."""
+    with tempfile.TemporaryDirectory(prefix="sheetconv-") as scratch:
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch})
+        try:
+            rows = _fill(wb, net, layout, acts, title, progress)
+            with _deflate_level(_ZIP_LEVEL):
+                wb.close()
+        except XlsxWriterException as e:
+            _discard(wb)
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise SheetconvError(f"cannot write the workbook: {e}") from None
+        except BaseException:
+            _discard(wb)
+            raise
     return rows
+
+
+def _fill(wb, net, layout, acts, title, progress) -> _Rows:
+    wb.set_properties({"title": title, "subject": "A convolutional network as live spreadsheet formulas",
+                       "author": "sheetconv", "company": "", "keywords": "sheetconv, CNN, receptive field",
+                       "comments": "Generated by sheetconv. Every activation is a formula; "
+                                   "Trace Precedents shows its receptive field.",
+                       "created": FIXED_DATE})
+    wb.set_calc_mode("auto")
+    f_form = wb.add_format({"font_size": 8, "align": "center"})
+    f_const = wb.add_format({"font_size": 8, "align": "center", "font_color": "#1F4E9E"})
+    f_title = wb.add_format({"font_size": 8, "bold": True})
+    f_head = wb.add_format({"font_size": 10, "bold": True})
+    f_num = wb.add_format({"num_format": "#,##0"})
+    ws = wb.add_worksheet(layout.sheet, worksheet_class=_RowSheet)
+    n_rows, n_cols = layout.extent
+    ws.set_column(0, n_cols, _COL_WIDTH)
+    for st in layout.stripes:
+        if st.vector:
+            for p in st.parts:
+                if p.role in ("act", "bias"):
+                    ws.set_column(st.left + p.col, st.left + p.col, _VECTOR_COL_WIDTH)
+    ws.set_default_row(_ROW_HEIGHT)
+    ws.freeze_panes(1, 0)
+    ws.set_zoom(80 if n_cols <= 200 else 50)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)                  # print one page wide, as many tall as needed
+    ws.activate()
+    _heatmaps(ws, layout, {name for name, a in acts.items() if a.size and a.min() >= 0})
+    ws.begin_rows(n_rows, n_cols, _ROW_HEIGHT)
+    styles = tuple(f._get_xf_index() for f in (f_form, f_const, f_title, f_head))
+    rows = _Rows(net, layout, acts, styles, progress)
+    stripes = sorted(layout.stripes, key=lambda s: s.left)
+    merged = heapq.merge(rows.header(), *(rows.stripe(st) for st in stripes), key=itemgetter(0))
+    for row, group in groupby(merged, key=itemgetter(0)):
+        ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
+    rows.flush_progress()
+    _write_summary(wb, net, layout, title, (wb.add_format({"bold": True}), f_num, f_head))
+    _meta.write_meta(wb, _meta.build_meta(net, layout))
+    return rows
+
+
+_ZIP_LOCK = threading.Lock()
 
 
 @contextmanager
 def _deflate_level(level: int):
-    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it)."""
+    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it).
+
+    XlsxWriter opens its zip through the module attribute ``ZipFile``; it is swapped for
+    the duration of one close, under a lock so that concurrent builds never restore
+    each other's patch.
+    """
     import xlsxwriter.workbook as xw_workbook
-    original = xw_workbook.ZipFile
-    xw_workbook.ZipFile = partial(original, compresslevel=level)
-    try:
-        yield
-    finally:
-        xw_workbook.ZipFile = original
+    with _ZIP_LOCK:
+        original = xw_workbook.ZipFile
+        xw_workbook.ZipFile = partial(original, compresslevel=level)
+        try:
+            yield
+        finally:
+            xw_workbook.ZipFile = original
 
 
 def _discard(wb):
-    """Drop a workbook that failed half-way: close and delete XlsxWriter's row files, write nothing."""
+    """Drop a workbook that failed half-way: close XlsxWriter's row files (their folder goes too)."""
     for ws in wb.worksheets():
-        fh, name = getattr(ws, "row_data_fh", None), getattr(ws, "row_data_filename", None)
+        fh = getattr(ws, "row_data_fh", None)
         try:
             if fh is not None:
                 fh.close()
-            if name:
-                os.unlink(name)
         except OSError:
             pass
     wb.fileclosed = True
+
+
+def same_cells(a, b, rel_tol: float = 1e-12) -> bool:
+    """True if workbooks ``a`` and ``b`` hold the same content, however they were zipped.
+
+    Same sheets in the same order; in each, the same cells with the same formulas and
+    texts, and numbers (constants and stored results) equal to ``rel_tol``; the same
+    sheetconv metadata apart from the version of sheetconv that wrote it. An unreadable
+    file is simply not the same.
+    """
+    import zipfile
+    from itertools import zip_longest
+
+    import openpyxl
+
+    def meta(path):
+        m = _meta.read_meta(path)
+        if m is not None:
+            m.pop("sheetconv_version", None)
+        return m
+
+    def same(u, v) -> bool:
+        if u == v:
+            return True
+        numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (u, v))
+        return numbers and abs(u - v) <= rel_tol * max(1.0, abs(v))
+
+    try:
+        if meta(a) != meta(b):
+            return False
+        for data_only in (False, True):
+            books = []
+            try:
+                for path in (a, b):
+                    books.append(openpyxl.load_workbook(path, read_only=True, data_only=data_only))
+                if books[0].sheetnames != books[1].sheetnames:
+                    return False
+                for name in books[0].sheetnames:
+                    if name == _meta.META_SHEET:
+                        continue
+                    rows = zip_longest(*(bk[name].iter_rows(values_only=True) for bk in books))
+                    for ra, rb in rows:
+                        if ra is None or rb is None or len(ra) != len(rb):
+                            return False
+                        if ra != rb and not all(same(u, v) for u, v in zip(ra, rb)):
+                            return False
+            finally:
+                for bk in books:
+                    bk.close()
+        return True
+    except (SheetconvError, OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return False

@@ -24,15 +24,14 @@ from typing import NamedTuple
 
 from openpyxl.formula import Tokenizer
 from openpyxl.formula.tokenizer import Token, TokenizerError
-from openpyxl.utils.cell import get_column_letter
 
 from .errors import SheetconvError
-from .xlref import MAX_COLS, MAX_ROWS
+from .xlref import MAX_COLS, MAX_ROWS, column_names, unquote_sheet
 
 __all__ = ["Ref", "references", "parse_ref", "ShapeCache", "COLNUM"]
 
 # Column letters -> 0-based index, for every column of the grid (a dict is the fastest lookup).
-COLNUM = {get_column_letter(i + 1): i for i in range(MAX_COLS)}
+COLNUM = {letters: i for i, letters in enumerate(column_names())}
 
 
 class Ref(NamedTuple):
@@ -57,12 +56,6 @@ _NAME = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.\\?]*$")
 _LEADING_REF = re.compile(r"^([^(]*?):[A-Za-z_.]+\($")   # 'A1:INDEX(' -> 'A1'
 
 
-def _unquote(sheet: str) -> str:
-    if len(sheet) >= 2 and sheet[0] == "'" and sheet[-1] == "'":
-        return sheet[1:-1].replace("''", "'")
-    return sheet
-
-
 def _split_operand(text: str) -> tuple[object, str, int] | None:
     """'Sheet 1'!A1:B2 -> (sheet, address, offset of the address). None for external refs."""
     lead = 1 if text.startswith("@") else 0                # implicit intersection: @A1
@@ -76,7 +69,7 @@ def _split_operand(text: str) -> tuple[object, str, int] | None:
     if sheet.startswith("["):
         return None
     if sheet.startswith("'"):
-        name = _unquote(sheet)
+        name = unquote_sheet(sheet)
         if name.startswith("["):
             return None
     else:

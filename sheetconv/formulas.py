@@ -24,7 +24,7 @@ from .errors import SheetconvError
 from .layout import Layout
 from .xlref import column_names
 
-__all__ = ["LayerFormulas", "formula", "layer_formulas"]
+__all__ = ["LayerFormulas", "formula"]
 
 _COLS = column_names()
 
@@ -226,11 +226,6 @@ class LayerFormulas:
         if kind == "relu":
             return f"MAX(0,{_ref(cell_of((src, f, 0, 0)))})"
         raise SheetconvError(f"{self.name}: no formula for a 1-D {kind!r} layer")
-
-
-def layer_formulas(net, layout: Layout) -> dict[str, LayerFormulas]:
-    """A LayerFormulas for every computed layer, by name."""
-    return {name: LayerFormulas(net, layout, name) for name in net.names[1:]}
 
 
 def formula(net, layout: Layout, cell) -> str:

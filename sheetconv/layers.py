@@ -105,15 +105,11 @@ class Layer:
         return {"type": type(self).__name__}
 
     @staticmethod
-    def from_config(cfg: dict) -> "Layer":
-        cls = _TYPES.get(cfg.get("type"))
-        if cls is None:
-            raise SheetconvError(f"unknown layer type {cfg.get('type')!r} (expected one of {', '.join(_TYPES)})")
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in ("type", "name")}
-        layer = cls(**kwargs)
-        if cfg.get("name"):
-            layer.name = cfg["name"]
-        return layer
+    def from_config(cfg: dict, index: int | None = None) -> "Layer":
+        """``config()``'s data -> a layer; a bad type, key or value is a one-line
+        SheetconvError naming the layer (``index``, 1-based, when given) and the key."""
+        from .specfile import layer_from_config
+        return layer_from_config(cfg, "layer" if index is None else f"layer {index}", strict_names=False)
 
     def _spatial_in(self, in_shape: tuple) -> tuple[int, int, int]:
         if len(in_shape) != 3:
@@ -173,8 +169,7 @@ class Conv2d(Layer):
         return self.out_channels * ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
     def forward(self, x):
-        bias = None if self.bias is None else self.bias
-        return conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.relu)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.relu)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,

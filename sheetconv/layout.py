@@ -302,9 +302,6 @@ class Layout:
         """Input-channel groups of layer ``name``'s partial sums ([] when it has none)."""
         return [p.channels for p in self.stripe(name).parts if p.role == "partial"]
 
-    def grids(self) -> list[str]:
-        return list(self._grids)
-
     def cell_of(self, cell) -> tuple[int, int]:
         """Sheet (row, col) of an activation, partial-sum or parameter cell."""
         if not (isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str)):

@@ -14,12 +14,12 @@ guessing.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 from .errors import SheetconvError
 
 __all__ = ["META_SHEET", "FORMAT", "FORMAT_VERSION", "CHUNK", "build_meta", "to_chunks", "parse_chunks",
-           "read_meta", "write_meta"]
+           "read_meta", "read_meta_zip", "load_model", "write_meta"]
 
 META_SHEET = "_sheetconv"
 FORMAT = "sheetconv"
@@ -67,27 +67,84 @@ def parse_chunks(chunks) -> dict:
 
 
 def read_meta(path) -> dict | None:
-    """The metadata of a sheetconv workbook, or None for any other xlsx workbook."""
-    import zipfile
+    """The metadata of a sheetconv workbook, or None for any other xlsx workbook.
 
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
+    Read through :func:`sheetconv.reader.open_zip` (zip-bomb and format checks) and its
+    streaming, entity-refusing XML parser.
+    """
+    from .reader import open_zip
 
-    path = Path(path)
-    if not path.is_file():
-        raise SheetconvError(f"{path}: no such file")
+    with open_zip(path) as zf:
+        return read_meta_zip(zf, os.fspath(path))
+
+
+def read_meta_zip(zf, path: str, sheets=None) -> dict | None:
+    """:func:`read_meta` on an already opened and checked zip (``sheets``: its SheetInfo list)."""
+    from .reader import read_column_a, read_workbook_parts
+
+    if sheets is None:
+        sheets, _ = read_workbook_parts(zf, path)
+    chunks = read_column_a(zf, path, sheets, META_SHEET)
+    return None if chunks is None else parse_chunks(chunks)
+
+
+MAX_PARAMS = 50_000_000
+MAX_CELLS = 1_048_576 * 16_384
+
+
+def load_model(meta: dict):
+    """The network and layout a workbook's metadata describes: ``(net, layout)``.
+
+    Anything malformed (wrong types, unknown layer options, absurd sizes, a layout that
+    does not fit the network) raises SheetconvError with one line naming what was wrong.
+    """
+    from .layout import Layout
+    from .network import Network
+
+    if not isinstance(meta, dict):
+        raise SheetconvError(f"workbook metadata: expected a JSON object, got {type(meta).__name__}")
+    spec, layout = meta.get("spec"), meta.get("layout")
+    if not isinstance(spec, dict):
+        raise SheetconvError(f"workbook metadata: 'spec' must be an object, got {_kind(spec)}")
+    if not isinstance(spec.get("layers"), list):
+        raise SheetconvError(f"workbook metadata: spec 'layers' must be a list, got {_kind(spec.get('layers'))}")
+    bad = next((i for i, cfg in enumerate(spec["layers"]) if not isinstance(cfg, dict)), None)
+    if bad is not None:
+        raise SheetconvError(f"workbook metadata: spec layer {bad} must be an object, "
+                             f"got {_kind(spec['layers'][bad])}")
+    if not isinstance(layout, dict):
+        raise SheetconvError(f"workbook metadata: 'layout' must be an object, got {_kind(layout)}")
+    sheet = meta.get("sheet")
+    if not isinstance(sheet, str) or not sheet:
+        raise SheetconvError(f"workbook metadata: 'sheet' must be a sheet name, got {_kind(sheet)}")
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as e:
-        raise SheetconvError(f"{path}: not a readable xlsx workbook ({e.__class__.__name__}: {e})") from None
-    try:
-        if META_SHEET not in wb.sheetnames:
-            return None
-        ws = wb[META_SHEET]
-        chunks = [row[0] for row in ws.iter_rows(min_col=1, max_col=1, values_only=True)]
-    finally:
-        wb.close()
-    return parse_chunks(chunks)
+        net = Network.from_spec(spec)
+        params = net.param_count()
+        if params > MAX_PARAMS:
+            raise SheetconvError(f"the network has {params:,} parameters (at most {MAX_PARAMS:,} fit a workbook)")
+        cells = sum(_prod(shape) for shape in net.shapes.values())
+        if cells > MAX_CELLS:
+            raise SheetconvError(f"the network has {cells:,} activations, more than a worksheet holds")
+        lay = Layout.from_json(layout, net)
+    except SheetconvError as e:
+        raise SheetconvError(f"workbook metadata describes a bad network: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError,
+            RecursionError, ZeroDivisionError) as e:
+        raise SheetconvError(f"workbook metadata describes a bad network ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else 'malformed'})") from None
+    return net, lay
+
+
+def _kind(value) -> str:
+    text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    return text[:40]
+
+
+def _prod(shape) -> int:
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
 
 
 def write_meta(workbook, meta: dict):

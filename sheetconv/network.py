@@ -10,6 +10,7 @@ Flatten, feature f is the cell ``(layer, f, 0, 0)``. Parameter cells are
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Iterable
 
@@ -21,7 +22,17 @@ from .layers import Conv2d, Flatten, Layer, Linear, ReLU
 from .regions import Region
 from .trace import Trace
 
-__all__ = ["Network"]
+__all__ = ["Network", "parse_grid_ref", "parse_depth"]
+
+_GRID_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.:]*)\s*\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]\s*$")
+
+
+def parse_grid_ref(text: str):
+    """'conv2[0,3,3]' -> ('conv2', 0, 3, 3); 'conv1.bias[2]' -> ('conv1.bias', 2); None otherwise."""
+    m = _GRID_REF.match(text) if isinstance(text, str) else None
+    if not m:
+        return None
+    return (m.group(1), *(int(v) for v in m.group(2).split(",")))
 
 _PREFIX = {"conv": "conv", "relu": "relu", "maxpool": "pool", "avgpool": "pool", "flatten": "flatten",
            "linear": "fc"}
@@ -231,10 +242,10 @@ class Network:
             return max(v, 0.0) if layer.relu else v
         wh, ww = layer.windows
         (th0, th1), (tw0, tw1) = wh.taps(r, src3.shape[1]), ww.taps(col, src3.shape[2])
-        rows = slice(r * wh.stride - wh.padding + th0 * wh.dilation,
-                     r * wh.stride - wh.padding + (th1 - 1) * wh.dilation + 1, wh.dilation)
-        cols = slice(col * ww.stride - ww.padding + tw0 * ww.dilation,
-                     col * ww.stride - ww.padding + (tw1 - 1) * ww.dilation + 1, ww.dilation)
+        # the window's cells inside the grid (possibly none: a window wholly in padding)
+        rows = [r * wh.stride - wh.padding + t * wh.dilation for t in range(th0, th1)]
+        cols = [col * ww.stride - ww.padding + t * ww.dilation for t in range(tw0, tw1)]
+        rows, cols = np.ix_(rows, cols)
         if layer.kind == "conv":
             v = sum(float(np.sum(src3[ci, rows, cols] * layer.weight[c, ci, th0:th1, tw0:tw1]))
                     for ci in range(src3.shape[0]))
@@ -266,14 +277,31 @@ class Network:
             raise SheetconvError(f"cell {name}[{idx[0]},{idx[1]},{idx[2]}] lies outside {name}, whose (C, H, W) is {grid}")
         return (name, *idx)
 
-    def precedents(self, cell, depth: int | None = 1) -> Trace:
+    def ref(self, cell) -> tuple:
+        """A cell given as text ('conv2[0,3,3]', 'fc1[3]') or a tuple -> a cell tuple.
+
+        On a 1-D layer (after Flatten or Linear) ``fc1[3]`` means ``fc1[3,0,0]``.
+        """
+        if isinstance(cell, str):
+            parsed = parse_grid_ref(cell)
+            if parsed is None:
+                raise SheetconvError(f"not a cell of the network: {cell!r} (expected a tuple (layer, channel, row, col) "
+                                     "or text such as conv2[0,3,3] or conv1.weight[0,0,1,1])")
+            cell = parsed
+        if isinstance(cell, (tuple, list)) and len(cell) == 2 and cell[0] in self.shapes \
+                and len(self.shapes[cell[0]]) == 1:
+            cell = (cell[0], cell[1], 0, 0)
+        return tuple(cell) if isinstance(cell, list) else cell
+
+    def precedents(self, cell, depth: int | str | None = 1) -> Trace:
         """Cells that ``cell`` is computed from, level by level toward the input.
 
         Level 1 is the previous layer's window (every input channel for a conv; clipped
         to the grid, since padding is not a cell) plus the weight and bias cells used.
-        ``depth=None`` goes down to the input.
+        ``depth=None`` (or ``'all'``) goes down to the input. ``cell`` may be text, 'conv2[0,3,3]'.
         """
-        name, *idx = self.check_cell(cell)
+        depth = parse_depth(depth)
+        name, *idx = self.check_cell(self.ref(cell))
         region = Region.point(name, self.grid(name), idx)
         levels = []
         i = self.names.index(name)
@@ -286,16 +314,18 @@ class Network:
             i -= 1
         return Trace(root=(name, *idx), direction="precedents", levels=levels)
 
-    def trace(self, cell, depth: int | None = None) -> Trace:
-        """All precedents of ``cell`` (``depth=None``: down to the input)."""
+    def trace(self, cell, depth: int | str | None = None) -> Trace:
+        """All precedents of ``cell`` (``depth=None`` or ``'all'``: down to the input)."""
         return self.precedents(cell, depth)
 
     def dependents(self, cell, depth: int | None = None) -> Trace:
         """Cells that read ``cell``, level by level toward the output.
 
         ``cell`` is an activation ``(layer, c, r, col)`` or a parameter cell such as
-        ``("conv1.weight", o, i, kh, kw)`` or ``("conv1.bias", o)``.
+        ``("conv1.weight", o, i, kh, kw)`` or ``("conv1.bias", o)``, or text ('conv1.bias[0]').
         """
+        depth = parse_depth(depth)
+        cell = self.ref(cell)
         if isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str) and "." in cell[0]:
             lname, pname = cell[0].rsplit(".", 1)
             layer = self[lname]
@@ -345,7 +375,20 @@ class Network:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Network":
-        if not isinstance(spec, dict) or "layers" not in spec or "input_shape" not in spec:
-            raise SheetconvError("a network spec needs 'input_shape' and 'layers'")
-        layers = [Layer.from_config(cfg) for cfg in spec["layers"]]
-        return cls(layers, tuple(spec["input_shape"]), fuse_relu=False)
+        """Rebuild the architecture from ``spec()``'s data (weights zero).
+
+        Every key and value is checked as in a spec file (sheetconv.specfile), so a damaged
+        spec — from a workbook's metadata, say — is a one-line SheetconvError; networks past
+        specfile.MAX_PARAMS parameters are refused before anything is allocated.
+        """
+        from .specfile import network_from_spec_data
+        return network_from_spec_data(spec, "network spec", init=False, fuse_relu=False, strict_names=False)
+
+
+def parse_depth(depth):
+    """None or 'all' -> None (every level); a positive whole number as is."""
+    if depth is None or (isinstance(depth, str) and depth.strip().lower() == "all"):
+        return None
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise SheetconvError(f"depth must be a positive whole number, 'all' or None, got {depth!r}")
+    return int(depth)

@@ -34,7 +34,8 @@ from .formula_refs import COLNUM, Ref, ShapeCache, references
 from .regions import merge_runs
 from .xlref import MAX_ROWS, cell as a1, quote_sheet
 
-__all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes"]
+__all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes",
+           "read_workbook_parts", "read_column_a"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -841,31 +842,36 @@ def rect_boxes(rects) -> tuple:
     return tuple((((r0, r1 + 1),), ((c0, c1 + 1),)) for r0, c0, r1, c1 in rects)
 
 
-def build_index(path) -> Index:
-    """Read every worksheet of ``path`` once, streaming, into an :class:`Index`."""
+def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
+    """Read every worksheet of ``path`` once, streaming, into an :class:`Index`.
+
+    ``zf`` (from :func:`open_zip`) and ``parts`` (from :func:`read_workbook_parts`) may be
+    given by a caller that has already opened and read them; ``zf`` is then left open.
+    """
     path = os.fspath(path)
-    zf = open_zip(path)
-    with zf:
-        sheets, names = read_workbook_parts(zf, path)
-        ix = Index(path, sheets)
-        for i, info in enumerate(sheets):
-            if info.part is None:
-                ix._finish_sheet(i, _SheetParser(ix, i))
-                continue
-            p = _SheetParser(ix, i)
-            _parse_part(zf, info.part, path, p)
-            ix._finish_sheet(i, p)
-        for name, local, text in names:
-            try:
-                refs = references(text)
-            except SheetconvError:
-                refs = []
-            ix.names[(local, name.lower())] = refs
-        ix._finish()
+    if zf is None:
+        with open_zip(path) as own:
+            return build_index(path, own)
+    sheets, names = parts if parts is not None else read_workbook_parts(zf, path)
+    ix = Index(path, sheets)
+    for i, info in enumerate(sheets):
+        if info.part is None:
+            ix._finish_sheet(i, _SheetParser(ix, i))
+            continue
+        p = _SheetParser(ix, i)
+        _parse_part(zf, info.part, path, p)
+        ix._finish_sheet(i, p)
+    for name, local, text in names:
+        try:
+            refs = references(text)
+        except SheetconvError:
+            refs = []
+        ix.names[(local, name.lower())] = refs
+    ix._finish()
     return ix
 
 
-def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler: _SheetParser):
+def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
     defused = DefusedXMLParser(forbid_dtd=True)
     parser = defused.parser                      # expat with defusedxml's entity/DTD guards
     parser.ordered_attributes = False
@@ -889,3 +895,99 @@ def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler: _SheetParser
         raise SheetconvError(f"{path}: {part}: {e}") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
+
+
+# ---------------------------------------------------------------- one column of text
+
+class _ColumnA:
+    """expat handlers collecting the text of column A (inline, plain or shared strings)."""
+
+    def __init__(self):
+        self.out: dict[int, tuple[str | None, str]] = {}
+        self.row = None
+        self.type = None
+        self.buf = None
+        self.in_text = False
+
+    def start(self, tag, attrs):
+        if tag == _C:
+            r = attrs.get("r", "")
+            letters = r.rstrip(_DIG)
+            digits = r[len(letters):]
+            self.row = int(digits) - 1 if letters == "A" and digits.isdigit() and int(digits) >= 1 else None
+            self.type = attrs.get("t")
+            self.buf = []
+        elif tag in (_T, _V) and self.row is not None:
+            self.in_text = True
+
+    def end(self, tag):
+        if tag in (_T, _V):
+            self.in_text = False
+        elif tag == _C and self.row is not None:
+            self.out[self.row] = (self.type, "".join(self.buf))
+            self.row = None
+
+    def data(self, text):
+        if self.in_text:
+            self.buf.append(text)
+
+
+class _SharedStrings:
+    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
+
+    def __init__(self):
+        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+
+    def start(self, tag, attrs):
+        if tag == _SI:
+            self.buf = []
+        elif tag == _RPH:
+            self.depth_rph += 1
+        elif tag == _T and not self.depth_rph:
+            self.in_t = True
+
+    def end(self, tag):
+        if tag == _SI:
+            self.items.append("".join(self.buf or ()))
+        elif tag == _RPH:
+            self.depth_rph -= 1
+        elif tag == _T:
+            self.in_t = False
+
+    def data(self, text):
+        if self.in_t and self.buf is not None:
+            self.buf.append(text)
+
+
+_T, _SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("t", "si", "rPh"))
+
+
+def read_column_a(zf: zipfile.ZipFile, path: str, sheets: list[SheetInfo], name: str) -> list[str] | None:
+    """The text of column A, from A1 down to its last cell, of sheet ``name`` (exact name);
+    None if the workbook has no such worksheet. Empty cells read as ''."""
+    info = next((s for s in sheets if s.name == name), None)
+    if info is None or info.part is None:
+        return None
+    handler = _ColumnA()
+    _parse_part(zf, info.part, path, handler)
+    rows = handler.out
+    shared = None
+    if any(t == "s" for t, _ in rows.values()):
+        sst = "xl/sharedStrings.xml"
+        if sst not in zf.namelist():
+            raise SheetconvError(f"{path}: sheet {name!r} uses shared strings but the workbook has none; "
+                                 "the workbook is corrupt")
+        h = _SharedStrings()
+        _parse_part(zf, sst, path, h)
+        shared = h.items
+    out = []
+    for i in range(max(rows) + 1 if rows else 0):
+        t, text = rows.get(i, (None, ""))
+        if t == "s":
+            k = text.strip()
+            if not k.isdigit() or int(k) >= len(shared):
+                raise SheetconvError(f"{path}: sheet {name!r} cell A{i + 1} points at shared string {k[:20]!r}, "
+                                     f"which does not exist (the workbook has {len(shared)}); the workbook is corrupt")
+            text = shared[int(k)]
+        out.append(text)
+    return out

@@ -53,18 +53,41 @@ def _executable(engine: str) -> str:
     return path
 
 
-def _run(cmd: list[str], timeout: float, what: str, env=None) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group."""
+TERM_GRACE = 5.0            # seconds between SIGTERM and SIGKILL when an engine must stop
+
+
+def _stop_group(proc: subprocess.Popen, grace: float):
+    """SIGTERM the process group (the engine may clean up), SIGKILL it if still there after ``grace``."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:            # the whole group is gone already
+            break
+        try:
+            proc.communicate(timeout=wait)     # reaps the leader and drains its pipes
+        except subprocess.TimeoutExpired:
+            continue
+        try:                                   # the leader exited; children of the group may not have
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        if sig == signal.SIGTERM:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        break
+
+
+def _run(cmd: list[str], timeout: float, what: str, env=None, grace: float = TERM_GRACE) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout (or Ctrl-C) stop the whole group:
+    SIGTERM, then SIGKILL after ``grace`` seconds."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException as e:            # a timeout, or Ctrl-C: leave no engine process behind
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
+        _stop_group(proc, grace)
         if isinstance(e, subprocess.TimeoutExpired):
             raise SheetconvError(f"{what}: timed out after {timeout:g} s") from None
         raise
@@ -112,8 +135,10 @@ def recalc_libreoffice(paths: Iterable[str | os.PathLike], outdir: str | os.Path
 def _convert_libreoffice(soffice: str, paths: list[Path], outdir: Path, timeout: float) -> list[Path]:
     # Convert into a staging folder beside the targets, then rename: no half-written output,
     # and an input inside ``outdir`` is only replaced once its recalculated copy exists.
-    with tempfile.TemporaryDirectory(prefix="sheetconv-lo-") as tmp, \
-            tempfile.TemporaryDirectory(prefix=".recalc-", dir=outdir) as stage:
+    # Both folders are removed on the way out, whatever happens (ignore_cleanup_errors: a
+    # file an engine still held must not hide the real error).
+    with tempfile.TemporaryDirectory(prefix="sheetconv-lo-", ignore_cleanup_errors=True) as tmp, \
+            tempfile.TemporaryDirectory(prefix=".recalc-", dir=outdir, ignore_cleanup_errors=True) as stage:
         user = Path(tmp, "profile", "user")
         user.mkdir(parents=True)
         (user / "registrymodifications.xcu").write_text(_RECALC_ALWAYS_XCU, encoding="utf-8")
@@ -141,35 +166,21 @@ def _convert_libreoffice(soffice: str, paths: list[Path], outdir: Path, timeout:
     return final
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def recalc_gnumeric(path: str | os.PathLike, out: str | os.PathLike, timeout: float = 300.0) -> Path:
-    """Recalculate one xlsx with Gnumeric (``ssconvert --recalc``) into the xlsx ``out``."""
+    """Recalculate one xlsx with Gnumeric (``ssconvert --recalc``) into the xlsx ``out``.
+
+    ``out`` is written whole or not at all (files.atomic_output); it may be ``path`` itself.
+    """
+    from .files import atomic_output
     ssconvert = _executable("gnumeric")
     path, out = Path(path).resolve(), Path(out).resolve()
     if not path.is_file():
         raise SheetconvError(f"{path}: no such file (expected an xlsx workbook to recalculate)")
-    if not out.parent.is_dir():
-        raise SheetconvError(f"output folder {out.parent} does not exist (expected a folder for {out.name})")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".xlsx", dir=out.parent)
-    except OSError as e:
-        raise SheetconvError(f"cannot write in {out.parent}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        cmd = [ssconvert, "--recalc", "-I", "Gnumeric_Excel:xlsx", "-T", "Gnumeric_Excel:xlsx2", str(path), tmp]
+    with atomic_output(out, force=True, what="recalculated workbook") as tmp:
+        cmd = [ssconvert, "--recalc", "-I", "Gnumeric_Excel:xlsx", "-T", "Gnumeric_Excel:xlsx2", str(path), str(tmp)]
         res = _run(cmd, timeout, f"Gnumeric recalculation of {path.name}")
         if res.returncode != 0:
             raise SheetconvError(f"{path}: ssconvert exited with status {res.returncode}: {_tail(res.stderr)}")
         if os.path.getsize(tmp) == 0:
             raise SheetconvError(f"{path}: Gnumeric wrote no recalculated workbook ({_tail(res.stderr)})")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out

@@ -81,6 +81,37 @@ def _merge_boxes(boxes: Iterable[Box]) -> tuple[Box, ...]:
     return tuple(todo)
 
 
+def _box_size(box: Box) -> int:
+    n = 1
+    for runs in box:
+        n *= runs_len(runs)
+    return n
+
+
+def _count(boxes) -> int:
+    """Cells in the union of boxes, overlapping or not, never listing them: a sweep along
+    the first axis; in each slab between consecutive run boundaries, the slab's width times
+    the union of the active boxes' other axes (the same sweep, one axis fewer)."""
+    boxes = list(boxes)
+    if not boxes:
+        return 0
+    if len(boxes) == 1:
+        return _box_size(boxes[0])
+    if len(boxes[0]) == 1:
+        return runs_len(merge_runs(r for box in boxes for r in box[0]))
+    pieces = sorted((a, b, box[1:]) for box in boxes for a, b in box[0])
+    bounds = sorted({p[0] for p in pieces} | {p[1] for p in pieces})
+    total, active, k = 0, [], 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        while k < len(pieces) and pieces[k][0] <= lo:
+            active.append(pieces[k])
+            k += 1
+        active = [p for p in active if p[1] > lo]
+        if active:
+            total += (hi - lo) * _count([p[2] for p in active])
+    return total
+
+
 @dataclass(frozen=True)
 class Region:
     """A set of cells of one grid named ``name`` with ``shape``: a union of boxes.
@@ -108,9 +139,7 @@ class Region:
         return bool(self.boxes)
 
     def __len__(self):
-        if len(self.boxes) == 1:
-            return int(np.prod([runs_len(r) for r in self.boxes[0]]))
-        return len(self.cells())
+        return _count(self.boxes)
 
     def __contains__(self, index) -> bool:
         return any(all(any(a <= i < b for a, b in runs) for i, runs in zip(index, box)) for box in self.boxes)

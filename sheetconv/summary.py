@@ -16,9 +16,6 @@ from .network import Network
 
 __all__ = ["SummaryRow", "summary_rows", "summary"]
 
-_TYPES = {"conv": "Conv2d", "relu": "ReLU", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d",
-          "flatten": "Flatten", "linear": "Linear"}
-
 
 @dataclass(frozen=True)
 class SummaryRow:
@@ -48,7 +45,7 @@ def summary_rows(net: Network, batch: int = 1) -> list[SummaryRow]:
     rows = [SummaryRow("input", "Input", (batch, *net.input_shape), 0, None, 0, (1, 1), (1, 1), False)]
     for layer in net.layers:
         rf = net.receptive_field(layer.name)
-        kind = _TYPES.get(layer.kind, type(layer).__name__)
+        kind = type(layer).__name__
         params = layer.param_count()
         rows.append(SummaryRow(
             name=layer.name, type=f"{kind} + ReLU" if layer.relu and layer.kind != "relu" else kind,

@@ -3,10 +3,12 @@
 ``from_torch(module, input_shape)`` converts an ``nn.Sequential`` tree — nested
 Sequentials, as fastai's ``conv()`` helper makes them — of Conv2d, ReLU, MaxPool2d,
 AvgPool2d, Flatten and Linear, weights included, into a :class:`~sheetconv.Network`.
-Dropout in eval mode and Identity are dropped (they compute nothing). Anything else —
-BatchNorm, Dropout in training mode, a residual or custom block, grouped or circular
-convolutions, ``ceil_mode`` — is refused with the module's type and its path in the tree
-(``features.3``).
+Dropout in eval mode and Identity are dropped (they compute nothing). With
+``fold_batchnorm=True`` an eval-mode BatchNorm2d right after a Conv2d is folded into that
+convolution's weights and bias (as ``torch.nn.utils.fusion.fuse_conv_bn_eval`` does).
+Anything else — other BatchNorm, Dropout in training mode, a residual or custom block,
+grouped or circular convolutions, ``ceil_mode`` — is refused with the module's type and
+its path in the tree (``features.3``).
 
 ``to_torch(net)`` goes back: a flat ``nn.Sequential`` whose modules carry the network's
 layer names, so its ``state_dict()`` keys are ``net.state_dict()``'s ('conv1.weight', ...);
@@ -30,7 +32,7 @@ from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU
 from .network import Network
 from .verify import require_torch
 
-__all__ = ["from_torch", "to_torch", "load_state_dict_file"]
+__all__ = ["from_torch", "to_torch", "load_state_dict_file", "map_state_dict"]
 
 
 # ---------------------------------------------------------------- torch -> sheetconv
@@ -106,7 +108,8 @@ def _convert_leaf(m, path: str) -> Layer | None:
         return None
     hint = ""
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        hint = "; fold it into the preceding convolution's weights first"
+        hint = ("; call from_torch(..., fold_batchnorm=True) to fold an eval-mode BatchNorm2d into the Conv2d "
+                "right before it (as torch.nn.utils.fusion.fuse_conv_bn_eval does)")
     elif list(m.children()):
         hint = "; only nn.Sequential may contain other modules (no residual or custom blocks)"
     raise SheetconvError(f"{where}: module type {t.__name__} is not supported "
@@ -114,26 +117,58 @@ def _convert_leaf(m, path: str) -> Layer | None:
                          f"eval-mode Dropout){hint}")
 
 
-def _walk(m, path: str, out: list):
+def _fold_batchnorm(bn, path: str, out: list):
+    """Fold an eval-mode BatchNorm2d into the Conv2d converted just before it (last in ``out``)."""
+    torch = require_torch()
+    nn = torch.nn
+    where = _where(path, bn)
+    if type(bn) is not nn.BatchNorm2d:
+        raise SheetconvError(f"{where}: only BatchNorm2d right after a Conv2d can be folded")
+    prev = out[-1] if out else None
+    if prev is None or prev[2].kind != "conv":
+        after = "nothing" if prev is None else _where(prev[0], prev[1])
+        raise SheetconvError(f"{where}: can be folded only into a Conv2d right before it, it follows {after}")
+    if bn.training:
+        raise SheetconvError(f"{where}: in training mode it normalizes by the batch's statistics; "
+                             "call module.eval() first")
+    if bn.running_mean is None or bn.running_var is None:
+        raise SheetconvError(f"{where}: has no running statistics (track_running_stats=False); cannot fold it")
+    conv = prev[2]
+    if bn.num_features != conv.out_channels:
+        raise SheetconvError(f"{where}: {bn.num_features} features after a convolution of {conv.out_channels} "
+                             "channels")
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+    f64 = lambda t: None if t is None else t.detach().to("cpu", torch.float64)   # noqa: E731
+    weight, bias = fuse_conv_bn_weights(
+        torch.from_numpy(conv.weight), None if conv.bias is None else torch.from_numpy(conv.bias),
+        f64(bn.running_mean), f64(bn.running_var), bn.eps, f64(bn.weight), f64(bn.bias))
+    conv.weight, conv.bias = _array(weight, where), _array(bias, where)
+
+
+def _walk(m, path: str, out: list, fold: bool = False):
     nn = require_torch().nn
     if m._forward_hooks or m._forward_pre_hooks:
         raise SheetconvError(f"{_where(path, m)}: forward hooks change what the module computes; remove them first")
     if isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward:
         for name, child in m.named_children():
-            _walk(child, f"{path}.{name}" if path else name, out)
+            _walk(child, f"{path}.{name}" if path else name, out, fold)
+    elif fold and isinstance(m, nn.modules.batchnorm._BatchNorm):
+        _fold_batchnorm(m, path, out)
     else:
         layer = _convert_leaf(m, path)
         if layer is not None:
             out.append((path, m, layer))
 
 
-def from_torch(module, input_shape, fuse_relu: bool = True) -> Network:
+def from_torch(module, input_shape, fuse_relu: bool = True, fold_batchnorm: bool = False) -> Network:
     """Convert an ``nn.Sequential`` tree with its weights into a Network.
 
     ``input_shape`` is (C, H, W) — the batch dimension left out — or (N, C, H, W), whose
     N is ignored. A ReLU right after a Conv2d or Linear becomes part of it (``conv1 (ReLU)``)
     unless ``fuse_relu`` is False. Layers are named conv1, conv2, ..., as the workbook shows
     them; ``load_state_dict_file`` maps the module's state-dict keys onto them in order.
+    ``fold_batchnorm``: fold each eval-mode BatchNorm2d into the Conv2d right before it
+    (the network then computes what the module computes in eval mode).
     """
     torch = require_torch()
     if not isinstance(module, torch.nn.Module):
@@ -148,7 +183,7 @@ def from_torch(module, input_shape, fuse_relu: bool = True) -> Network:
         raise SheetconvError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
     input_shape = shape = tuple(int(v) for v in shape)
     items: list = []
-    _walk(module, "", items)
+    _walk(module, "", items, bool(fold_batchnorm))
     if not items:
         raise SheetconvError(f"{type(module).__name__} contains no layer that computes anything")
     # Infer shapes module by module so that an error names the module's path, not a layer name.
@@ -241,40 +276,68 @@ def _read_state(path) -> dict:
     return obj
 
 
-def load_state_dict_file(path, net: Network) -> dict[str, np.ndarray]:
-    """Load a ``torch.save``'d state dict into ``net``; return it keyed by the net's names.
+def map_state_dict(state: dict, net: Network, source: str = "state dict") -> dict[str, np.ndarray]:
+    """Map ``state`` (names -> arrays) onto ``net.state_dict()``'s keys; pure NumPy.
 
     Keys may be the network's own ('conv1.weight') or any others in the network's order —
     ``'0.0.weight', '0.0.bias', '1.0.weight', ...`` from a fastai-style nested Sequential.
-    Every tensor's shape is checked against the layer it lands on.
+    Every array's shape is checked against the parameter it lands on; an error names the
+    layer, the key in ``source`` and both shapes. Returns float64 copies keyed by the net's
+    names (the network itself is not changed).
     """
-    torch = require_torch()
-    state = _read_state(path)
+    if not isinstance(state, dict) or not state:
+        raise SheetconvError(f"{source}: expected a non-empty mapping of names to arrays, got "
+                             f"{'an empty mapping' if isinstance(state, dict) else type(state).__name__}")
     own = net.state_dict()
+    bad = [k for k in state if not isinstance(k, str)]
+    if bad:
+        raise SheetconvError(f"{source}: keys must be strings, got {bad[0]!r}")
     if set(state) == set(own):
         pairs = [(k, k) for k in own]
     else:
         theirs, ours = list(state), list(own)
         if len(theirs) != len(ours):
             raise SheetconvError(
-                f"{path}: holds {len(theirs)} tensors ({_keys(theirs)}), the network has {len(ours)} "
+                f"{source}: holds {len(theirs)} tensors ({_keys(theirs)}), the network has {len(ours)} "
                 f"parameters ({_keys(ours)})")
         pairs = list(zip(ours, theirs))
         for mine, key in pairs:
             if key.rsplit(".", 1)[-1] != mine.rsplit(".", 1)[-1]:
-                raise SheetconvError(f"{path}: tensor {key!r} would land on {mine!r}; the file's tensors "
+                raise SheetconvError(f"{source}: tensor {key!r} would land on {mine!r}; the tensors "
                                      f"({_keys(theirs)}) do not follow the network's order ({_keys(ours)})")
     mapped = {}
     for mine, key in pairs:
-        tensor = state[key]
+        layer, what = mine.rsplit(".", 1)
+        try:
+            arr = np.asarray(state[key])
+        except Exception as e:  # noqa: BLE001 - anything array-like may fail its own way
+            raise SheetconvError(f"{source}: {key!r} is not an array ({type(e).__name__})") from None
+        if arr.dtype.kind not in "biuf":
+            raise SheetconvError(f"{source}: {key!r} for layer {net[layer].label} {what} has dtype "
+                                 f"{arr.dtype}, expected real numbers")
+        if arr.shape != own[mine].shape:
+            raise SheetconvError(f"{source}: layer {net[layer].label} {what}: {key!r} has shape "
+                                 f"{tuple(arr.shape)}, the network expects {tuple(own[mine].shape)}")
+        arr = arr.astype(np.float64, copy=True)
+        if not np.isfinite(arr).all():
+            raise SheetconvError(f"{source}: {key!r} for layer {net[layer].label} {what} holds NaN or infinity")
+        mapped[mine] = arr
+    return mapped
+
+
+def load_state_dict_file(path, net: Network) -> dict[str, np.ndarray]:
+    """Load a ``torch.save``'d state dict into ``net``; return it keyed by the net's names.
+
+    The keys are mapped by :func:`map_state_dict` (the net's own names, or any in order).
+    """
+    torch = require_torch()
+    state = _read_state(path)
+    arrays = {}
+    for key, tensor in state.items():
         if tensor.is_complex():
             raise SheetconvError(f"{path}: tensor {key!r} is complex")
-        arr = tensor.detach().to("cpu", torch.float64).numpy().copy()
-        if arr.shape != own[mine].shape:
-            layer, what = mine.rsplit(".", 1)
-            raise SheetconvError(f"{path}: layer {net[layer].label} {what}: the file's {key!r} has shape "
-                                 f"{tuple(arr.shape)}, the network expects {tuple(own[mine].shape)}")
-        mapped[mine] = arr
+        arrays[key] = tensor.detach().to("cpu", torch.float64).numpy()
+    mapped = map_state_dict(arrays, net, source=str(path))
     net.load_state_dict(mapped)
     return mapped
 

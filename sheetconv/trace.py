@@ -61,11 +61,20 @@ class Trace:
         return out
 
     def count(self) -> int:
-        return len(self.cells())
+        """How many distinct cells the trace holds (counted by box arithmetic, never listed)."""
+        boxes: dict = {}
+        for r in self.regions():
+            boxes.setdefault((r.name, r.shape), []).extend(r.boxes)
+        return sum(len(Region(name, shape, tuple(b))) for (name, shape), b in boxes.items())
 
     def ranges(self) -> list[str]:
-        """Compact text per region and level: 'conv1[0:2, 1:4, 1:4]'."""
-        return [r.describe() for r in self.regions()]
+        """Compact text per region and level: 'conv1[0:2, 1:4, 1:4]' for a network's grids,
+        A1 ranges such as "'My sheet'!A1:B2" for a worksheet's cells."""
+        if self.meta.get("engine") != "formulas":
+            return [r.describe() for r in self.regions()]
+        from .xlref import quote_sheet, rng
+        return [f"{quote_sheet(r.name)}!{rng(ra, ca, rb - 1, cb - 1)}" for r in self.regions()
+                for rows, cols in r.boxes for ra, rb in rows for ca, cb in cols]
 
     def bbox(self, name: str | None = None):
         """Bounding box of the deepest activation region (the input, for a full precedent trace)."""
@@ -146,9 +155,10 @@ def describe_input(region: Region, field: dict | None) -> dict:
     if len(region.shape) == 3:
         top, left, h, w = 0, 0, region.shape[1], region.shape[2]
     else:
+        from .xlref import MAX_COLS, MAX_ROWS
         m = 2
         top, left = max(0, r0 - m), max(0, c0 - m)
-        h, w = r1 + m + 1 - top, c1 + m + 1 - left
+        h, w = min(r1 + m + 1, MAX_ROWS) - top, min(c1 + m + 1, MAX_COLS) - left
     scale = max(1, math.ceil(max(h, w) / MAP_MAX))
     info["map_origin"] = [top, left]
     info["map_size"] = [h, w]
@@ -212,19 +222,8 @@ def render_text(trace: Trace) -> str:
         entries = _entries(trace, level)
         total = sum(e["count"] for e in entries)
         out.append(f"level {k + 1}: {total} cell{'s' if total != 1 else ''}")
-        for e in entries:
-            label = ""
-            if e.get("grid"):
-                ch = e.get("channel")
-                if ch is None:
-                    label = e["grid"]
-                elif isinstance(ch, list):
-                    label = f"{e['grid']} [{', '.join(map(str, ch))}]"
-                else:
-                    label = f"{e['grid']} ch {ch}"
-            prefix = f"{_quote(e['sheet'])}!" if e.get("sheet") else ""
-            ranges = ", ".join(prefix + r for r in e["ranges"])
-            out.append(f"  {label + '  ' if label else ''}{ranges}  ({e['count']})")
+        for group in _runs_of_channels(entries):
+            out.append(_entry_line(group))
     info = trace.input_info() if trace.direction == "precedents" else None
     if info is not None:
         (r0, r1), (c0, c1) = info["rows"], info["cols"]
@@ -253,6 +252,103 @@ def render_text(trace: Trace) -> str:
         out.append(f"map ({shape[0]} x {shape[1]}{frame}{scale}; # = in the field):")
         out.extend("  " + line for line in info["map"])
     return "\n".join(out)
+
+
+MERGE_MIN = 4           # this many like channels in a row print as one line
+SHOW_RANGES = 8         # at most this many ranges per line; the JSON output lists them all
+
+
+def _shape_of(e: dict) -> tuple:
+    """The ranges' sizes: entries alike in it are the same footprint in different places."""
+    from .xlref import parse_range
+    out = []
+    for r in e["ranges"]:
+        r0, c0, r1, c1 = parse_range(r)
+        out.append((r1 - r0, c1 - c0))
+    return tuple(out)
+
+
+def _step(a, b):
+    """The axis along which channel key ``b`` follows ``a`` by one (0 for int keys; for lists,
+    the one place they differ), or None."""
+    if isinstance(a, int) and isinstance(b, int):
+        return 0 if b == a + 1 else None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a:
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        if len(diff) == 1 and b[diff[0]] == a[diff[0]] + 1:
+            return diff[0]
+    return None
+
+
+def _runs_of_channels(entries: list[dict]) -> list[list[dict]]:
+    """Consecutive channels of one grid with same-shaped ranges, grouped (order kept): a run
+    along one index, then runs along the last index stacked along the one before it."""
+    groups: list[list[dict]] = []
+    axes: list = []                        # the index each group runs along (None: one entry)
+    for e in entries:
+        g = groups[-1] if groups else None
+        step = _step(g[-1].get("channel"), e.get("channel")) if g else None
+        if g and step is not None and (len(g) == 1 or axes[-1] == step) and e.get("grid") \
+                and e.get("grid") == g[-1].get("grid") and e.get("sheet") == g[-1].get("sheet") \
+                and _shape_of(e) == _shape_of(g[0]):
+            g.append(e)
+            axes[-1] = step
+        else:
+            groups.append([e])
+            axes.append(None)
+    stacked: list[list[dict]] = []         # kernels [o, 0-15], [o+1, 0-15], ... -> [o-o+k, 0-15]
+    stack_axes: list = []
+    for g, axis in zip(groups, axes):
+        h = stacked[-1] if stacked else None
+        a, b = (h[0].get("channel"), g[0].get("channel")) if h else (None, None)
+        if h and isinstance(a, list) and isinstance(b, list) and len(a) == len(b) >= 2 \
+                and axis == stack_axes[-1] == len(a) - 1 \
+                and g[0].get("grid") == h[0].get("grid") and len(g) == _width(h) \
+                and a[:-2] == b[:-2] and b[-2] == h[-1]["channel"][-2] + 1 \
+                and (a[-1], h[-1]["channel"][-1]) == (b[-1], g[-1]["channel"][-1]) and _shape_of(g[0]) == _shape_of(h[0]):
+            h.extend(g)
+        else:
+            stacked.append(list(g))
+            stack_axes.append(axis)
+    out = []
+    for g in stacked:                      # short runs read better one channel a line
+        out.extend([g] if len(g) >= MERGE_MIN else [[e] for e in g])
+    return out
+
+
+def _width(group: list[dict]) -> int:
+    """Entries per first-index value of a group of list-keyed entries."""
+    first = group[0]["channel"][-2]
+    return sum(1 for e in group if e["channel"][-2] == first)
+
+
+def _label(group: list[dict]) -> str:
+    e = group[0]
+    if not e.get("grid"):
+        return ""
+    ch = e.get("channel")
+    if ch is None:
+        return e["grid"]
+
+    def span(values):
+        lo, hi = min(values), max(values)
+        return f"{lo}-{hi}" if hi > lo else f"{lo}"
+    if isinstance(ch, list):
+        return f"{e['grid']} [{', '.join(span([g['channel'][k] for g in group]) for k in range(len(ch)))}]"
+    return f"{e['grid']} ch {span([g['channel'] for g in group])}"
+
+
+def _entry_line(group: list[dict]) -> str:
+    """One text line for one entry, or for a run of like channels (with their ranges shortened)."""
+    first = group[0]
+    prefix = f"{_quote(first['sheet'])}!" if first.get("sheet") else ""
+    ranges = [prefix + r for e in group for r in e["ranges"]]
+    if len(ranges) > SHOW_RANGES:
+        ranges = ranges[:SHOW_RANGES - 2] + [f"... {len(ranges) - SHOW_RANGES + 1} more", ranges[-1]]
+    label = _label(group)
+    total = sum(e["count"] for e in group)
+    each = f"{len(group)} x {first['count']} cells: " if len(group) > 1 else ""
+    return f"  {label + '  ' if label else ''}{each}{', '.join(ranges)}  ({total})"
 
 
 def _quote(sheet: str) -> str:

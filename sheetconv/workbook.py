@@ -10,136 +10,34 @@ ranges per level, the layer and channel of each, the receptive field on the inpu
 from __future__ import annotations
 
 import os
-import re
 from itertools import product
 
 from . import meta as _meta
 from .errors import SheetconvError
-from .reader import (Index, _NS_MAIN, _parse_part, build_index, compact_rects, open_zip, read_workbook_parts,
-                     rect_boxes)
+from .network import parse_depth, parse_grid_ref
+from .reader import Index, build_index, compact_rects, open_zip, read_workbook_parts, rect_boxes
 from .regions import Region
 from .trace import Trace, describe_input
 from .xlref import MAX_COLS, MAX_ROWS, parse_cell, quote_sheet, rng, split_sheet
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
 
-_GRID_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.:]*)\s*\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]\s*$")
-
-
-def parse_grid_ref(text: str):
-    """'conv2[0,3,3]' -> ('conv2', 0, 3, 3); None if the text is not of that form."""
-    m = _GRID_REF.match(text)
-    if not m:
-        return None
-    return (m.group(1), *(int(v) for v in m.group(2).split(",")))
-
 
 def open_workbook(path) -> "Workbook":
-    """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise."""
+    """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise.
+
+    The zip is opened (and checked) once; each part is parsed once.
+    """
     path = os.fspath(path)
-    zf = open_zip(path)
-    with zf:
-        sheets, _ = read_workbook_parts(zf, path)
-        chunks = _meta_chunks(zf, sheets, path)
-    if chunks is not None:
-        return SheetconvWorkbook(path, _meta.parse_chunks(chunks), [s.name for s in sheets])
-    return FormulaWorkbook(path, build_index(path))
-
-
-class _ColumnA:
-    """expat handlers reading the text of column A (inline or plain strings) of a small sheet."""
-
-    def __init__(self, shared: list[str] | None):
-        self.shared = shared
-        self.out: dict[int, str] = {}
-        self.row = None
-        self.type = None
-        self.buf = None
-        self.in_text = False
-
-    def start(self, tag, attrs):
-        if tag == _C:
-            r = attrs.get("r", "")
-            letters = r.rstrip("0123456789")
-            self.row = int(r[len(letters):]) - 1 if letters == "A" and r[len(letters):].isdigit() else None
-            self.type = attrs.get("t")
-            self.buf = []
-        elif tag in (_T, _V) and self.row is not None:
-            self.in_text = True
-
-    def end(self, tag):
-        if tag in (_T, _V):
-            self.in_text = False
-        elif tag == _C and self.row is not None:
-            text = "".join(self.buf)
-            if self.type == "s" and self.shared is not None and text.strip().isdigit():
-                i = int(text)
-                text = self.shared[i] if i < len(self.shared) else ""
-            self.out[self.row] = text
-            self.row = None
-
-    def data(self, text):
-        if self.in_text:
-            self.buf.append(text)
-
-
-_C, _T, _V = (f"{_NS_MAIN}}}{t}" for t in ("c", "t", "v"))
-
-
-def _meta_chunks(zf, sheets, path) -> list[str] | None:
-    """Column A of the hidden metadata sheet, or None if the workbook has none."""
-    info = next((s for s in sheets if s.name == _meta.META_SHEET), None)
-    if info is None or info.part is None:
-        return None
-    shared = _shared_strings(zf, path)
-    handler = _ColumnA(shared)
-    _parse_part(zf, info.part, path, handler)
-    rows = handler.out
-    return [rows.get(i, "") for i in range(max(rows) + 1)] if rows else []
-
-
-def _shared_strings(zf, path) -> list[str] | None:
-    name = "xl/sharedStrings.xml"
-    if name not in zf.namelist():
-        return None
-
-    class _SST:
-        def __init__(self):
-            self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
-
-        def start(self, tag, attrs):
-            if tag == _SI:
-                self.buf = []
-            elif tag == _RPH:
-                self.depth_rph += 1
-            elif tag == _T and not self.depth_rph:
-                self.in_t = True
-
-        def end(self, tag):
-            if tag == _SI:
-                self.items.append("".join(self.buf or ()))
-            elif tag == _RPH:
-                self.depth_rph -= 1
-            elif tag == _T:
-                self.in_t = False
-
-        def data(self, text):
-            if self.in_t and self.buf is not None:
-                self.buf.append(text)
-
-    h = _SST()
-    _parse_part(zf, name, path, h)
-    return h.items
-
-
-_SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("si", "rPh"))
+    with open_zip(path) as zf:
+        parts = read_workbook_parts(zf, path)
+        meta = _meta.read_meta_zip(zf, path, parts[0])
+        if meta is None:
+            return FormulaWorkbook(path, build_index(path, zf, parts))
+    return SheetconvWorkbook(path, meta, [s.name for s in parts[0]])
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def _rect_text(r0, c0, r1, c1) -> str:
-    return rng(r0, c0, r1, c1)
-
 
 def _boxes_to_rects(boxes) -> list[tuple[int, int, int, int]]:
     return [(ra, ca, rb - 1, cb - 1) for rows, cols in boxes for ra, rb in rows for ca, cb in cols]
@@ -170,6 +68,12 @@ class Workbook:
         row, col = parse_cell(addr)
         return match, row, col
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path!r}: {self._summary()}>"
+
+    def _summary(self) -> str:
+        raise NotImplementedError
+
     def precedents(self, ref, depth: int | None = None) -> Trace:
         raise NotImplementedError
 
@@ -178,11 +82,6 @@ class Workbook:
 
     def trace(self, ref, depth: int | None = None, dependents: bool = False) -> Trace:
         return self.dependents(ref, depth) if dependents else self.precedents(ref, depth)
-
-
-def _check_depth(depth):
-    if depth is not None and (not isinstance(depth, int) or depth < 1):
-        raise SheetconvError(f"depth must be a positive whole number or None (all), got {depth!r}")
 
 
 # ---------------------------------------------------------------- any xlsx: formulas
@@ -201,6 +100,11 @@ class FormulaWorkbook(Workbook):
         visible = [s.name for s in index.infos if s.state == "visible" and s.part is not None]
         self.default_sheet = default_sheet or (visible or self.sheet_names)[0]
         self.skip = {index.by_name[s.lower()] for s in skip_sheets if s.lower() in index.by_name}
+
+    def _summary(self) -> str:
+        n = len(self.sheet_names)
+        return (f"generic workbook, {n} sheet{'s' if n != 1 else ''}, {self.index.nformulas:,} formulas, "
+                "answered from its formulas")
 
     def _cell(self, ref) -> tuple[int, int, int]:
         if isinstance(ref, tuple) and len(ref) == 3:
@@ -232,7 +136,7 @@ class FormulaWorkbook(Workbook):
         return out
 
     def _trace(self, direction, ref, depth) -> Trace:
-        _check_depth(depth)
+        depth = parse_depth(depth)
         s, row, col = self._cell(ref)
         ix = self.index
         if direction == "precedents":
@@ -271,7 +175,7 @@ def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
 def _plain_entry(region: Region) -> dict:
     rects = _boxes_to_rects(region.boxes)
     return {"sheet": region.name, "grid": None, "channel": None,
-            "ranges": [_rect_text(*r) for r in rects], "count": len(region)}
+            "ranges": [rng(*r) for r in rects], "count": len(region)}
 
 
 # ---------------------------------------------------------------- sheetconv workbooks: analytic
@@ -282,19 +186,23 @@ class SheetconvWorkbook(Workbook):
     engine = "analytic"
 
     def __init__(self, path: str, meta: dict, sheet_names: list[str]):
-        from .layout import Layout
-        from .network import Network
         self.path = path
         self.meta = meta
         self.sheet_names = sheet_names
         try:
-            self.net = Network.from_spec(meta["spec"])
+            self.net, self.layout = _meta.load_model(meta)
         except SheetconvError as e:
-            raise SheetconvError(f"{path}: workbook metadata holds a bad network spec ({e})") from None
-        self.layout = Layout.from_json(meta["layout"], self.net)
-        self.sheet = meta.get("sheet", self.layout.sheet)
+            raise SheetconvError(f"{path}: {e}") from None
+        self.sheet = meta["sheet"]
+        if self.sheet not in sheet_names:
+            raise SheetconvError(f"{path}: workbook metadata names sheet {self.sheet!r}, which the workbook lacks "
+                                 f"(sheets: {', '.join(sheet_names)})")
         self.default_sheet = self.sheet
         self._formulas: FormulaWorkbook | None = None
+
+    def _summary(self) -> str:
+        return (f"sheetconv workbook, layers {', '.join(self.net.names)} on sheet {self.sheet!r}, "
+                "answered analytically")
 
     @property
     def formulas(self) -> FormulaWorkbook:
@@ -314,11 +222,11 @@ class SheetconvWorkbook(Workbook):
         """A reference -> the engine's cell tuple, or (sheet, row, col) for a cell the layout does not hold."""
         if isinstance(ref, (tuple, list)) and ref and isinstance(ref[0], str) and len(ref) >= 2 \
                 and (ref[0] in self.net.shapes or "." in ref[0] or ":" in ref[0]):
-            return tuple(ref)
+            return self.net.ref(tuple(ref))
         text = str(ref)
         grid = parse_grid_ref(text)
         if grid is not None:
-            return grid
+            return self.net.ref(grid)
         sheet, row, col = self._a1(text)
         if sheet.lower() == self.sheet.lower():
             found = self.layout.locate(row, col)
@@ -338,7 +246,7 @@ class SheetconvWorkbook(Workbook):
         return False
 
     def precedents(self, ref, depth: int | None = None) -> Trace:
-        _check_depth(depth)
+        depth = parse_depth(depth)
         cell = self.cell(ref)
         if not self._analytic_cell(cell):
             return self.formulas.precedents(self._sheet_ref(cell), depth)
@@ -351,7 +259,7 @@ class SheetconvWorkbook(Workbook):
         return self._decorate(trace, row, col, "formula" if cell[0] != "input" else "constant")
 
     def dependents(self, ref, depth: int | None = None) -> Trace:
-        _check_depth(depth)
+        depth = parse_depth(depth)
         cell = self.cell(ref)
         if not self._analytic_cell(cell):
             return self.formulas.dependents(self._sheet_ref(cell), depth)
@@ -438,7 +346,7 @@ class SheetconvWorkbook(Workbook):
             rr = compact_rects(rects)
             out.append({"sheet": self.sheet, "grid": region.name,
                         "channel": key if not isinstance(key, tuple) else list(key),
-                        "ranges": [_rect_text(*r) for r in rr],
+                        "ranges": [rng(*r) for r in rr],
                         "count": sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rr)})
         return out
 

@@ -17,7 +17,7 @@ MAX_COLS = 16_384
 
 __all__ = [
     "MAX_ROWS", "MAX_COLS", "cell", "rng", "parse_cell", "parse_range", "split_sheet",
-    "quote_sheet", "runs_to_ranges", "column_names",
+    "quote_sheet", "unquote_sheet", "runs_to_ranges", "column_names",
 ]
 
 _CELL_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?([0-9]{1,7})$")
@@ -41,11 +41,21 @@ def quote_sheet(name: str) -> str:
     return quote_sheetname(name)
 
 
+def unquote_sheet(name: str) -> str:
+    """"'My s''heet'" -> "My s'heet"; an unquoted name stays as it is."""
+    if len(name) >= 2 and name[0] == "'" and name[-1] == "'":
+        return name[1:-1].replace("''", "'")
+    return name
+
+
 def parse_cell(text: str) -> tuple[int, int]:
-    """'C4' or '$C$4' -> (3, 2). Raises SheetconvError on anything else."""
-    t = text.strip()
-    if not _CELL_RE.match(t):
+    """'C4', 'c4' or '$C$4' -> (3, 2). Raises SheetconvError on anything else."""
+    t = text.strip().upper()
+    m = _CELL_RE.match(t)
+    if not m:
         raise SheetconvError(f"not a cell reference: {text!r} (expected A1 style, e.g. C4)")
+    if int(m.group(2)) < 1:
+        raise SheetconvError(f"not a valid cell reference: {text!r} (rows start at 1, e.g. C4)")
     row, col = xl_cell_to_rowcol(t.replace("$", ""))
     if row >= MAX_ROWS or col >= MAX_COLS:
         raise SheetconvError(f"cell {text!r} lies outside the sheet (at most {MAX_ROWS} rows, column XFD)")
@@ -70,8 +80,7 @@ def split_sheet(ref: str) -> tuple[str | None, str]:
     if "!" not in ref:
         return None, ref
     sheet, _, addr = ref.rpartition("!")
-    if sheet.startswith("'") and sheet.endswith("'") and len(sheet) >= 2:
-        sheet = sheet[1:-1].replace("''", "'")
+    sheet = unquote_sheet(sheet)
     if not sheet:
         raise SheetconvError(f"empty sheet name in {ref!r}")
     return sheet, addr

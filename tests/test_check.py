@@ -47,8 +47,10 @@ def cell_xml(path, address: str, sheet: str = "conv") -> str:
     return re.search(rf'<c r="{address}"[^>]*?(/>|>(.*?)</c>)', xml).group(0)
 
 
-def edit_cell(path, address: str, formula: str | None = None, value: float | None = None, sheet: str = "conv"):
-    """Rewrite one cell's formula and/or stored value inside the xlsx; every other byte stays."""
+def edit_cell(path, address: str, formula: str | None = None, value: float | None = None, sheet: str = "conv",
+              raw: str | None = None):
+    """Rewrite one cell's formula and/or stored value (or its whole XML: ``raw``) inside the
+    xlsx; every other byte stays."""
     with zipfile.ZipFile(path) as z:
         part = _sheet_part(z, sheet)
         members = [(info, z.read(info)) for info in z.infolist()]
@@ -59,6 +61,8 @@ def edit_cell(path, address: str, formula: str | None = None, value: float | Non
         new = re.sub(r"<f>.*?</f>", lambda _: f"<f>{html.escape(formula, quote=False)}</f>", new)
     if value is not None:
         new = re.sub(r"<v>.*?</v>", lambda _: f"<v>{value!r}</v>", new)
+    if raw is not None:
+        new = raw
     assert new != m.group(0)
     xml = xml[:m.start()] + new + xml[m.end():]
     with zipfile.ZipFile(f"{path}.tmp", "w", zipfile.ZIP_DEFLATED) as out:
@@ -82,6 +86,25 @@ def range_cells(ranges) -> set[tuple[int, int]]:
 
 def refs_in(formula: str) -> list[str]:
     return re.findall(r"\$?[A-Z]{1,3}\$?[0-9]+(?::\$?[A-Z]{1,3}\$?[0-9]+)?", formula)
+
+
+def torch_convs(net, x, state=None) -> dict[str, np.ndarray]:
+    """The oracle: torch's own F.conv2d (+ F.relu) on the layers' hyperparameters and weights,
+    for networks of convolutions only; with ``pre=True`` names also the values before the ReLU."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    state = state or net.state_dict()
+    h = torch.from_numpy(np.asarray(x, np.float64)[None])
+    out = {}
+    for layer in net.layers:
+        if layer.kind == "flatten":
+            continue
+        assert layer.kind == "conv" and layer.dilation == (1, 1), layer
+        pre = F.conv2d(h, torch.from_numpy(state[f"{layer.name}.weight"]),
+                       torch.from_numpy(state[f"{layer.name}.bias"]), stride=layer.stride, padding=layer.padding)
+        h = F.relu(pre) if layer.relu else pre
+        out[layer.name], out[f"{layer.name} pre"] = h[0].numpy(), pre[0].numpy()
+    return out
 
 
 # ---------------------------------------------------------------- fixtures
@@ -220,16 +243,58 @@ def test_edited_input_without_recalculation_is_stale(books, tmp_path):
     # the engine runs on the edited input; the stored values downstream still show the old one
     edited = x.copy()
     edited[0, 10, 10] = 0.75
-    changed = np.abs(net.activations(edited)["conv1"] - net.activations(x)["conv1"]) > 0
+    changed = np.abs(torch_convs(net, edited)["conv1"] - torch_convs(net, x)["conv1"]) > 1e-9
     conv1 = next(l for l in report.layers if l.name == "conv1")
-    assert conv1.stored_bad == int(changed.sum()) > 0 and not report.ok
+    assert conv1.stored_bad == int(changed.sum()) > 0 and not report.ok and report.status == "mismatch"
+
+
+def _halve_instead_of_relu(books, tmp_path):
+    """conv2's MAX(0, s) rewritten as 0.5*(s) at a cell where s != 0, saved with openpyxl (no stored values)."""
+    net, x, path = copy_of(books, "conv-example", tmp_path)
+    pre = torch_convs(net, x)["conv2 pre"]
+    cell = ("conv2", *np.unravel_index(np.argmax(np.abs(pre)), pre.shape))
+    assert pre[cell[1:]] != 0
+    addr = address(net, cell)
+    wb = openpyxl.load_workbook(path)
+    formula = wb["conv"][addr].value
+    assert formula.startswith("=MAX(0,") and formula.endswith(")")
+    wb["conv"][addr].value = "=0.5*(" + formula[len("=MAX(0,"):]
+    wb.save(path)
+    return path, addr
+
+
+def test_no_stored_values_is_not_reported_ok(books, tmp_path):
+    path, addr = _halve_instead_of_relu(books, tmp_path)
+    report = check_workbook(path)
+    assert report.status == "unchecked" and not report.ok and not report.mismatch and not report.formula_problems
+    assert all(l.stored_max_err is None for l in report.layers)
+    res = CliRunner().invoke(cli, ["check", str(path)])
+    assert res.exit_code == 3, res.output
+    first = res.output.splitlines()[0]
+    assert "references OK, values NOT checked (no stored values" in first and "rerun with --recalc" in first
+    assert ": OK" not in res.output and "NOT verified" in res.output
+
+
+@pytest.mark.engine("libreoffice")
+def test_no_stored_values_recalc_catches_changed_arithmetic(books, tmp_path):
+    path, addr = _halve_instead_of_relu(books, tmp_path)
+    res = CliRunner().invoke(cli, ["check", str(path), "--recalc"])
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith(f"{path}: MISMATCH") and f"1 recalculated (first conv!{addr})" in res.output
+    assert "rerun" not in res.output and "run with --recalc" not in res.output
+    assert "their recalculated values were checked" in res.output
+
+
+def test_stored_values_ok_says_arithmetic_not_recalculated(books):
+    res = CliRunner().invoke(cli, ["check", str(books["simple-cnn"][2])])
+    assert res.exit_code == 0
+    assert "OK - references and stored values agree" in res.output and "not recalculated" in res.output
 
 
 # ---------------------------------------------------------------- LibreOffice recalculation
 
 @pytest.mark.engine("libreoffice")
 def test_recalc_edited_input_and_weight_are_consistent(books, tmp_path):
-    from sheetconv.verify import torch_activations
     net, x, path = copy_of(books, "conv-example", tmp_path)
     edit_cell(path, address(net, ("input", 0, 10, 10)), value=0.75)
     edit_cell(path, address(net, ("conv2.weight", 1, 0, 2, 2)), value=-0.5)
@@ -240,9 +305,10 @@ def test_recalc_edited_input_and_weight_are_consistent(books, tmp_path):
     # cells where torch's output on the edited input and weight differs from the original.
     edited_x = x.copy()
     edited_x[0, 10, 10] = 0.75
-    edited = sc.preset("conv-example")
-    edited["conv2"].weight[1, 0, 2, 2] = -0.5
-    before, after = torch_activations(net, x), torch_activations(edited, edited_x)
+    edited_state = net.state_dict()
+    edited_state["conv2.weight"] = edited_state["conv2.weight"].copy()
+    edited_state["conv2.weight"][1, 0, 2, 2] = -0.5
+    before, after = torch_convs(net, x), torch_convs(net, edited_x, edited_state)
     stale = {name: np.abs(after[name] - before[name]) > 1e-9 for name in ("conv1", "conv2")}
     stale["conv2"][wrong[1:]] = True
     report = check_workbook(path)
@@ -252,19 +318,21 @@ def test_recalc_edited_input_and_weight_are_consistent(books, tmp_path):
     # LibreOffice recalculates the file's formulas: everything agrees with the engine on the edited cells.
     res = CliRunner().invoke(cli, ["check", str(path), "--recalc"])
     assert res.exit_code == 0, res.output
-    assert "recalc" in res.output
+    assert "OK - references and the values LibreOffice recalculated agree" in res.output
 
 
 @pytest.mark.engine("libreoffice")
 def test_recalc_catches_wrong_arithmetic(books, tmp_path):
     net, x, path = copy_of(books, "simple-cnn", tmp_path)
-    act = net.activations(x)["conv2"]
+    act = torch_convs(net, x)["conv2"]
     cell = ("conv2", *np.unravel_index(np.argmax(act), act.shape))   # a positive cell: the ReLU lets it through
     addr = address(net, cell)
     original = formula_of(path, addr)
     bias = original.rindex("+$")                                     # ...+$BN$71): the bias term
     assert net["conv2"].bias[cell[1]] != 0
     edit_cell(path, addr, formula=original[:bias] + "-" + original[bias + 1:])   # same references, wrong sum
+    report = check_workbook(path)
+    assert report.ok                                 # the stored value is the old one: only recalculation sees it
     report = check_workbook(path, recalc=True)
     assert not report.formula_problems
     conv2 = next(l for l in report.layers if l.name == "conv2")
@@ -289,3 +357,19 @@ def test_bad_input_exits_2(tmp_path, books):
         assert res.exit_code == 2, res.output
         err = res.stderr.strip()
         assert words in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("raw, words", [
+    ('<c r="{a}" t="s"><v>999</v></c>', "cell conv!{a} points at shared string '999', which does not exist"),
+    ('<c r="{a}"><v>lots</v></c>', "input cell conv!{a} holds 'lots'; expected a number"),
+    ('<c r="{a}"><v>NaN</v></c>', "input cell conv!{a} holds nan; expected a finite number"),
+    ('<c r="ZZZZ1"><v>1</v></c>', "cell reference 'ZZZZ1' lies outside the sheet"),
+])
+def test_malformed_cells_are_one_line_errors(books, tmp_path, raw, words):
+    net, x, path = copy_of(books, "conv-example", tmp_path)
+    a = address(net, ("input", 0, 3, 4))
+    edit_cell(path, a, raw=raw.format(a=a))
+    res = CliRunner().invoke(cli, ["check", str(path)])
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert words.format(a=a) in err and "\n" not in err and "Traceback" not in err

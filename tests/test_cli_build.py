@@ -48,6 +48,7 @@ def test_no_arguments_writes_conv_example_from_digit_0(tmp_path):
     assert files(tmp_path) == ["conv-example.xlsx"]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and "workbooks/conv-example.xlsx" in lines[0]
+    assert "digit sample 0 (a 7)" in lines[0]                   # MNIST's first test label is 7
     values = read_sheet(out, data_only=True)
     layout = Layout.for_network(preset("conv-example"))
     x = digit(0)
@@ -57,7 +58,7 @@ def test_no_arguments_writes_conv_example_from_digit_0(tmp_path):
     assert again.exit_code == 0 and "up to date" in again.stdout
     before = out.read_bytes()
     refused = run(["build", "--digit", "4"], tmp_path)
-    assert_one_line_error(refused, "already exists", "--force")
+    assert_one_line_error(refused, "already exists", "differs", "--force")
     assert out.read_bytes() == before and files(tmp_path) == ["conv-example.xlsx"]
     forced = run(["build", "--digit", "4", "--force", "--quiet"], tmp_path)
     assert forced.exit_code == 0 and forced.stdout == "" and out.read_bytes() != before
@@ -206,3 +207,105 @@ def test_examples_regenerate_the_committed_workbooks(tmp_path):
         for pos, v in new_v.items():
             assert old_v[pos] == v or abs(old_v[pos] - v) <= 1e-12 * max(1, abs(v)), pos
         assert read_meta(fresh) == read_meta(committed)
+
+
+# The labels the MNIST README gives for the first ten test digits.
+README_LABELS = "7 2 1 0 4 1 4 9 5 9"
+
+
+def test_digit_help_and_build_line_name_the_sample_and_its_label(tmp_path):
+    help_text = " ".join(run(["build", "--help"], tmp_path).stdout.split())
+    assert f"Bundled MNIST test sample 0-9 (their labels: {README_LABELS})" in help_text
+    r = run(["build", "--digit", "3", "--out", "d.xlsx"], tmp_path)
+    assert r.exit_code == 0 and "digit sample 3 (a 0)" in r.stdout
+
+
+def test_state_dict_for_another_network_suggests_preset_or_spec(tmp_path):
+    torch = pytest.importorskip("torch")
+    other = preset("simple-cnn")
+    torch.save({k: torch.from_numpy(v) for k, v in other.state_dict().items()}, tmp_path / "w.pt")
+    r = run(["build", "--state-dict", "w.pt", "--out", "x.xlsx"], tmp_path)
+    assert_one_line_error(r, "w.pt", "--preset simple-cnn", "--spec")
+    assert files(tmp_path) == ["w.pt"]
+    r = run(["build", "--preset", "simple-cnn", "--state-dict", "w.pt", "--out", "x.xlsx"], tmp_path)
+    assert r.exit_code == 0, r.output
+
+
+def test_weights_npz_with_positional_keys(tmp_path):
+    net = preset("conv-example", seed=5)
+    own = net.state_dict()
+    # fastai's nested Sequential names: block i, its conv at .0
+    positional = {f"{i // 2}.0.{k.rsplit('.', 1)[1]}": v for i, (k, v) in enumerate(own.items())}
+    assert list(positional) == ["0.0.weight", "0.0.bias", "1.0.weight", "1.0.bias"]
+    np.savez(tmp_path / "w.npz", **positional)
+    r = run(["build", "--weights", "w.npz", "--out", "w.xlsx"], tmp_path)
+    assert r.exit_code == 0, r.output
+    values = read_sheet(tmp_path / "w.xlsx", data_only=True)
+    layout = Layout.for_network(net)
+    assert values[layout.cell_of(("conv2.weight", 1, 0, 2, 1))] == own["conv2.weight"][1, 0, 2, 1]
+    assert values[layout.cell_of(("conv1.bias", 1))] == own["conv1.bias"][1]
+    np.save(tmp_path / "single.npy", own["conv1.weight"])
+    (tmp_path / "single.npz").write_bytes((tmp_path / "single.npy").read_bytes())
+    assert_one_line_error(run(["build", "--weights", "single.npz", "--out", "s.xlsx"], tmp_path),
+                          "single.npz", ".npz")
+
+
+def test_dark_ink_warning_invert_and_stretch_note(tmp_path):
+    paper = np.full((28, 28), 240, np.uint8)
+    paper[4:24, 13:15] = 0
+    Image.fromarray(paper, mode="L").save(tmp_path / "ink.png")
+    r = run(["build", "--image", "ink.png", "--out", "a.xlsx"], tmp_path)
+    assert r.exit_code == 0
+    warning = r.stderr.strip().splitlines()
+    assert len(warning) == 1 and "light on dark" in warning[0] and "--invert" in warning[0]
+    r = run(["build", "--image", "ink.png", "--invert", "--out", "b.xlsx"], tmp_path)
+    assert r.exit_code == 0 and r.stderr == ""
+    values = read_sheet(tmp_path / "b.xlsx", data_only=True)
+    layout = Layout.for_network(preset("conv-example"))
+    assert values[layout.cell_of(("input", 0, 10, 13))] == 1.0
+    assert abs(values[layout.cell_of(("input", 0, 0, 0))] - (1 - 240 / 255)) < 1e-15
+    Image.new("L", (56, 28)).save(tmp_path / "wide.png")
+    r = run(["build", "--image", "wide.png", "--resize", "--out", "c.xlsx"], tmp_path)
+    assert r.exit_code == 0
+    note = r.stderr.strip().splitlines()
+    assert len(note) == 1 and "stretched" in note[0]
+
+
+def test_overflowing_input_is_refused_naming_the_layer(tmp_path):
+    np.save(tmp_path / "huge.npy", np.full((28, 28), 1.7e308))
+    r = run(["build", "--npy", "huge.npy", "--out", "h.xlsx"], tmp_path)
+    assert_one_line_error(r, "conv1", "not finite")
+    assert files(tmp_path) == ["huge.npy"]
+
+
+def test_up_to_date_check_cannot_make_its_temporary_folder(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+    assert run(["build"], tmp_path).exit_code == 0
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", full)
+    assert_one_line_error(run(["build"], tmp_path), "No space left on device")
+    assert files(tmp_path) == ["conv-example.xlsx"]
+
+
+def test_examples_are_up_to_date_or_refused_without_force(tmp_path):
+    from sheetconv.export import same_cells
+    r = run(["examples", "--out-dir", "wb"], tmp_path)
+    assert r.exit_code == 0 and r.stdout.count("wrote") == 2
+    fresh = {p: (tmp_path / "wb" / p).read_bytes() for p in files(tmp_path / "wb")}
+    r = run(["examples", "--out-dir", "wb"], tmp_path)
+    assert r.exit_code == 0 and r.stdout.count("up to date") == 2
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "simple-cnn.xlsx").write_bytes(fresh["simple-cnn.xlsx"])
+    assert run(["build", "--digit", "2", "--force", "--out", "wb/simple-cnn.xlsx", "--preset", "simple-cnn"],
+               tmp_path).exit_code == 0
+    changed = (tmp_path / "wb" / "simple-cnn.xlsx").read_bytes()
+    assert_one_line_error(run(["examples", "--out-dir", "wb"], tmp_path), "simple-cnn.xlsx", "differs", "--force")
+    assert (tmp_path / "wb" / "simple-cnn.xlsx").read_bytes() == changed
+    r = run(["examples", "--out-dir", "wb", "--force"], tmp_path)
+    assert r.exit_code == 0 and "up to date" in r.stdout and "wrote" in r.stdout
+    assert same_cells(tmp_path / "wb" / "simple-cnn.xlsx", tmp_path / "ref" / "simple-cnn.xlsx")
+    assert files(tmp_path / "wb") == ["conv-example.xlsx", "simple-cnn.xlsx"]

@@ -59,7 +59,10 @@ def test_npy_inputs(tmp_path):
     assert x.shape == (1, 28, 28) and x.dtype == np.float64
     np.testing.assert_array_equal(x[0], a)
     np.testing.assert_array_equal(sc.load_input(tmp_path / "chw.npy", shape=(1, 28, 28))[0], a.astype(np.float32))
-    assert sc.load_input(tmp_path / "int.npy").max() == (a * 255).astype(np.uint8).max()
+    # uint8 arrays are pixels, scaled like images; other integer types are taken as they are.
+    np.testing.assert_array_equal(sc.load_input(tmp_path / "int.npy")[0], (a * 255).astype(np.uint8) / 255.0)
+    np.save(tmp_path / "i16.npy", (a * 255).astype(np.int16))
+    np.testing.assert_array_equal(sc.load_input(tmp_path / "i16.npy")[0], (a * 255).astype(np.int16))
     net = sc.preset("conv-example")
     assert net.forward(x).shape == (2, 7, 7)
 
@@ -98,12 +101,12 @@ def test_grey_png(tmp_path):
 def test_rgb_png_becomes_grey_by_luma(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     Image.fromarray(rgb, mode="RGB").save(tmp_path / "c.png")
-    x = sc.load_input(tmp_path / "c.png")
+    x = sc.load_input(tmp_path / "c.png", warn=[].append)
     assert x.shape == (1, 10, 12)
     rgb_i = rgb.astype(np.int64)
     luma = (rgb_i[..., 0] * 299 + rgb_i[..., 1] * 587 + rgb_i[..., 2] * 114) / 1000 / 255   # ITU-R 601-2
     assert np.abs(x[0] - luma).max() <= 1 / 255 + 1e-12
-    three = sc.load_input(tmp_path / "c.png", shape=(3, 10, 12))
+    three = sc.load_input(tmp_path / "c.png", shape=(3, 10, 12), warn=[].append)
     np.testing.assert_array_equal(three, rgb.transpose(2, 0, 1) / 255.0)
 
 
@@ -118,7 +121,9 @@ def test_image_size_is_checked_or_resized(tmp_path):
     Image.fromarray(np.full((40, 30), 200, np.uint8), mode="L").save(tmp_path / "big.png")
     with pytest.raises(sc.SheetconvError, match=r"image is 30x40, the network expects 28x28"):
         sc.load_input(tmp_path / "big.png", shape=(1, 28, 28))
-    x = sc.load_input(tmp_path / "big.png", shape=(1, 28, 28), resize=True)
+    notes = []
+    x = sc.load_input(tmp_path / "big.png", shape=(1, 28, 28), resize=True, warn=notes.append)
+    assert len(notes) == 2 and "stretched" in notes[0] and "--invert" in notes[1]
     assert x.shape == (1, 28, 28)
     np.testing.assert_allclose(x, 200 / 255)
 
@@ -127,3 +132,48 @@ def test_unreadable_image(tmp_path):
     (tmp_path / "fake.png").write_bytes(b"\x89PNG but not really")
     with pytest.raises(sc.SheetconvError, match="not a readable image"):
         sc.load_input(tmp_path / "fake.png")
+
+
+def test_invert_gives_one_minus_the_pixels(tmp_path):
+    pixels = np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(pixels, mode="L").save(tmp_path / "d.png")
+    np.save(tmp_path / "d.npy", pixels / 255.0)
+    for name in ("d.png", "d.npy"):
+        x = sc.load_input(tmp_path / name, shape=(1, 28, 28), invert=True)
+        np.testing.assert_allclose(x[0], 1 - pixels / 255.0, rtol=0, atol=1e-15)
+
+
+def test_dark_ink_on_light_paper_is_noticed_unless_inverted(tmp_path):
+    paper = np.full((28, 28), 250, np.uint8)
+    paper[5:23, 12:16] = 10                           # a dark stroke
+    Image.fromarray(paper, mode="L").save(tmp_path / "ink.png")
+    notes = []
+    sc.load_input(tmp_path / "ink.png", shape=(1, 28, 28), warn=notes.append)
+    assert len(notes) == 1 and "light on dark" in notes[0] and "--invert" in notes[0]
+    notes.clear()
+    x = sc.load_input(tmp_path / "ink.png", shape=(1, 28, 28), invert=True, warn=notes.append)
+    assert notes == [] and x[0, 10, 13] > 0.9
+    Image.fromarray(255 - paper, mode="L").save(tmp_path / "mnist-like.png")
+    sc.load_input(tmp_path / "mnist-like.png", warn=notes.append)
+    np.save(tmp_path / "light.npy", paper / 255.0)    # arrays are never second-guessed
+    sc.load_input(tmp_path / "light.npy", warn=notes.append)
+    assert notes == []
+    with pytest.warns(UserWarning, match="--invert"):
+        sc.load_input(tmp_path / "ink.png")
+
+
+def test_resizing_to_another_aspect_ratio_says_it_stretched(tmp_path):
+    Image.new("L", (56, 28)).save(tmp_path / "wide.png")
+    Image.new("L", (56, 56)).save(tmp_path / "square.png")
+    notes = []
+    sc.load_input(tmp_path / "square.png", shape=(1, 28, 28), resize=True, warn=notes.append)
+    assert notes == []
+    sc.load_input(tmp_path / "wide.png", shape=(1, 28, 28), resize=True, warn=notes.append)
+    assert len(notes) == 1 and "stretched" in notes[0] and "56x28" in notes[0]
+
+
+def test_decompression_bomb_is_a_one_line_error(tmp_path, monkeypatch):
+    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)     # 4096 pixels > 2 x 1000: Pillow refuses
+    with pytest.raises(sc.SheetconvError, match="bomb.png: not a readable image"):
+        sc.load_input(tmp_path / "bomb.png")

@@ -194,7 +194,7 @@ def test_read_meta_of_other_files(tmp_path):
     assert read_meta(plain) is None
     junk = tmp_path / "junk.xlsx"
     junk.write_text("not a workbook")
-    with pytest.raises(SheetconvError, match="not a readable xlsx"):
+    with pytest.raises(SheetconvError, match=r"junk\.xlsx.*xlsx"):
         read_meta(junk)
     with pytest.raises(SheetconvError, match="no such file"):
         read_meta(tmp_path / "missing.xlsx")
@@ -222,8 +222,11 @@ def test_sheet_features_heatmaps_frozen_header_recalc_on_load(tmp_path):
                        for c in range(cr.min_col, cr.max_col + 1)}
     layout = Layout.for_network(net)
     for b in layout.blocks:
-        if not b.grid.endswith(".bias"):
-            assert (b.top, b.left) in scaled and (b.bottom, b.right) in scaled, b
+        assert (b.top, b.left) in scaled and (b.bottom, b.right) in scaled, b
+    # Printing: landscape, one page wide.
+    assert ws.page_setup.orientation == "landscape"
+    assert ws.sheet_properties.pageSetUpPr.fitToPage
+    assert (ws.page_setup.fitToWidth or 1) == 1 and ws.page_setup.fitToHeight == 0    # 1 is the default
     # Titles above blocks, layer names in the header row.
     for b in layout.blocks:
         assert ws.cell(b.top, b.left + 1).value == b.title           # openpyxl is 1-based: row above
@@ -236,7 +239,7 @@ def test_summary_sheet_lists_each_layer(tmp_path):
     path = tmp_path / "book.xlsx"
     write_workbook(net, x, path)
     ws = openpyxl.load_workbook(path)["summary"]
-    rows = {r[0]: r for r in ws.iter_rows(min_row=5, values_only=True) if r[0]}
+    rows = {r[0]: r for r in ws.iter_rows(min_row=6, values_only=True) if r[0]}
     assert list(rows)[: len(net.names)] == ["input"] + [l.label for l in net.layers]
     conv = rows[net["conv1"].label]
     # 2 filters of 1x3x3 over a 3x3 output: parameters and multiply-accumulates by hand.
@@ -245,6 +248,9 @@ def test_summary_sheet_lists_each_layer(tmp_path):
     assert conv[6] == "3 x 3" and conv[7] == "2 x 2"
     assert rows[net["fc1"].label][4] == 18 * 5 + 5 and rows[net["fc1"].label][6] == "whole input"
     assert rows["total"][4] == sum(a.size for a in net.state_dict().values())
+    assert ws["A5"].value == "layer"
+    intro = ws["A3"].value
+    assert "constants" in intro and "every cell" not in intro.lower().replace("every computed cell", "")
 
 
 def test_two_builds_are_byte_identical(tmp_path):
@@ -266,7 +272,20 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     assert read_meta(path) is not None
 
 
-def test_a_failure_half_way_leaves_no_file(tmp_path, monkeypatch):
+@pytest.fixture
+def private_tmpdir(tmp_path, monkeypatch):
+    """A fresh $TMPDIR, to see that nothing is left in it."""
+    import tempfile
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_failure_half_way_leaves_no_file(tmp_path, monkeypatch, private_tmpdir):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
     net, x = CASES["simple-cnn"]
     real = export._Rows.stripe
 
@@ -285,10 +304,13 @@ def test_a_failure_half_way_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(SheetconvError):
         write_workbook(net, x, path, force=True)
     assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+    assert list(private_tmpdir.iterdir()) == []
 
 
-def test_a_full_disk_while_packaging_leaves_no_file(tmp_path, monkeypatch):
+def test_a_full_disk_while_packaging_leaves_no_file(tmp_path, monkeypatch, private_tmpdir):
     import xlsxwriter.workbook as xw_workbook
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
 
     class FullDisk(zipfile.ZipFile):
         def write(self, *args, **kwargs):
@@ -299,6 +321,7 @@ def test_a_full_disk_while_packaging_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(SheetconvError, match="cannot write .*No space left on device"):
         write_workbook(net, x, tmp_path / "book.xlsx")
     assert list(tmp_path.iterdir()) == []
+    assert list(private_tmpdir.iterdir()) == []        # nor any of XlsxWriter's temporary files
 
 
 def test_bad_target_and_bad_input(tmp_path):
@@ -323,3 +346,73 @@ def test_values_keep_full_float64_precision(tmp_path):
     assert values[layout.cell_of(("input", 0, 0, 0))] == 0.1 + 0.2
     assert values[layout.cell_of(("conv1.bias", 0))] == math.pi
     assert values[layout.cell_of(("conv1", 0, 0, 0))] == net.activations(x)["conv1"][0, 0, 0]
+
+
+def test_non_finite_activations_are_refused_naming_the_layer(tmp_path):
+    net = preset("conv-example")
+    x = np.full(net.input_shape, 1.7e308)                 # finite, but conv1's sums overflow
+    with pytest.raises(SheetconvError, match=r"conv1 \(ReLU\).* not finite"):
+        write_workbook(net, x, tmp_path / "book.xlsx")
+    net["conv2"].bias = np.array([np.inf, 0.0])          # load_state_dict would refuse it
+    with pytest.raises(SheetconvError, match=r"conv2\.bias.*NaN or Inf"):
+        write_workbook(net, digit(0), tmp_path / "book.xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_files_get_the_usual_mode_for_the_umask(tmp_path):
+    import os
+    net, x = CASES["conv-example"]
+    old = os.umask(0o027)
+    try:
+        write_workbook(net, x, tmp_path / "book.xlsx")
+        with open(tmp_path / "plain", "w"):              # the oracle: a file created the ordinary way
+            pass
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "book.xlsx").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o640
+
+
+def test_concurrent_builds_do_not_disturb_each_others_zip_settings(tmp_path):
+    import threading
+    import xlsxwriter.workbook as xw_workbook
+    net, x = CASES["simple-cnn"]
+    write_workbook(net, x, tmp_path / "serial.xlsx", title="t")
+    errors = []
+
+    def build(i):
+        try:
+            write_workbook(net, x, tmp_path / f"t{i}.xlsx", title="t")
+        except Exception as e:          # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert xw_workbook.ZipFile is zipfile.ZipFile
+    serial = (tmp_path / "serial.xlsx").read_bytes()
+    assert all((tmp_path / f"t{i}.xlsx").read_bytes() == serial for i in range(4))
+
+
+def test_same_cells_compares_content_not_bytes(tmp_path):
+    net, x = CASES["conv-example"]
+    a, b, c = tmp_path / "a.xlsx", tmp_path / "b.xlsx", tmp_path / "c.xlsx"
+    write_workbook(net, x, a, title="t")
+    with zipfile.ZipFile(a) as src, zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():                     # the same members, stored instead of deflated
+            dst.writestr(info.filename, src.read(info))
+    assert a.read_bytes() != b.read_bytes() and export.same_cells(a, b)
+    write_workbook(net, digit(1), c, title="t")
+    assert not export.same_cells(a, c)
+    other = net.state_dict()
+    other["conv2.bias"] = other["conv2.bias"] + 1
+    net2 = preset("conv-example")
+    net2.load_state_dict(other)
+    write_workbook(net2, x, c, title="t", force=True)
+    assert not export.same_cells(a, c)
+    junk = tmp_path / "junk.xlsx"
+    junk.write_bytes(b"not a zip")
+    assert not export.same_cells(a, junk) and not export.same_cells(a, tmp_path / "missing.xlsx")

@@ -14,7 +14,7 @@ from sheetconv.cli import cli
 from sheetconv.errors import SheetconvError
 from sheetconv.workbook import open_workbook
 
-from _craft_xlsx import CONTENT_TYPES, ROOT_RELS, cell_xml, sheet_xml, write_xlsx
+from _craft_xlsx import CONTENT_TYPES, NS, ROOT_RELS, cell_xml, sheet_xml, write_xlsx
 
 BILLION_LAUGHS = """<!DOCTYPE lolz [
  <!ENTITY lol "lol">
@@ -107,7 +107,12 @@ def test_zip_bomb_ratio_refused_before_reading(tmp_path, monkeypatch):
                 fh.write(block)
     assert p.stat().st_size < 1 << 20
     called = []
-    monkeypatch.setattr(reader, "_parse_part", lambda *a, **k: called.append(a))
+    real = reader._parse_part
+    monkeypatch.setattr(reader, "_parse_part", lambda *a, **k: (called.append(a), real(*a, **k))[1])
+    ok = write_xlsx(tmp_path / "ok.xlsx", [("Sheet1", simple_sheet())])
+    open_workbook(ok).precedents("B1")                         # the patch sits where parts are parsed
+    assert called
+    called.clear()
     tracemalloc.start()
     msg = expect_refusal(p, "zip bomb")
     peak = tracemalloc.get_traced_memory()[1]
@@ -208,3 +213,72 @@ def test_huge_array_formula_range_stays_a_range(tmp_path):
     assert t.meta["sheet_levels"][0][0]["ranges"] == ["C1"]
     assert d.meta["sheet_levels"][0][0]["ranges"] == ["A1:XFD1048576"]
     assert peak < 64 << 20 and "#" in text
+
+
+# ---------------------------------------------------------------- hostile metadata in a sheetconv workbook
+
+def _meta_book(tmp_path, name, change):
+    """A workbook whose hidden metadata sheet holds a sheetconv document, altered by ``change``."""
+    import json
+
+    import sheetconv as sc
+    from sheetconv.layout import Layout
+    from sheetconv.meta import META_SHEET, build_meta, to_chunks
+    net = sc.preset("conv-example")
+    meta = build_meta(net, Layout.for_network(net))
+    change(meta)
+    chunks = to_chunks(meta)
+    assert json.loads("".join(chunks)) == meta
+    rows = {i + 1: [cell_xml(f"A{i + 1}", c)] for i, c in enumerate(chunks)}
+    return write_xlsx(tmp_path / f"{name}.xlsx", [("conv", simple_sheet()), (META_SHEET, sheet_xml(rows))])
+
+
+HOSTILE_META = {
+    "unknown_option": lambda m: m["spec"]["layers"].__setitem__(0, {"type": "Conv2d", "foo": 1}),
+    "layers_number": lambda m: m["spec"].__setitem__("layers", 5),
+    "layer_a_list": lambda m: m["spec"].__setitem__("layers", [["x"]]),
+    "layout_a_list": lambda m: m.__setitem__("layout", [1, 2]),
+    "huge_conv": lambda m: m["spec"]["layers"].__setitem__(0, {
+        "type": "Conv2d", "in_channels": 1, "out_channels": 100_000, "kernel_size": [1000, 1000]}),
+    "spec_a_string": lambda m: m.__setitem__("spec", "conv"),
+    "input_shape_text": lambda m: m["spec"].__setitem__("input_shape", "28x28"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_META))
+def test_hostile_metadata_one_line_from_trace_and_check(tmp_path, name):
+    p = _meta_book(tmp_path, name, HOSTILE_META[name])
+    for args in (["trace", str(p), "A1"], ["check", str(p)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("sheetconv: error:") and result.output.count("\n") == 1, result.output
+        assert "metadata" in result.output, result.output
+    with pytest.raises(SheetconvError):
+        open_workbook(p)
+
+
+def test_metadata_with_a_dangling_shared_string(tmp_path):
+    """A metadata cell pointing past the shared-string table: one line, from trace and the PNG path."""
+    sst = (f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{NS}" count="1" uniqueCount="1">'
+           '<si><t>x</t></si></sst>')
+    meta = sheet_xml({1: ['<c r="A1" t="s"><v>7</v></c>']})
+    p = write_xlsx(tmp_path / "sst.xlsx", [("conv", simple_sheet()), ("_sheetconv", meta)])
+    with zipfile.ZipFile(p, "a") as zf:
+        zf.writestr("xl/sharedStrings.xml", sst)
+    result = CliRunner().invoke(cli, ["trace", str(p), "B1"])
+    assert result.exit_code == 2 and "shared string" in result.output and result.output.count("\n") == 1
+
+
+def test_png_of_a_cell_with_a_dangling_shared_string(tmp_path):
+    """openpyxl fails lazily while iterating such a cell; --png reports it in one line."""
+    sst = (f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{NS}" count="1" uniqueCount="1">'
+           '<si><t>x</t></si></sst>')
+    sheet = sheet_xml({1: ['<c r="A1" t="s"><v>7</v></c>', cell_xml("B1", 2, "A1*2")]})
+    p = write_xlsx(tmp_path / "lazy.xlsx", [("Sheet1", sheet)])
+    with zipfile.ZipFile(p, "a") as zf:
+        zf.writestr("xl/sharedStrings.xml", sst)
+    out = tmp_path / "lazy.png"
+    result = CliRunner().invoke(cli, ["trace", str(p), "B1", "--png", str(out)])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("sheetconv: error:") and "Traceback" not in result.output and not out.exists()

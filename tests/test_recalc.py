@@ -157,3 +157,44 @@ def test_missing_engine_names_the_package(monkeypatch, tmp_path, engine, package
             recalc.recalc_libreoffice([src], tmp_path)
         else:
             recalc.recalc_gnumeric(src, tmp_path / "out.xlsx")
+
+
+_STUBBORN = """
+import os, signal, subprocess, sys, time
+flag, ignore = sys.argv[1], sys.argv[2] == "ignore"
+def on_term(*_):
+    open(flag + ".term", "w").close()
+    if not ignore:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open(flag + ".pid", "w").write(f"{os.getpid()} {child.pid}")
+open(flag, "w").close()
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("mode", ["ignore", "exit"])
+def test_timeout_terms_then_kills_the_whole_group(tmp_path, mode):
+    """SIGTERM first (the engine may clean up); a process ignoring it is SIGKILLed after the grace period."""
+    import sys
+    import time
+    flag = tmp_path / "started"
+    with pytest.raises(SheetconvError, match="stub: timed out after 1 s"):
+        recalc._run([sys.executable, "-c", _STUBBORN, str(flag), mode], 1.0, "stub", grace=1.0)
+    assert flag.exists() and (tmp_path / "started.term").exists()          # SIGTERM came first
+    pids = [int(p) for p in (tmp_path / "started.pid").read_text().split()]
+    for _ in range(50):                                                    # init reaps the orphaned grandchild
+        if not any(map(_alive, pids)):
+            break
+        time.sleep(0.05)
+    assert not any(map(_alive, pids))                                      # leader and grandchild are gone

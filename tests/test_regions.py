@@ -104,3 +104,29 @@ def test_region_text_and_json():
 ])
 def test_adjacent_boxes_merge(boxes):
     assert len(Region.of("a", (2, 4, 3), boxes).boxes) == 1
+
+
+box_runs = st.lists(st.tuples(st.integers(0, 9), st.integers(1, 5)), min_size=1, max_size=3).map(
+    lambda v: merge_runs((a, a + n) for a, n in v))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(box_runs, box_runs, box_runs), max_size=6))
+def test_len_of_overlapping_boxes_against_brute_force(boxes):
+    """Boxes as given, overlapping freely (Region(...) keeps them unmerged): len() counts each cell once."""
+    r = Region("g", (15, 15, 15), tuple(boxes))
+    cells = set()
+    for box in boxes:
+        cells |= set(product(*(sorted(as_set(runs)) for runs in box)))
+    assert len(r) == len(cells)
+
+
+def test_len_never_lists_cells(monkeypatch):
+    """Three whole columns of a full-height sheet: counted by arithmetic, not by listing 3 million cells."""
+    monkeypatch.setattr(Region, "indices", lambda self: pytest.fail("len() listed the cells"))
+    col = lambda c: (((0, 1_048_576),), ((c, c + 1),))
+    r = Region.of("Sheet", (1_048_576, 5), [col(0), col(2), col(4)])
+    assert len(r.boxes) == 1 or len(r.boxes) == 3
+    assert len(r) == 3 * 1_048_576
+    overlapping = Region("Sheet", (1_048_576, 5), (col(0), (((0, 1_048_576),), ((0, 3),))))
+    assert len(overlapping) == 3 * 1_048_576

@@ -89,3 +89,68 @@ def test_unreadable_files(tmp_path):
                         (tmp_path / "missing.toml", "no such spec file"), (tmp_path, "is a directory")]:
         with pytest.raises(sc.SheetconvError, match=words):
             load_spec(path)
+
+
+# ---------------------------------------------------------------- a workbook's own spec (Network.from_spec)
+
+def _spec():
+    return sc.preset("simple-cnn").spec()
+
+
+def _damaged(edit):
+    spec = json.loads(json.dumps(_spec()))
+    edit(spec)
+    return spec
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s.update(layers="conv"), "'layers' must be a non-empty list"),
+    (lambda s: s["layers"].__setitem__(0, 7), "layer 1: expected a table"),
+    (lambda s: s["layers"][1].update(kernel_size="3"), "layer 2 (Conv2d): kernel_size must be an int"),
+    (lambda s: s["layers"][1].update(kernel_size={"h": 3}), "layer 2 (Conv2d): kernel_size"),
+    (lambda s: s["layers"][0].update(in_channels=None), "layer 1 (Conv2d): in_channels must be an int"),
+    (lambda s: s["layers"][0].update(colour=1), "layer 1 (Conv2d): unknown key 'colour'"),
+    (lambda s: s["layers"][0].pop("out_channels"), "layer 1 (Conv2d): missing key 'out_channels'"),
+    (lambda s: s["layers"][0].update(type=["Conv2d"]), "layer 1: unknown type"),
+    (lambda s: s["layers"][0].update(name=5), "layer 1 (Conv2d): name must be"),
+    (lambda s: s["layers"][1].update(name=s["layers"][0]["name"]), "layer names must be unique"),
+    (lambda s: s["layers"][0].update(out_channels=10**6, in_channels=10**6), "past 50,000,000, the most"),
+    (lambda s: [s["layers"][0].update(out_channels=2000)] + [s["layers"][i].update(in_channels=2000, out_channels=2000)
+                                                             for i in (1, 2)],
+     "layer 3 (Conv2d): 36,002,000 parameters take the network past 50,000,000"),
+    (lambda s: s.update(input_shape=[1, 10**5, 10**5]), "more than 50,000,000 cells"),
+    (lambda s: s.update(input_shape="28x28"), "input_shape must be [C, H, W]"),
+    (lambda s: s.update(extra={}), "unknown top-level key 'extra'"),
+])
+def test_network_from_damaged_spec_is_one_line_error(edit, words):
+    with pytest.raises(sc.SheetconvError) as e:
+        sc.Network.from_spec(_damaged(edit))
+    assert words in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(sc.SheetconvError):
+        sc.Network.from_spec([_spec()])
+
+
+def test_network_from_spec_keeps_any_layer_name_and_no_fusion():
+    net = sc.Network([sc.Conv2d(1, 2, 3), sc.ReLU(), sc.Flatten()], (1, 5, 5), fuse_relu=False)
+    net["conv1"].name = "first conv"
+    net = sc.Network(net.layers, (1, 5, 5), fuse_relu=False)
+    again = sc.Network.from_spec(net.spec())
+    assert again.names == ["input", "first conv", "relu1", "flatten"] and again.spec() == net.spec()
+
+
+@pytest.mark.parametrize("cfg, words", [
+    ({"type": "Linear", "in_features": 3, "out_features": "2"}, "layer 4 (Linear): out_features must be an int"),
+    ({"type": "Linear", "in_features": 3, "out_features": 2, "bias": "yes"}, "layer 4 (Linear): bias must be"),
+    ({"type": "MaxPool2d", "kernel_size": 2, "dilation": 2}, "layer 4 (MaxPool2d): unknown key 'dilation'"),
+    ({"type": "Linear", "in_features": 3}, "layer 4 (Linear): missing key 'out_features'"),
+    ("Linear", "layer 4: expected a table"),
+])
+def test_layer_from_config_names_index_and_key(cfg, words):
+    with pytest.raises(sc.SheetconvError) as e:
+        sc.Layer.from_config(cfg, index=4)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_one_layer_type_table():
+    from sheetconv import layers, specfile
+    assert specfile._TYPES is layers._TYPES

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
-from sheetconv.torchio import from_torch, load_state_dict_file, to_torch  # noqa: E402
+from sheetconv.torchio import from_torch, load_state_dict_file, map_state_dict, to_torch  # noqa: E402
 
 
 def conv(ni, nf, ks=3, act=True):
@@ -195,6 +195,55 @@ def test_unsupported_modules_name_type_and_path(model, path, words):
         assert word in msg
 
 
+def _with_running_stats(m, shape, seed=0):
+    """Train-mode passes give every BatchNorm non-trivial running statistics; random affine too."""
+    torch.manual_seed(seed)
+    for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+        if bn.affine:
+            nn.init.uniform_(bn.weight, 0.5, 2.0)
+            nn.init.uniform_(bn.bias, -1.0, 1.0)
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(8, *shape) * 3 + 1)
+    return m.eval()
+
+
+def test_fold_batchnorm_matches_the_module_in_eval_mode():
+    m = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+                      nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, bias=False), nn.Dropout(0.5),
+                                    nn.BatchNorm2d(6, eps=1e-3, affine=False), nn.ReLU()),
+                      nn.Conv2d(6, 2, 3), nn.Flatten())
+    _with_running_stats(m, (1, 12, 12))
+    net = from_torch(m, (1, 12, 12), fold_batchnorm=True)
+    assert [l.label for l in net.layers] == ["conv1 (ReLU)", "conv2 (ReLU)", "conv3", "flatten"]
+    assert net["conv2"].bias is not None                     # BatchNorm's shift lands in a new bias
+    x = np.random.default_rng(1).standard_normal((4, 1, 12, 12))
+    np.testing.assert_allclose(net.forward(x), torch_out(m, x), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("model, words", [
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)), "fold_batchnorm=True"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4).eval()), "it follows 1 (ReLU)"),
+    (lambda: nn.Sequential(nn.BatchNorm2d(1).eval(), nn.Conv2d(1, 4, 3)), "it follows nothing"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4).train()), "training mode"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False).eval()),
+     "no running statistics"),
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 3), nn.BatchNorm1d(3).eval()), "only BatchNorm2d"),
+])
+def test_fold_batchnorm_refusals(model, words):
+    with pytest.raises(sc.SheetconvError) as e:
+        from_torch(model(), (1, 6, 6), fold_batchnorm="fold" not in words)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_batchnorm_hint_names_torch_fusion_helper():
+    from torch.nn.utils import fusion
+    assert callable(fusion.fuse_conv_bn_eval)                # the helper the message names exists
+    with pytest.raises(sc.SheetconvError, match="torch.nn.utils.fusion.fuse_conv_bn_eval"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4).eval()), (1, 6, 6))
+
+
 def test_dropout_in_eval_mode_is_dropped_and_hooks_refused():
     m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.3), nn.Flatten()).eval()
     assert [l.kind for l in assert_roundtrip(m, (1, 6, 6)).layers] == ["conv", "flatten"]
@@ -256,6 +305,47 @@ def test_state_dict_wrong_count_and_order(tmp_path):
     torch.save({"a.bias": torch.zeros(4), "a.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "swapped.pt")
     with pytest.raises(sc.SheetconvError, match="'a.bias' would land on 'conv1.weight'"):
         load_state_dict_file(tmp_path / "swapped.pt", net)
+
+
+def test_map_state_dict_numpy_positional_and_own_keys():
+    """Arrays from a torch module's state dict (as an .npz would hold them) land where torch uses them."""
+    torch.manual_seed(3)
+    m = simple_cnn()
+    arrays = {k: v.numpy() for k, v in m.state_dict().items()}          # '0.0.weight', ...: positional
+    net = sc.preset("simple-cnn", seed=0)
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    mapped = map_state_dict(arrays, net)
+    assert all(np.array_equal(net.state_dict()[k], before[k]) for k in before)      # net untouched
+    assert all(v.dtype == np.float64 for v in mapped.values())
+    net.load_state_dict(mapped)
+    x = np.stack([sc.digit(i) for i in range(2)])
+    np.testing.assert_allclose(net.forward(x), torch_out(m, x), rtol=1e-6, atol=1e-6)   # float32 weights
+    own = {k: v.numpy() for k, v in to_torch(net, torch.float64).state_dict().items()}
+    shuffled = dict(reversed(list(own.items())))                         # own names: order does not matter
+    assert all(np.array_equal(map_state_dict(shuffled, net)[k], own[k]) for k in own)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d.update({"1.0.weight": np.zeros((8, 4, 5, 5))}),
+     r"layer conv2 \(ReLU\) weight: '1.0.weight' has shape \(8, 4, 5, 5\), the network expects \(8, 4, 3, 3\)"),
+    (lambda d: d.pop("4.0.bias"), "holds 9 tensors.*network has 10 parameters"),
+    (lambda d: d.update({"0.0.weight": np.full((4, 1, 3, 3), "a")}), "'0.0.weight' .* has dtype <U1"),
+    (lambda d: d.update({"0.0.bias": np.array([0, np.nan, 0, 0])}), "'0.0.bias' .* holds NaN"),
+    (lambda d: d.clear(), "expected a non-empty mapping"),
+])
+def test_map_state_dict_errors(edit, words):
+    arrays = {k: v.numpy() for k, v in simple_cnn().state_dict().items()}
+    edit(arrays)
+    with pytest.raises(sc.SheetconvError, match=words) as e:
+        map_state_dict(arrays, sc.preset("simple-cnn"), source="w.npz")
+    assert str(e.value).startswith("w.npz: ") and "\n" not in str(e.value)
+
+
+def test_map_state_dict_does_not_import_torch():
+    code = ("import sys, numpy as np, sheetconv as sc; from sheetconv.torchio import map_state_dict; "
+            "net = sc.preset('conv-example'); map_state_dict(net.state_dict(), net); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 class _Marker:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import warnings
 
 import numpy as np
 import openpyxl
@@ -162,11 +164,41 @@ def test_highlight_copy(books, tmp_path):
     expected = {(y, x) for level in wb.sheet_levels(t) for r0, c0, r1, c1 in level
                 for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)}
     assert filled == expected
-    sheet_names = openpyxl.load_workbook(out).sheetnames
-    assert sheet_names == ["conv", "summary", "_sheetconv"]
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["conv", "summary", "_sheetconv"]
+    assert book.active.title == "conv" and book.calculation.fullCalcOnLoad
+    addr = openpyxl.utils.get_column_letter(root.column) + str(root.row)
+    view = book["conv"].sheet_view
+    assert [sel.activeCell for sel in view.selection] == [addr] and view.selection[0].sqref == addr
+    corner = view.pane.topLeftCell if view.pane is not None else view.topLeftCell
+    c0, r0, _, _ = openpyxl.utils.range_boundaries(corner + ":" + corner)
+    assert r0 <= root.row < r0 + 10 and c0 <= root.column < c0 + 10            # scrolled to the cell
+    for color in {c.fill.start_color.rgb[-6:] for row in ws.iter_rows() for c in row if c.fill.fill_type == "solid"}:
+        r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
+        assert 0.2126 * r + 0.7152 * g + 0.0722 * b > 170, color              # light: black text stays readable
+    # the heatmaps stay; the trace's fills rank above them as conditional formats
+    heat = [r.priority for cf in ws.conditional_formatting for r in cf.rules if r.type == "colorScale"]
+    marks = [(r.priority, str(cf.sqref)) for cf in ws.conditional_formatting for r in cf.rules if r.type == "expression"]
+    source = openpyxl.load_workbook(books["conv-example"])["conv"]
+    assert len(heat) == sum(len(cf.rules) for cf in source.conditional_formatting) > 0
+    assert marks and max(p for p, _ in marks) < min(heat)
+    marked = {(y, x) for _, sqref in marks for part in sqref.split()
+              for c0, r0, c1, r1 in [openpyxl.utils.range_boundaries(part if ":" in part else f"{part}:{part}")]
+              for y in range(r0 - 1, r1) for x in range(c0 - 1, c1)}
+    assert marked == expected
+    mode = os.stat(out).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
     bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "A1", "--highlight",
                                    str(books["conv-example"])])
     assert bad.exit_code == 2 and "being traced" in bad.output
+    before = out.read_bytes()
+    again = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "A1", "--highlight", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output and again.output.count("\n") == 1
+    assert out.read_bytes() == before
+    forced = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "A1", "--highlight", str(out), "--force"])
+    assert forced.exit_code == 0 and out.read_bytes() != before
 
 
 def test_png(books, tmp_path):
@@ -209,5 +241,115 @@ def test_generic_highlight_and_png(tmp_path):
               if c.fill is not None and c.fill.fill_type == "solid"}
     assert filled == {("Main", a) for a in ("B7", "C1", "A1", "A2", "B1", "B2")} | {("Other (1)", "A1")}
     assert wb["Main"]["C7"].border.top.style == "thick"
-    img = Image.open(png)
-    assert img.size[0] > 0 and img.size[1] > 0
+    # the PNG shows Main rows 0-3, cols 0-3 (the deepest level A1:B2 plus a margin, clipped at the
+    # sheet's edge); level 1 (C1) is outlined in the first shade, level 2 (A1:B2) in the second
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    px = img.shape[0] // 4
+    assert img.shape[:2] == (4 * px, 4 * px)
+    for shade, (r0, c0, r1, c1) in (((255, 60, 40), (0, 2, 0, 2)), ((255, 150, 0), (0, 0, 1, 1))):
+        ys, xs = np.nonzero(np.all(img == shade, axis=-1))
+        assert len(ys), shade
+        assert (ys.min() // px, xs.min() // px, ys.max() // px, xs.max() // px) == (r0, c0, r1, c1), shade
+        inner = img[r0 * px + px // 2:(r1 + 1) * px - px // 2, c0 * px + px // 2:(c1 + 1) * px - px // 2]
+        assert not np.all(inner == shade, axis=-1).any(), "an outline, not a filled box"
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--highlight", "{d}/missing/hl.xlsx"], ["does not exist"]),
+    (["--highlight", "{d}/hl.png"], [".xlsx"]),
+    (["--png", "{d}/rf.jpg"], [".png"]),
+    (["--png", "{d}"], ["folder"]),
+])
+def test_output_paths_checked_before_tracing(books, tmp_path, monkeypatch, args, words):
+    import sheetconv.workbook as wbmod
+    monkeypatch.setattr(wbmod, "open_workbook", lambda *a: pytest.fail("traced before checking the output"))
+    args = [a.format(d=tmp_path) for a in args]
+    result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "conv2[0,3,3]", *args])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert all(w in result.output for w in words), result.output
+
+
+def test_references_are_case_insensitive_and_one_based(books):
+    wb = open_workbook(books["conv-example"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                           # no XlsxWriter warning reaches the user
+        lower, upper = wb.precedents("be6"), wb.precedents("BE6")
+        assert lower.levels == upper.levels and lower.meta["cell"] == "conv!BE6"
+        assert lower.root == ("conv2", 0, 3, 3)
+        assert wb.precedents("conv!$b$3").levels == wb.precedents("conv!B3").levels
+        result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "be6"])
+    assert result.exit_code == 0 and result.output.startswith("conv!BE6 = conv2[0,3,3]")
+    bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "BE0"])
+    assert bad.exit_code == 2 and "not a valid cell reference" in bad.output and "rows start at 1" in bad.output
+    assert "-1" not in bad.output
+
+
+def test_one_dimensional_cells_and_the_python_api(books):
+    wb = open_workbook(books["simple-cnn"])
+    net = wb.net
+    assert net.shapes["flatten"] == (2,)
+    assert wb.precedents("flatten[1]").levels == wb.precedents("flatten[1,0,0]").levels
+    assert wb.precedents("flatten[1]").root == ("flatten", 1, 0, 0)
+    assert net.precedents("flatten[1]", depth="all").cells() == net.precedents(("flatten", 1, 0, 0), None).cells()
+    assert net.trace("conv2[0,3,3]", "all").cells() == net.precedents(("conv2", 0, 3, 3), None).cells()
+    assert net.dependents("conv1.bias[0]", depth="all").cells() == net.dependents(("conv1.bias", 0)).cells()
+    assert wb.precedents("conv2[0,3,3]", depth="all").levels == wb.precedents("conv2[0,3,3]", None).levels
+    with pytest.raises(sc.SheetconvError):
+        net.precedents("conv2[0,3,3]", depth=0)
+    with pytest.raises(sc.SheetconvError):
+        net.precedents("conv2 0 3 3")
+    text = repr(wb)
+    assert str(books["simple-cnn"]) in text and "sheetconv workbook" in text and "conv5" in text
+
+
+def test_text_output_merges_like_channels(books):
+    result = CliRunner().invoke(cli, ["trace", str(books["simple-cnn"]), "conv5[1,0,0]"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) < 80
+    doc = json.loads(CliRunner().invoke(cli, ["trace", str(books["simple-cnn"]), "conv5[1,0,0]",
+                                              "--format", "json"]).output)
+    conv4 = [e for e in doc["sheet_levels"][0] if e["grid"] == "conv4"]
+    assert [e["channel"] for e in conv4] == list(range(32))
+    (line,) = [l for l in lines if l.strip().startswith("conv4 ch ")]
+    assert line.strip().startswith("conv4 ch 0-31  32 x 4 cells: conv!" + conv4[0]["ranges"][0])
+    assert line.rstrip().endswith("conv!" + conv4[-1]["ranges"][0] + "  (128)")
+    # every level's lines still add up to its total
+    for k, level in enumerate(doc["sheet_levels"]):
+        head = lines.index(next(l for l in lines if l.startswith(f"level {k + 1}:")))
+        total = int(lines[head].split()[2])
+        body = []
+        for l in lines[head + 1:]:
+            if not l.startswith("  "):
+                break
+            body.append(int(l.rsplit("(", 1)[1].rstrip(")")))
+        assert sum(body) == total == sum(e["count"] for e in level)
+
+
+def test_whole_columns_of_a_full_height_sheet(tmp_path):
+    p = tmp_path / "cols.xlsx"
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "My sheet"
+    ws["A1"], ws["A1048576"], ws["B1"] = 1, 2, "=SUM(A:A)+SUM(C:C)+SUM(E:E)"
+    book.save(p)
+    t = open_workbook(p).precedents("b1")
+    assert t.count() == 3 * 1_048_576
+    assert t.ranges() == ["'My sheet'!A1:A1048576", "'My sheet'!C1:C1048576", "'My sheet'!E1:E1048576"]
+    result = CliRunner().invoke(cli, ["trace", str(p), "b1"])
+    assert result.exit_code == 0 and "level 1: 3145728 cells" in result.output
+
+
+def test_merged_channel_lines_are_full_rectangles_of_keys():
+    """Every merged text line stands for exactly the keys its label spans (brute force over random key lists)."""
+    from sheetconv.trace import _runs_of_channels
+    rnd = np.random.default_rng(3)
+    for _ in range(300):
+        keys = sorted({(int(a), int(b)) for a, b in rnd.integers(0, 5, size=(rnd.integers(1, 25), 2))})
+        entries = [{"sheet": "conv", "grid": "w", "channel": list(k), "ranges": ["A1:B2"], "count": 4} for k in keys]
+        groups = _runs_of_channels(entries)
+        assert [e["channel"] for g in groups for e in g] == [list(k) for k in keys]      # order kept, none lost
+        for g in groups:
+            got = {tuple(e["channel"]) for e in g}
+            spans = [range(min(k[i] for k in got), max(k[i] for k in got) + 1) for i in range(2)]
+            assert got == set(itertools.product(*spans)) and len(got) == len(g)
