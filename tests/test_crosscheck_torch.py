@@ -3,12 +3,17 @@
 Two oracles: ``torch.nn`` modules built here from the same weights (independent of
 sheetconv's own code), and ``sheetconv.verify``, which the CLI reports from.
 """
+from functools import partial
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sheetconv as sc
+from strategies import networks as random_networks
+
+# this module's sizes; keywords given at a call site override them
+networks = partial(random_networks, max_size=20, max_ch=4, max_layers=3, max_conv_kernel=5, max_features=6)
 from sheetconv.verify import torch_activations
 
 torch = pytest.importorskip("torch")
@@ -19,58 +24,8 @@ SETTINGS = settings(max_examples=70, deadline=None, derandomize=True,
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
-def out_len(n, k, s, p, d=1):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-@st.composite
-def networks(draw, max_size=20, max_ch=4, max_layers=3):
-    """Random chains: Conv2d (kernel 1-5, also non-square; stride 1-3; padding 0-2; dilation 1-2),
-    ReLU, MaxPool2d / AvgPool2d, and optionally Flatten + Linear heads."""
-    c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
-    shape = (c, h, w)
-    layers = []
-    for _ in range(draw(st.integers(1, max_layers))):
-        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool"]))
-        if kind == "relu":
-            layers.append(sc.ReLU())
-            continue
-        if kind == "conv":
-            k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-            s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-            p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-            d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-        else:
-            k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-            s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-            p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
-            d = (1, 1)
-        ho, wo = out_len(h, k[0], s[0], p[0], d[0]), out_len(w, k[1], s[1], p[1], d[1])
-        if ho < 1 or wo < 1:
-            continue
-        if kind == "conv":
-            co = draw(st.integers(1, max_ch))
-            layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans())))
-            c = co
-        elif kind == "maxpool":
-            layers.append(sc.MaxPool2d(k, stride=s, padding=p))
-        else:
-            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans())))
-        h, w = ho, wo
-    if draw(st.booleans()):
-        layers.append(sc.Flatten())
-        feats = c * h * w
-        for _ in range(draw(st.integers(1, 2))):
-            out = draw(st.integers(1, 6))
-            layers.append(sc.Linear(feats, out, bias=draw(st.booleans())))
-            if draw(st.booleans()):
-                layers.append(sc.ReLU())
-            feats = out
-    if not layers:
-        layers.append(sc.ReLU())
-    net = sc.Network(layers, input_shape=shape, fuse_relu=draw(st.booleans()))
-    net.init_weights(draw(st.integers(0, 2 ** 16)))
-    return net
 
 
 def torch_modules(net):

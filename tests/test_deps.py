@@ -6,6 +6,7 @@ tap*dilation, taps in the padding skipped), then walks it breadth first. The ana
 answers of ``precedents``, ``dependents`` and ``receptive_field`` must match it exactly.
 """
 from collections import deque
+from functools import partial
 from itertools import product
 
 import numpy as np
@@ -14,59 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sheetconv as sc
+from strategies import networks as random_networks, out_len
+
+# this module's sizes; keywords given at a call site override them
+networks = partial(random_networks, max_size=9, max_ch=3, max_layers=4, max_features=4)
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
-def out_len(n, k, s, p, d):
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 # ---------------------------------------------------------------- random small networks
 
-@st.composite
-def networks(draw, max_size=9, max_ch=3, max_layers=4):
-    c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
-    shape = (c, h, w)
-    layers = []
-    for _ in range(draw(st.integers(1, max_layers))):
-        kind = draw(st.sampled_from(["conv", "conv", "conv", "maxpool", "avgpool", "relu"]))
-        if kind == "relu":
-            layers.append(sc.ReLU())
-            continue
-        k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-        s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-        if kind == "conv":
-            p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-            d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-        else:
-            p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
-            d = (1, 1)
-        ho, wo = out_len(h, k[0], s[0], p[0], d[0]), out_len(w, k[1], s[1], p[1], d[1])
-        if ho < 1 or wo < 1:
-            continue
-        if kind == "conv":
-            co = draw(st.integers(1, max_ch))
-            layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans())))
-            c = co
-        elif kind == "maxpool":
-            layers.append(sc.MaxPool2d(k, stride=s, padding=p))
-        else:
-            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans())))
-        h, w = ho, wo
-    if draw(st.booleans()):
-        layers.append(sc.Flatten())
-        feats = c * h * w
-        for _ in range(draw(st.integers(0, 2))):
-            out = draw(st.integers(1, 4))
-            layers.append(sc.Linear(feats, out, bias=draw(st.booleans())))
-            if draw(st.booleans()):
-                layers.append(sc.ReLU())
-            feats = out
-    if not layers:
-        layers.append(sc.ReLU())
-    return sc.Network(layers, input_shape=shape, fuse_relu=draw(st.booleans()))
 
 
 # ---------------------------------------------------------------- the brute-force oracle

@@ -11,19 +11,9 @@ from click.testing import CliRunner  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
+from fastbook import simple_cnn  # noqa: E402
 from sheetconv.cli import cli  # noqa: E402
 from sheetconv.summary import summary, summary_rows  # noqa: E402
-
-
-def conv(ni, nf, ks=3, act=True):
-    layers = [nn.Conv2d(ni, nf, stride=2, kernel_size=ks, padding=ks // 2)]
-    if act:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-def simple_cnn():
-    return nn.Sequential(conv(1, 4), conv(4, 8), conv(8, 16), conv(16, 32), conv(32, 2, act=False), nn.Flatten())
 
 
 def pools_and_head():

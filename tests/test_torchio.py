@@ -17,19 +17,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
+from fastbook import conv, simple_cnn  # noqa: E402
 from sheetconv.torchio import from_torch, load_state_dict_file, map_state_dict, to_torch  # noqa: E402
-
-
-def conv(ni, nf, ks=3, act=True):
-    """fastbook chapter 13's helper, verbatim."""
-    layers = [nn.Conv2d(ni, nf, stride=2, kernel_size=ks, padding=ks // 2)]
-    if act:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-def simple_cnn():
-    return nn.Sequential(conv(1, 4), conv(4, 8), conv(8, 16), conv(16, 32), conv(32, 2, act=False), nn.Flatten())
 
 
 def torch_out(module, x: np.ndarray) -> np.ndarray:

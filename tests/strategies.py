@@ -1,0 +1,58 @@
+"""Random small networks for property tests (hypothesis), shared by the engine's test modules."""
+from hypothesis import strategies as st
+
+import sheetconv as sc
+
+
+def out_len(n, k, s, p, d=1):
+    """PyTorch's output-size formula, written out independently of sheetconv."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@st.composite
+def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_features=5):
+    """Random chains: Conv2d (non-square kernels, stride 1-3, padding 0-2, dilation 1-2, with or
+    without bias and fused ReLU), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways), and
+    optionally Flatten with 0-2 Linear layers; seeded weights."""
+    c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    shape = (c, h, w)
+    layers = []
+    for _ in range(draw(st.integers(1, max_layers))):
+        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool"]))
+        if kind == "relu":
+            layers.append(sc.ReLU())
+            continue
+        kmax = max_conv_kernel if kind == "conv" else 4
+        k = (draw(st.integers(1, kmax)), draw(st.integers(1, kmax)))
+        s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        if kind == "conv":
+            p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+            d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        else:                                   # PyTorch: pool padding at most half the kernel
+            p, d = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))), (1, 1)
+        ho, wo = out_len(h, k[0], s[0], p[0], d[0]), out_len(w, k[1], s[1], p[1], d[1])
+        if ho < 1 or wo < 1:
+            continue
+        if kind == "conv":
+            co = draw(st.integers(1, max_ch))
+            layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans()),
+                                    relu=draw(st.booleans())))
+            c = co
+        elif kind == "maxpool":
+            layers.append(sc.MaxPool2d(k, stride=s, padding=p))
+        else:
+            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans())))
+        h, w = ho, wo
+    if draw(st.booleans()):
+        layers.append(sc.Flatten())
+        feats = c * h * w
+        for _ in range(draw(st.integers(0, 2))):
+            out = draw(st.integers(1, max_features))
+            layers.append(sc.Linear(feats, out, bias=draw(st.booleans()), relu=draw(st.booleans())))
+            if draw(st.booleans()):
+                layers.append(sc.ReLU())
+            feats = out
+    if not layers:
+        layers.append(sc.ReLU())
+    net = sc.Network(layers, input_shape=shape, fuse_relu=draw(st.booleans()))
+    return net.init_weights(draw(st.integers(0, 2 ** 16)))
