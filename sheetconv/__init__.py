@@ -29,10 +29,11 @@ def open_workbook(path):
     return _open(path)
 
 
-def write_workbook(net, x, path, **kwargs):
-    """Write ``net`` run on input ``x`` as a live workbook at ``path`` (see sheetconv.export)."""
+def write_workbook(net, x, path, *, force: bool = False, **kwargs):
+    """Write ``net`` run on input ``x`` as a live workbook at ``path``; ``force=True`` overwrites
+    an existing file (see sheetconv.export.write_workbook)."""
     from .export import write_workbook as _write
-    return _write(net, x, path, **kwargs)
+    return _write(net, x, path, force=force, **kwargs)
 
 
 __all__ = [

@@ -63,7 +63,8 @@ def _digit_words(index: int, label: int) -> str:
     return f"digit sample {index} (a {label})"
 
 
-def _load_weights(net, weights, state_dict):
+def _read_weights(weights, state_dict) -> dict | None:
+    """The arrays of --weights (.npz) or --state-dict (.pt) under the file's own keys."""
     if weights is not None and state_dict is not None:
         raise SheetconvError("give --weights or --state-dict, not both")
     if weights is not None:
@@ -71,22 +72,21 @@ def _load_weights(net, weights, state_dict):
 
         import numpy as np
 
-        from .torchio import map_state_dict
         try:
             z = np.load(weights, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), "
                                      f"got a single array")
             with z:
-                arrays = {k: z[k] for k in z.files}
+                return {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise SheetconvError(f"{weights}: no such file") from None
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
-        net.load_state_dict(map_state_dict(arrays, net, source=str(weights)))
-    elif state_dict is not None:
-        from .torchio import load_state_dict_file
-        load_state_dict_file(state_dict, net)
+    if state_dict is not None:
+        from .torchio import read_state_dict_file
+        return read_state_dict_file(state_dict)
+    return None
 
 
 def _write_quietly_or_not(net, x, out, *, force, quiet, title):
@@ -159,13 +159,16 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     else:
         name = preset_name or "conv-example"
         net = preset(name, seed=seed or 0)
-    try:
-        _load_weights(net, weights, state_dict)
-    except SheetconvError as e:
-        if spec_file is not None or preset_name is not None or (weights is None and state_dict is None):
-            raise
-        raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
-                             f"--preset simple-cnn or --spec FILE)") from None
+    arrays = _read_weights(weights, state_dict)
+    if arrays is not None:
+        from .torchio import map_state_dict
+        try:
+            net.load_state_dict(map_state_dict(arrays, net, source=str(weights or state_dict)))
+        except SheetconvError as e:
+            if spec_file is not None or preset_name is not None:
+                raise
+            raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
+                                 f"--preset simple-cnn or --spec FILE)") from None
     x, source = _pick_input(net, digit, image, npy, resize, invert)
     if out is None:
         out_path = Path("workbooks") / f"{name}.xlsx"

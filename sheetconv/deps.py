@@ -11,7 +11,7 @@ Also here: the closed-form receptive field (Araujo, Norris & Sim, Distill 2019).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -192,8 +192,11 @@ class ReceptiveField:
 
     ``size``: r_l = r_(l-1) + (k_l - 1) d_l j_(l-1); ``jump``: j_l = j_(l-1) s_l;
     ``start``: input index of the first (top-left) cell's field, u_l = u_(l-1) - p_l j_(l-1)
-    (negative where it starts in padding). After Flatten every cell sees the whole input:
-    ``is_global`` is True and size is the input size.
+    (negative where it starts in padding). Flatten only renumbers cells: its feature f has
+    the field of the cell it copies, so its field is the previous layer's, with
+    ``flat_grid`` = that layer's (C, H, W) to find the cell (pass ``channel=f``). From a
+    Linear layer on every cell reads every feature: ``is_global`` is True and size is the
+    input size.
 
     ``chain`` (set by the Network) holds each layer's windows and input size from the input
     up; with it ``region`` clips at every layer's grid and skips dilation holes, so it is
@@ -204,13 +207,22 @@ class ReceptiveField:
     start: tuple[int, int]
     is_global: bool = False
     chain: tuple = field(default=(), compare=False, repr=False)
+    flat_grid: tuple | None = None
 
-    def region(self, row: int, col: int, input_hw: tuple[int, int] | None = None
+    def _spatial(self, row: int, col: int, channel: int) -> tuple[int, int]:
+        """The (row, col) whose field a cell has: for a flattened feature, that of its source cell."""
+        if self.flat_grid is None:
+            return row, col
+        _, h, w = self.flat_grid
+        return divmod(channel % (h * w), w)
+
+    def region(self, row: int, col: int, input_hw: tuple[int, int] | None = None, channel: int = 0
                ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Inclusive (lo, hi) rows and columns of cell (row, col)'s field, clipped to the input.
+        """Inclusive (lo, hi) rows and columns of cell (channel, row, col)'s field, clipped to the input.
 
         An axis along which the cell reads only padding comes back empty, as (0, -1).
         """
+        row, col = self._spatial(row, col, channel)
         if input_hw is None:
             if not self.chain and not self.is_global:
                 raise ValueError("region() needs input_hw for a receptive field without a chain")
@@ -231,7 +243,8 @@ class ReceptiveField:
             out.append((max(lo, 0), min(lo + r - 1, n - 1)))
         return out[0], out[1]
 
-    def unclipped(self, row: int, col: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    def unclipped(self, row: int, col: int, channel: int = 0) -> tuple[tuple[int, int], tuple[int, int]]:
+        row, col = self._spatial(row, col, channel)
         if self.is_global:
             return (0, self.size[0] - 1), (0, self.size[1] - 1)
         return tuple((st + o * j, st + o * j + r - 1)
@@ -243,13 +256,20 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
     size, jump, start = [1, 1], [1, 1], [0, 0]
     hw = (int(input_shape[1]), int(input_shape[2]))
     out = {"input": ReceptiveField((1, 1), (1, 1), (0, 0))}
-    flat = False
+    prev, channels, flat_grid, whole = "input", int(input_shape[0]), None, False
     chain: tuple = ()
     for layer in layers:
-        if isinstance(layer, Flatten) or flat:
-            flat = True
+        if isinstance(layer, Flatten) and flat_grid is None:
+            flat_grid = (channels, *hw)
+        whole = whole or (flat_grid is not None and layer.kind == "linear")
+        if whole:
             out[layer.name] = ReceptiveField((input_shape[1], input_shape[2]), (0, 0), (0, 0), True)
             continue
+        if flat_grid is not None:              # Flatten, or a ReLU after it: a cell copies one cell
+            out[layer.name] = replace(out[prev], flat_grid=flat_grid)
+            prev = layer.name
+            continue
+        channels = getattr(layer, "out_channels", channels)
         wins = layer.windows
         chain += ((wins, None, hw),)
         for ax, win in enumerate(wins):
@@ -258,4 +278,5 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
             jump[ax] *= win.stride
         hw = (wins[0].out_size(hw[0]), wins[1].out_size(hw[1]))
         out[layer.name] = ReceptiveField(tuple(size), tuple(jump), tuple(start), chain=chain)
+        prev = layer.name
     return out

@@ -24,6 +24,11 @@ from .trace import Trace
 
 __all__ = ["Network", "parse_grid_ref", "parse_depth"]
 
+
+def _is_param(cell) -> bool:
+    """('conv1.weight', ...) or ('conv1.bias', o): a parameter cell, not an activation."""
+    return isinstance(cell, (tuple, list)) and bool(cell) and isinstance(cell[0], str) and "." in cell[0]
+
 _GRID_REF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.:]*)\s*\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]\s*$")
 
 
@@ -293,6 +298,18 @@ class Network:
             cell = (cell[0], cell[1], 0, 0)
         return tuple(cell) if isinstance(cell, list) else cell
 
+    def check_param_cell(self, cell) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+        """Validate a parameter cell ('conv1.weight', o, i, kh, kw): its layer, index and tensor shape."""
+        lname, pname = cell[0].rsplit(".", 1)
+        params = self[lname].params()
+        if pname not in params:
+            raise SheetconvError(f"{lname} has no parameter {pname!r} (it has {', '.join(params) or 'none'})")
+        idx = tuple(int(v) for v in cell[1:])
+        shape = params[pname].shape
+        if len(idx) != len(shape) or any(not 0 <= i < n for i, n in zip(idx, shape)):
+            raise SheetconvError(f"{cell[0]}{list(idx)} lies outside its shape {shape}")
+        return lname, idx, shape
+
     def precedents(self, cell, depth: int | str | None = 1) -> Trace:
         """Cells that ``cell`` is computed from, level by level toward the input.
 
@@ -301,7 +318,11 @@ class Network:
         ``depth=None`` (or ``'all'``) goes down to the input. ``cell`` may be text, 'conv2[0,3,3]'.
         """
         depth = parse_depth(depth)
-        name, *idx = self.check_cell(self.ref(cell))
+        cell = self.ref(cell)
+        if _is_param(cell):                  # a weight or a bias is a constant
+            lname, idx, _ = self.check_param_cell(cell)
+            return Trace(root=(cell[0], *idx), direction="precedents", levels=[])
+        name, *idx = self.check_cell(cell)
         region = Region.point(name, self.grid(name), idx)
         levels = []
         i = self.names.index(name)
@@ -326,17 +347,9 @@ class Network:
         """
         depth = parse_depth(depth)
         cell = self.ref(cell)
-        if isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str) and "." in cell[0]:
-            lname, pname = cell[0].rsplit(".", 1)
-            layer = self[lname]
-            params = layer.params()
-            if pname not in params:
-                raise SheetconvError(f"{lname} has no parameter {pname!r} (it has {', '.join(params) or 'none'})")
-            idx = tuple(int(v) for v in cell[1:])
-            shape = params[pname].shape
-            if len(idx) != len(shape) or any(not 0 <= i < n for i, n in zip(idx, shape)):
-                raise SheetconvError(f"{cell[0]}{list(idx)} lies outside its shape {shape}")
-            src = self.input_of(lname)
+        if _is_param(cell):
+            lname, idx, shape = self.check_param_cell(cell)
+            layer, src = self[lname], self.input_of(lname)
             region = deps.param_feed_region(layer, Region.point(cell[0], shape, idx), self.shapes[src],
                                             lname, self.shapes[lname])
             root, i, levels = (cell[0], *idx), self.names.index(lname), [[region]]

@@ -257,9 +257,11 @@ def _read_state(path) -> dict:
     except PermissionError:
         raise SheetconvError(f"{path}: permission denied") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SheetconvError(f"{path}: not a PyTorch state dict that loads with weights_only=True "
-                             f"(save one with torch.save(model.state_dict(), path)): {first[:200]}") from None
+        # torch's own text is a long tutorial on weights_only; name only the kind of failure
+        what = "it holds pickled objects, not just tensors (a whole model?)" if "Weights only load failed" in str(e) \
+            else f"{type(e).__name__}"
+        raise SheetconvError(f"{path}: not a PyTorch state dict that loads with weights_only=True: {what}; "
+                             f"save one with torch.save(model.state_dict(), path)") from None
     # fastai's learn.save(with_opt=True) and common checkpoints wrap the state dict.
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in ("model", "state_dict", "model_state_dict"):
@@ -330,16 +332,20 @@ def load_state_dict_file(path, net: Network) -> dict[str, np.ndarray]:
 
     The keys are mapped by :func:`map_state_dict` (the net's own names, or any in order).
     """
+    mapped = map_state_dict(read_state_dict_file(path), net, source=str(path))
+    net.load_state_dict(mapped)
+    return mapped
+
+
+def read_state_dict_file(path) -> dict[str, np.ndarray]:
+    """A ``torch.save``'d state dict as float64 NumPy arrays under the file's own keys."""
     torch = require_torch()
-    state = _read_state(path)
     arrays = {}
-    for key, tensor in state.items():
+    for key, tensor in _read_state(path).items():
         if tensor.is_complex():
             raise SheetconvError(f"{path}: tensor {key!r} is complex")
         arrays[key] = tensor.detach().to("cpu", torch.float64).numpy()
-    mapped = map_state_dict(arrays, net, source=str(path))
-    net.load_state_dict(mapped)
-    return mapped
+    return arrays
 
 
 def _keys(keys: list[str], n: int = 4) -> str:

@@ -105,6 +105,9 @@ class Trace:
     def text(self) -> str:
         return render_text(self)
 
+    def __repr__(self) -> str:
+        return f"<Trace {_title(self.complete())}, {self.count()} cells>"
+
     def __str__(self) -> str:
         return render_text(self)
 
@@ -237,7 +240,7 @@ def render_text(trace: Trace) -> str:
         if "clipped" in info:
             cut = info["clipped"]
             if info.get("global"):
-                out.append("  the whole input (after flattening, every cell sees every pixel)")
+                out.append("  the whole input (a Linear layer reads every feature, so every pixel)")
             elif any(cut.values()):
                 parts = [f"{v} {'row' if side in ('top', 'bottom') else 'column'}{'s' if v != 1 else ''} "
                          f"at the {side}" for side, v in cut.items() if v]

@@ -219,8 +219,13 @@ def _analytic_boxes(workbook, trace: Trace) -> list[list[tuple]]:
         for reg in level:
             if reg.name not in workbook.net.shapes:
                 continue
-            (_, _), (r0, r1), (c0, c1) = reg.bbox() if len(reg.shape) == 3 else ((0, 0), (0, 0), (0, 0))
             rf = workbook.net.receptive_field(reg.name)
+            if rf.flat_grid is not None:     # flattened features: each has its source cell's field
+                fields = [rf.region(0, 0, (h, w), channel=f) for a, b in reg.axis_runs(0) for f in range(a, b)]
+                boxes.append((min(f[0][0] for f in fields), min(f[1][0] for f in fields),
+                              max(f[0][1] for f in fields), max(f[1][1] for f in fields)))
+                continue
+            (_, _), (r0, r1), (c0, c1) = reg.bbox()
             (a0, _), (b0, _) = rf.region(r0, c0, (h, w))
             (_, a1), (_, b1) = rf.region(r1, c1, (h, w))
             boxes.append((a0, b0, a1, b1))

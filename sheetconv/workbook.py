@@ -304,11 +304,11 @@ class SheetconvWorkbook(Workbook):
 
     def _field(self, root) -> dict | None:
         """The root cell's receptive field on the input: clipped and unclipped boxes."""
-        name, _, r, c = root
+        name, ch, r, c = root
         rf = self.net.receptive_field(name)
         _, h, w = self.net.grid("input")
-        (a0, a1), (b0, b1) = rf.region(r, c, (h, w))
-        (u0, u1), (v0, v1) = rf.unclipped(r, c)
+        (a0, a1), (b0, b1) = rf.region(r, c, (h, w), channel=ch)
+        (u0, u1), (v0, v1) = rf.unclipped(r, c, channel=ch)
         return {"size": list(rf.size), "jump": list(rf.jump), "global": rf.is_global,
                 "clipped": [[a0, a1], [b0, b1]], "unclipped": [[u0, u1], [v0, v1]]}
 

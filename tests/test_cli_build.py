@@ -207,6 +207,7 @@ def test_examples_regenerate_the_committed_workbooks(tmp_path):
         for pos, v in new_v.items():
             assert old_v[pos] == v or abs(old_v[pos] - v) <= 1e-12 * max(1, abs(v)), pos
         assert read_meta(fresh) == read_meta(committed)
+        assert read_sheet(fresh, "summary") == read_sheet(committed, "summary")
 
 
 # The labels the MNIST README gives for the first ten test digits.

@@ -179,20 +179,20 @@ def test_dependents_match_reverse_closure(net, data):
 def test_receptive_field_region_is_bbox_of_input_precedents(net, data):
     preds, _ = brute_graph(net)
     _, H, W = net.input_shape
-    spatial = []
+    spatial, flat = [], []                 # layers before Flatten; Flatten (and ReLUs) before a Linear
     for layer in net.layers:
-        if layer.kind in ("flatten", "linear"):
+        if layer.kind == "linear":
             break
-        spatial.append(layer)
+        (flat if flat or layer.kind == "flatten" else spatial).append(layer)
     exact = all(l.kind == "relu" or (max(getattr(l, "dilation", (1, 1))) == 1
                                      and all(s <= k for s, k in zip(l.stride, l.kernel_size)))
                 for l in spatial)
-    for layer in spatial:
+    for layer in spatial + flat:
         rf = net.receptive_field(layer.name)
         c, h, w = net.grid(layer.name)
-        for cell in pick(data, ((layer.name, 0, r, col) for r in range(h) for col in range(w)), 6):
+        for cell in pick(data, ((layer.name, ch, r, col) for ch in range(c) for r in range(h) for col in range(w)), 6):
             inputs = {x[1:] for x in closure(preds, cell) if x[0] == "input"}
-            (r0, r1), (c0, c1) = rf.region(cell[2], cell[3], (H, W))
+            (r0, r1), (c0, c1) = rf.region(cell[2], cell[3], (H, W), channel=cell[1])
             if not inputs:
                 assert r0 > r1 or c0 > c1, (cell, rf)
                 continue
