@@ -74,15 +74,14 @@ def _read_weights(weights, state_dict) -> dict | None:
 
         try:
             z = np.load(weights, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), "
-                                     f"got a single array")
-            with z:
-                return {k: z[k] for k in z.files}
+            if isinstance(z, np.lib.npyio.NpzFile):
+                with z:
+                    return {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise SheetconvError(f"{weights}: no such file") from None
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
+        raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), got a single array")
     if state_dict is not None:
         from .torchio import read_state_dict_file
         return read_state_dict_file(state_dict)
@@ -165,7 +164,9 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
         try:
             net.load_state_dict(map_state_dict(arrays, net, source=str(weights or state_dict)))
         except SheetconvError as e:
-            if spec_file is not None or preset_name is not None:
+            own = sorted(v.shape for v in net.state_dict().values())
+            other_network = sorted(tuple(getattr(a, "shape", ())) for a in arrays.values()) != own
+            if spec_file is not None or preset_name is not None or not other_network:
                 raise
             raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
                                  f"--preset simple-cnn or --spec FILE)") from None

@@ -59,7 +59,7 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
         return 1.0 - x if invert else x
     notes: list[str] = []
     x = _load_image(path, shape, resize, notes.append)
-    if not invert and x.mean() > 0.5:
+    if not invert and x.shape[0] == 1 and x.mean() > 0.5:      # grey, like MNIST
         notes.append(f"{path} looks like dark ink on a light background, but MNIST digits are light on dark: "
                      f"consider --invert")
     for note in notes:
