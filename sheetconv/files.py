@@ -13,10 +13,11 @@ from pathlib import Path
 
 from .errors import SheetconvError
 
-__all__ = ["atomic_output"]
+__all__ = ["atomic_output", "check_target"]
 
 
-def _check_target(path: Path, force: bool, what: str) -> None:
+def check_target(path: Path, force: bool, what: str) -> None:
+    """Refuse an output path whose folder is missing or not writable, or that exists (unless ``force``)."""
     parent = path.parent
     if not parent.is_dir():
         raise SheetconvError(f"output folder {parent} does not exist (create it or choose another path for the {what})")
@@ -57,7 +58,7 @@ def atomic_output(path, *, force: bool, what: str):
     permission) becomes a one-line SheetconvError.
     """
     path = Path(path)
-    _check_target(path, force, what)
+    check_target(path, force, what)
     try:
         tmp = _new_temp(path)
         mode = os.stat(tmp).st_mode & 0o777

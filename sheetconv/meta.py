@@ -88,10 +88,6 @@ def read_meta_zip(zf, path: str, sheets=None) -> dict | None:
     return None if chunks is None else parse_chunks(chunks)
 
 
-MAX_PARAMS = 50_000_000
-MAX_CELLS = 1_048_576 * 16_384
-
-
 def load_model(meta: dict):
     """The network and layout a workbook's metadata describes: ``(net, layout)``.
 
@@ -118,13 +114,7 @@ def load_model(meta: dict):
     if not isinstance(sheet, str) or not sheet:
         raise SheetconvError(f"workbook metadata: 'sheet' must be a sheet name, got {_kind(sheet)}")
     try:
-        net = Network.from_spec(spec)
-        params = net.param_count()
-        if params > MAX_PARAMS:
-            raise SheetconvError(f"the network has {params:,} parameters (at most {MAX_PARAMS:,} fit a workbook)")
-        cells = sum(_prod(shape) for shape in net.shapes.values())
-        if cells > MAX_CELLS:
-            raise SheetconvError(f"the network has {cells:,} activations, more than a worksheet holds")
+        net = Network.from_spec(spec)            # validated, with bounded sizes (specfile)
         lay = Layout.from_json(layout, net)
     except SheetconvError as e:
         raise SheetconvError(f"workbook metadata describes a bad network: {e}") from None
@@ -138,13 +128,6 @@ def load_model(meta: dict):
 def _kind(value) -> str:
     text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
     return text[:40]
-
-
-def _prod(shape) -> int:
-    n = 1
-    for v in shape:
-        n *= int(v)
-    return n
 
 
 def write_meta(workbook, meta: dict):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SheetconvError
-from .files import atomic_output
+from .files import atomic_output, check_target
 from .reader import open_zip
 from .trace import Trace
 from .xlref import cell as a1, parse_range, split_sheet
@@ -48,17 +48,9 @@ def check_outputs(book, highlight=None, png=None, force: bool = False):
             raise SheetconvError(f"{what} {out} is a folder; expected a {suffix} file name")
         if out.suffix.lower() != suffix:
             raise SheetconvError(f"{what} {out}: expected a {suffix} file name")
-        folder = out.parent
-        if not folder.is_dir():
-            raise SheetconvError(f"{what} {out}: output folder {folder} does not exist")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise SheetconvError(f"{what} {out}: output folder {folder} is not writable")
         if out.exists() and os.path.exists(book) and os.path.samefile(out, book):
             raise SheetconvError(f"{what} {out} is the workbook being traced; choose another output file")
-        if out.exists() and not force:
-            raise SheetconvError(f"{out} already exists (use --force to overwrite)")
-    if highlight is not None and png is not None and Path(highlight) == Path(png):
-        raise SheetconvError("--highlight and --png name the same file")
+        check_target(out, force, what)
 
 
 @contextmanager
