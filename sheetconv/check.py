@@ -33,7 +33,7 @@ from . import xlref
 from .errors import SheetconvError
 from .network import Network
 
-__all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "cells_to_ranges", "read_values"]
+__all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "cells_to_ranges"]
 
 TOLERANCE = 1e-9            # |a - b| <= TOLERANCE * max(1, |b|)
 _AREA = 1_000_000           # a reference larger than this is reported as text, not expanded to cells
@@ -156,102 +156,12 @@ class CheckReport:
 
 # ---------------------------------------------------------------- reading the workbook
 
-def _tags():
-    from .reader import _NS_MAIN
-    return tuple(f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row", "f"))    # expat's 'ns}tag' 
-
-
-class _Values:
-    """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
-
-    def __init__(self):
-        self.C, self.V, self.T, self.IS, self.ROW, self.F = _tags()
-        self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
-        self.row, self.col = -1, -1
-        self.type = None
-        self.buf: list[str] | None = None
-        self.in_text = self.in_is = False
-
-    def start(self, tag, attrs):
-        if tag == self.C:
-            r = attrs.get("r")
-            if r is None:
-                self.col += 1
-            else:
-                try:
-                    self.row, self.col = xlref.parse_cell(r)
-                except SheetconvError:
-                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
-            self.type = attrs.get("t")
-            self.buf = []
-        elif tag == self.ROW:
-            r = attrs.get("r")
-            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
-            self.col = -1
-        elif tag == self.IS:
-            self.in_is = True
-        elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
-            self.in_text = True
-
-    def end(self, tag):
-        if tag in (self.V, self.T):
-            self.in_text = False
-        elif tag == self.IS:
-            self.in_is = False
-        elif tag == self.C:
-            if self.buf:
-                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
-            self.buf = None
-
-    def data(self, text):
-        if self.in_text:
-            self.buf.append(text)
-
-
-def _value(t: str | None, text: str, shared, where: str):
-    """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
-    if t == "s":
-        k = text.strip()
-        if shared is None or not k.isdigit() or int(k) >= len(shared):
-            have = 0 if shared is None else len(shared)
-            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
-                                 f"has {have}); the workbook is corrupt")
-        return shared[int(k)]
-    if t in ("str", "inlineStr", "e"):
-        return text
-    if t == "b":
-        return text.strip() in ("1", "true")
-    try:
-        return float(text)
-    except ValueError:
-        return text                                   # not a number: reported where a number is needed
-
-
-def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
-    """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
-
-    {(row, col): value}, 0-based; cells without a stored value (a formula never
-    calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
-    """
-    from .reader import _SharedStrings, _parse_part
-    if info.part is None:
-        raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
-    handler = _Values()
-    _parse_part(zf, info.part, path, handler)
-    raw = handler.out
-    shared = None
-    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
-        sst = _SharedStrings()
-        _parse_part(zf, "xl/sharedStrings.xml", path, sst)
-        shared = sst.items
-    sheet = xlref.quote_sheet(info.name)
-    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{xlref.cell(*rc)}") for rc, (t, text) in raw.items()}
 
 
 def _read_book(path: Path):
     """(meta, precedent index, the main sheet's index, its stored values), one pass over the file."""
     from .meta import load_model, read_meta_zip
-    from .reader import build_index, open_zip, read_workbook_parts
+    from .reader import build_index, open_zip, read_values, read_workbook_parts
     with open_zip(path) as zf:                       # refuses non-xlsx files and zip bombs before parsing
         parts = read_workbook_parts(zf, str(path))
         meta = read_meta_zip(zf, str(path), parts[0])
@@ -266,7 +176,7 @@ def _read_book(path: Path):
 
 
 def _recalculated_values(path: Path, sheet: str) -> dict:
-    from .reader import open_zip, read_workbook_parts
+    from .reader import open_zip, read_values, read_workbook_parts
     from .recalc import recalc_libreoffice
     with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
         out = recalc_libreoffice([path], tmp)[0]

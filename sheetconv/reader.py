@@ -32,10 +32,10 @@ from xml.parsers.expat import ExpatError
 from .errors import SheetconvError
 from .formula_refs import COLNUM, Ref, ShapeCache, references
 from .regions import merge_runs
-from .xlref import MAX_ROWS, cell as a1, quote_sheet
+from .xlref import MAX_ROWS, cell as a1, parse_cell, quote_sheet
 
 __all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes",
-           "read_workbook_parts", "read_column_a"]
+           "read_workbook_parts", "read_column_a", "read_values"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -899,39 +899,6 @@ def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
 
 # ---------------------------------------------------------------- one column of text
 
-class _ColumnA:
-    """expat handlers collecting the text of column A (inline, plain or shared strings)."""
-
-    def __init__(self):
-        self.out: dict[int, tuple[str | None, str]] = {}
-        self.row = None
-        self.type = None
-        self.buf = None
-        self.in_text = False
-
-    def start(self, tag, attrs):
-        if tag == _C:
-            r = attrs.get("r", "")
-            letters = r.rstrip(_DIG)
-            digits = r[len(letters):]
-            self.row = int(digits) - 1 if letters == "A" and digits.isdigit() and int(digits) >= 1 else None
-            self.type = attrs.get("t")
-            self.buf = []
-        elif tag in (_T, _V) and self.row is not None:
-            self.in_text = True
-
-    def end(self, tag):
-        if tag in (_T, _V):
-            self.in_text = False
-        elif tag == _C and self.row is not None:
-            self.out[self.row] = (self.type, "".join(self.buf))
-            self.row = None
-
-    def data(self, text):
-        if self.in_text:
-            self.buf.append(text)
-
-
 class _SharedStrings:
     """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
 
@@ -962,32 +929,97 @@ class _SharedStrings:
 _T, _SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("t", "si", "rPh"))
 
 
+class _Values:
+    """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
+
+    def __init__(self):
+        self.C, self.V, self.T, self.IS, self.ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row"))
+        self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
+        self.row, self.col = -1, -1
+        self.type = None
+        self.buf: list[str] | None = None
+        self.in_text = self.in_is = False
+
+    def start(self, tag, attrs):
+        if tag == self.C:
+            r = attrs.get("r")
+            if r is None:
+                self.col += 1
+            else:
+                try:
+                    self.row, self.col = parse_cell(r)
+                except SheetconvError:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
+            self.type = attrs.get("t")
+            self.buf = []
+        elif tag == self.ROW:
+            r = attrs.get("r")
+            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
+            self.col = -1
+        elif tag == self.IS:
+            self.in_is = True
+        elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
+            self.in_text = True
+
+    def end(self, tag):
+        if tag in (self.V, self.T):
+            self.in_text = False
+        elif tag == self.IS:
+            self.in_is = False
+        elif tag == self.C:
+            if self.buf:
+                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
+            self.buf = None
+
+    def data(self, text):
+        if self.in_text:
+            self.buf.append(text)
+
+
+def _value(t: str | None, text: str, shared, where: str):
+    """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
+    if t == "s":
+        k = text.strip()
+        if shared is None or not k.isdigit() or int(k) >= len(shared):
+            have = 0 if shared is None else len(shared)
+            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
+                                 f"has {have}); the workbook is corrupt")
+        return shared[int(k)]
+    if t in ("str", "inlineStr", "e"):
+        return text
+    if t == "b":
+        return text.strip() in ("1", "true")
+    try:
+        return float(text)
+    except ValueError:
+        return text                                   # not a number: reported where a number is needed
+
+
+def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
+    """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
+
+    {(row, col): value}, 0-based; cells without a stored value (a formula never
+    calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
+    """
+    if info.part is None:
+        raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
+    handler = _Values()
+    _parse_part(zf, info.part, path, handler)
+    raw = handler.out
+    shared = None
+    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
+        sst = _SharedStrings()
+        _parse_part(zf, "xl/sharedStrings.xml", path, sst)
+        shared = sst.items
+    sheet = quote_sheet(info.name)
+    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{a1(*rc)}") for rc, (t, text) in raw.items()}
+
+
 def read_column_a(zf: zipfile.ZipFile, path: str, sheets: list[SheetInfo], name: str) -> list[str] | None:
     """The text of column A, from A1 down to its last cell, of sheet ``name`` (exact name);
     None if the workbook has no such worksheet. Empty cells read as ''."""
     info = next((s for s in sheets if s.name == name), None)
     if info is None or info.part is None:
         return None
-    handler = _ColumnA()
-    _parse_part(zf, info.part, path, handler)
-    rows = handler.out
-    shared = None
-    if any(t == "s" for t, _ in rows.values()):
-        sst = "xl/sharedStrings.xml"
-        if sst not in zf.namelist():
-            raise SheetconvError(f"{path}: sheet {name!r} uses shared strings but the workbook has none; "
-                                 "the workbook is corrupt")
-        h = _SharedStrings()
-        _parse_part(zf, sst, path, h)
-        shared = h.items
-    out = []
-    for i in range(max(rows) + 1 if rows else 0):
-        t, text = rows.get(i, (None, ""))
-        if t == "s":
-            k = text.strip()
-            if not k.isdigit() or int(k) >= len(shared):
-                raise SheetconvError(f"{path}: sheet {name!r} cell A{i + 1} points at shared string {k[:20]!r}, "
-                                     f"which does not exist (the workbook has {len(shared)}); the workbook is corrupt")
-            text = shared[int(k)]
-        out.append(text)
-    return out
+    rows = {r: v for (r, c), v in read_values(zf, path, info).items() if c == 0}
+    return [str(rows.get(i, "")) for i in range(max(rows) + 1 if rows else 0)]
