@@ -40,7 +40,7 @@ def _peak_mb() -> float:
 def child_sheetconv(out: str) -> dict:
     import numpy as np
 
-    from sheetconv.export import write_workbook
+    from sheetconv.xlsx.writer import write_workbook
     net = bench_net()
     x = np.random.default_rng(0).uniform(size=net.input_shape)
     t, cpu = time.perf_counter(), time.process_time()

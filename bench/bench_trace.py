@@ -1,7 +1,7 @@
 """Trace speed: the precedent index against openpyxl's read-only reader, query latency,
 the analytic model, and pycel (a peer that builds a dependency graph from formulas).
 
-Workload: the issue's million-formula workbook, written by sheetconv.export: a 3x512x512
+Workload: the issue's million-formula workbook, written by sheetconv.xlsx.writer: a 3x512x512
 input through conv(3, 12), conv(12, 16), conv(16, 16), all 3x3, stride 2, padding 1, with
 ReLU (1,114,112 formulas). The formula path is timed on it as on any xlsx (it reads the
 formulas, not the embedded spec).
@@ -62,10 +62,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import sheetconv as sc
-    from sheetconv.export import write_workbook
-    from sheetconv.layout import Layout
-    from sheetconv.reader import build_index
-    from sheetconv.workbook import FormulaWorkbook, open_workbook
+    from sheetconv.xlsx.writer import write_workbook
+    from sheetconv.sheet.layout import Layout
+    from sheetconv.formulagraph.index import build_index
+    from sheetconv.tracing import FormulaWorkbook, open_workbook
 
     net = bench_net()
     book = Path(args.book)

@@ -5,34 +5,34 @@
 >>> net.receptive_field("conv2").size
 (7, 7)
 """
-from .data import digit, digit_label, load_input
-from .deps import ReceptiveField
+from .nn.inputs import digit, digit_label, load_input
+from .nn.deps import ReceptiveField
 from .errors import SheetconvError
-from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Window
-from .network import Network
-from .presets import PRESETS, preset
-from .regions import Region
-from .torchio import from_torch, load_state_dict_file, to_torch   # torch itself is imported lazily
-from .trace import Trace
-from .verify import verify
+from .nn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Window
+from .nn.network import Network
+from .nn.presets import PRESETS, preset
+from .nn.regions import Region
+from .interop.torch_modules import from_torch, load_state_dict_file, to_torch   # torch itself is imported lazily
+from .nn.trace import Trace
+from .interop.verify import verify
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def open_workbook(path):
     """Open an xlsx for tracing: ``.precedents(ref, depth)`` / ``.dependents(ref, depth)`` -> Trace.
 
     A sheetconv workbook is answered by the engine's analytic model, any other xlsx from
-    its formulas (see sheetconv.workbook).
+    its formulas (see sheetconv.tracing).
     """
-    from .workbook import open_workbook as _open
+    from .tracing import open_workbook as _open
     return _open(path)
 
 
 def write_workbook(net, x, path, *, force: bool = False, **kwargs):
     """Write ``net`` run on input ``x`` as a live workbook at ``path``; ``force=True`` overwrites
-    an existing file (see sheetconv.export.write_workbook)."""
-    from .export import write_workbook as _write
+    an existing file (see sheetconv.xlsx.writer.write_workbook)."""
+    from .xlsx.writer import write_workbook as _write
     return _write(net, x, path, force=force, **kwargs)
 
 

@@ -16,7 +16,7 @@ arithmetic is verified only by recalculating it (``recalc=True``), and a file sa
 program that does not calculate (openpyxl, pandas) has no stored values at all. The
 report says which of these it checked (:attr:`CheckReport.status`).
 
-The workbook is read once through :mod:`sheetconv.reader` (zip-bomb checks, an
+The workbook is read once through :mod:`sheetconv.xlsx.package` (zip-bomb checks, an
 entity-refusing streaming XML parser): the metadata, the precedent index (references as
 the formula reader resolves them) and the values of the main sheet.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import xlref
+from .sheet import a1 as xlref
 from .errors import SheetconvError
-from .network import Network
+from .nn.network import Network
 
 __all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "cells_to_ranges"]
 
@@ -41,7 +41,7 @@ _AREA = 1_000_000           # a reference larger than this is reported as text, 
 
 def cells_to_ranges(cells) -> list[str]:
     """A set of (row, col) as compact A1 ranges (reader.compact_rects)."""
-    from .reader import compact_rects
+    from .formulagraph.index import compact_rects
     return [xlref.rng(*rect) for rect in compact_rects([(r, c, r, c) for r, c in cells])]
 
 
@@ -160,8 +160,11 @@ class CheckReport:
 
 def _read_book(path: Path):
     """(meta, precedent index, the main sheet's index, its stored values), one pass over the file."""
-    from .meta import load_model, read_meta_zip
-    from .reader import build_index, open_zip, read_values, read_workbook_parts
+    from .sheet.meta import load_model
+    from .xlsx.metadata import read_meta_zip
+    from .formulagraph.index import build_index
+    from .xlsx.package import open_zip, read_workbook_parts
+    from .xlsx.cells import read_values
     with open_zip(path) as zf:                       # refuses non-xlsx files and zip bombs before parsing
         parts = read_workbook_parts(zf, str(path))
         meta = read_meta_zip(zf, str(path), parts[0])
@@ -176,8 +179,9 @@ def _read_book(path: Path):
 
 
 def _recalculated_values(path: Path, sheet: str) -> dict:
-    from .reader import open_zip, read_values, read_workbook_parts
-    from .recalc import recalc_libreoffice
+    from .xlsx.package import open_zip, read_workbook_parts
+    from .xlsx.cells import read_values
+    from .xlsx.recalc import recalc_libreoffice
     with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
         out = recalc_libreoffice([path], tmp)[0]
         with open_zip(out) as zf:
@@ -236,7 +240,7 @@ def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE) -> 
 
     torch_errs = None
     try:
-        from .verify import verify
+        from .interop.verify import verify
         torch_report = verify(net, x)
         torch_errs = {l.name: l for l in torch_report.layers}
         report.torch_checked = True

@@ -29,7 +29,7 @@ def cli():
     """A small convolutional network as a live spreadsheet."""
 
 
-# ---------------------------------------------------------------- build (export issue)
+# ---------------------------------------------------------------- build, examples
 
 _PROGRESS_MIN_FORMULAS = 150_000      # about a second of writing
 
@@ -38,81 +38,23 @@ def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _pick_input(net, digit, image, npy, resize, invert):
-    """(C, H, W) input and a few words saying where it came from."""
-    from .data import digit as bundled, digit_label, load_input
-    given = [o for o, v in (("--digit", digit), ("--image", image), ("--npy", npy)) if v is not None]
-    if len(given) > 1:
-        raise SheetconvError(f"give one input, not {' and '.join(given)}")
-    if image is not None or npy is not None:
-        path = image if image is not None else npy
-        if npy is not None and not str(npy).lower().endswith(".npy"):
-            raise SheetconvError(f"{npy}: expected a .npy file")
-        x = load_input(path, shape=net.input_shape, resize=resize, invert=invert,
-                       warn=lambda message: click.echo(f"sheetconv: warning: {message}", err=True))
-        return x, str(path) + (" (inverted)" if invert else "")
-    d = 0 if digit is None else digit
-    if net.input_shape != (1, 28, 28):
-        raise SheetconvError(f"the bundled digits are 1x28x28 but the network takes "
-                             f"{'x'.join(map(str, net.input_shape))}; give --image or --npy")
-    x = bundled(d)
-    return (1.0 - x if invert else x), _digit_words(d, digit_label(d)) + (" (inverted)" if invert else "")
+def _warn(message: str) -> None:
+    click.echo(f"sheetconv: warning: {message}", err=True)
 
 
-def _digit_words(index: int, label: int) -> str:
-    return f"digit sample {index} (a {label})"
-
-
-def _read_weights(weights, state_dict) -> dict | None:
-    """The arrays of --weights (.npz) or --state-dict (.pt) under the file's own keys."""
-    if weights is not None and state_dict is not None:
-        raise SheetconvError("give --weights or --state-dict, not both")
-    if weights is not None:
-        import zipfile
-
-        import numpy as np
-
-        try:
-            z = np.load(weights, allow_pickle=False)
-            if isinstance(z, np.lib.npyio.NpzFile):
-                with z:
-                    return {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise SheetconvError(f"{weights}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
-        raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), got a single array")
-    if state_dict is not None:
-        from .torchio import read_state_dict_file
-        return read_state_dict_file(state_dict)
-    return None
-
-
-def _write_quietly_or_not(net, x, out, *, force, quiet, title):
-    from .export import formula_count, write_workbook
-    from .layout import Layout
-    layout = Layout.for_network(net)
-    total = formula_count(net, layout)
-    if quiet or total < _PROGRESS_MIN_FORMULAS or not _stderr_is_tty():
-        return write_workbook(net, x, out, force=force, layout=layout, title=title)
-    with click.progressbar(length=total, label=f"writing {out}", file=sys.stderr) as bar:
-        return write_workbook(net, x, out, force=force, layout=layout, title=title, progress=bar.update)
+def _progress(quiet: bool, out: Path):
+    """A progress-bar factory for build.build: a bar on a terminal for long writes, else None."""
+    def make(total: int):
+        if quiet or total < _PROGRESS_MIN_FORMULAS or not _stderr_is_tty():
+            return None
+        return _Bar(total, f"writing {out}")
+    return make
 
 
 @contextmanager
-def _scratch_folder():
-    """A private temporary folder; failing to make one is a one-line error."""
-    import tempfile
-    try:
-        folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
-    except OSError as e:
-        raise SheetconvError(f"cannot create a temporary folder: {e.strerror or e}") from None
-    with folder as name:
-        yield Path(name)
-
-
-def _differs(path: Path) -> SheetconvError:
-    return SheetconvError(f"{path} already exists and differs from this build (use --force to overwrite)")
+def _Bar(total: int, label: str):
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 @cli.command()
@@ -146,54 +88,21 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     existing file is left alone unless --force (if it already holds exactly this
     workbook, the command says so and succeeds).
     """
-    from .presets import preset
-    if spec_file is not None and preset_name is not None:
-        raise SheetconvError("give --preset or --spec, not both")
-    if spec_file is not None:
-        from .specfile import load_spec
-        net = load_spec(spec_file)
-        if seed is not None:
-            net.init_weights(seed)
-        name = Path(spec_file).stem
-    else:
-        name = preset_name or "conv-example"
-        net = preset(name, seed=seed or 0)
-    arrays = _read_weights(weights, state_dict)
+    from . import build as b
+    net, name = b.choose_network(preset_name, spec_file, seed)
+    arrays = b.read_weights(weights, state_dict)
     if arrays is not None:
-        from .torchio import map_state_dict
-        try:
-            net.load_state_dict(map_state_dict(arrays, net, source=str(weights or state_dict)))
-        except SheetconvError as e:
-            own = sorted(v.shape for v in net.state_dict().values())
-            other_network = sorted(tuple(getattr(a, "shape", ())) for a in arrays.values()) != own
-            if spec_file is not None or preset_name is not None or not other_network:
-                raise
-            raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
-                                 f"--preset simple-cnn or --spec FILE)") from None
-    x, source = _pick_input(net, digit, image, npy, resize, invert)
-    if out is None:
-        out_path = Path("workbooks") / f"{name}.xlsx"
-        if not out_path.parent.exists() and out_path.parent.parent.is_dir():
-            out_path.parent.mkdir()
-    else:
-        out_path = Path(out)
-        if out_path.suffix.lower() != ".xlsx" and not out_path.is_dir():
-            raise SheetconvError(f"{out}: the output must be a .xlsx file")
-    title = f"{name} on {source}"
-    if out_path.is_file() and not force:
-        from .export import same_cells, write_workbook
-        with _scratch_folder() as scratch:
-            fresh = scratch / out_path.name
-            write_workbook(net, x, fresh, title=title)
-            if not same_cells(fresh, out_path):
-                raise _differs(out_path)
-        if not quiet:
-            click.echo(f"{out_path} is up to date ({name} on {source})")
+        b.load_weights(net, arrays, str(weights or state_dict), chosen=spec_file is not None or preset_name is not None)
+    x, source = b.pick_input(net, digit, image, npy, resize, invert, warn=_warn)
+    out_path = b.output_path(out, name)
+    done = b.build(net, x, out_path, name=name, source=source, force=force, progress_for=_progress(quiet, out_path))
+    if quiet:
         return
-    result = _write_quietly_or_not(net, x, out_path, force=force, quiet=quiet, title=title)
-    if not quiet:
-        click.echo(f"wrote {out_path}: {name} on {source}, {result.formulas:,} formulas "
-                   f"({result.seconds:.1f} s)")
+    if done.up_to_date:
+        click.echo(f"{out_path} is up to date ({name} on {source})")
+    else:
+        click.echo(f"wrote {out_path}: {name} on {source}, {done.result.formulas:,} formulas "
+                   f"({done.result.seconds:.1f} s)")
 
 
 @cli.command()
@@ -207,42 +116,14 @@ def examples(out_dir, force, quiet):
     An existing workbook that already holds exactly this content is left as it is; one
     that differs is refused unless --force, and then nothing is written.
     """
-    import shutil
-
-    from .data import digit, digit_label
-    from .export import same_cells, write_workbook
-    from .files import atomic_output
-    from .presets import preset
-    folder = Path(out_dir)
-    if folder.exists() and not folder.is_dir():
-        raise SheetconvError(f"{folder} is a file, expected a folder for the example workbooks")
-    if not folder.is_dir():
-        if not folder.parent.is_dir():
-            raise SheetconvError(f"output folder {folder.parent} does not exist")
-        folder.mkdir()
-    with _scratch_folder() as scratch:
-        plan = []
-        for name in ("conv-example", "simple-cnn"):
-            path, fresh = folder / f"{name}.xlsx", scratch / f"{name}.xlsx"
-            result = write_workbook(preset(name, seed=0), digit(0), fresh,
-                                    title=f"{name} on {_digit_words(0, digit_label(0))}")
-            exists = path.exists()
-            same = exists and path.is_file() and same_cells(fresh, path)
-            if exists and not same and not force:
-                raise _differs(path)
-            plan.append((path, fresh, result, exists, same))
-        for path, fresh, result, exists, same in plan:
-            if same:
-                if not quiet:
-                    click.echo(f"{path} is up to date")
-                continue
-            with atomic_output(path, force=exists, what="workbook") as tmp:
-                shutil.copyfile(fresh, tmp)
-            if not quiet:
-                click.echo(f"wrote {path}: {result.formulas:,} formulas")
+    from . import build as b
+    for done in b.examples(out_dir, force=force):
+        if not quiet:
+            click.echo(f"{done.path} is up to date" if done.up_to_date
+                       else f"wrote {done.path}: {done.result.formulas:,} formulas")
 
 
-# ---------------------------------------------------------------- trace (trace issue)
+# ---------------------------------------------------------------- trace
 
 def _depth(ctx, param, value):
     if value is None or str(value).strip().lower() == "all":
@@ -271,8 +152,8 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
     CELL is an A1 reference ('My sheet'!C4, case-insensitive) or, in a sheetconv workbook,
     a layer coordinate such as conv2[0,3,3] (channel, row, column) or fc1[3].
     """
-    from .trace_export import RECALC_NOTE, check_outputs, write_highlight, write_png
-    from .workbook import open_workbook
+    from .xlsx.highlight import RECALC_NOTE, check_outputs, write_highlight, write_png
+    from .tracing import open_workbook
 
     check_outputs(book, highlight, png, force)
     wb = open_workbook(book)
@@ -285,20 +166,20 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
         click.echo(f"wrote {write_png(book, wb, result, png, force=force)}", err=True)
 
 
-# ---------------------------------------------------------------- summary, check (torch issue)
+# ---------------------------------------------------------------- summary, check
 
 @cli.command()
 @click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn"]), default=None,
               help="A ready-made network (default: conv-example).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
-              help="An architecture spec file (.json or .toml; see sheetconv.specfile).")
+              help="An architecture spec file (.json or .toml; see sheetconv.nn.specfile).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size shown in the output shapes and MACs.")
 def summary(preset_name, spec_file, batch):
     """A per-layer table: output shape, parameters, MACs, receptive field."""
-    from .presets import preset
-    from .specfile import load_spec
-    from .summary import summary as table
+    from .nn.presets import preset
+    from .nn.specfile import load_spec
+    from .nn.summary import summary as table
     if preset_name and spec_file:
         raise SheetconvError("give either --preset or --spec, not both")
     net = load_spec(spec_file) if spec_file else preset(preset_name or "conv-example")

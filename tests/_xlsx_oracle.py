@@ -1,6 +1,6 @@
 """Test helpers that read written workbooks independently of the writer.
 
-Formulas are tokenized with openpyxl's Tokenizer (not sheetconv.formulas); the cells they
+Formulas are tokenized with openpyxl's Tokenizer (not sheetconv.sheet.formulas); the cells they
 reference are mapped back through the layout. Networks for the property tests are built
 here too.
 """

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from sheetconv import recalc
+from sheetconv.xlsx import recalc
 
 
 def in_ci() -> bool:

@@ -11,8 +11,8 @@ from PIL import Image
 
 from sheetconv import digit, preset
 from sheetconv.cli import cli
-from sheetconv.layout import Layout
-from sheetconv.meta import read_meta
+from sheetconv.sheet.layout import Layout
+from sheetconv.xlsx.metadata import read_meta
 
 from _xlsx_oracle import computed_cells, read_sheet
 
@@ -176,7 +176,7 @@ def test_spec_and_state_dict_options(tmp_path):
     r = run(["build", "--spec", "net.json", "--digit", "1"], tmp_path)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "workbooks" / "net.xlsx").is_file()
-    from sheetconv.specfile import load_spec
+    from sheetconv.nn.specfile import load_spec
     net = load_spec(spec)
     torch.save({k: torch.from_numpy(v + 1) for k, v in net.state_dict().items()}, tmp_path / "w.pt")
     r = run(["build", "--spec", "net.json", "--state-dict", "w.pt", "--out", "sd.xlsx"], tmp_path)

@@ -1,7 +1,7 @@
 """The NumPy forward pass against PyTorch, on random networks.
 
 Two oracles: ``torch.nn`` modules built here from the same weights (independent of
-sheetconv's own code), and ``sheetconv.verify``, which the CLI reports from.
+sheetconv's own code), and ``sheetconv.interop.verify``, which the CLI reports from.
 """
 from functools import partial
 import numpy as np
@@ -14,7 +14,7 @@ from strategies import networks as random_networks
 
 # this module's sizes; keywords given at a call site override them
 networks = partial(random_networks, max_size=20, max_ch=4, max_layers=3, max_conv_kernel=5, max_features=6)
-from sheetconv.verify import torch_activations
+from sheetconv.interop.verify import torch_activations
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

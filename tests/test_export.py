@@ -1,7 +1,7 @@
 """Written workbooks: formulas name exactly the precedents, stored values equal the engine's.
 
 Workbooks are read back with openpyxl (formulas, and stored values with data_only=True);
-formulas are tokenized with openpyxl's Tokenizer, never with sheetconv.formulas.
+formulas are tokenized with openpyxl's Tokenizer, never with sheetconv.sheet.formulas.
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import pytest
 import xlsxwriter
 
 from sheetconv import Conv2d, Network, SheetconvError, digit, preset
-from sheetconv import export
-from sheetconv.export import write_workbook
-from sheetconv.layout import Layout
-from sheetconv.meta import META_SHEET, parse_chunks, read_meta
-from sheetconv.xlref import MAX_COLS
+from sheetconv.xlsx import writer as export
+from sheetconv.xlsx.writer import write_workbook
+from sheetconv.sheet.layout import Layout
+from sheetconv.sheet.meta import META_SHEET, parse_chunks
+from sheetconv.xlsx.metadata import read_meta
+from sheetconv.sheet.a1 import MAX_COLS
 
 from _xlsx_oracle import (ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, param_cells, random_net,
                           read_sheet, sheet_precedents)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from sheetconv.errors import SheetconvError
-from sheetconv.files import atomic_output
+from sheetconv.xlsx.files import atomic_output
 
 
 def test_success_moves_the_temp_file_onto_the_target(tmp_path):

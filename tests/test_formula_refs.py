@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import get_column_letter
 
-from sheetconv.formula_refs import Ref, ShapeCache, parse_ref, references
+from sheetconv.formulagraph.references import Ref, ShapeCache, parse_ref, references
 
 
 def R(sheet, a1):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from sheetconv import AvgPool2d, Conv2d, Network, preset, xlref
-from sheetconv.formulas import formula
-from sheetconv.layout import Layout
+from sheetconv import AvgPool2d, Conv2d, Network, preset
+from sheetconv.sheet import a1 as xlref
+from sheetconv.sheet.formulas import formula
+from sheetconv.sheet.layout import Layout
 
 from _xlsx_oracle import ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, random_net, references
 

@@ -9,10 +9,10 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from sheetconv import reader
+from sheetconv.xlsx import package as reader
 from sheetconv.cli import cli
 from sheetconv.errors import SheetconvError
-from sheetconv.workbook import open_workbook
+from sheetconv.tracing import open_workbook
 
 from _craft_xlsx import CONTENT_TYPES, NS, ROOT_RELS, cell_xml, sheet_xml, write_xlsx
 
@@ -107,8 +107,8 @@ def test_zip_bomb_ratio_refused_before_reading(tmp_path, monkeypatch):
                 fh.write(block)
     assert p.stat().st_size < 1 << 20
     called = []
-    real = reader._parse_part
-    monkeypatch.setattr(reader, "_parse_part", lambda *a, **k: (called.append(a), real(*a, **k))[1])
+    real = reader.parse_part
+    monkeypatch.setattr(reader, "parse_part", lambda *a, **k: (called.append(a), real(*a, **k))[1])
     ok = write_xlsx(tmp_path / "ok.xlsx", [("Sheet1", simple_sheet())])
     open_workbook(ok).precedents("B1")                         # the patch sits where parts are parsed
     assert called
@@ -222,8 +222,8 @@ def _meta_book(tmp_path, name, change):
     import json
 
     import sheetconv as sc
-    from sheetconv.layout import Layout
-    from sheetconv.meta import META_SHEET, build_meta, to_chunks
+    from sheetconv.sheet.layout import Layout
+    from sheetconv.sheet.meta import META_SHEET, build_meta, to_chunks
     net = sc.preset("conv-example")
     meta = build_meta(net, Layout.for_network(net))
     change(meta)

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sheetconv as sc
-from sheetconv.conv import conv2d
-from sheetconv.layers import Window
+from sheetconv.nn.kernels import conv2d
+from sheetconv.nn.layers import Window
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -6,8 +6,8 @@ import itertools
 import pytest
 
 from sheetconv import Conv2d, Flatten, Linear, Network, SheetconvError, preset
-from sheetconv.layout import Layout
-from sheetconv.xlref import MAX_COLS, MAX_ROWS
+from sheetconv.sheet.layout import Layout
+from sheetconv.sheet.a1 import MAX_COLS, MAX_ROWS
 
 from _xlsx_oracle import handmade_nets, param_cells, random_net
 

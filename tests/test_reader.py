@@ -15,8 +15,8 @@ from openpyxl.utils import range_boundaries
 from openpyxl.worksheet.formula import ArrayFormula
 from xlsxwriter.utility import xl_rowcol_to_cell
 
-from sheetconv.workbook import FormulaWorkbook, open_workbook
-from sheetconv.reader import build_index, compact_rects
+from sheetconv.tracing import FormulaWorkbook, open_workbook
+from sheetconv.formulagraph.index import build_index, compact_rects
 
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 
@@ -308,7 +308,7 @@ def test_compact_rects_is_exact_and_canonical():
 @pytest.mark.engine("libreoffice")
 def test_workbook_saved_by_libreoffice(tmp_path):
     """A real application's xlsx: LibreOffice re-saves a workbook with array (CSE) formulas."""
-    from sheetconv.recalc import recalc_libreoffice
+    from sheetconv.xlsx.recalc import recalc_libreoffice
     src = tmp_path / "src.xlsx"
     wb = xlsxwriter.Workbook(src)
     ws = wb.add_worksheet("My sheet (2)")

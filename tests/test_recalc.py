@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 import xlsxwriter
 
-from sheetconv import recalc
+from sheetconv.xlsx import recalc
 from sheetconv.errors import SheetconvError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")

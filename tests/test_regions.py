@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sheetconv.regions import (Region, clip_runs, intersect_runs, merge_runs, runs_from_indices, runs_len)
+from sheetconv.nn.regions import Region, clip_runs, intersect_runs, merge_runs, runs_from_indices, runs_len
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True)
 

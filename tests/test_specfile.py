@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sheetconv as sc
-from sheetconv.specfile import load_spec
+from sheetconv.nn.specfile import load_spec
 
 SIMPLE_CNN_TOML = """
 input_shape = [1, 28, 28]
@@ -152,5 +152,5 @@ def test_layer_from_config_names_index_and_key(cfg, words):
 
 
 def test_one_layer_type_table():
-    from sheetconv import layers, specfile
+    from sheetconv.nn import layers, specfile
     assert specfile._TYPES is layers._TYPES

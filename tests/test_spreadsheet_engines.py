@@ -17,10 +17,12 @@ import openpyxl
 import pytest
 from defusedxml import ElementTree
 
-from sheetconv import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, export, preset,
-                       recalc, xlref)
-from sheetconv.layout import Layout
-from sheetconv.verify import torch_activations
+from sheetconv import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, preset
+from sheetconv.sheet import a1 as xlref
+from sheetconv.xlsx import recalc
+from sheetconv.xlsx import writer as export
+from sheetconv.sheet.layout import Layout
+from sheetconv.interop.verify import torch_activations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")
 

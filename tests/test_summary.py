@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 import sheetconv as sc  # noqa: E402
 from fastbook import simple_cnn  # noqa: E402
 from sheetconv.cli import cli  # noqa: E402
-from sheetconv.summary import summary, summary_rows  # noqa: E402
+from sheetconv.nn.summary import summary, summary_rows  # noqa: E402
 
 
 def pools_and_head():

@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
 from fastbook import conv, simple_cnn  # noqa: E402
-from sheetconv.torchio import from_torch, load_state_dict_file, map_state_dict, to_torch  # noqa: E402
+from sheetconv.interop.torch_modules import from_torch, load_state_dict_file, map_state_dict, to_torch  # noqa: E402
 
 
 def torch_out(module, x: np.ndarray) -> np.ndarray:
@@ -57,13 +57,13 @@ def test_simple_cnn_roundtrip_names_and_fusion():
     np.testing.assert_array_equal(net["conv3"].weight, m[2][0].weight.detach().double().numpy())
 
 
-def test_network_to_torch_method_and_state_dict_keys():
+def test_to_torch_and_state_dict_keys():
     net = sc.preset("simple-cnn", seed=3)
-    m = net.to_torch()
+    m = sc.to_torch(net)
     assert list(m.state_dict()) == list(net.state_dict())
     x = sc.digit(0)[None]
     np.testing.assert_allclose(net.forward(x), torch_out(m, x), rtol=1e-6, atol=1e-7)   # m holds float32 weights
-    m64 = net.to_torch(torch.float64)
+    m64 = sc.to_torch(net, torch.float64)
     np.testing.assert_allclose(net.forward(x), torch_out(m64, x), rtol=1e-12, atol=1e-14)
 
 
@@ -331,7 +331,7 @@ def test_map_state_dict_errors(edit, words):
 
 
 def test_map_state_dict_does_not_import_torch():
-    code = ("import sys, numpy as np, sheetconv as sc; from sheetconv.torchio import map_state_dict; "
+    code = ("import sys, numpy as np, sheetconv as sc; from sheetconv.interop.torch_modules import map_state_dict; "
             "net = sc.preset('conv-example'); map_state_dict(net.state_dict(), net); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,9 +16,10 @@ from PIL import Image
 
 import sheetconv as sc
 from sheetconv.cli import cli
-from sheetconv.export import write_workbook
-from sheetconv.reader import compact_rects
-from sheetconv.workbook import FormulaWorkbook, SheetconvWorkbook, open_workbook, parse_grid_ref
+from sheetconv.xlsx.writer import write_workbook
+from sheetconv.formulagraph.index import compact_rects
+from sheetconv.tracing import FormulaWorkbook, SheetconvWorkbook, open_workbook
+from sheetconv.nn.network import parse_grid_ref
 
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 
@@ -91,7 +92,7 @@ def _check_both_paths(wb, directions=(("precedents", None), ("precedents", 1), (
     (lambda: [sc.Conv2d(1, 3, 3, padding=1), sc.AvgPool2d(2, padding=1), sc.Conv2d(3, 4, 3, stride=2)], (1, 10, 10)),
 ])
 def test_both_paths_on_other_networks(tmp_path, layers, shape):
-    from sheetconv.layout import Layout
+    from sheetconv.sheet.layout import Layout
     net = sc.Network(layers(), input_shape=shape).init_weights(3)
     layout = Layout.for_network(net, max_formula=200)
     x = np.random.default_rng(0).uniform(size=shape)
@@ -261,7 +262,7 @@ def test_generic_highlight_and_png(tmp_path):
     (["--png", "{d}"], ["folder"]),
 ])
 def test_output_paths_checked_before_tracing(books, tmp_path, monkeypatch, args, words):
-    import sheetconv.workbook as wbmod
+    import sheetconv.tracing as wbmod
     monkeypatch.setattr(wbmod, "open_workbook", lambda *a: pytest.fail("traced before checking the output"))
     args = [a.format(d=tmp_path) for a in args]
     result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "conv2[0,3,3]", *args])
@@ -342,12 +343,13 @@ def test_whole_columns_of_a_full_height_sheet(tmp_path):
 
 def test_merged_channel_lines_are_full_rectangles_of_keys():
     """Every merged text line stands for exactly the keys its label spans (brute force over random key lists)."""
-    from sheetconv.trace import _runs_of_channels
+    from sheetconv.nn.trace import _runs_of_channels
+    from sheetconv.tracing import SheetTrace
     rnd = np.random.default_rng(3)
     for _ in range(300):
         keys = sorted({(int(a), int(b)) for a, b in rnd.integers(0, 5, size=(rnd.integers(1, 25), 2))})
         entries = [{"sheet": "conv", "grid": "w", "channel": list(k), "ranges": ["A1:B2"], "count": 4} for k in keys]
-        groups = _runs_of_channels(entries)
+        groups = _runs_of_channels(SheetTrace(root=("conv", 0, 0), direction="precedents"), entries)
         assert [e["channel"] for g in groups for e in g] == [list(k) for k in keys]      # order kept, none lost
         for g in groups:
             got = {tuple(e["channel"]) for e in g}

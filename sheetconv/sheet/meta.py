@@ -14,12 +14,14 @@ guessing.
 from __future__ import annotations
 
 import json
-import os
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
+from ..nn.network import Network
+from ..version import __version__
+from .layout import Layout
 
 __all__ = ["META_SHEET", "FORMAT", "FORMAT_VERSION", "CHUNK", "build_meta", "to_chunks", "parse_chunks",
-           "read_meta", "read_meta_zip", "load_model", "write_meta"]
+           "load_model"]
 
 META_SHEET = "_sheetconv"
 FORMAT = "sheetconv"
@@ -28,7 +30,6 @@ CHUNK = 30000
 
 
 def build_meta(net, layout) -> dict:
-    from . import __version__
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "sheetconv_version": __version__,
             "spec": net.spec(), "layout": layout.to_json(), "sheet": layout.sheet, "dtype": "float64"}
 
@@ -66,26 +67,6 @@ def parse_chunks(chunks) -> dict:
     return meta
 
 
-def read_meta(path) -> dict | None:
-    """The metadata of a sheetconv workbook, or None for any other xlsx workbook.
-
-    Read through :func:`sheetconv.reader.open_zip` (zip-bomb and format checks) and its
-    streaming, entity-refusing XML parser.
-    """
-    from .reader import open_zip
-
-    with open_zip(path) as zf:
-        return read_meta_zip(zf, os.fspath(path))
-
-
-def read_meta_zip(zf, path: str, sheets=None) -> dict | None:
-    """:func:`read_meta` on an already opened and checked zip (``sheets``: its SheetInfo list)."""
-    from .reader import read_column_a, read_workbook_parts
-
-    if sheets is None:
-        sheets, _ = read_workbook_parts(zf, path)
-    chunks = read_column_a(zf, path, sheets, META_SHEET)
-    return None if chunks is None else parse_chunks(chunks)
 
 
 def load_model(meta: dict):
@@ -94,9 +75,6 @@ def load_model(meta: dict):
     Anything malformed (wrong types, unknown layer options, absurd sizes, a layout that
     does not fit the network) raises SheetconvError with one line naming what was wrong.
     """
-    from .layout import Layout
-    from .network import Network
-
     if not isinstance(meta, dict):
         raise SheetconvError(f"workbook metadata: expected a JSON object, got {type(meta).__name__}")
     spec, layout = meta.get("spec"), meta.get("layout")
@@ -128,12 +106,3 @@ def load_model(meta: dict):
 def _kind(value) -> str:
     text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
     return text[:40]
-
-
-def write_meta(workbook, meta: dict):
-    """Add the very hidden metadata sheet to an XlsxWriter workbook."""
-    ws = workbook.add_worksheet(META_SHEET)
-    for i, chunk in enumerate(to_chunks(meta)):
-        ws.write_string(i, 0, chunk)
-    ws.very_hidden()
-    return ws

@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .layers import _TYPES, Layer
 
 if TYPE_CHECKING:                       # network.py imports this module lazily (Network.from_spec)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 
 __all__ = ["available", "recalc_libreoffice", "recalc_gnumeric", "ENGINES"]
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from xlsxwriter.utility import quote_sheetname, xl_cell_to_rowcol, xl_rowcol_to_cell
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 
 MAX_ROWS = 1_048_576
 MAX_COLS = 16_384

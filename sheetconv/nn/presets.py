@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .layers import Conv2d, Flatten, ReLU
 from .network import Network
 

@@ -25,8 +25,8 @@ from typing import NamedTuple
 from openpyxl.formula import Tokenizer
 from openpyxl.formula.tokenizer import Token, TokenizerError
 
-from .errors import SheetconvError
-from .xlref import MAX_COLS, MAX_ROWS, column_names, unquote_sheet
+from ..errors import SheetconvError
+from ..sheet.a1 import MAX_COLS, MAX_ROWS, column_names, unquote_sheet
 
 __all__ = ["Ref", "references", "parse_ref", "ShapeCache", "COLNUM"]
 

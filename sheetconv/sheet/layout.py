@@ -34,8 +34,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import SheetconvError
-from .xlref import MAX_COLS, MAX_ROWS
+from ..errors import SheetconvError
+from .a1 import MAX_COLS, MAX_ROWS
 
 __all__ = ["Layout", "Block", "Stripe", "Part", "SHEET", "MAX_FORMULA", "LAYOUT_VERSION"]
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SheetconvError
-from .network import Network
+from ..errors import SheetconvError
+from ..nn.network import Network
 
 __all__ = ["verify", "torch_activations", "Report", "require_torch"]
 

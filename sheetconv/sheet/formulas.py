@@ -20,9 +20,9 @@ without the leading '='.
 """
 from __future__ import annotations
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .layout import Layout
-from .xlref import column_names
+from .a1 import column_names
 
 __all__ = ["LayerFormulas", "formula"]
 

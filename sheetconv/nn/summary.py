@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .network import Network
 
 __all__ = ["SummaryRow", "summary_rows", "summary"]

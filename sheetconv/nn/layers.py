@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .conv import conv2d, relu_
-from .errors import SheetconvError
+from .kernels import conv2d, relu_
+from ..errors import SheetconvError
 
 __all__ = ["Window", "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear"]
 

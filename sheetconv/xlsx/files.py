@@ -11,7 +11,7 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 
 __all__ = ["atomic_output", "check_target"]
 

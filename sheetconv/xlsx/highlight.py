@@ -10,8 +10,8 @@ recalculated on opening.
 
 ``write_png``: the input image (cell values) with each level's footprint outlined, one
 shade per level. Both outputs are checked up front (:func:`check_outputs`) and written
-through :func:`sheetconv.files.atomic_output`. The workbook is opened with openpyxl only
-after :func:`sheetconv.reader.open_zip` has checked it; any failure of openpyxl's reading,
+through :func:`sheetconv.xlsx.files.atomic_output`. The workbook is opened with openpyxl only
+after :func:`sheetconv.xlsx.package.open_zip` has checked it; any failure of openpyxl's reading,
 also during its lazy iteration, becomes a one-line SheetconvError.
 """
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .files import atomic_output, check_target
-from .reader import open_zip
-from .trace import Trace
-from .xlref import cell as a1, parse_range, split_sheet
+from .package import open_zip
+from ..nn.trace import Trace
+from ..sheet.a1 import cell as a1, parse_range, split_sheet
 
 __all__ = ["write_highlight", "write_png", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
 
@@ -161,9 +161,8 @@ def _show_cell(wb, ws, row: int, col: int, Selection):
 
 def _input_image(book, workbook, trace: Trace):
     """(image array H x W or H x W x 3 in 0..1, origin (row, col), per-level boxes on it)."""
-    from .workbook import SheetconvWorkbook
     info = trace.input_info()
-    analytic = isinstance(workbook, SheetconvWorkbook) and trace.direction == "precedents" \
+    analytic = getattr(workbook, "net", None) is not None and trace.direction == "precedents" \
         and trace.root[0] in workbook.net.shapes
     if info is None and not analytic:
         raise SheetconvError("--png draws the precedents' field on the input; this trace does not reach one "

@@ -27,9 +27,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import SheetconvError
-from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU
-from .network import Network
+from ..errors import SheetconvError
+from ..nn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU
+from ..nn.network import Network
 from .verify import require_torch
 
 __all__ = ["from_torch", "to_torch", "load_state_dict_file", "map_state_dict"]

@@ -3,8 +3,8 @@
 A sheetconv workbook (one carrying the hidden ``_sheetconv`` metadata sheet) is answered
 with the engine's analytic dependency model (``Network.precedents`` / ``dependents``),
 mapped through the layout to sheet cells. Any other xlsx is answered from its formulas,
-through the precedent index of :mod:`sheetconv.reader`. Both return a
-:class:`~sheetconv.trace.Trace`; ``trace.meta`` carries what the renderers need (sheet
+through the precedent index of :mod:`sheetconv.xlsx.package`. Both return a
+:class:`~sheetconv.nn.trace.Trace`; ``trace.meta`` carries what the renderers need (sheet
 ranges per level, the layer and channel of each, the receptive field on the input).
 """
 from __future__ import annotations
@@ -12,15 +12,36 @@ from __future__ import annotations
 import os
 from itertools import product
 
-from . import meta as _meta
+from .sheet import meta as _meta
 from .errors import SheetconvError
-from .network import parse_depth, parse_grid_ref
-from .reader import Index, build_index, compact_rects, open_zip, read_workbook_parts, rect_boxes
-from .regions import Region
-from .trace import Trace, describe_input
-from .xlref import MAX_COLS, MAX_ROWS, parse_cell, quote_sheet, rng, split_sheet
+from .nn.network import parse_depth, parse_grid_ref
+from .formulagraph.index import Index, build_index, compact_rects, rect_boxes
+from .xlsx.package import open_zip, read_workbook_parts
+from .nn.regions import Region
+from .nn.trace import Trace, describe_input
+from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
+from .xlsx.metadata import read_meta_zip
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
+
+
+class SheetTrace(Trace):
+    """A trace whose regions are worksheet cells (or an analytic trace mapped onto them):
+    its ranges and text name cells in A1 form."""
+    sheet_extent = (MAX_ROWS, MAX_COLS)
+
+    def ranges(self) -> list[str]:
+        if self.meta.get("engine") != "formulas":
+            return super().ranges()
+        return [f"{quote_sheet(r.name)}!{rng(ra, ca, rb - 1, cb - 1)}" for r in self.regions()
+                for rows, cols in r.boxes for ra, rb in rows for ca, cb in cols]
+
+    def quote_sheet(self, sheet: str) -> str:
+        return quote_sheet(sheet)
+
+    def range_size(self, text: str) -> tuple[int, int]:
+        r0, c0, r1, c1 = parse_range(text)
+        return r1 - r0, c1 - c0
 
 
 def open_workbook(path) -> "Workbook":
@@ -31,7 +52,7 @@ def open_workbook(path) -> "Workbook":
     path = os.fspath(path)
     with open_zip(path) as zf:
         parts = read_workbook_parts(zf, path)
-        meta = _meta.read_meta_zip(zf, path, parts[0])
+        meta = read_meta_zip(zf, path, parts[0])
         if meta is None:
             return FormulaWorkbook(path, build_index(path, zf, parts))
     return SheetconvWorkbook(path, meta, [s.name for s in parts[0]])
@@ -151,7 +172,7 @@ class FormulaWorkbook(Workbook):
         if ix.cache.unreadable:
             meta["unreadable_formulas"] = ix.cache.unreadable[:5]
         levels = self._levels(raw)
-        return Trace(root=(name, row, col), direction=direction, levels=levels, meta=meta, lazy=_describe_plain)
+        return SheetTrace(root=(name, row, col), direction=direction, levels=levels, meta=meta, lazy=_describe_plain)
 
     def precedents(self, ref, depth: int | None = None) -> Trace:
         return self._trace("precedents", ref, depth)
@@ -164,7 +185,7 @@ def _describe_plain(trace: Trace):
     levels = trace.levels
     trace.meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
     if trace.direction == "precedents" and levels and levels[-1]:
-        trace.meta["input"] = describe_input(max(levels[-1], key=len), None)
+        trace.meta["input"] = describe_input(max(levels[-1], key=len), None, SheetTrace.sheet_extent)
 
 
 def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
@@ -252,7 +273,7 @@ class SheetconvWorkbook(Workbook):
             return self.formulas.precedents(self._sheet_ref(cell), depth)
         if "." in cell[0]:                  # a weight or bias: a constant
             row, col = self.layout.cell_of(cell)
-            return self._decorate(Trace(root=tuple(cell), direction="precedents", levels=[]), row, col, "constant")
+            return self._decorate(SheetTrace(root=tuple(cell), direction="precedents", levels=[]), row, col, "constant")
         cell = self.net.check_cell(cell)
         trace = self.net.precedents(cell, depth)
         row, col = self.layout.cell_of(cell)
@@ -284,7 +305,7 @@ class SheetconvWorkbook(Workbook):
         levels = [[r for r in level if r] for level in trace.levels]
         while levels and not levels[-1]:
             levels.pop()                     # a weight tap that only ever meets padding
-        trace.levels = levels
+        trace = SheetTrace(root=trace.root, direction=trace.direction, levels=levels, meta=dict(trace.meta))
         trace.meta.update({"engine": self.engine, "workbook": os.path.basename(self.path),
                            "cell": f"{quote_sheet(self.sheet)}!{rng(row, col, row, col)}", "kind": kind,
                            "grid_cell": f"{trace.root[0]}[{','.join(str(v) for v in trace.root[1:])}]"})

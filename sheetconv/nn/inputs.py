@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SheetconvError
+from ..errors import SheetconvError
 
 __all__ = ["digit", "digit_label", "load_input"]
 
@@ -17,7 +17,7 @@ _CSV = "mnist_test_10.csv"
 
 @lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    text = resources.files("sheetconv").joinpath("data", _CSV).read_text()
+    text = resources.files("sheetconv.nn").joinpath("data", _CSV).read_text()
     rows = np.loadtxt(text.splitlines(), delimiter=",", dtype=np.int64)
     return rows[:, 0], rows[:, 1:].reshape(-1, 28, 28)
 

@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from . import deps
-from .errors import SheetconvError
+from ..errors import SheetconvError
 from .layers import Conv2d, Flatten, Layer, Linear, ReLU
 from .regions import Region
 from .trace import Trace
@@ -371,10 +371,6 @@ class Network:
 
     # ------------------------------------------------------------ description
 
-    def to_torch(self, dtype=None):
-        """The network as a torch ``nn.Sequential`` with the same weights (see torchio.to_torch)."""
-        from .torchio import to_torch
-        return to_torch(self, dtype)
 
     def summary(self, batch: int = 1) -> str:
         """A per-layer table like fastai's ``learn.summary()`` (see summary.summary)."""
@@ -390,7 +386,7 @@ class Network:
     def from_spec(cls, spec: dict) -> "Network":
         """Rebuild the architecture from ``spec()``'s data (weights zero).
 
-        Every key and value is checked as in a spec file (sheetconv.specfile), so a damaged
+        Every key and value is checked as in a spec file (sheetconv.nn.specfile), so a damaged
         spec — from a workbook's metadata, say — is a one-line SheetconvError; networks past
         specfile.MAX_PARAMS parameters are refused before anything is allocated.
         """

@@ -2,7 +2,7 @@
 
 ``levels[0]`` holds what Trace Precedents (or Dependents) shows after one press,
 ``levels[1]`` what a second press adds, and so on. Each level is a list of
-:class:`~sheetconv.regions.Region`: in the analytic model a layer's activations and the
+:class:`~sheetconv.nn.regions.Region`: in the analytic model a layer's activations and the
 weights and bias it uses; in a worksheet, one region per sheet.
 """
 from __future__ import annotations
@@ -68,13 +68,19 @@ class Trace:
         return sum(len(Region(name, shape, tuple(b))) for (name, shape), b in boxes.items())
 
     def ranges(self) -> list[str]:
-        """Compact text per region and level: 'conv1[0:2, 1:4, 1:4]' for a network's grids,
-        A1 ranges such as "'My sheet'!A1:B2" for a worksheet's cells."""
-        if self.meta.get("engine") != "formulas":
-            return [r.describe() for r in self.regions()]
-        from .xlref import quote_sheet, rng
-        return [f"{quote_sheet(r.name)}!{rng(ra, ca, rb - 1, cb - 1)}" for r in self.regions()
-                for rows, cols in r.boxes for ra, rb in rows for ca, cb in cols]
+        """Compact text per region and level: 'conv1[0:2, 1:4, 1:4]' for a network's grids
+        (a trace of worksheet cells, see sheetconv.tracing.SheetTrace, gives A1 ranges)."""
+        return [r.describe() for r in self.regions()]
+
+    # How a trace names worksheet cells: the network's own traces have none; a trace of a
+    # workbook's cells (sheetconv.tracing.SheetTrace) overrides these with A1 text.
+    sheet_extent: tuple[int, int] | None = None      # (rows, cols) of a worksheet
+
+    def quote_sheet(self, sheet: str) -> str:
+        return sheet
+
+    def range_size(self, text: str) -> tuple[int, int]:
+        raise NotImplementedError("a network trace has no worksheet ranges")
 
     def bbox(self, name: str | None = None):
         """Bounding box of the deepest activation region (the input, for a full precedent trace)."""
@@ -100,7 +106,7 @@ class Trace:
         if "input" in self.meta:
             return self.meta["input"]
         region = self.region("input")
-        return describe_input(region, None) if region is not None and self.direction == "precedents" else None
+        return describe_input(region, None, self.sheet_extent) if region is not None and self.direction == "precedents" else None
 
     def text(self) -> str:
         return render_text(self)
@@ -134,12 +140,13 @@ class Trace:
                 f'<table style="border-collapse:collapse" title="{size}">{"".join(rows)}</table></div>')
 
 
-def describe_input(region: Region, field: dict | None) -> dict:
+def describe_input(region: Region, field: dict | None, extent: tuple[int, int] | None = None) -> dict:
     """The bounding box, size, clipping and character map of a region on the input grid.
 
     ``region``: the 'input' layer's region (C, H, W) or a worksheet region (rows, cols).
     ``field``: for a network cell, its receptive field (``clipped`` and ``unclipped`` boxes,
-    inclusive rows and cols) to say how much the border cut off.
+    inclusive rows and cols) to say how much the border cut off. ``extent``: a worksheet's
+    (rows, cols), which bounds the map's margin.
     """
     *_, rows_ax, cols_ax = range(len(region.shape))
     bb = region.bbox()
@@ -158,10 +165,10 @@ def describe_input(region: Region, field: dict | None) -> dict:
     if len(region.shape) == 3:
         top, left, h, w = 0, 0, region.shape[1], region.shape[2]
     else:
-        from .xlref import MAX_COLS, MAX_ROWS
         m = 2
+        max_rows, max_cols = extent if extent is not None else region.shape[-2:]
         top, left = max(0, r0 - m), max(0, c0 - m)
-        h, w = min(r1 + m + 1, MAX_ROWS) - top, min(c1 + m + 1, MAX_COLS) - left
+        h, w = min(r1 + m + 1, max_rows) - top, min(c1 + m + 1, max_cols) - left
     scale = max(1, math.ceil(max(h, w) / MAP_MAX))
     info["map_origin"] = [top, left]
     info["map_size"] = [h, w]
@@ -225,8 +232,8 @@ def render_text(trace: Trace) -> str:
         entries = _entries(trace, level)
         total = sum(e["count"] for e in entries)
         out.append(f"level {k + 1}: {total} cell{'s' if total != 1 else ''}")
-        for group in _runs_of_channels(entries):
-            out.append(_entry_line(group))
+        for group in _runs_of_channels(trace, entries):
+            out.append(_entry_line(trace, group))
     info = trace.input_info() if trace.direction == "precedents" else None
     if info is not None:
         (r0, r1), (c0, c1) = info["rows"], info["cols"]
@@ -261,14 +268,9 @@ MERGE_MIN = 4           # this many like channels in a row print as one line
 SHOW_RANGES = 8         # at most this many ranges per line; the JSON output lists them all
 
 
-def _shape_of(e: dict) -> tuple:
+def _shape_of(trace: Trace, e: dict) -> tuple:
     """The ranges' sizes: entries alike in it are the same footprint in different places."""
-    from .xlref import parse_range
-    out = []
-    for r in e["ranges"]:
-        r0, c0, r1, c1 = parse_range(r)
-        out.append((r1 - r0, c1 - c0))
-    return tuple(out)
+    return tuple(trace.range_size(r) for r in e["ranges"])
 
 
 def _step(a, b):
@@ -283,7 +285,7 @@ def _step(a, b):
     return None
 
 
-def _runs_of_channels(entries: list[dict]) -> list[list[dict]]:
+def _runs_of_channels(trace: Trace, entries: list[dict]) -> list[list[dict]]:
     """Consecutive channels of one grid with same-shaped ranges, grouped (order kept): a run
     along one index, then runs along the last index stacked along the one before it."""
     groups: list[list[dict]] = []
@@ -293,7 +295,7 @@ def _runs_of_channels(entries: list[dict]) -> list[list[dict]]:
         step = _step(g[-1].get("channel"), e.get("channel")) if g else None
         if g and step is not None and (len(g) == 1 or axes[-1] == step) and e.get("grid") \
                 and e.get("grid") == g[-1].get("grid") and e.get("sheet") == g[-1].get("sheet") \
-                and _shape_of(e) == _shape_of(g[0]):
+                and _shape_of(trace, e) == _shape_of(trace, g[0]):
             g.append(e)
             axes[-1] = step
         else:
@@ -308,7 +310,7 @@ def _runs_of_channels(entries: list[dict]) -> list[list[dict]]:
                 and axis == stack_axes[-1] == len(a) - 1 \
                 and g[0].get("grid") == h[0].get("grid") and len(g) == _width(h) \
                 and a[:-2] == b[:-2] and b[-2] == h[-1]["channel"][-2] + 1 \
-                and (a[-1], h[-1]["channel"][-1]) == (b[-1], g[-1]["channel"][-1]) and _shape_of(g[0]) == _shape_of(h[0]):
+                and (a[-1], h[-1]["channel"][-1]) == (b[-1], g[-1]["channel"][-1]) and _shape_of(trace, g[0]) == _shape_of(trace, h[0]):
             h.extend(g)
         else:
             stacked.append(list(g))
@@ -341,10 +343,10 @@ def _label(group: list[dict]) -> str:
     return f"{e['grid']} ch {span([g['channel'] for g in group])}"
 
 
-def _entry_line(group: list[dict]) -> str:
+def _entry_line(trace: Trace, group: list[dict]) -> str:
     """One text line for one entry, or for a run of like channels (with their ranges shortened)."""
     first = group[0]
-    prefix = f"{_quote(first['sheet'])}!" if first.get("sheet") else ""
+    prefix = f"{trace.quote_sheet(first['sheet'])}!" if first.get("sheet") else ""
     ranges = [prefix + r for e in group for r in e["ranges"]]
     if len(ranges) > SHOW_RANGES:
         ranges = ranges[:SHOW_RANGES - 2] + [f"... {len(ranges) - SHOW_RANGES + 1} more", ranges[-1]]
@@ -352,8 +354,3 @@ def _entry_line(group: list[dict]) -> str:
     total = sum(e["count"] for e in group)
     each = f"{len(group)} x {first['count']} cells: " if len(group) > 1 else ""
     return f"  {label + '  ' if label else ''}{each}{', '.join(ranges)}  ({total})"
-
-
-def _quote(sheet: str) -> str:
-    from .xlref import quote_sheet
-    return quote_sheet(sheet)

@@ -1,13 +1,7 @@
 """Any xlsx -> a precedent index, read safely and in one streaming pass.
 
-A workbook from elsewhere is untrusted. :func:`open_zip` refuses, before parsing anything,
-what is not an unencrypted xlsx (a missing file, a non-zip, an OLE2 container — how Excel
-stores a password-protected workbook) and zip bombs: too many members, declared sizes or
-compression ratios past sane bounds; every read is also counted against the declared size.
-Every XML part goes through defusedxml's parser (entity declarations and DTDs refused).
-
 :func:`build_index` streams each worksheet's XML with expat (through defusedxml) and keeps,
-per formula cell, only its shape id and digit runs (see :mod:`sheetconv.formula_refs`).
+per formula cell, only its shape id and digit runs (see :mod:`sheetconv.formulagraph.references`).
 Shared formulas (``<f t="shared" si=.. ref=..>``) keep the master's shape and an offset;
 array formulas (``<f t="array" ref=..>``) cover their whole range. Nothing is allocated per
 a sheet's claimed dimensions: whole-row and whole-column references are bounded by the
@@ -16,204 +10,21 @@ level (see :meth:`Index.precedents`), storing references as ranges, never cell l
 """
 from __future__ import annotations
 
-import io
 import os
-import posixpath
 import zipfile
 from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser, fromstring
-from xml.etree.ElementTree import ParseError
-from xml.parsers.expat import ExpatError
 
-from .errors import SheetconvError
-from .formula_refs import COLNUM, Ref, ShapeCache, references
-from .regions import merge_runs
-from .xlref import MAX_ROWS, cell as a1, parse_cell, quote_sheet
+from ..errors import SheetconvError
+from ..nn.regions import merge_runs
+from ..sheet.a1 import MAX_ROWS, cell as a1, quote_sheet
+from ..xlsx import package
+from ..xlsx.package import LIMITS, NS_MAIN as _NS_MAIN, SheetInfo, open_zip, read_workbook_parts
+from .references import COLNUM, Ref, ShapeCache, references
 
-__all__ = ["open_zip", "build_index", "Index", "Limits", "LIMITS", "key_of", "compact_rects", "rect_boxes",
-           "read_workbook_parts", "read_column_a", "read_values"]
-
-# ---------------------------------------------------------------- safe opening
-
-OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-
-
-@dataclass
-class Limits:
-    """Bounds for untrusted workbooks (a module-level instance, LIMITS, is used)."""
-    max_members: int = 10_000
-    max_member_bytes: int = 2 << 30          # one part, uncompressed
-    max_total_bytes: int = 4 << 30           # all parts
-    max_formula_chars: int = 65_536          # Excel allows 8,192
-    max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
-    min_ratio_bytes: int = 1 << 20
-    max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
-
-
-LIMITS = Limits()
-
-_NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-_OFFICE_DOC = ("/officeDocument",)
-_WORKSHEET = "/worksheet"
-
-
-def open_zip(path) -> zipfile.ZipFile:
-    """Open ``path`` as an xlsx zip after checking it is one and not a zip bomb."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise SheetconvError(f"no such file: {path}")
-    if not os.path.isfile(path):
-        raise SheetconvError(f"not a file: {path} (expected an .xlsx workbook)")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if head == OLE2_MAGIC:
-                fh.seek(0)
-                blob = fh.read(8 << 20)
-                if "EncryptionInfo".encode("utf-16-le") in blob or "EncryptedPackage".encode("utf-16-le") in blob:
-                    raise SheetconvError(f"{path} is password-protected (an encrypted OLE2 container); "
-                                         "save an unprotected copy as .xlsx")
-                raise SheetconvError(f"{path} is an OLE2 file (legacy .xls or encrypted), not an .xlsx workbook")
-        zf = zipfile.ZipFile(path)
-    except SheetconvError:
-        raise
-    except zipfile.BadZipFile:
-        raise SheetconvError(f"{path} is not a zip file (expected an .xlsx workbook)") from None
-    except (OSError, ValueError, EOFError, NotImplementedError) as e:
-        raise SheetconvError(f"cannot open {path}: {e}") from None
-    try:
-        _check_members(zf, path)
-    except BaseException:
-        zf.close()
-        raise
-    return zf
-
-
-def _check_members(zf: zipfile.ZipFile, path: str):
-    infos = zf.infolist()
-    lim = LIMITS
-    if len(infos) > lim.max_members:
-        raise SheetconvError(f"{path}: {len(infos)} zip members (at most {lim.max_members}); refusing it")
-    total = 0
-    file_size = os.path.getsize(path)
-    for info in infos:
-        if info.compress_size > file_size:
-            raise SheetconvError(f"{path}: zip member {info.filename} claims {info.compress_size:,} compressed bytes "
-                                 f"in a {file_size:,}-byte file; the file is corrupt")
-        if info.flag_bits & 0x1:
-            raise SheetconvError(f"{path}: zip member {info.filename} is encrypted; expected a plain .xlsx")
-        size = info.file_size
-        total += size
-        if size > lim.max_member_bytes:
-            raise SheetconvError(f"{path}: member {info.filename} would expand to {size:,} bytes "
-                                 f"(at most {lim.max_member_bytes:,}); refusing a possible zip bomb")
-        if size > lim.min_ratio_bytes and size > lim.max_ratio * max(info.compress_size, 1):
-            raise SheetconvError(f"{path}: member {info.filename} compresses {size / max(info.compress_size, 1):,.0f}:1 "
-                                 f"(at most {lim.max_ratio:,.0f}:1); refusing a possible zip bomb")
-    if total > lim.max_total_bytes:
-        raise SheetconvError(f"{path}: members would expand to {total:,} bytes (at most {lim.max_total_bytes:,}); "
-                             "refusing a possible zip bomb")
-    names = set(zf.namelist())
-    if "[Content_Types].xml" not in names:
-        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no [Content_Types].xml)")
-
-
-class _Counted(io.RawIOBase):
-    """A zip member read in chunks, refused once it yields more than it declared."""
-
-    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
-        self._fh = zf.open(info)
-        self._left = info.file_size
-        self._name = f"{path}: {info.filename}"
-
-    def read(self, n=-1):
-        data = self._fh.read(n if n is not None and n >= 0 else 1 << 20)
-        self._left -= len(data)
-        if self._left < 0:
-            raise SheetconvError(f"{self._name} expands past its declared size; refusing it")
-        return data
-
-    def close(self):
-        self._fh.close()
-
-
-def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
-    info = zf.getinfo(name)
-    if info.file_size > LIMITS.max_small_part_bytes:
-        raise SheetconvError(f"{path}: {name} is {info.file_size:,} bytes; refusing it")
-    try:
-        fh = _Counted(zf, info, path)
-        chunks = []
-        while True:
-            b = fh.read(1 << 20)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise SheetconvError(f"{path}: cannot read {name}: {e}") from None
-
-
-def _xml(zf, name, path):
-    data = _read_small(zf, name, path)
-    try:
-        return fromstring(data, forbid_dtd=True)
-    except DefusedXmlException as e:
-        raise SheetconvError(f"{path}: {name} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
-    except ParseError as e:
-        raise SheetconvError(f"{path}: {name} is not well-formed XML ({e})") from None
-
-
-def _rels(zf, part, path) -> dict[str, tuple[str, str]]:
-    """Relationships of ``part``: id -> (type, target part name)."""
-    folder, base = posixpath.split(part)
-    name = posixpath.join(folder, "_rels", base + ".rels")
-    if name not in zf.namelist():
-        return {}
-    out = {}
-    for rel in _xml(zf, name, path).iter(f"{{{_NS_PKG_REL}}}Relationship"):
-        target = rel.get("Target", "")
-        if rel.get("TargetMode") == "External":
-            continue
-        full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
-        out[rel.get("Id")] = (rel.get("Type", ""), full)
-    return out
-
-
-@dataclass
-class SheetInfo:
-    name: str
-    part: str | None            # worksheet XML part (None: a chart sheet or missing)
-    state: str = "visible"
-
-
-def read_workbook_parts(zf: zipfile.ZipFile, path: str) -> tuple[list[SheetInfo], list[tuple]]:
-    """Sheets (in workbook order) and defined names (name, local sheet index or None, text)."""
-    root_rels = _rels(zf, "", path) if "_rels/.rels" in zf.namelist() else {}
-    wb_part = next((t for typ, t in root_rels.values() if typ.endswith(_OFFICE_DOC)), "xl/workbook.xml")
-    if wb_part not in zf.namelist():
-        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no {wb_part})")
-    wb = _xml(zf, wb_part, path)
-    rels = _rels(zf, wb_part, path)
-    sheets = []
-    for el in wb.iter(f"{{{_NS_MAIN}}}sheet"):
-        typ, target = rels.get(el.get(f"{{{_NS_REL}}}id"), ("", None))
-        part = target if typ.endswith(_WORKSHEET) and target in zf.namelist() else None
-        sheets.append(SheetInfo(el.get("name", ""), part, el.get("state", "visible")))
-    if not sheets:
-        raise SheetconvError(f"{path}: the workbook lists no sheets")
-    names = []
-    for el in wb.iter(f"{{{_NS_MAIN}}}definedName"):
-        local = el.get("localSheetId")
-        names.append((el.get("name", ""), int(local) if local and local.isdigit() else None, el.text or ""))
-    return sheets, names
-
+__all__ = ["build_index", "Index", "key_of", "compact_rects", "rect_boxes"]
 
 # ---------------------------------------------------------------- the index
 
@@ -859,7 +670,7 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
             ix._finish_sheet(i, _SheetParser(ix, i))
             continue
         p = _SheetParser(ix, i)
-        _parse_part(zf, info.part, path, p)
+        package.parse_part(zf, info.part, path, p)
         ix._finish_sheet(i, p)
     for name, local, text in names:
         try:
@@ -869,157 +680,3 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
         ix.names[(local, name.lower())] = refs
     ix._finish()
     return ix
-
-
-def _parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
-    defused = DefusedXMLParser(forbid_dtd=True)
-    parser = defused.parser                      # expat with defusedxml's entity/DTD guards
-    parser.ordered_attributes = False
-    parser.StartElementHandler = handler.start
-    parser.EndElementHandler = handler.end
-    parser.CharacterDataHandler = handler.data
-    parser.buffer_text = True
-    try:
-        fh = _Counted(zf, zf.getinfo(part), path)
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except DefusedXmlException as e:
-        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
-    except ExpatError as e:
-        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
-    except SheetconvError as e:
-        raise SheetconvError(f"{path}: {part}: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
-
-
-# ---------------------------------------------------------------- one column of text
-
-class _SharedStrings:
-    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
-
-    def __init__(self):
-        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
-
-    def start(self, tag, attrs):
-        if tag == _SI:
-            self.buf = []
-        elif tag == _RPH:
-            self.depth_rph += 1
-        elif tag == _T and not self.depth_rph:
-            self.in_t = True
-
-    def end(self, tag):
-        if tag == _SI:
-            self.items.append("".join(self.buf or ()))
-        elif tag == _RPH:
-            self.depth_rph -= 1
-        elif tag == _T:
-            self.in_t = False
-
-    def data(self, text):
-        if self.in_t and self.buf is not None:
-            self.buf.append(text)
-
-
-_T, _SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("t", "si", "rPh"))
-
-
-class _Values:
-    """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
-
-    def __init__(self):
-        self.C, self.V, self.T, self.IS, self.ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row"))
-        self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
-        self.row, self.col = -1, -1
-        self.type = None
-        self.buf: list[str] | None = None
-        self.in_text = self.in_is = False
-
-    def start(self, tag, attrs):
-        if tag == self.C:
-            r = attrs.get("r")
-            if r is None:
-                self.col += 1
-            else:
-                try:
-                    self.row, self.col = parse_cell(r)
-                except SheetconvError:
-                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
-            self.type = attrs.get("t")
-            self.buf = []
-        elif tag == self.ROW:
-            r = attrs.get("r")
-            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
-            self.col = -1
-        elif tag == self.IS:
-            self.in_is = True
-        elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
-            self.in_text = True
-
-    def end(self, tag):
-        if tag in (self.V, self.T):
-            self.in_text = False
-        elif tag == self.IS:
-            self.in_is = False
-        elif tag == self.C:
-            if self.buf:
-                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
-            self.buf = None
-
-    def data(self, text):
-        if self.in_text:
-            self.buf.append(text)
-
-
-def _value(t: str | None, text: str, shared, where: str):
-    """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
-    if t == "s":
-        k = text.strip()
-        if shared is None or not k.isdigit() or int(k) >= len(shared):
-            have = 0 if shared is None else len(shared)
-            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
-                                 f"has {have}); the workbook is corrupt")
-        return shared[int(k)]
-    if t in ("str", "inlineStr", "e"):
-        return text
-    if t == "b":
-        return text.strip() in ("1", "true")
-    try:
-        return float(text)
-    except ValueError:
-        return text                                   # not a number: reported where a number is needed
-
-
-def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
-    """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
-
-    {(row, col): value}, 0-based; cells without a stored value (a formula never
-    calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
-    """
-    if info.part is None:
-        raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
-    handler = _Values()
-    _parse_part(zf, info.part, path, handler)
-    raw = handler.out
-    shared = None
-    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
-        sst = _SharedStrings()
-        _parse_part(zf, "xl/sharedStrings.xml", path, sst)
-        shared = sst.items
-    sheet = quote_sheet(info.name)
-    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{a1(*rc)}") for rc, (t, text) in raw.items()}
-
-
-def read_column_a(zf: zipfile.ZipFile, path: str, sheets: list[SheetInfo], name: str) -> list[str] | None:
-    """The text of column A, from A1 down to its last cell, of sheet ``name`` (exact name);
-    None if the workbook has no such worksheet. Empty cells read as ''."""
-    info = next((s for s in sheets if s.name == name), None)
-    if info is None or info.part is None:
-        return None
-    rows = {r: v for (r, c), v in read_values(zf, path, info).items() if c == 0}
-    return [str(rows.get(i, "")) for i in range(max(rows) + 1 if rows else 0)]

@@ -39,13 +39,14 @@ import xlsxwriter
 from xlsxwriter.exceptions import XlsxWriterException
 from xlsxwriter.worksheet import Worksheet
 
-from . import meta as _meta
-from .errors import SheetconvError
+from ..sheet import meta as _meta
+from ..errors import SheetconvError
 from .files import atomic_output
-from .formulas import LayerFormulas
-from .layers import Conv2d
-from .layout import Layout, Stripe, block_title
-from .xlref import column_names, rng
+from ..sheet.formulas import LayerFormulas
+from ..nn.layers import Conv2d
+from ..sheet.layout import Layout, Stripe, block_title
+from ..sheet.a1 import column_names, rng
+from .metadata import read_meta, write_meta
 
 __all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
            "SUMMARY_SHEET"]
@@ -416,7 +417,7 @@ def _fill(wb, net, layout, acts, title, progress) -> _Rows:
         ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
     rows.flush_progress()
     _write_summary(wb, net, layout, title, (wb.add_format({"bold": True}), f_num, f_head))
-    _meta.write_meta(wb, _meta.build_meta(net, layout))
+    write_meta(wb, _meta.build_meta(net, layout))
     return rows
 
 
@@ -466,7 +467,7 @@ def same_cells(a, b, rel_tol: float = 1e-12) -> bool:
     import openpyxl
 
     def meta(path):
-        m = _meta.read_meta(path)
+        m = read_meta(path)
         if m is not None:
             m.pop("sheetconv_version", None)
         return m

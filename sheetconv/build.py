@@ -1,0 +1,202 @@
+"""What ``sheetconv build`` and ``sheetconv examples`` do, as plain functions.
+
+The command line only turns options into one call here and prints the outcome; every
+choice (which network, which weights, which input, where to write, whether the file on
+disk is already up to date) is made here, and every refusal is a one-line SheetconvError.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import SheetconvError
+from .interop.torch_modules import map_state_dict, read_state_dict_file
+from .nn.inputs import digit as bundled_digit, digit_label, load_input
+from .nn.network import Network
+from .nn.presets import preset
+from .nn.specfile import load_spec
+from .sheet.layout import Layout
+from .xlsx.files import atomic_output
+from .xlsx.writer import WriteResult, formula_count, same_cells, write_workbook
+
+__all__ = ["Built", "choose_network", "read_weights", "pick_input", "output_path", "build", "examples",
+           "EXAMPLES"]
+
+EXAMPLES = ("conv-example", "simple-cnn")
+
+
+@dataclass
+class Built:
+    """The outcome of :func:`build`: where, what, and whether anything was written."""
+    path: Path
+    name: str
+    source: str
+    result: WriteResult | None         # None: the file already held exactly this workbook
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.result is None
+
+
+def choose_network(preset_name: str | None = None, spec_file: str | None = None,
+                   seed: int | None = None) -> tuple[Network, str]:
+    """The network to build and its name: a preset (default conv-example) or a spec file."""
+    if spec_file is not None and preset_name is not None:
+        raise SheetconvError("give --preset or --spec, not both")
+    if spec_file is not None:
+        net = load_spec(spec_file)
+        if seed is not None:
+            net.init_weights(seed)
+        return net, Path(spec_file).stem
+    name = preset_name or "conv-example"
+    return preset(name, seed=seed or 0), name
+
+
+def read_weights(weights: str | None, state_dict: str | None) -> dict | None:
+    """The arrays of --weights (.npz) or --state-dict (.pt) under the file's own keys."""
+    if weights is not None and state_dict is not None:
+        raise SheetconvError("give --weights or --state-dict, not both")
+    if weights is not None:
+        import zipfile
+
+        import numpy as np
+
+        try:
+            z = np.load(weights, allow_pickle=False)
+            if isinstance(z, np.lib.npyio.NpzFile):
+                with z:
+                    return {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise SheetconvError(f"{weights}: no such file") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
+        raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), got a single array")
+    if state_dict is not None:
+        return read_state_dict_file(state_dict)
+    return None
+
+
+def load_weights(net: Network, arrays: dict, source: str, chosen: bool) -> None:
+    """Load ``arrays`` into ``net``; ``chosen``: the network was named (not the default)."""
+    try:
+        net.load_state_dict(map_state_dict(arrays, net, source=source))
+    except SheetconvError as e:
+        own = sorted(v.shape for v in net.state_dict().values())
+        other_network = sorted(tuple(getattr(a, "shape", ())) for a in arrays.values()) != own
+        if chosen or not other_network:
+            raise
+        raise SheetconvError(f"{e} (that is the default network, conv-example; for other weights pass "
+                             f"--preset simple-cnn or --spec FILE)") from None
+
+
+def digit_words(index: int) -> str:
+    return f"digit sample {index} (a {digit_label(index)})"
+
+
+def pick_input(net: Network, digit: int | None = None, image: str | None = None, npy: str | None = None,
+               resize: bool = False, invert: bool = False, warn: Callable[[str], None] | None = None):
+    """The (C, H, W) input and a few words saying where it came from."""
+    given = [o for o, v in (("--digit", digit), ("--image", image), ("--npy", npy)) if v is not None]
+    if len(given) > 1:
+        raise SheetconvError(f"give one input, not {' and '.join(given)}")
+    if image is not None or npy is not None:
+        path = image if image is not None else npy
+        if npy is not None and not str(npy).lower().endswith(".npy"):
+            raise SheetconvError(f"{npy}: expected a .npy file")
+        x = load_input(path, shape=net.input_shape, resize=resize, invert=invert, warn=warn)
+        return x, str(path) + (" (inverted)" if invert else "")
+    d = 0 if digit is None else digit
+    if net.input_shape != (1, 28, 28):
+        raise SheetconvError(f"the bundled digits are 1x28x28 but the network takes "
+                             f"{'x'.join(map(str, net.input_shape))}; give --image or --npy")
+    x = bundled_digit(d)
+    return (1.0 - x if invert else x), digit_words(d) + (" (inverted)" if invert else "")
+
+
+def output_path(out: str | None, name: str) -> Path:
+    """--out checked, or workbooks/<name>.xlsx (the folder made if its parent exists)."""
+    if out is None:
+        path = Path("workbooks") / f"{name}.xlsx"
+        if not path.parent.exists() and path.parent.parent.is_dir():
+            path.parent.mkdir()
+        return path
+    path = Path(out)
+    if path.suffix.lower() != ".xlsx" and not path.is_dir():
+        raise SheetconvError(f"{out}: the output must be a .xlsx file")
+    return path
+
+
+@contextmanager
+def scratch_folder():
+    """A private temporary folder; failing to make one is a one-line error."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
+    except OSError as e:
+        raise SheetconvError(f"cannot create a temporary folder: {e.strerror or e}") from None
+    with folder as name:
+        yield Path(name)
+
+
+def differs(path: Path) -> SheetconvError:
+    return SheetconvError(f"{path} already exists and differs from this build (use --force to overwrite)")
+
+
+def build(net: Network, x, path: Path, *, name: str, source: str, force: bool = False,
+          progress_for: Callable[[int], object] | None = None) -> Built:
+    """Write ``net`` on ``x`` to ``path``. An existing file is refused unless ``force``, except
+    when it already holds exactly this workbook (then nothing is written).
+
+    ``progress_for(total_formulas)`` may return a context manager yielding an ``update(n)``
+    callable (a progress bar), or None for no progress.
+    """
+    title = f"{name} on {source}"
+    if path.is_file() and not force:
+        with scratch_folder() as scratch:
+            fresh = scratch / path.name
+            write_workbook(net, x, fresh, title=title)
+            if not same_cells(fresh, path):
+                raise differs(path)
+        return Built(path, name, source, None)
+    layout = Layout.for_network(net)
+    bar = progress_for(formula_count(net, layout)) if progress_for is not None else None
+    if bar is None:
+        return Built(path, name, source, write_workbook(net, x, path, force=force, layout=layout, title=title))
+    with bar as update:
+        return Built(path, name, source, write_workbook(net, x, path, force=force, layout=layout, title=title,
+                                                        progress=update))
+
+
+def examples(out_dir: str | Path, force: bool = False) -> list[Built]:
+    """Regenerate the example workbooks (both presets, digit sample 0, seed 0), reproducibly.
+
+    A workbook that already holds exactly this content is left as it is; one that differs
+    is refused unless ``force``, and then nothing is written.
+    """
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise SheetconvError(f"{folder} is a file, expected a folder for the example workbooks")
+    if not folder.is_dir():
+        if not folder.parent.is_dir():
+            raise SheetconvError(f"output folder {folder.parent} does not exist")
+        folder.mkdir()
+    out = []
+    with scratch_folder() as scratch:
+        plan = []
+        for name in EXAMPLES:
+            path, fresh = folder / f"{name}.xlsx", scratch / f"{name}.xlsx"
+            result = write_workbook(preset(name, seed=0), bundled_digit(0), fresh, title=f"{name} on {digit_words(0)}")
+            exists = path.exists()
+            same = exists and path.is_file() and same_cells(fresh, path)
+            if exists and not same and not force:
+                raise differs(path)
+            plan.append((path, fresh, result, exists, same, name))
+        for path, fresh, result, exists, same, name in plan:
+            if not same:
+                with atomic_output(path, force=exists, what="workbook") as tmp:
+                    shutil.copyfile(fresh, tmp)
+            out.append(Built(path, name, digit_words(0), None if same else result))
+    return out

@@ -1,0 +1,142 @@
+"""Stored cell values of a worksheet, streamed: one ``<c>`` parser for every reader of values.
+
+:func:`read_values` gives ``{(row, col): value}`` of one worksheet, :func:`read_column_a`
+the text of its column A (how the metadata sheet is read).
+"""
+from __future__ import annotations
+
+import zipfile
+
+from ..errors import SheetconvError
+from ..sheet.a1 import cell as a1, parse_cell, quote_sheet
+from . import package
+from .package import NS_MAIN as _NS_MAIN, SheetInfo
+
+__all__ = ["read_values", "read_column_a"]
+
+# ---------------------------------------------------------------- one column of text
+
+class _SharedStrings:
+    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
+
+    def __init__(self):
+        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+
+    def start(self, tag, attrs):
+        if tag == _SI:
+            self.buf = []
+        elif tag == _RPH:
+            self.depth_rph += 1
+        elif tag == _T and not self.depth_rph:
+            self.in_t = True
+
+    def end(self, tag):
+        if tag == _SI:
+            self.items.append("".join(self.buf or ()))
+        elif tag == _RPH:
+            self.depth_rph -= 1
+        elif tag == _T:
+            self.in_t = False
+
+    def data(self, text):
+        if self.in_t and self.buf is not None:
+            self.buf.append(text)
+
+
+_T, _SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("t", "si", "rPh"))
+
+
+class _Values:
+    """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
+
+    def __init__(self):
+        self.C, self.V, self.T, self.IS, self.ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row"))
+        self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
+        self.row, self.col = -1, -1
+        self.type = None
+        self.buf: list[str] | None = None
+        self.in_text = self.in_is = False
+
+    def start(self, tag, attrs):
+        if tag == self.C:
+            r = attrs.get("r")
+            if r is None:
+                self.col += 1
+            else:
+                try:
+                    self.row, self.col = parse_cell(r)
+                except SheetconvError:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
+            self.type = attrs.get("t")
+            self.buf = []
+        elif tag == self.ROW:
+            r = attrs.get("r")
+            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
+            self.col = -1
+        elif tag == self.IS:
+            self.in_is = True
+        elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
+            self.in_text = True
+
+    def end(self, tag):
+        if tag in (self.V, self.T):
+            self.in_text = False
+        elif tag == self.IS:
+            self.in_is = False
+        elif tag == self.C:
+            if self.buf:
+                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
+            self.buf = None
+
+    def data(self, text):
+        if self.in_text:
+            self.buf.append(text)
+
+
+def _value(t: str | None, text: str, shared, where: str):
+    """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
+    if t == "s":
+        k = text.strip()
+        if shared is None or not k.isdigit() or int(k) >= len(shared):
+            have = 0 if shared is None else len(shared)
+            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
+                                 f"has {have}); the workbook is corrupt")
+        return shared[int(k)]
+    if t in ("str", "inlineStr", "e"):
+        return text
+    if t == "b":
+        return text.strip() in ("1", "true")
+    try:
+        return float(text)
+    except ValueError:
+        return text                                   # not a number: reported where a number is needed
+
+
+def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
+    """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
+
+    {(row, col): value}, 0-based; cells without a stored value (a formula never
+    calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
+    """
+    if info.part is None:
+        raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
+    handler = _Values()
+    package.parse_part(zf, info.part, path, handler)
+    raw = handler.out
+    shared = None
+    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
+        sst = _SharedStrings()
+        package.parse_part(zf, "xl/sharedStrings.xml", path, sst)
+        shared = sst.items
+    sheet = quote_sheet(info.name)
+    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{a1(*rc)}") for rc, (t, text) in raw.items()}
+
+
+def read_column_a(zf: zipfile.ZipFile, path: str, sheets: list[SheetInfo], name: str) -> list[str] | None:
+    """The text of column A, from A1 down to its last cell, of sheet ``name`` (exact name);
+    None if the workbook has no such worksheet. Empty cells read as ''."""
+    info = next((s for s in sheets if s.name == name), None)
+    if info is None or info.part is None:
+        return None
+    rows = {r: v for (r, c), v in read_values(zf, path, info).items() if c == 0}
+    return [str(rows.get(i, "")) for i in range(max(rows) + 1 if rows else 0)]

@@ -1,0 +1,229 @@
+"""The xlsx package, opened safely: zip checks, bounded reads, workbook parts, XML parsing.
+
+A workbook from elsewhere is untrusted. :func:`open_zip` refuses, before parsing anything,
+what is not an unencrypted xlsx (a missing file, a non-zip, an OLE2 container — how Excel
+stores a password-protected workbook) and zip bombs: too many members, declared sizes or
+compression ratios past sane bounds; every read is also counted against the declared size.
+Every XML part goes through defusedxml's parser (entity declarations and DTDs refused);
+:func:`parse_part` streams a part through expat handlers, :func:`read_workbook_parts`
+lists the sheets and defined names.
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import zipfile
+from dataclasses import dataclass
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser, fromstring
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
+
+from ..errors import SheetconvError
+
+__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "NS_MAIN"]
+
+# ---------------------------------------------------------------- safe opening
+
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+@dataclass
+class Limits:
+    """Bounds for untrusted workbooks (a module-level instance, LIMITS, is used)."""
+    max_members: int = 10_000
+    max_member_bytes: int = 2 << 30          # one part, uncompressed
+    max_total_bytes: int = 4 << 30           # all parts
+    max_formula_chars: int = 65_536          # Excel allows 8,192
+    max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
+    min_ratio_bytes: int = 1 << 20
+    max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
+
+
+LIMITS = Limits()
+
+NS_MAIN = _NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+_OFFICE_DOC = ("/officeDocument",)
+_WORKSHEET = "/worksheet"
+
+
+def open_zip(path) -> zipfile.ZipFile:
+    """Open ``path`` as an xlsx zip after checking it is one and not a zip bomb."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SheetconvError(f"no such file: {path}")
+    if not os.path.isfile(path):
+        raise SheetconvError(f"not a file: {path} (expected an .xlsx workbook)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if head == OLE2_MAGIC:
+                fh.seek(0)
+                blob = fh.read(8 << 20)
+                if "EncryptionInfo".encode("utf-16-le") in blob or "EncryptedPackage".encode("utf-16-le") in blob:
+                    raise SheetconvError(f"{path} is password-protected (an encrypted OLE2 container); "
+                                         "save an unprotected copy as .xlsx")
+                raise SheetconvError(f"{path} is an OLE2 file (legacy .xls or encrypted), not an .xlsx workbook")
+        zf = zipfile.ZipFile(path)
+    except SheetconvError:
+        raise
+    except zipfile.BadZipFile:
+        raise SheetconvError(f"{path} is not a zip file (expected an .xlsx workbook)") from None
+    except (OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise SheetconvError(f"cannot open {path}: {e}") from None
+    try:
+        _check_members(zf, path)
+    except BaseException:
+        zf.close()
+        raise
+    return zf
+
+
+def _check_members(zf: zipfile.ZipFile, path: str):
+    infos = zf.infolist()
+    lim = LIMITS
+    if len(infos) > lim.max_members:
+        raise SheetconvError(f"{path}: {len(infos)} zip members (at most {lim.max_members}); refusing it")
+    total = 0
+    file_size = os.path.getsize(path)
+    for info in infos:
+        if info.compress_size > file_size:
+            raise SheetconvError(f"{path}: zip member {info.filename} claims {info.compress_size:,} compressed bytes "
+                                 f"in a {file_size:,}-byte file; the file is corrupt")
+        if info.flag_bits & 0x1:
+            raise SheetconvError(f"{path}: zip member {info.filename} is encrypted; expected a plain .xlsx")
+        size = info.file_size
+        total += size
+        if size > lim.max_member_bytes:
+            raise SheetconvError(f"{path}: member {info.filename} would expand to {size:,} bytes "
+                                 f"(at most {lim.max_member_bytes:,}); refusing a possible zip bomb")
+        if size > lim.min_ratio_bytes and size > lim.max_ratio * max(info.compress_size, 1):
+            raise SheetconvError(f"{path}: member {info.filename} compresses {size / max(info.compress_size, 1):,.0f}:1 "
+                                 f"(at most {lim.max_ratio:,.0f}:1); refusing a possible zip bomb")
+    if total > lim.max_total_bytes:
+        raise SheetconvError(f"{path}: members would expand to {total:,} bytes (at most {lim.max_total_bytes:,}); "
+                             "refusing a possible zip bomb")
+    names = set(zf.namelist())
+    if "[Content_Types].xml" not in names:
+        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no [Content_Types].xml)")
+
+
+class _Counted(io.RawIOBase):
+    """A zip member read in chunks, refused once it yields more than it declared."""
+
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
+        self._fh = zf.open(info)
+        self._left = info.file_size
+        self._name = f"{path}: {info.filename}"
+
+    def read(self, n=-1):
+        data = self._fh.read(n if n is not None and n >= 0 else 1 << 20)
+        self._left -= len(data)
+        if self._left < 0:
+            raise SheetconvError(f"{self._name} expands past its declared size; refusing it")
+        return data
+
+    def close(self):
+        self._fh.close()
+
+
+def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > LIMITS.max_small_part_bytes:
+        raise SheetconvError(f"{path}: {name} is {info.file_size:,} bytes; refusing it")
+    try:
+        fh = _Counted(zf, info, path)
+        chunks = []
+        while True:
+            b = fh.read(1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise SheetconvError(f"{path}: cannot read {name}: {e}") from None
+
+
+def _xml(zf, name, path):
+    data = _read_small(zf, name, path)
+    try:
+        return fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {name} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ParseError as e:
+        raise SheetconvError(f"{path}: {name} is not well-formed XML ({e})") from None
+
+
+def _rels(zf, part, path) -> dict[str, tuple[str, str]]:
+    """Relationships of ``part``: id -> (type, target part name)."""
+    folder, base = posixpath.split(part)
+    name = posixpath.join(folder, "_rels", base + ".rels")
+    if name not in zf.namelist():
+        return {}
+    out = {}
+    for rel in _xml(zf, name, path).iter(f"{{{_NS_PKG_REL}}}Relationship"):
+        target = rel.get("Target", "")
+        if rel.get("TargetMode") == "External":
+            continue
+        full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        out[rel.get("Id")] = (rel.get("Type", ""), full)
+    return out
+
+
+@dataclass
+class SheetInfo:
+    name: str
+    part: str | None            # worksheet XML part (None: a chart sheet or missing)
+    state: str = "visible"
+
+
+def read_workbook_parts(zf: zipfile.ZipFile, path: str) -> tuple[list[SheetInfo], list[tuple]]:
+    """Sheets (in workbook order) and defined names (name, local sheet index or None, text)."""
+    root_rels = _rels(zf, "", path) if "_rels/.rels" in zf.namelist() else {}
+    wb_part = next((t for typ, t in root_rels.values() if typ.endswith(_OFFICE_DOC)), "xl/workbook.xml")
+    if wb_part not in zf.namelist():
+        raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no {wb_part})")
+    wb = _xml(zf, wb_part, path)
+    rels = _rels(zf, wb_part, path)
+    sheets = []
+    for el in wb.iter(f"{{{_NS_MAIN}}}sheet"):
+        typ, target = rels.get(el.get(f"{{{_NS_REL}}}id"), ("", None))
+        part = target if typ.endswith(_WORKSHEET) and target in zf.namelist() else None
+        sheets.append(SheetInfo(el.get("name", ""), part, el.get("state", "visible")))
+    if not sheets:
+        raise SheetconvError(f"{path}: the workbook lists no sheets")
+    names = []
+    for el in wb.iter(f"{{{_NS_MAIN}}}definedName"):
+        local = el.get("localSheetId")
+        names.append((el.get("name", ""), int(local) if local and local.isdigit() else None, el.text or ""))
+    return sheets, names
+
+
+def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
+    defused = DefusedXMLParser(forbid_dtd=True)
+    parser = defused.parser                      # expat with defusedxml's entity/DTD guards
+    parser.ordered_attributes = False
+    parser.StartElementHandler = handler.start
+    parser.EndElementHandler = handler.end
+    parser.CharacterDataHandler = handler.data
+    parser.buffer_text = True
+    try:
+        fh = _Counted(zf, zf.getinfo(part), path)
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ExpatError as e:
+        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except SheetconvError as e:
+        raise SheetconvError(f"{path}: {part}: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
