@@ -16,10 +16,14 @@ from .sheet import meta as _meta
 from .errors import SheetconvError
 from .nn.network import parse_depth, parse_grid_ref
 from .formulagraph.index import Index, build_index, compact_rects, rect_boxes
-from .xlsx.package import open_zip, read_workbook_parts
+from .xlsx import package as _package
+from .xlsx.cells import read_values
+from .xlsx.package import active_sheet, open_zip, read_workbook_parts
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
+from .sheet.formulas import formula as spec_formula
 from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
+from .sheet.a1 import cell as cell_a1
 from .xlsx.metadata import read_meta_zip
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
@@ -43,6 +47,27 @@ class SheetTrace(Trace):
         r0, c0, r1, c1 = parse_range(text)
         return r1 - r0, c1 - c0
 
+    workbook = None                  # the Workbook that answered (set by it; pictures read its values)
+
+    def panels(self):
+        """The data of the level pictures (see :func:`sheetconv.pictures.level_panels`)."""
+        from .pictures import level_panels
+        return level_panels(self.workbook, self)
+
+    def figure(self, **kwargs):
+        """A matplotlib Figure: one panel per level (see :mod:`sheetconv.pictures`)."""
+        from .pictures import figure
+        return figure(self.panels(), title=self.meta.get("cell"), **kwargs)
+
+    def to_png(self, path, force: bool = False, **kwargs):
+        """Write the level pictures to a .png file (refused if it exists, unless ``force``)."""
+        from .pictures import write_png
+        return write_png(self, path, force=force, **kwargs)
+
+    def _picture_html(self) -> str:
+        from .pictures import panels_html
+        return panels_html(self)
+
 
 def open_workbook(path) -> "Workbook":
     """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise.
@@ -54,7 +79,11 @@ def open_workbook(path) -> "Workbook":
         parts = read_workbook_parts(zf, path)
         meta = read_meta_zip(zf, path, parts[0])
         if meta is None:
-            return FormulaWorkbook(path, build_index(path, zf, parts))
+            tab = active_sheet(zf, path)
+            sheets = parts[0]
+            active = sheets[tab].name if tab is not None and tab < len(sheets) and sheets[tab].part is not None \
+                and sheets[tab].state == "visible" else None
+            return FormulaWorkbook(path, build_index(path, zf, parts), default_sheet=active)
     return SheetconvWorkbook(path, meta, [s.name for s in parts[0]])
 
 
@@ -70,12 +99,128 @@ def _sheet_region(name: str, boxes, extent=(1, 1)) -> Region:
     return Region(name, (rows, cols), tuple(boxes))
 
 
+class _CellFormula:
+    """expat handlers finding one cell's formula text: its own ``<f>``, a shared formula's
+    master (translated to the cell), or the array formula whose range holds the cell."""
+
+    def __init__(self, row: int, col: int):
+        self.C, self.F, self.ROW = (f"{_package.NS_MAIN}}}{t}" for t in ("c", "f", "row"))
+        self.target = (row, col)
+        self.row, self.col = -1, -1
+        self.masters: dict[str, tuple[str, int, int]] = {}      # shared index -> (text, row, col)
+        self.arrays: list[tuple[tuple[int, int, int, int], str]] = []
+        self.found: tuple[dict, str] | None = None               # the target's <f> attributes and text
+        self.attrs, self.buf = None, None
+
+    def start(self, tag, attrs):
+        if tag == self.C:
+            r = attrs.get("r")
+            if r is None:
+                self.col += 1
+            else:
+                try:
+                    self.row, self.col = parse_cell(r)
+                except SheetconvError:
+                    self.row, self.col = -1, -1
+        elif tag == self.ROW:
+            r = attrs.get("r")
+            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
+            self.col = -1
+        elif tag == self.F:
+            self.attrs, self.buf = dict(attrs), []
+
+    def data(self, text):
+        if self.buf is not None:
+            self.buf.append(text)
+
+    def end(self, tag):
+        if tag != self.F or self.attrs is None:
+            return
+        text, attrs = "".join(self.buf), self.attrs
+        self.attrs = self.buf = None
+        if attrs.get("t") == "shared" and text and "si" in attrs:
+            self.masters.setdefault(attrs["si"], (text, self.row, self.col))
+        if attrs.get("t") == "array" and attrs.get("ref"):
+            try:
+                self.arrays.append((parse_range(attrs["ref"]), text))
+            except SheetconvError:
+                pass
+        if (self.row, self.col) == self.target:
+            self.found = (attrs, text)
+
+    def formula(self) -> str | None:
+        row, col = self.target
+        if self.found is not None:
+            attrs, text = self.found
+            if not text and attrs.get("t") == "shared" and attrs.get("si") in self.masters:
+                from openpyxl.formula.translate import Translator
+                master, mr, mc = self.masters[attrs["si"]]
+                try:
+                    text = Translator("=" + master, origin=cell_a1(mr, mc)).translate_formula(cell_a1(row, col))[1:]
+                except Exception:                        # noqa: BLE001 - an untranslatable master: show it
+                    text = master
+            if text:
+                return "{=" + text + "}" if attrs.get("t") == "array" else "=" + text
+        for (r0, c0, r1, c1), text in self.arrays:
+            if r0 <= row <= r1 and c0 <= col <= c1:
+                return "{=" + text + "}"
+        return None
+
+
 class Workbook:
-    """Common part: reference parsing. Subclasses answer ``precedents`` and ``dependents``."""
+    """Common part: reference parsing and stored cells. Subclasses answer ``precedents`` and
+    ``dependents``; every trace they return carries the stored value and formula text of the
+    traced cell (``meta['value']``, ``meta['formula']``) and a link back (``trace.workbook``)."""
 
     path: str
     sheet_names: list[str]
     default_sheet: str
+    _value_cache: dict | None = None
+
+    def values(self, sheet: str) -> dict[tuple[int, int], object]:
+        """Stored values of one sheet, {(row, col): value} (read once, then kept)."""
+        if self._value_cache is None:
+            self._value_cache = {}
+        key = sheet.lower()
+        if key not in self._value_cache:
+            with open_zip(self.path) as zf:
+                infos = read_workbook_parts(zf, self.path)[0]
+                info = next((i for i in infos if i.name.lower() == key), None)
+                if info is None:
+                    raise SheetconvError(f"no sheet {sheet!r} in {self.path}")
+                self._value_cache[key] = read_values(zf, self.path, info)
+        return self._value_cache[key]
+
+    def stored_cell(self, sheet: str, row: int, col: int) -> tuple[object, str | None]:
+        """(stored value or None, formula text with '=' or None) of one cell, read from the file."""
+        with open_zip(self.path) as zf:
+            infos = read_workbook_parts(zf, self.path)[0]
+            info = next((i for i in infos if i.name.lower() == sheet.lower()), None)
+            if info is None or info.part is None:
+                return None, None
+            handler = _CellFormula(row, col)
+            _package.parse_part(zf, info.part, self.path, handler)
+        return self.values(sheet).get((row, col)), handler.formula()
+
+    def _stamp(self, trace: "Trace", sheet: str, row: int, col: int, spec: str | None = None) -> "Trace":
+        """Link the trace to this workbook; its description (on first rendering) adds the
+        stored value and formula of the traced cell, and a note if ``spec`` (the formula the
+        network's spec gives) differs from the stored one."""
+        trace.workbook = self
+        describe = trace.lazy
+
+        def hook(t):
+            value, text = self.stored_cell(sheet, row, col)
+            t.meta["value"] = value
+            t.meta["formula"] = text
+            if spec is not None and text is not None and _normal(text) != _normal(spec):
+                t.meta["spec_formula"] = spec
+                t.meta.setdefault("notes", []).insert(0, f"the formula of {t.meta['cell']} is not the one the "
+                                                         f"network's spec gives ({spec})")
+            if describe is not None:
+                describe(t)
+        trace.lazy = hook
+        return trace
 
     def _a1(self, ref: str) -> tuple[str, int, int]:
         sheet, addr = split_sheet(ref)
@@ -172,7 +317,26 @@ class FormulaWorkbook(Workbook):
         if ix.cache.unreadable:
             meta["unreadable_formulas"] = ix.cache.unreadable[:5]
         levels = self._levels(raw)
-        return SheetTrace(root=(name, row, col), direction=direction, levels=levels, meta=meta, lazy=_describe_plain)
+        trace = SheetTrace(root=(name, row, col), direction=direction, levels=levels, meta=meta,
+                           lazy=self._describe)
+        return self._stamp(trace, name, row, col)
+
+    def _describe(self, trace: Trace):
+        """Per level its entries; for precedents, the leaf cells (constants and empty cells)
+        grouped into contiguous blocks, the largest one described as the input field."""
+        levels = trace.levels
+        trace.meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
+        if trace.direction != "precedents" or not levels:
+            return
+        blocks = leaf_blocks(self.index, levels)
+        trace.meta["blocks"] = blocks
+        if blocks:
+            big = max(blocks, key=lambda b: b["count"])
+            region = _sheet_region(big["sheet"], rect_boxes(big["cell_rects"]), SheetTrace.sheet_extent)
+            trace.meta["input"] = describe_input(region, None, SheetTrace.sheet_extent)
+            trace.meta["input"]["block"] = True
+        for b in blocks:
+            del b["cell_rects"]
 
     def precedents(self, ref, depth: int | None = None) -> Trace:
         return self._trace("precedents", ref, depth)
@@ -181,11 +345,62 @@ class FormulaWorkbook(Workbook):
         return self._trace("dependents", ref, depth)
 
 
-def _describe_plain(trace: Trace):
-    levels = trace.levels
-    trace.meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
-    if trace.direction == "precedents" and levels and levels[-1]:
-        trace.meta["input"] = describe_input(max(levels[-1], key=len), None, SheetTrace.sheet_extent)
+MAX_BLOCK_RECTS = 20_000      # leaf rectangles grouped into blocks; past this, one block per rectangle
+
+
+def leaf_blocks(index: Index, levels: list[list[Region]]) -> list[dict]:
+    """The traced cells that hold no formula (constants, or empty cells a formula names),
+    grouped per sheet into contiguous blocks (rectangles that touch or overlap, corners
+    included). Each block: sheet, ``rect`` (r0, c0, r1, c1; 0-based, inclusive) of its
+    bounding box, ``range`` (A1 text), ``size`` (rows, cols), ``count`` (cells), and
+    ``cell_rects`` (its disjoint rectangles). Rectangles holding a formula are left out."""
+    by_sheet: dict[str, list] = {}
+    for level in levels:
+        for region in level:
+            s = index.by_name.get(region.name.lower())
+            for rect in _boxes_to_rects(region.boxes):
+                if s is not None and len(index.formulas_in(s, *rect)):
+                    continue
+                by_sheet.setdefault(region.name, []).append(rect)
+    out = []
+    for sheet, rects in by_sheet.items():
+        rects = compact_rects(rects)
+        for group in _touching_groups(rects):
+            r0, c0 = min(r[0] for r in group), min(r[1] for r in group)
+            r1, c1 = max(r[2] for r in group), max(r[3] for r in group)
+            out.append({"sheet": sheet, "rect": [r0, c0, r1, c1], "range": rng(r0, c0, r1, c1),
+                        "size": [r1 - r0 + 1, c1 - c0 + 1],
+                        "count": sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in group),
+                        "cell_rects": group})
+    out.sort(key=lambda b: (b["sheet"], b["rect"]))
+    return out
+
+
+def _touching_groups(rects: list[tuple]) -> list[list[tuple]]:
+    """Connected groups of rectangles (touching or overlapping, corners included): union-find
+    over a sweep by first row, so only rectangles whose row spans meet are compared."""
+    if len(rects) > MAX_BLOCK_RECTS:
+        return [[r] for r in rects]
+    parent = list(range(len(rects)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    order = sorted(range(len(rects)), key=lambda i: rects[i][0])
+    active: list[int] = []
+    for i in order:
+        r0, c0, r1, c1 = rects[i]
+        active = [j for j in active if rects[j][2] >= r0 - 1]
+        for j in active:
+            if rects[j][1] <= c1 + 1 and c0 <= rects[j][3] + 1:
+                parent[find(i)] = find(j)
+        active.append(i)
+    groups: dict[int, list] = {}
+    for i in range(len(rects)):
+        groups.setdefault(find(i), []).append(rects[i])
+    return list(groups.values())
 
 
 def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
@@ -193,13 +408,23 @@ def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:
     return int(ix.fsheet[fid]), k >> 14, k & 0x3FFF
 
 
+def _entry(sheet: str, grid, channel, rects: list[tuple], count: int) -> dict:
+    """One text-ready entry: numeric ``rects`` (r0, c0, r1, c1; 0-based, inclusive) and their
+    A1 ``ranges``, made from them for display only."""
+    return {"sheet": sheet, "grid": grid, "channel": channel, "rects": [list(r) for r in rects],
+            "ranges": [rng(*r) for r in rects], "count": count}
+
+
 def _plain_entry(region: Region) -> dict:
-    rects = _boxes_to_rects(region.boxes)
-    return {"sheet": region.name, "grid": None, "channel": None,
-            "ranges": [rng(*r) for r in rects], "count": len(region)}
+    return _entry(region.name, None, None, _boxes_to_rects(region.boxes), len(region))
 
 
 # ---------------------------------------------------------------- sheetconv workbooks: analytic
+
+def _normal(text: str) -> str:
+    """Formula text compared without whitespace, '=' or case."""
+    return "".join(text.split()).lstrip("=").upper()
+
 
 class SheetconvWorkbook(Workbook):
     """A workbook written by sheetconv: the embedded spec and layout answer analytically."""
@@ -277,7 +502,27 @@ class SheetconvWorkbook(Workbook):
         cell = self.net.check_cell(cell)
         trace = self.net.precedents(cell, depth)
         row, col = self.layout.cell_of(cell)
-        return self._decorate(trace, row, col, "formula" if cell[0] != "input" else "constant")
+        out = self._decorate(trace, row, col, "formula" if cell[0] != "input" else "constant")
+        if cell[0] == "input":
+            return out
+        return self._if_edited(out, cell, row, col, depth)
+
+    def _if_edited(self, trace: Trace, cell, row: int, col: int, depth) -> Trace:
+        """The workbook's formulas against the spec, level by level (the traced cell's formula,
+        then those on the way). Where their precedents differ, the formulas answer, with a note;
+        a formula whose text differs from the spec's gets a note when the trace is described."""
+        spec = spec_formula(self.net, self.layout, cell)
+        answer = self.formulas.precedents((self.sheet, row, col), depth)
+        ours = self.sheet_levels(trace)
+        theirs = [compact_rects([r for region in level if region.name == self.sheet
+                                 for r in _boxes_to_rects(region.boxes)]) for level in answer.levels]
+        if ours == theirs and not any(r.name != self.sheet for level in answer.levels for r in level):
+            return self._stamp(trace, self.sheet, row, col, spec)
+        k = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        answer.meta.update({"grid_cell": trace.meta["grid_cell"], "edited_level": k + 1, "notes": [
+            f"the workbook's formulas differ from the network's spec from level {k + 1} on (an edited "
+            "workbook): answered from the formulas, not the spec"]})
+        return self.formulas._stamp(answer, self.sheet, row, col, spec)
 
     def dependents(self, ref, depth: int | None = None) -> Trace:
         depth = parse_depth(depth)
@@ -310,7 +555,8 @@ class SheetconvWorkbook(Workbook):
                            "cell": f"{quote_sheet(self.sheet)}!{rng(row, col, row, col)}", "kind": kind,
                            "grid_cell": f"{trace.root[0]}[{','.join(str(v) for v in trace.root[1:])}]"})
         trace.lazy = self._describe
-        return trace
+        return self._stamp(trace, self.sheet, row, col) if kind != "formula" or trace.direction != "precedents" \
+            else trace
 
     def _describe(self, trace: Trace):
         trace.meta["sheet_levels"] = [[e for r in level for e in self.sheet_entries(r)] for level in trace.levels]
@@ -359,16 +605,15 @@ class SheetconvWorkbook(Workbook):
 
     def sheet_entries(self, region: Region) -> list[dict]:
         """Text-ready entries of a region: per channel, its compact sheet ranges and count."""
+        vector = len(region.shape) == 3 and tuple(region.shape[1:]) == (1, 1)   # flatten, Linear: one run
         by_key: dict = {}
         for key, rect in self.sheet_rects(region):
-            by_key.setdefault(key, []).append(rect)
+            by_key.setdefault(None if vector else key, []).append(rect)
         out = []
         for key, rects in by_key.items():
             rr = compact_rects(rects)
-            out.append({"sheet": self.sheet, "grid": region.name,
-                        "channel": key if not isinstance(key, tuple) else list(key),
-                        "ranges": [rng(*r) for r in rr],
-                        "count": sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rr)})
+            out.append(_entry(self.sheet, region.name, key if not isinstance(key, tuple) else list(key), rr,
+                              sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rr)))
         return out
 
     def sheet_levels(self, trace: Trace) -> list[list[tuple[int, int, int, int]]]:

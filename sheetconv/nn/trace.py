@@ -17,6 +17,9 @@ from .regions import Region
 __all__ = ["Trace", "describe_input", "render_text", "MAP_MAX"]
 
 MAP_MAX = 64            # the character map shows at most this many rows and columns
+FORMAT_VERSION = 2      # of the JSON document (Trace.to_dict)
+CONVENTION = ("rows, cols, rect and rects are 0-based and inclusive ([first, last]; rect = [r0, c0, r1, c1]); "
+              "boxes are half-open runs [start, stop) per axis; ranges are A1 text of rects")
 
 
 @dataclass
@@ -82,6 +85,10 @@ class Trace:
     def range_size(self, text: str) -> tuple[int, int]:
         raise NotImplementedError("a network trace has no worksheet ranges")
 
+    def _picture_html(self) -> str:
+        """Inline pictures for Jupyter; a trace of a workbook's cells draws its level panels."""
+        return ""
+
     def bbox(self, name: str | None = None):
         """Bounding box of the deepest activation region (the input, for a full precedent trace)."""
         if name is None:
@@ -94,7 +101,8 @@ class Trace:
 
     def to_dict(self) -> dict:
         self.complete()
-        return {"root": list(self.root), "direction": self.direction, "depth": self.depth,
+        return {"format_version": FORMAT_VERSION, "convention": CONVENTION,
+                "root": list(self.root), "direction": self.direction, "depth": self.depth,
                 "levels": [[r.to_json() for r in level] for level in self.levels], **self.meta}
 
     def to_json(self, **kwargs) -> str:
@@ -106,7 +114,8 @@ class Trace:
         if "input" in self.meta:
             return self.meta["input"]
         region = self.region("input")
-        return describe_input(region, None, self.sheet_extent) if region is not None and self.direction == "precedents" else None
+        return describe_input(region, None, self.sheet_extent) \
+            if region is not None and self.direction == "precedents" else None
 
     def text(self) -> str:
         return render_text(self)
@@ -118,26 +127,10 @@ class Trace:
         return render_text(self)
 
     def _repr_html_(self) -> str:
-        """Jupyter: the input grid as an HTML table with the traced region highlighted."""
-        info = self.input_info()
-        head = html.escape(_title(self.complete()))
-        if info is None:
-            return f"<div><b>{head}</b><pre>{html.escape(render_text(self))}</pre></div>"
-        colors = {"#": "#4a90d9", "+": "#a8c8ee", ".": "#ffffff"}
-        rows = []
-        for line in info["map"]:
-            cells = "".join(f'<td style="width:9px;height:9px;padding:0;border:1px solid #ddd;'
-                            f'background:{colors.get(ch, "#ffffff")}"></td>' for ch in line)
-            rows.append(f"<tr>{cells}</tr>")
-        size = "x".join(str(v) for v in info["size"])
-        caption = html.escape(f"{info['name']}: field {info['size'][0]} x {info['size'][1]} "
-                              f"at rows {info['rows'][0]}-{info['rows'][1]}, cols {info['cols'][0]}-{info['cols'][1]}"
-                              + (f" (map scaled 1:{info['scale']})" if info.get("scale", 1) > 1 else ""))
-        lines = render_text(self).splitlines()[1:]
-        lines = lines[:next((i for i, l in enumerate(lines) if l.startswith("map (")), len(lines))]
-        return (f'<div><b>{head}</b><pre style="font-size:90%">{html.escape(chr(10).join(lines))}</pre>'
-                f'<div>{caption}</div>'
-                f'<table style="border-collapse:collapse" title="{size}">{"".join(rows)}</table></div>')
+        """Jupyter: the title, the traced cell's value and formula, the level pictures (for a
+        workbook's trace) and a compact table of levels; long lines wrap."""
+        self.complete()
+        return trace_html(self)
 
 
 def describe_input(region: Region, field: dict | None, extent: tuple[int, int] | None = None) -> dict:
@@ -193,6 +186,46 @@ def _char_map(region: Region, top: int, left: int, h: int, w: int, scale: int) -
     return ["".join(r) for r in grid]
 
 
+def _cell_lines(trace: Trace) -> list[str]:
+    """The traced cell's stored value and formula, and notes about the answer."""
+    m, out = trace.meta, []
+    if "value" in m or "formula" in m:
+        value = m.get("value")
+        shown = "(no stored value)" if value is None else (f"{value:.6g}" if isinstance(value, float) else repr(value))
+        out.append(f"  value: {shown}")
+        out.append(f"  formula: {m['formula']}" if m.get("formula") else "  formula: none (a constant)")
+    for note in m.get("notes", []):
+        out.append(f"  note: {note}")
+    return out
+
+
+def _level_rows(trace: Trace) -> list[tuple[int, str, int, str]]:
+    """(level, label, cells, ranges text) per line of the text table."""
+    rows = []
+    for k, level in enumerate(trace.levels):
+        for group in _runs_of_channels(trace, _entries(trace, level)):
+            line = _entry_line(trace, group).strip()
+            label = _label(group)
+            rows.append((k + 1, label, sum(e["count"] for e in group), line[len(label):].strip() if label else line))
+    return rows
+
+
+def trace_html(trace: Trace) -> str:
+    """HTML of a trace: title, cell lines, pictures (if any), a table of levels, the field."""
+    esc = html.escape
+    wrap = "white-space:pre-wrap;word-break:break-all;font-family:monospace;font-size:90%"
+    head = [f"<b>{esc(_title(trace))}</b>"]
+    head += [f'<div style="{wrap}">{esc(line.strip())}</div>' for line in _cell_lines(trace)]
+    rows = "".join(f'<tr><td>{k}</td><td>{esc(label)}</td><td style="text-align:right">{n}</td>'
+                   f'<td style="{wrap};text-align:left">{esc(text)}</td></tr>' for k, label, n, text in _level_rows(trace))
+    table = ('<table><thead><tr><th>level</th><th>what</th><th>cells</th><th style="text-align:left">where</th>'
+             f'</tr></thead><tbody>{rows}</tbody></table>') if rows else ""
+    tail = [line for line in render_text(trace).splitlines() if line.startswith(("receptive", "leaf", "  full", "  the whole"))
+            or line.startswith("    ") and "!" in line and "x" in line]
+    field = "".join(f'<div style="{wrap}">{esc(line.strip())}</div>' for line in tail)
+    return f'<div>{"".join(head)}{trace._picture_html()}{table}{field}</div>'
+
+
 def _title(trace: Trace) -> str:
     m = trace.meta
     where = m.get("cell") or f"{trace.root[0]}{list(trace.root[1:])}"
@@ -223,6 +256,7 @@ def render_text(trace: Trace) -> str:
         out.append(f"  {what}: no precedents")
     elif not trace.levels:
         out.append(f"  no {trace.direction}")
+    out.extend(_cell_lines(trace))
     if m.get("unreadable_formulas"):
         out.append("  note: the tokenizer could not read some formulas of this workbook, whose references are "
                    "not followed, e.g. =" + m["unreadable_formulas"][0][:60])
@@ -234,10 +268,20 @@ def render_text(trace: Trace) -> str:
         out.append(f"level {k + 1}: {total} cell{'s' if total != 1 else ''}")
         for group in _runs_of_channels(trace, entries):
             out.append(_entry_line(trace, group))
+    blocks = m.get("blocks") if trace.direction == "precedents" else None
+    if blocks:
+        n = len(blocks)
+        out.append(f"leaf cells (constants or empty cells, no formula) in {n} contiguous block{'s' if n != 1 else ''}:")
+        for b in blocks[:SHOW_BLOCKS]:
+            out.append(f"    {trace.quote_sheet(b['sheet'])}!{b['range']}  {b['size'][0]} x {b['size'][1]}"
+                       + (f", {b['count']} cells" if b["count"] != b["size"][0] * b["size"][1] else ""))
+        if n > SHOW_BLOCKS:
+            out.append(f"    ... {n - SHOW_BLOCKS} more (--format json lists them all)")
     info = trace.input_info() if trace.direction == "precedents" else None
     if info is not None:
         (r0, r1), (c0, c1) = info["rows"], info["cols"]
-        where = "the input" if len(info["shape"]) == 3 else f"sheet {info['name']} (deepest level)"
+        where = "the input" if len(info["shape"]) == 3 else \
+            f"sheet {info['name']} ({'largest block' if info.get('block') else 'deepest level'})"
         if info.get("reached") is False:
             where += " (below the traced levels)"
         out.append(f"receptive field on {where}: rows {r0}-{r1}, cols {c0}-{c1} (0-based), "
@@ -264,12 +308,15 @@ def render_text(trace: Trace) -> str:
     return "\n".join(out)
 
 
+SHOW_BLOCKS = 12        # blocks listed in the text
 MERGE_MIN = 4           # this many like channels in a row print as one line
 SHOW_RANGES = 8         # at most this many ranges per line; the JSON output lists them all
 
 
 def _shape_of(trace: Trace, e: dict) -> tuple:
     """The ranges' sizes: entries alike in it are the same footprint in different places."""
+    if "rects" in e:
+        return tuple((r[2] - r[0], r[3] - r[1]) for r in e["rects"])
     return tuple(trace.range_size(r) for r in e["ranges"])
 
 

@@ -227,3 +227,15 @@ def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
         raise SheetconvError(f"{path}: {part}: {e}") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
+
+
+def active_sheet(zf: zipfile.ZipFile, path: str) -> int | None:
+    """The index (in workbook order, hidden sheets counted) of the sheet the workbook opens on:
+    ``<workbookView activeTab>`` of its first view, 0 when absent; None if unreadable."""
+    root_rels = _rels(zf, "", path) if "_rels/.rels" in zf.namelist() else {}
+    wb_part = next((t for typ, t in root_rels.values() if typ.endswith(_OFFICE_DOC)), "xl/workbook.xml")
+    if wb_part not in zf.namelist():
+        return None
+    view = next(_xml(zf, wb_part, path).iter(f"{{{_NS_MAIN}}}workbookView"), None)
+    tab = view.get("activeTab", "0") if view is not None else "0"
+    return int(tab) if tab.isdigit() else 0
