@@ -144,7 +144,8 @@ def _depth(ctx, param, value):
 @click.option("--highlight", type=str, default=None,
               help="Write a copy of BOOK (.xlsx) with CELL outlined green and the traced cells filled blue.")
 @click.option("--png", type=str, default=None,
-              help="Draw the input (.png) with the receptive field outlined, one shade per level.")
+              help="Draw one panel per level (.png): the traced cell on its layer's grid, then each level's "
+                   "cells on the grid they belong to, down to the input.")
 @click.option("--force", is_flag=True, help="Overwrite existing --highlight / --png files.")
 def trace(book, cell, depth, dependents, fmt, highlight, png, force):
     """Precedents (or dependents) of CELL in BOOK, level by level.
@@ -152,8 +153,9 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
     CELL is an A1 reference ('My sheet'!C4, case-insensitive) or, in a sheetconv workbook,
     a layer coordinate such as conv2[0,3,3] (channel, row, column) or fc1[3].
     """
-    from .xlsx.highlight import RECALC_NOTE, check_outputs, write_highlight, write_png
+    from .pictures import write_png
     from .tracing import open_workbook
+    from .xlsx.highlight import RECALC_NOTE, check_outputs, write_highlight
 
     check_outputs(book, highlight, png, force)
     wb = open_workbook(book)
@@ -163,7 +165,7 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
         click.echo(f"wrote {write_highlight(book, result, highlight, force=force)}", err=True)
         click.echo(RECALC_NOTE, err=True)
     if png:
-        click.echo(f"wrote {write_png(book, wb, result, png, force=force)}", err=True)
+        click.echo(f"wrote {write_png(result, png, force=force, book=book)}", err=True)
 
 
 # ---------------------------------------------------------------- summary, check

@@ -21,6 +21,7 @@ from .xlsx.cells import read_values
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
+from .pictures import touching_groups
 from .sheet.formulas import formula as spec_formula
 from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
 from .sheet.a1 import cell as cell_a1
@@ -56,8 +57,8 @@ class SheetTrace(Trace):
 
     def figure(self, **kwargs):
         """A matplotlib Figure: one panel per level (see :mod:`sheetconv.pictures`)."""
-        from .pictures import figure
-        return figure(self.panels(), title=self.meta.get("cell"), **kwargs)
+        from .pictures import figure, trace_title
+        return figure(self.panels(), title=trace_title(self), **kwargs)
 
     def to_png(self, path, force: bool = False, **kwargs):
         """Write the level pictures to a .png file (refused if it exists, unless ``force``)."""
@@ -249,6 +250,18 @@ class Workbook:
     def trace(self, ref, depth: int | None = None, dependents: bool = False) -> Trace:
         return self.dependents(ref, depth) if dependents else self.precedents(ref, depth)
 
+    def highlight(self, ref, out, depth: int | None = None, dependents: bool = False, force: bool = False):
+        """Write a copy of the workbook to ``out`` (.xlsx) with ``ref`` outlined green and its
+        precedents (or dependents) filled blue, level by level; returns the path."""
+        from .xlsx.highlight import write_highlight
+        return write_highlight(self.path, self.trace(ref, depth, dependents), out, force=force)
+
+    def _repr_html_(self) -> str:
+        import html
+        sheets = ", ".join(html.escape(s) for s in self.sheet_names)
+        return (f"<div><b>{html.escape(os.path.basename(self.path))}</b>: {html.escape(self._summary())}"
+                f"<br/>sheets: {sheets} (default {html.escape(self.default_sheet)})</div>")
+
 
 # ---------------------------------------------------------------- any xlsx: formulas
 
@@ -345,9 +358,6 @@ class FormulaWorkbook(Workbook):
         return self._trace("dependents", ref, depth)
 
 
-MAX_BLOCK_RECTS = 20_000      # leaf rectangles grouped into blocks; past this, one block per rectangle
-
-
 def leaf_blocks(index: Index, levels: list[list[Region]]) -> list[dict]:
     """The traced cells that hold no formula (constants, or empty cells a formula names),
     grouped per sheet into contiguous blocks (rectangles that touch or overlap, corners
@@ -365,7 +375,7 @@ def leaf_blocks(index: Index, levels: list[list[Region]]) -> list[dict]:
     out = []
     for sheet, rects in by_sheet.items():
         rects = compact_rects(rects)
-        for group in _touching_groups(rects):
+        for group in touching_groups(rects):
             r0, c0 = min(r[0] for r in group), min(r[1] for r in group)
             r1, c1 = max(r[2] for r in group), max(r[3] for r in group)
             out.append({"sheet": sheet, "rect": [r0, c0, r1, c1], "range": rng(r0, c0, r1, c1),
@@ -374,33 +384,6 @@ def leaf_blocks(index: Index, levels: list[list[Region]]) -> list[dict]:
                         "cell_rects": group})
     out.sort(key=lambda b: (b["sheet"], b["rect"]))
     return out
-
-
-def _touching_groups(rects: list[tuple]) -> list[list[tuple]]:
-    """Connected groups of rectangles (touching or overlapping, corners included): union-find
-    over a sweep by first row, so only rectangles whose row spans meet are compared."""
-    if len(rects) > MAX_BLOCK_RECTS:
-        return [[r] for r in rects]
-    parent = list(range(len(rects)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-    order = sorted(range(len(rects)), key=lambda i: rects[i][0])
-    active: list[int] = []
-    for i in order:
-        r0, c0, r1, c1 = rects[i]
-        active = [j for j in active if rects[j][2] >= r0 - 1]
-        for j in active:
-            if rects[j][1] <= c1 + 1 and c0 <= rects[j][3] + 1:
-                parent[find(i)] = find(j)
-        active.append(i)
-    groups: dict[int, list] = {}
-    for i in range(len(rects)):
-        groups.setdefault(find(i), []).append(rects[i])
-    return list(groups.values())
 
 
 def _fid_cell(ix: Index, fid: int) -> tuple[int, int, int]:

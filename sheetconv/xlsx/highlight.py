@@ -1,4 +1,4 @@
-"""Pictures of a trace: a highlighted copy of the workbook, and a PNG of the input.
+"""A highlighted copy of the workbook (the level pictures are drawn by sheetconv.pictures).
 
 ``write_highlight``: a copy of the workbook with the traced cell outlined green, selected
 and scrolled to, and its precedents (or dependents) filled light blue, a deeper shade for
@@ -8,10 +8,8 @@ heatmaps stay: the fills are also given as conditional formats ranked above them
 openpyxl keeps formulas but not their computed values, so the copy is marked to be fully
 recalculated on opening.
 
-``write_png``: the input image (cell values) with each level's footprint outlined, one
-shade per level. Both outputs are checked up front (:func:`check_outputs`) and written
-through :func:`sheetconv.xlsx.files.atomic_output`. The workbook is opened with openpyxl only
-after :func:`sheetconv.xlsx.package.open_zip` has checked it; any failure of openpyxl's reading,
+Output paths are checked up front (:func:`check_outputs`) and written through
+:func:`sheetconv.xlsx.files.atomic_output`. The workbook is opened with openpyxl only after :func:`sheetconv.xlsx.package.open_zip` has checked it; any failure of openpyxl's reading,
 also during its lazy iteration, becomes a one-line SheetconvError.
 """
 from __future__ import annotations
@@ -20,15 +18,13 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import SheetconvError
 from .files import atomic_output, check_target
 from .package import open_zip
 from ..nn.trace import Trace
 from ..sheet.a1 import cell as a1, parse_range, split_sheet
 
-__all__ = ["write_highlight", "write_png", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
+__all__ = ["write_highlight", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
 
 LEVEL_FILLS = ["9DC3E6", "BDD7EE", "D2E4F4", "DDEBF7", "EAF2FA"]     # light: dark text stays readable
 ROOT_BORDER = "00A000"
@@ -157,97 +153,3 @@ def _show_cell(wb, ws, row: int, col: int, Selection):
         active = None
     addr = a1(row, col)
     view.selection = [Selection(pane=active, activeCell=addr, sqref=addr)]
-
-
-def _input_image(book, workbook, trace: Trace):
-    """(image array H x W or H x W x 3 in 0..1, origin (row, col), per-level boxes on it)."""
-    info = trace.input_info()
-    analytic = getattr(workbook, "net", None) is not None and trace.direction == "precedents" \
-        and trace.root[0] in workbook.net.shapes
-    if info is None and not analytic:
-        raise SheetconvError("--png draws the precedents' field on the input; this trace does not reach one "
-                             "(a constant, or --dependents)")
-    wb = _load(book, "the PNG", read_only=True, data_only=True)
-    try:
-        if analytic:
-            c_n, h, w = workbook.net.grid("input")
-            ws = wb[workbook.sheet]
-            chans = []
-            for ch in range(min(c_n, 3) if c_n == 3 else 1):
-                r0, c0 = workbook.layout.cell_of(("input", ch, 0, 0))
-                vals = np.zeros((h, w))
-                for i, row in enumerate(ws.iter_rows(min_row=r0 + 1, max_row=r0 + h, min_col=c0 + 1,
-                                                     max_col=c0 + w, values_only=True)):
-                    vals[i, :len(row)] = [v if isinstance(v, (int, float)) else 0.0 for v in row]
-                chans.append(vals)
-            img = np.stack(chans, -1) if len(chans) == 3 else chans[0]
-            boxes = _analytic_boxes(workbook, trace)
-            return img, boxes
-        top, left = info["map_origin"]
-        rows = len(info["map"]) * info["scale"]
-        cols = len(info["map"][0]) * info["scale"] if info["map"] else 0
-        ws = wb[info["name"]]
-        vals = np.zeros((rows, cols))
-        for i, row in enumerate(ws.iter_rows(min_row=top + 1, max_row=top + rows, min_col=left + 1,
-                                             max_col=left + cols, values_only=True)):
-            vals[i, :len(row)] = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0 for v in row]
-        boxes = []
-        for level in trace.levels:
-            boxes.append([(ra - top, ca - left, rb - 1 - top, cb - 1 - left)
-                          for reg in level if reg.name == info["name"]
-                          for rws, cls in reg.boxes for ra, rb in rws for ca, cb in cls])
-        return vals, boxes
-    finally:
-        wb.close()
-
-
-def _analytic_boxes(workbook, trace: Trace) -> list[list[tuple]]:
-    """Per level, its activation region's footprint on the input: the field of its corner cells."""
-    _, h, w = workbook.net.grid("input")
-    out = []
-    for level in trace.levels:
-        boxes = []
-        for reg in level:
-            if reg.name not in workbook.net.shapes:
-                continue
-            rf = workbook.net.receptive_field(reg.name)
-            if rf.flat_grid is not None:     # flattened features: each has its source cell's field
-                fields = [rf.region(0, 0, (h, w), channel=f) for a, b in reg.axis_runs(0) for f in range(a, b)]
-                boxes.append((min(f[0][0] for f in fields), min(f[1][0] for f in fields),
-                              max(f[0][1] for f in fields), max(f[1][1] for f in fields)))
-                continue
-            (_, _), (r0, r1), (c0, c1) = reg.bbox()
-            (a0, _), (b0, _) = rf.region(r0, c0, (h, w))
-            (_, a1), (_, b1) = rf.region(r1, c1, (h, w))
-            boxes.append((a0, b0, a1, b1))
-        out.append(boxes)
-    return out
-
-
-def write_png(book, workbook, trace: Trace, out, cell_px: int | None = None, force: bool = False) -> Path:
-    """Draw the input with the traced field outlined (Pillow)."""
-    from PIL import Image, ImageDraw
-
-    check_outputs(book, png=out, force=force)
-    with _openpyxl_errors(book, "the PNG"):
-        img, boxes = _input_image(book, workbook, trace)
-    lo, hi = float(np.min(img)) if img.size else 0.0, float(np.max(img)) if img.size else 1.0
-    norm = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    h, w = norm.shape[:2]
-    px = cell_px or max(1, min(16, 512 // max(h, w, 1)))
-    arr = (norm * 255).astype(np.uint8)
-    pic = Image.fromarray(arr, "RGB" if arr.ndim == 3 else "L").convert("RGB")
-    pic = pic.resize((w * px, h * px), Image.NEAREST)
-    draw = ImageDraw.Draw(pic, "RGBA")
-    shades = [(255, 60, 40), (255, 150, 0), (250, 220, 0), (60, 200, 90), (40, 160, 255)]
-    for k in range(len(boxes) - 1, -1, -1):
-        color = shades[k % len(shades)]
-        inset = k * max(1, px // 4)
-        for r0, c0, r1, c1 in boxes[k]:
-            rect = [c0 * px + inset, r0 * px + inset, (c1 + 1) * px - 1 - inset, (r1 + 1) * px - 1 - inset]
-            if rect[2] < rect[0] or rect[3] < rect[1]:
-                continue
-            draw.rectangle(rect, fill=color + (48,), outline=color + (255,), width=max(1, px // 6))
-    with atomic_output(out, force=force, what="PNG") as tmp:
-        pic.save(tmp, format="PNG")
-    return Path(out)
