@@ -393,6 +393,10 @@ class Network:
         from .specfile import network_from_spec_data
         return network_from_spec_data(spec, "network spec", init=False, fuse_relu=False, strict_names=False)
 
+    def _repr_html_(self) -> str:
+        from .html import summary_html
+        return summary_html(self)
+
 
 def parse_depth(depth):
     """None or 'all' -> None (every level); a positive whole number as is."""

@@ -206,7 +206,9 @@ def _level_rows(trace: Trace) -> list[tuple[int, str, int, str]]:
         for group in _runs_of_channels(trace, _entries(trace, level)):
             line = _entry_line(trace, group).strip()
             label = _label(group)
-            rows.append((k + 1, label, sum(e["count"] for e in group), line[len(label):].strip() if label else line))
+            total = sum(e["count"] for e in group)
+            line = line.removesuffix(f"({total})").strip()
+            rows.append((k + 1, label, total, line[len(label):].strip() if label else line))
     return rows
 
 
