@@ -70,12 +70,17 @@ class Panel:
     size: tuple[int, int]    # rows x cols of the traced region's bounding box on its grid
     count: int               # traced cells of this panel (all tiles, drawn or not)
     hidden: int = 0          # tiles not drawn (past MAX_TILES)
+    kind: str = "grid"       # "grid": a layer's channels; "sheet": blocks of a worksheet
 
     def title(self) -> str:
         what = "traced cell" if self.level == 0 else f"level {self.level}"
         n = len(self.tiles) + self.hidden
-        chans = f" on {n} {'channels' if self.layer != 'sheet' else 'tiles'}" if n > 1 else ""
         more = f" ({self.hidden} more not drawn)" if self.hidden else ""
+        if self.kind == "sheet":
+            blocks = f"{n} block{'s' if n != 1 else ''}" + (f" ({', '.join(t.label.rsplit('(', 1)[1][:-1] for t in self.tiles)})"
+                                                            if n > 1 else "")
+            return f"{what}: sheet {self.layer}, {blocks}, {self.count} cells{more}"
+        chans = f" on {n} channels" if n > 1 else ""
         return f"{what}: {self.layer}, {self.size[0]} x {self.size[1]}{chans}, {self.count} cells{more}"
 
 
@@ -146,12 +151,15 @@ def _block_panel(wb, level: int, sheet: str, rects: list[tuple]) -> Panel:
     """Traced rectangles of one sheet, one tile per contiguous block, each in a window of the
     filled cells around it (at most MAX_SIDE a side; only cells present in the file are read)."""
     values = wb.values(sheet)
+    formula_at = getattr(wb, "has_formula", None)
+    filled = (lambda y, x: (y, x) in values or formula_at(sheet, y, x)) if formula_at else \
+        (lambda y, x: (y, x) in values)
     groups = sorted(touching_groups(rects), key=lambda g: (min(r[0] for r in g), min(r[1] for r in g)))
     tiles = []
     for group in groups[:MAX_TILES]:
         r0, c0 = min(r[0] for r in group), min(r[1] for r in group)
         r1, c1 = max(r[2] for r in group), max(r[3] for r in group)
-        top, left, bottom, right = _window(values, r0, c0, r1, c1)
+        top, left, bottom, right = _window(filled, r0, c0, r1, c1)
         grid = np.zeros((bottom - top + 1, right - left + 1))
         for (y, x), v in _cells_in(values, top, left, bottom, right):
             grid[y - top, x - left] = _number(v)
@@ -162,7 +170,8 @@ def _block_panel(wb, level: int, sheet: str, rects: list[tuple]) -> Panel:
     r0, c0 = min(r[0] for r in rects), min(r[1] for r in rects)
     r1, c1 = max(r[2] for r in rects), max(r[3] for r in rects)
     count = sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in rects)
-    return Panel(level, sheet, tuple(tiles), (r1 - r0 + 1, c1 - c0 + 1), count, max(0, len(groups) - MAX_TILES))
+    return Panel(level, sheet, tuple(tiles), (r1 - r0 + 1, c1 - c0 + 1), count, max(0, len(groups) - MAX_TILES),
+                 kind="sheet")
 
 
 def _cells_in(values: dict, top: int, left: int, bottom: int, right: int):
@@ -178,11 +187,11 @@ def _cells_in(values: dict, top: int, left: int, bottom: int, right: int):
                 yield (y, x), v
 
 
-def _window(values: dict, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
-    """Grow (r0, c0, r1, c1) over neighbouring rows and columns that hold stored cells, then
-    by a margin of one, to at most MAX_SIDE a side (the traced block kept in view)."""
+def _window(cell_filled, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
+    """Grow (r0, c0, r1, c1) over neighbouring rows and columns that hold cells (a value or a
+    formula), then by a margin of one, to at most MAX_SIDE a side (the traced block in view)."""
     def filled(ys, xs):
-        return any((y, x) in values for y in ys for x in xs)
+        return any(cell_filled(y, x) for y in ys for x in xs)
     grew = True
     while grew:
         grew = False

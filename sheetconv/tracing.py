@@ -297,6 +297,11 @@ class FormulaWorkbook(Workbook):
             sheet, row, col = self._a1(str(ref))
         return self.index.sheet_index(sheet), row, col
 
+    def has_formula(self, sheet: str, row: int, col: int) -> bool:
+        """Whether a cell of ``sheet`` holds a formula (an array formula's range included)."""
+        s = self.index.by_name.get(sheet.lower())
+        return s is not None and self.index.formula_at(s, row, col) is not None
+
     def kind(self, s: int, row: int, col: int) -> str:
         if self.index.formula_at(s, row, col) is not None:
             return "formula"

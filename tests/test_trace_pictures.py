@@ -1,0 +1,250 @@
+"""Level pictures, trace text and foreign or edited workbooks.
+
+Oracles: the workbook's own formulas (the precedent index, mapped back through the layout)
+for the panels of sheetconv workbooks; openpyxl for stored formulas; hand-built workbooks
+whose blocks are known by construction for the foreign case."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import openpyxl
+import pytest
+from click.testing import CliRunner
+from openpyxl.worksheet.formula import ArrayFormula
+from openpyxl.utils import get_column_letter as col
+
+import sheetconv as sc
+from sheetconv.cli import cli
+from sheetconv.pictures import touching_groups
+from sheetconv.tracing import open_workbook
+from sheetconv.xlsx.writer import write_workbook
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    d = tmp_path_factory.mktemp("books")
+    return {name: write_workbook(sc.preset(name), sc.digit(0), d / f"{name}.xlsx", force=True).path
+            for name in ("conv-example", "simple-cnn")}
+
+
+def _formula_cells_by_layer(wb, cell):
+    """Per level, {layer: {(channel, row, col)}} of the activation cells the workbook's formulas
+    reach from ``cell`` (the formula index, each sheet cell located through the layout)."""
+    row, col_ = wb.layout.cell_of(cell)
+    trace = wb.formulas.precedents((wb.sheet, row, col_), None)
+    out = []
+    for level in trace.levels:
+        per: dict = {}
+        for region in level:
+            for rows, cols in region.boxes:
+                for a, b in rows:
+                    for c, d in cols:
+                        for y in range(a, b):
+                            for x in range(c, d):
+                                hit = wb.layout.locate(y, x)
+                                if hit is not None and hit[0] in wb.net.shapes:
+                                    per.setdefault(hit[0], set()).add(tuple(hit[1:]))
+        out.append(per)
+    return out
+
+
+@pytest.mark.parametrize("preset,cell", [("conv-example", ("conv2", 0, 3, 3)), ("conv-example", ("conv2", 1, 0, 6)),
+                                         ("simple-cnn", ("conv3", 5, 2, 1)), ("simple-cnn", ("conv2", 3, 0, 0))])
+def test_panels_equal_the_formulas_level_by_level(books, preset, cell):
+    wb = open_workbook(books[preset])
+    trace = wb.precedents(cell)
+    panels = trace.panels()
+    assert [p.level for p in panels] == list(range(len(panels)))
+    assert panels[0].layer == cell[0] and panels[0].tiles[0].cells() == {cell[2:]}
+    want = _formula_cells_by_layer(wb, cell)
+    assert len(panels) == len(want) + 1
+    for panel, per in zip(panels[1:], want):
+        assert list(per) == [panel.layer]
+        drawn = {(t.channel, y, x) for t in panel.tiles for y, x in t.cells()}
+        assert panel.hidden == 0 and drawn == per[panel.layer], panel.title()
+        assert panel.count == len(per[panel.layer])
+
+
+def test_conv_example_grows_from_one_to_three_to_seven(books):
+    panels = open_workbook(books["conv-example"]).precedents("conv2[0,3,3]").panels()
+    assert [(p.layer, p.size, len(p.tiles)) for p in panels] == [("conv2", (1, 1), 1), ("conv1", (3, 3), 2),
+                                                                 ("input", (7, 7), 1)]
+    digit = sc.digit(0)[0]
+    np.testing.assert_allclose(panels[2].tiles[0].values, digit, atol=1e-12)    # the digit underneath
+    fig = open_workbook(books["conv-example"]).precedents("conv2[0,3,3]").figure()
+    assert [p.layer for p in fig.sheetconv_panels] == ["conv2", "conv1", "input"]
+
+
+def test_text_shows_value_and_formula_first(books):
+    wb = open_workbook(books["conv-example"])
+    stored = openpyxl.load_workbook(books["conv-example"])["conv"]["BE6"].value
+    lines = wb.precedents("conv2[0,3,3]").text().splitlines()
+    assert lines[1].strip().startswith("value: ")
+    assert lines[2].strip() == f"formula: {stored}"
+    doc = json.loads(wb.precedents("conv2[0,3,3]", 1).to_json())
+    assert doc["format_version"] == 2 and "inclusive" in doc["convention"]
+    assert doc["formula"] == stored
+    e = doc["sheet_levels"][0][0]
+    r0, c0, r1, c1 = e["rects"][0]
+    assert (r1 - r0 + 1) * (c1 - c0 + 1) == e["count"] == 9
+
+
+def test_a_vector_layer_is_one_range(tmp_path):
+    net = sc.Network([sc.Conv2d(1, 1, 3, padding=1), sc.Flatten(), sc.Linear(784, 2)], (1, 28, 28))
+    net.init_weights(0)
+    path = write_workbook(net, sc.digit(0), tmp_path / "fc.xlsx", force=True).path
+    wb = open_workbook(path)
+    first, last = wb.layout.cell_of(("flatten", 0, 0, 0)), wb.layout.cell_of(("flatten", 783, 0, 0))
+    from sheetconv.sheet.a1 import rng
+    text = wb.precedents(("fc1", 1, 0, 0), 1).text()
+    assert f"conv!{rng(*first, *last)}  (784)" in text, text
+
+
+def _fastai_book(path, active_second=True):
+    """A course-style sheet: a 28x28 input at A1:AB28, kernels at AD1:AF3 and AD5:AF7, conv1 as
+    single-cell array formulas at AH1:BG26, conv2 at BI1:CF24; a notes sheet first."""
+    wb = openpyxl.Workbook()
+    notes = wb.active
+    notes.title = "notes"
+    notes["A1"] = "read me"
+    ws = wb.create_sheet("conv")
+    rng_ = np.random.default_rng(0)
+    for r in range(28):
+        for c in range(28):
+            ws.cell(r + 1, c + 1, float(rng_.random()))
+    for k0 in (1, 5):
+        for r in range(3):
+            for c in range(3):
+                ws.cell(k0 + r, 30 + c, float(rng_.normal()))
+    for r in range(26):
+        for c in range(26):
+            ref = f"{col(34 + c)}{r + 1}"
+            ws[ref] = ArrayFormula(ref, f"=MAX(0,SUM({col(c + 1)}{r + 1}:{col(c + 3)}{r + 3}*$AD$1:$AF$3))")
+    for r in range(24):
+        for c in range(24):
+            ref = f"{col(61 + c)}{r + 1}"
+            ws[ref] = ArrayFormula(ref, f"=MAX(0,SUM({col(34 + c)}{r + 1}:{col(36 + c)}{r + 3}*$AD$5:$AF$7))")
+    if active_second:
+        wb.active = 1
+    wb.save(path)
+    return path
+
+
+def test_foreign_workbook_blocks_and_active_sheet(tmp_path):
+    path = _fastai_book(tmp_path / "course.xlsx")
+    wb = open_workbook(path)
+    assert wb.default_sheet == "conv"                      # the sheet Excel opens on
+    trace = wb.precedents("BI1").complete()                # conv2 at (0, 0); complete(): read the cell
+    assert trace.meta["cell"] == "conv!BI1"
+    assert trace.meta["formula"] == "{=MAX(0,SUM(AH1:AJ3*$AD$5:$AF$7))}"
+    blocks = {(b["range"], tuple(b["size"])) for b in trace.meta["blocks"]}
+    assert blocks == {("A1:E5", (5, 5)), ("AD1:AF3", (3, 3)), ("AD5:AF7", (3, 3))}
+    text = trace.text()
+    assert "in 3 contiguous blocks" in text and "conv!A1:E5  5 x 5" in text
+    panels = trace.panels()
+    deepest = panels[-1]
+    assert [t.label for t in deepest.tiles] == ["conv!A1:E5 (5 x 5)", "conv!AD1:AF3 (3 x 3)"]
+    assert {cell for t in deepest.tiles for cell in t.cells()} == \
+        {(r, c) for r in range(5) for c in range(5)} | {(r, c) for r in range(3) for c in range(29, 32)}
+    # without the active tab, the first visible sheet, as before
+    plain = open_workbook(_fastai_book(tmp_path / "first.xlsx", active_second=False))
+    assert plain.default_sheet == "notes"
+
+
+def test_png_of_a_foreign_workbook(tmp_path):
+    path = _fastai_book(tmp_path / "course.xlsx")
+    out = tmp_path / "course.png"
+    result = CliRunner().invoke(cli, ["trace", str(path), "BI1", "--png", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 10_000
+
+
+def test_far_reference_draws_in_bounded_memory(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = 1
+    wb.active["B1"] = "=A1+XFD60000"
+    wb.save(tmp_path / "far.xlsx")
+    code = textwrap.dedent(f"""
+        import resource
+        from sheetconv.tracing import open_workbook
+        t = open_workbook({str(tmp_path / 'far.xlsx')!r}).precedents("B1")
+        t.to_png({str(tmp_path / 'far.png')!r})
+        print(t.meta["blocks"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    blocks, peak_mb = run.stdout.rsplit(" ", 1)
+    assert "'A1'" in blocks and "'XFD60000'" in blocks
+    assert int(peak_mb) < 400, peak_mb
+
+
+def test_edited_sheetconv_workbook_answers_from_its_formulas(books, tmp_path):
+    path = tmp_path / "edited.xlsx"
+    shutil.copy(books["conv-example"], path)
+    book = openpyxl.load_workbook(path)
+    book["conv"]["BE6"] = "=MAX(0,K12)"
+    book.save(path)
+    wb = open_workbook(path)
+    trace = wb.precedents("conv2[0,3,3]")
+    assert trace.meta["engine"] == "formulas"
+    assert [[(r.name, r.boxes) for r in level] for level in trace.levels] == \
+        [[("conv", ((((11, 12),), ((10, 11),)),))]]
+    text = trace.text()
+    assert "formula: =MAX(0,K12)" in text and "answered from the formulas" in text
+    assert "not the one the network's spec gives" in text
+    doc = json.loads(trace.to_json())
+    assert doc["edited_level"] == 1 and doc["spec_formula"].startswith("=MAX(0,SUMPRODUCT(")
+    # a cell whose formulas were left alone is still answered analytically, without a note
+    other = wb.precedents("conv2[1,3,3]")
+    assert other.meta["engine"] == "analytic" and not other.meta.get("notes")
+    # an edit on the way is found: conv1 cell AK8 (read by conv2[0,3,3]) now reads B2
+    book["conv"]["BE6"] = openpyxl.load_workbook(books["conv-example"])["conv"]["BE6"].value
+    book["conv"]["AK8"] = "=B2"
+    book.save(path)
+    deep = open_workbook(path).precedents("conv2[0,3,3]")
+    assert deep.meta["engine"] == "formulas" and deep.meta["edited_level"] == 2
+    assert any(r.name == "conv" and (1, 1) in {(a, c) for rows, cols in r.boxes for a, _ in rows for c, _ in cols}
+               for r in deep.levels[1])
+
+
+def test_touching_groups_against_brute_force():
+    rng_ = np.random.default_rng(1)
+    for _ in range(50):
+        rects = []
+        for _ in range(rng_.integers(1, 12)):
+            r0, c0 = rng_.integers(0, 15, 2)
+            rects.append((int(r0), int(c0), int(r0 + rng_.integers(0, 3)), int(c0 + rng_.integers(0, 3))))
+        cells: dict = {}
+        for i, (a, b, c, d) in enumerate(rects):
+            for y in range(a, c + 1):
+                for x in range(b, d + 1):
+                    cells.setdefault((y, x), []).append(i)
+        # brute force: flood fill over cells, 8-neighbours
+        seen, comps = set(), []
+        for start in cells:
+            if start in seen:
+                continue
+            comp, todo = set(), [start]
+            while todo:
+                y, x = todo.pop()
+                if (y, x) in seen or (y, x) not in cells:
+                    continue
+                seen.add((y, x))
+                comp.update(cells[(y, x)])
+                todo += [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            comps.append(comp)
+        want = sorted(sorted({rects[i] for i in c}) for c in comps)
+        got = sorted(sorted(set(g)) for g in touching_groups(rects))
+        assert got == want
+
+
+def test_network_and_trace_html(books):
+    page = sc.preset("simple-cnn")._repr_html_()
+    assert page.count("<tr>") == 1 + 1 + 6 and "63 x 63" in page
+    page = open_workbook(books["conv-example"])._repr_html_()
+    assert "sheetconv workbook" in page
