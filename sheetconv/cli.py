@@ -90,9 +90,7 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     """
     from . import build as b
     net, name = b.choose_network(preset_name, spec_file, seed)
-    arrays = b.read_weights(weights, state_dict)
-    if arrays is not None:
-        b.load_weights(net, arrays, str(weights or state_dict), chosen=spec_file is not None or preset_name is not None)
+    b.load_weights(net, weights, state_dict, chosen=spec_file is not None or preset_name is not None)
     x, source = b.pick_input(net, digit, image, npy, resize, invert, warn=_warn)
     out_path = b.output_path(out, name)
     done = b.build(net, x, out_path, name=name, source=source, force=force, progress_for=_progress(quiet, out_path))
