@@ -127,8 +127,9 @@ def _depth(ctx, param, value):
     if value is None or str(value).strip().lower() == "all":
         return None
     text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise click.BadParameter(f"expected a positive whole number or 'all', got {value!r}")
+    # ASCII digits only: str.isdigit accepts '²' and other digits int() refuses
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:
+        raise SheetconvError(f"--depth: got {value!r:.40}; expected a positive whole number or 'all'")
     return int(text)
 
 
