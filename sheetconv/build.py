@@ -20,10 +20,11 @@ from .interop.state_dict import map_state_dict, read_state_dict_file
 from .nn.arrayfiles import read_npz, stand_in
 from .nn.inputs import digit as bundled_digit, digit_label, load_input
 from .nn.network import Network
+from .nn.paths import check_name, os_reason
 from .nn.presets import preset
 from .nn.specfile import MAX_PARAMS, load_spec
 from .sheet.layout import Layout
-from .xlsx.files import atomic_output
+from .xlsx.files import atomic_output, cleanup_on_signals
 from .xlsx.writer import WriteResult, formula_count, same_cells, write_workbook
 
 __all__ = ["Built", "choose_network", "read_weights", "load_weights", "pick_input", "output_path", "build", "examples",
@@ -130,11 +131,11 @@ def pick_input(net: Network, digit: int | None = None, image: str | None = None,
 def output_path(out: str | None, name: str) -> Path:
     """--out checked, or workbooks/<name>.xlsx (the folder made if its parent exists)."""
     if out is None:
-        path = Path("workbooks") / f"{name}.xlsx"
+        path = check_name(Path("workbooks") / f"{name}.xlsx", "output")
         if not path.parent.exists() and path.parent.parent.is_dir():
             path.parent.mkdir()
         return path
-    path = Path(out)
+    path = check_name(out, "output")
     if path.suffix.lower() != ".xlsx" and not path.is_dir():
         raise SheetconvError(f"{out}: the output must be a .xlsx file")
     return path
@@ -142,13 +143,17 @@ def output_path(out: str | None, name: str) -> Path:
 
 @contextmanager
 def scratch_folder():
-    """A private temporary folder; failing to make one is a one-line error."""
-    try:
-        folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
-    except OSError as e:
-        raise SheetconvError(f"cannot create a temporary folder: {e.strerror or e}") from None
-    with folder as name:
-        yield Path(name)
+    """A private temporary folder, removed on return, error, Ctrl-C, SIGTERM or SIGHUP.
+
+    Failing to make one is a one-line error.
+    """
+    with cleanup_on_signals():
+        try:
+            folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
+        except OSError as e:
+            raise SheetconvError(f"cannot create a temporary folder: {os_reason(e)}") from None
+        with folder as name:
+            yield Path(name)
 
 
 def differs(path: Path) -> SheetconvError:
@@ -186,7 +191,7 @@ def examples(out_dir: str | Path, force: bool = False) -> list[Built]:
     A workbook that already holds exactly this content is left as it is; one that differs
     is refused unless ``force``, and then nothing is written.
     """
-    folder = Path(out_dir)
+    folder = check_name(out_dir, "output folder")
     if folder.exists() and not folder.is_dir():
         raise SheetconvError(f"{folder} is a file, expected a folder for the example workbooks")
     if not folder.is_dir():

@@ -5,6 +5,7 @@ status 2, never a traceback.
 """
 from __future__ import annotations
 
+import errno
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 
 from .errors import SheetconvError
+from .nn.paths import os_reason, shown
 
 
 class _Group(click.Group):
@@ -20,6 +22,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SheetconvError as e:
             click.echo(f"sheetconv: error: {e}", err=True)
+            ctx.exit(2)
+        except OSError as e:             # a name past 255 bytes met a file-system call before check_name
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            click.echo(f"sheetconv: error: {shown(e.filename or '')}: {os_reason(e)}", err=True)
             ctx.exit(2)
 
 

@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SheetconvError
-from ..nn.arrayfiles import ArrayHeader, os_reason, stand_in
+from ..nn.arrayfiles import ArrayHeader, stand_in
+from ..nn.paths import check_name, os_reason
 from ..nn.network import Network
 from ..nn.specfile import MAX_PARAMS
 from .verify import require_torch
@@ -39,6 +40,7 @@ _HINT = "save one with torch.save(model.state_dict(), path)"
 
 def _check_archive(path: Path, max_elements: int) -> None:
     """Refuse a file that is not torch's zip format, or whose storages are compressed or too big."""
+    check_name(path, "state-dict")
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()

@@ -9,7 +9,6 @@ callers pass the bound (``max_elements``) or a check of the headers.
 """
 from __future__ import annotations
 
-import errno
 import zipfile
 from math import prod
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SheetconvError
+from .paths import check_name, os_reason
 
-__all__ = ["ArrayHeader", "read_npy", "npz_headers", "read_npz", "stand_in", "os_reason"]
+__all__ = ["ArrayHeader", "read_npy", "npz_headers", "read_npz", "stand_in"]
 
 _MAX_HEADER = 1 << 16            # numpy itself writes headers of a few hundred bytes
 _MAX_MEMBERS = 10_000
@@ -43,13 +43,6 @@ class ArrayHeader(tuple):
     @property
     def size(self) -> int:
         return prod(self.shape)
-
-
-def os_reason(e: OSError) -> str:
-    """A short reason for an OSError ('File name too long', 'No space left on device')."""
-    if e.errno == errno.ENAMETOOLONG:
-        return "file name too long (a name may have at most 255 bytes)"
-    return e.strerror or str(e)
 
 
 def stand_in(header: ArrayHeader) -> np.ndarray:
@@ -93,6 +86,7 @@ def _data(f, header: ArrayHeader, fortran: bool, where: str) -> np.ndarray:
 
 
 def _open(path: Path, what: str):
+    check_name(path, what)
     try:
         return open(path, "rb")
     except FileNotFoundError:

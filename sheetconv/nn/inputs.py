@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import SheetconvError
 from .arrayfiles import read_npy
+from .paths import check_name
 from .specfile import MAX_CELLS
 
 __all__ = ["digit", "digit_label", "load_input"]
@@ -61,7 +62,7 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
     if warn is None:
         def warn(message):
             warnings.warn(message, UserWarning, stacklevel=3)
-    path = Path(path)
+    path = check_name(path, "input")
     if not path.is_file():
         raise SheetconvError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from ..errors import SheetconvError
 from .layers import _TYPES, Layer
 from .nesting import nesting
+from .paths import check_name, os_reason
 
 if TYPE_CHECKING:                       # network.py imports this module lazily (Network.from_spec)
     from .network import Network
@@ -66,6 +67,7 @@ _MAX_NESTING = 8                 # {layers: [{kernel_size: [h, w]}]} is 4 deep
 
 def _read_capped(path: Path) -> bytes:
     """At most ``_MAX_BYTES + 1`` bytes of ``path`` (never the whole of /dev/zero or a sparse file)."""
+    check_name(path, "spec")
     try:
         with open(path, "rb") as f:
             return f.read(_MAX_BYTES + 1)
@@ -74,8 +76,7 @@ def _read_capped(path: Path) -> bytes:
     except IsADirectoryError:
         raise SheetconvError(f"{path}: is a directory, expected a .json or .toml spec file") from None
     except OSError as e:
-        reason = "file name too long (a name may have at most 255 bytes)" if e.errno == 36 else e.strerror
-        raise SheetconvError(f"{path}: cannot read spec file ({reason})") from None
+        raise SheetconvError(f"{path}: cannot read spec file ({os_reason(e)})") from None
 
 
 def _parse(path: Path) -> dict:
