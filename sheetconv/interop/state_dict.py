@@ -105,9 +105,9 @@ def _tensor_kind(torch, t) -> str | None:
 
 def _read_state(path, max_elements: int = MAX_PARAMS) -> dict:
     """The file's mapping of names to dense real tensors (memory-mapped, not yet read)."""
-    torch = require_torch()
     path = Path(path)
-    _check_archive(path, max_elements)
+    _check_archive(path, max_elements)         # before torch is even imported
+    torch = require_torch()
     obj = _load(path)
     # fastai's learn.save(with_opt=True) and common checkpoints wrap the state dict.
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -149,8 +149,8 @@ def read_state_dict_file(path, max_elements: int = MAX_PARAMS,
     ``accept(headers)`` (raising SheetconvError to refuse) sees the tensors' shapes before
     any value is read.
     """
-    torch = require_torch()
     state = _read_state(path, max_elements)
+    torch = require_torch()
     if accept is not None:
         accept({k: _header(t) for k, t in state.items()})
     return {key: tensor.detach().to("cpu", torch.float64).numpy() for key, tensor in state.items()}
