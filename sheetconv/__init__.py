@@ -12,7 +12,8 @@ from .nn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReL
 from .nn.network import Network
 from .nn.presets import PRESETS, preset
 from .nn.regions import Region
-from .interop.torch_modules import from_torch, load_state_dict_file, to_torch   # torch itself is imported lazily
+from .interop.state_dict import load_state_dict_file
+from .interop.torch_modules import from_torch, to_torch   # torch itself is imported lazily
 from .nn.trace import Trace
 from .interop.verify import verify
 

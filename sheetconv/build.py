@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .errors import SheetconvError
-from .interop.torch_modules import map_state_dict, read_state_dict_file
+from .interop.state_dict import map_state_dict, read_state_dict_file
+from .nn.arrayfiles import read_npz, stand_in
 from .nn.inputs import digit as bundled_digit, digit_label, load_input
 from .nn.network import Network
+from .nn.paths import check_name, os_reason
 from .nn.presets import preset
-from .nn.specfile import load_spec
+from .nn.specfile import MAX_PARAMS, load_spec
 from .sheet.layout import Layout
-from .xlsx.files import atomic_output
+from .xlsx.files import atomic_output, cleanup_on_signals
 from .xlsx.writer import WriteResult, formula_count, same_cells, write_workbook
 
-__all__ = ["Built", "choose_network", "read_weights", "pick_input", "output_path", "build", "examples",
+__all__ = ["Built", "choose_network", "read_weights", "load_weights", "pick_input", "output_path", "build", "examples",
            "EXAMPLES"]
 
 EXAMPLES = ("conv-example", "simple-cnn")
@@ -56,34 +60,41 @@ def choose_network(preset_name: str | None = None, spec_file: str | None = None,
     return preset(name, seed=seed or 0), name
 
 
-def read_weights(weights: str | None, state_dict: str | None) -> dict | None:
-    """The arrays of --weights (.npz) or --state-dict (.pt) under the file's own keys."""
+def read_weights(net: Network, weights: str | None, state_dict: str | None,
+                 chosen: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays of --weights (.npz) or --state-dict (.pt) mapped onto ``net``'s names, or None.
+
+    Names, shapes and dtypes are checked from the file's headers before any value is read,
+    so memory is bounded by the network's parameter count whatever the file claims.
+    ``chosen``: the network was named (not the default); otherwise a file for another
+    network gets a hint to name it.
+    """
     if weights is not None and state_dict is not None:
         raise SheetconvError("give --weights or --state-dict, not both")
+    if weights is None and state_dict is None:
+        return None
+    source = str(weights if weights is not None else state_dict)
+
+    def accept(headers):
+        _mapped(net, {k: stand_in(h) for k, h in headers.items()}, source, chosen)
+
     if weights is not None:
-        import zipfile
-
-        import numpy as np
-
-        try:
-            z = np.load(weights, allow_pickle=False)
-            if isinstance(z, np.lib.npyio.NpzFile):
-                with z:
-                    return {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise SheetconvError(f"{weights}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise SheetconvError(f"{weights}: not a readable .npz file ({e})") from None
-        raise SheetconvError(f"{weights}: expected a .npz file of named arrays (numpy.savez), got a single array")
-    if state_dict is not None:
-        return read_state_dict_file(state_dict)
-    return None
+        arrays = read_npz(weights, MAX_PARAMS, accept=accept)
+    else:
+        arrays = read_state_dict_file(state_dict, MAX_PARAMS, accept=accept)
+    return _mapped(net, arrays, source, chosen)
 
 
-def load_weights(net: Network, arrays: dict, source: str, chosen: bool) -> None:
-    """Load ``arrays`` into ``net``; ``chosen``: the network was named (not the default)."""
+def load_weights(net: Network, weights: str | None, state_dict: str | None, chosen: bool = True) -> None:
+    """Load --weights or --state-dict (if given) into ``net``; see :func:`read_weights`."""
+    mapped = read_weights(net, weights, state_dict, chosen)
+    if mapped is not None:
+        net.load_state_dict(mapped)
+
+
+def _mapped(net: Network, arrays: dict, source: str, chosen: bool) -> dict[str, np.ndarray]:
     try:
-        net.load_state_dict(map_state_dict(arrays, net, source=source))
+        return map_state_dict(arrays, net, source=source)
     except SheetconvError as e:
         own = sorted(v.shape for v in net.state_dict().values())
         other_network = sorted(tuple(getattr(a, "shape", ())) for a in arrays.values()) != own
@@ -120,11 +131,11 @@ def pick_input(net: Network, digit: int | None = None, image: str | None = None,
 def output_path(out: str | None, name: str) -> Path:
     """--out checked, or workbooks/<name>.xlsx (the folder made if its parent exists)."""
     if out is None:
-        path = Path("workbooks") / f"{name}.xlsx"
+        path = check_name(Path("workbooks") / f"{name}.xlsx", "output")
         if not path.parent.exists() and path.parent.parent.is_dir():
             path.parent.mkdir()
         return path
-    path = Path(out)
+    path = check_name(out, "output")
     if path.suffix.lower() != ".xlsx" and not path.is_dir():
         raise SheetconvError(f"{out}: the output must be a .xlsx file")
     return path
@@ -132,13 +143,17 @@ def output_path(out: str | None, name: str) -> Path:
 
 @contextmanager
 def scratch_folder():
-    """A private temporary folder; failing to make one is a one-line error."""
-    try:
-        folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
-    except OSError as e:
-        raise SheetconvError(f"cannot create a temporary folder: {e.strerror or e}") from None
-    with folder as name:
-        yield Path(name)
+    """A private temporary folder, removed on return, error, Ctrl-C, SIGTERM or SIGHUP.
+
+    Failing to make one is a one-line error.
+    """
+    with cleanup_on_signals():
+        try:
+            folder = tempfile.TemporaryDirectory(prefix="sheetconv-")
+        except OSError as e:
+            raise SheetconvError(f"cannot create a temporary folder: {os_reason(e)}") from None
+        with folder as name:
+            yield Path(name)
 
 
 def differs(path: Path) -> SheetconvError:
@@ -176,7 +191,7 @@ def examples(out_dir: str | Path, force: bool = False) -> list[Built]:
     A workbook that already holds exactly this content is left as it is; one that differs
     is refused unless ``force``, and then nothing is written.
     """
-    folder = Path(out_dir)
+    folder = check_name(out_dir, "output folder")
     if folder.exists() and not folder.is_dir():
         raise SheetconvError(f"{folder} is a file, expected a folder for the example workbooks")
     if not folder.is_dir():

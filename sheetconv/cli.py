@@ -5,6 +5,7 @@ status 2, never a traceback.
 """
 from __future__ import annotations
 
+import errno
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 
 from .errors import SheetconvError
+from .nn.paths import os_reason, shown
 
 
 class _Group(click.Group):
@@ -20,6 +22,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SheetconvError as e:
             click.echo(f"sheetconv: error: {e}", err=True)
+            ctx.exit(2)
+        except OSError as e:             # a name past 255 bytes met a file-system call before check_name
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            click.echo(f"sheetconv: error: {shown(e.filename or '')}: {os_reason(e)}", err=True)
             ctx.exit(2)
 
 
@@ -90,9 +97,7 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     """
     from . import build as b
     net, name = b.choose_network(preset_name, spec_file, seed)
-    arrays = b.read_weights(weights, state_dict)
-    if arrays is not None:
-        b.load_weights(net, arrays, str(weights or state_dict), chosen=spec_file is not None or preset_name is not None)
+    b.load_weights(net, weights, state_dict, chosen=spec_file is not None or preset_name is not None)
     x, source = b.pick_input(net, digit, image, npy, resize, invert, warn=_warn)
     out_path = b.output_path(out, name)
     done = b.build(net, x, out_path, name=name, source=source, force=force, progress_for=_progress(quiet, out_path))
@@ -129,8 +134,9 @@ def _depth(ctx, param, value):
     if value is None or str(value).strip().lower() == "all":
         return None
     text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise click.BadParameter(f"expected a positive whole number or 'all', got {value!r}")
+    # ASCII digits only: str.isdigit accepts '²' and other digits int() refuses
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:
+        raise SheetconvError(f"--depth: got {value!r:.40}; expected a positive whole number or 'all'")
     return int(text)
 
 

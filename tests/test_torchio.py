@@ -18,7 +18,8 @@ from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
 from fastbook import conv, simple_cnn  # noqa: E402
-from sheetconv.interop.torch_modules import from_torch, load_state_dict_file, map_state_dict, to_torch  # noqa: E402
+from sheetconv.interop.state_dict import load_state_dict_file, map_state_dict  # noqa: E402
+from sheetconv.interop.torch_modules import from_torch, to_torch  # noqa: E402
 
 
 def torch_out(module, x: np.ndarray) -> np.ndarray:
@@ -331,7 +332,7 @@ def test_map_state_dict_errors(edit, words):
 
 
 def test_map_state_dict_does_not_import_torch():
-    code = ("import sys, numpy as np, sheetconv as sc; from sheetconv.interop.torch_modules import map_state_dict; "
+    code = ("import sys, numpy as np, sheetconv as sc; from sheetconv.interop.state_dict import map_state_dict; "
             "net = sc.preset('conv-example'); map_state_dict(net.state_dict(), net); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,14 +1,25 @@
-"""Inputs: the bundled MNIST digits, .npy arrays and image files."""
+"""Inputs: the bundled MNIST digits, .npy arrays and image files.
+
+Invariants: every input is a finite (C, H, W) float64 array in the units the network was
+trained on (0..1 for images). A .npy array is refused from its header when it holds more
+values than the network's input; an image is read by its mode (8-bit, 16-bit, 0..1 float,
+with alpha composited on the background the image implies), and any other mode is refused
+by name rather than converted to something else.
+"""
 from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from math import prod
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SheetconvError
+from .arrayfiles import read_npy
+from .paths import check_name
+from .specfile import MAX_CELLS
 
 __all__ = ["digit", "digit_label", "load_input"]
 
@@ -51,7 +62,7 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
     if warn is None:
         def warn(message):
             warnings.warn(message, UserWarning, stacklevel=3)
-    path = Path(path)
+    path = check_name(path, "input")
     if not path.is_file():
         raise SheetconvError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
@@ -68,14 +79,11 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
 
 
 def _load_npy(path: Path, shape) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise SheetconvError(f"{path}: not a readable .npy array ({e.__class__.__name__}: {e})") from None
+    limit = prod(shape) if shape is not None else MAX_CELLS
+    x = read_npy(path, max_elements=limit)            # refused from its header if larger
     if x.ndim == 2:
         x = x[None]
-    real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool
-    if x.ndim != 3 or not real:
+    if x.ndim != 3:
         raise SheetconvError(f"{path}: expected a numeric (H, W) or (C, H, W) array, got {x.dtype} {x.shape}")
     x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
     if shape is not None and x.shape != tuple(shape):
@@ -85,29 +93,97 @@ def _load_npy(path: Path, shape) -> np.ndarray:
     return x
 
 
+# Pillow modes read as they are; others are refused by name.
+_EIGHT_BIT = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr"}
+_WITH_ALPHA = {"LA", "La", "PA", "RGBA", "RGBa"}
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114])      # ITU-R 601-2 luma, as Pillow's convert("L")
+
+
+def _pixels(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image as (H, W, C) float64 in 0..1 (C is 1 or 3) and its alpha (H, W) in 0..1, or None."""
+    mode = im.mode
+    if mode == "P" and "transparency" in im.info:
+        mode = "PA"
+    if mode in _WITH_ALPHA:
+        grey = mode in ("LA", "La")
+        rgba = np.asarray(im.convert("LA" if grey else "RGBA"), dtype=np.float64) / 255.0
+        colour = rgba[..., :1] if grey else rgba[..., :3]
+        return colour, rgba[..., -1]
+    if mode in _EIGHT_BIT:
+        grey = mode in ("1", "L") or (mode == "P" and _palette_is_grey(im))
+        arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float64) / 255.0
+        return (arr[..., None] if grey else arr), None
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im.convert("I") if mode != "I" else im, dtype=np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise SheetconvError(f"{path}: a 32-bit integer image with values {arr.min():.0f}..{arr.max():.0f}; "
+                                 f"expected 0..65535 (16-bit grey)")
+        return arr[..., None] / 65535.0, None
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise SheetconvError(f"{path}: a floating-point image holding NaN or Inf; expected values 0..1")
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise SheetconvError(f"{path}: a floating-point image with values {arr.min():.4g}..{arr.max():.4g}; "
+                                 f"expected 0..1 (save it as 8-bit grey, or as a .npy array)")
+        return arr[..., None], None
+    raise SheetconvError(f"{path}: image mode {mode} is not supported; expected grey, RGB, palette, 16-bit "
+                         f"grey or 0..1 floating-point images (with or without alpha)")
+
+
+def _palette_is_grey(im) -> bool:
+    rgb = np.asarray(im.convert("RGB"))
+    return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
+
+
+def _flatten_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite on the background the image implies: white behind dark ink, black behind light ink.
+
+    The ink is what is opaque; its alpha-weighted brightness decides. Fully transparent
+    pixels become the background, so black ink on a transparent background reads as black
+    on white (and ``--invert`` gives back the alpha channel exactly).
+    """
+    weight = alpha.sum()
+    ink = float((colour.mean(axis=2) * alpha).sum() / weight) if weight > 0 else 0.0
+    background = 1.0 if ink < 0.5 else 0.0
+    return colour * alpha[..., None] + background * (1.0 - alpha[..., None])
+
+
+def _resized(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) float array resized to ``size`` (height, width), bilinearly, channel by channel."""
+    from PIL import Image
+    planes = [np.asarray(Image.fromarray(arr[..., c].astype(np.float32), mode="F")
+                         .resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.float64)
+              for c in range(arr.shape[2])]
+    return np.clip(np.stack(planes, axis=2), 0.0, 1.0)
+
+
 def _load_image(path: Path, shape, resize: bool, note) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
-            channels = shape[0] if shape is not None else 1
-            if im.mode.startswith("I;16") and channels != 3:      # 16-bit grey: keep its precision
-                im = im.convert("I")
-                scale = 65535.0
-            else:
-                im = im.convert("RGB" if channels == 3 else "L")
-                scale = 255.0
-            if shape is not None and (im.height, im.width) != tuple(shape[1:]):
-                if not resize:
-                    raise SheetconvError(f"{path}: image is {im.width}x{im.height}, the network expects "
-                                         f"{shape[2]}x{shape[1]} (use --resize to scale it)")
-                if im.width * shape[1] != im.height * shape[2]:
-                    note(f"{path}: the {im.width}x{im.height} image was stretched to {shape[2]}x{shape[1]} "
-                         f"(a different aspect ratio)")
-                im = im.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.float64) / scale
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as e:
+            colour, alpha = _pixels(im, path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+        if isinstance(e, SheetconvError):
+            raise
         raise SheetconvError(f"{path}: not a readable image ({e})") from None
-    x = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if alpha is not None:
+        colour = _flatten_alpha(colour, alpha)
+    channels = shape[0] if shape is not None else 1
+    if channels == 1 and colour.shape[2] == 3:
+        colour = (colour @ _GREY_WEIGHTS)[..., None]
+    elif channels == 3 and colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    height, width = colour.shape[:2]
+    if shape is not None and (height, width) != tuple(shape[1:]):
+        if not resize:
+            raise SheetconvError(f"{path}: image is {width}x{height}, the network expects "
+                                 f"{shape[2]}x{shape[1]} (use --resize to scale it)")
+        if width * shape[1] != height * shape[2]:
+            note(f"{path}: the {width}x{height} image was stretched to {shape[2]}x{shape[1]} "
+                 f"(a different aspect ratio)")
+        colour = _resized(colour, tuple(shape[1:]))
+    x = colour.transpose(2, 0, 1)
     if shape is not None and x.shape[0] != shape[0]:
         raise SheetconvError(f"{path}: image has {x.shape[0]} channels, the network expects {shape[0]}")
-    return x
+    return np.ascontiguousarray(x)

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import SheetconvError
 from .layers import _TYPES, Layer
+from .nesting import nesting
+from .paths import check_name, os_reason
 
 if TYPE_CHECKING:                       # network.py imports this module lazily (Network.from_spec)
     from .network import Network
@@ -60,17 +62,26 @@ MAX_CELLS = 50_000_000           # activations of one layer (a spreadsheet holds
 _TOP = {"input_shape", "layers", "seed", "fuse_relu"}
 _INFERRED = {"Conv2d": "in_channels", "Linear": "in_features"}
 _MAX_BYTES = 1 << 20
+_MAX_NESTING = 8                 # {layers: [{kernel_size: [h, w]}]} is 4 deep
 
 
-def _parse(path: Path) -> dict:
+def _read_capped(path: Path) -> bytes:
+    """At most ``_MAX_BYTES + 1`` bytes of ``path`` (never the whole of /dev/zero or a sparse file)."""
+    check_name(path, "spec")
     try:
-        raw = path.read_bytes()[:_MAX_BYTES + 1]
+        with open(path, "rb") as f:
+            return f.read(_MAX_BYTES + 1)
     except FileNotFoundError:
         raise SheetconvError(f"{path}: no such spec file") from None
     except IsADirectoryError:
         raise SheetconvError(f"{path}: is a directory, expected a .json or .toml spec file") from None
     except OSError as e:
-        raise SheetconvError(f"{path}: cannot read spec file ({e.strerror})") from None
+        raise SheetconvError(f"{path}: cannot read spec file ({os_reason(e)})") from None
+
+
+def _parse(path: Path) -> dict:
+    """The spec file's data: bounded in bytes, nesting and number size, or a one-line error."""
+    raw = _read_capped(path)
     if len(raw) > _MAX_BYTES:
         raise SheetconvError(f"{path}: a spec file is a few lines; this one exceeds {_MAX_BYTES} bytes")
     try:
@@ -79,18 +90,27 @@ def _parse(path: Path) -> dict:
         raise SheetconvError(f"{path}: not UTF-8 text; expected a .json or .toml spec file") from None
     suffix = path.suffix.lower()
     as_json = suffix == ".json" or (suffix != ".toml" and text.lstrip().startswith("{"))
-    if as_json:
-        try:
+    try:
+        if as_json:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SheetconvError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    else:
-        if tomllib is None:
+        elif tomllib is None:
             raise SheetconvError(f"{path}: TOML specs need Python >= 3.11; use a .json spec")
-        try:
+        else:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise SheetconvError(f"{path}: invalid TOML: {str(e).splitlines()[0]}") from None
+    except json.JSONDecodeError as e:
+        raise SheetconvError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise SheetconvError(f"{path}: nested too deeply to read; a spec nests at most {_MAX_NESTING} "
+                             f"levels") from None
+    except ValueError as e:        # tomllib.TOMLDecodeError, or an integer of thousands of digits
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "integer string conversion" in first:
+            raise SheetconvError(f"{path}: holds an integer of more than 4300 digits; a spec holds small "
+                                 f"numbers") from None
+        raise SheetconvError(f"{path}: invalid {'JSON' if as_json else 'TOML'}: {first[:200]}") from None
+    if nesting(data, _MAX_NESTING) > _MAX_NESTING:
+        raise SheetconvError(f"{path}: nested more than {_MAX_NESTING} levels deep; a spec nests at most "
+                             f"{_MAX_NESTING} levels")
     if not isinstance(data, dict):
         raise SheetconvError(f"{path}: the spec must be a table/object with 'input_shape' and 'layers'")
     return data

@@ -16,17 +16,22 @@ from __future__ import annotations
 import json
 
 from ..errors import SheetconvError
+from ..nn.nesting import nesting
 from ..nn.network import Network
 from ..version import __version__
+from .a1 import MAX_COLS, MAX_ROWS
 from .layout import Layout
 
 __all__ = ["META_SHEET", "FORMAT", "FORMAT_VERSION", "CHUNK", "build_meta", "to_chunks", "parse_chunks",
-           "load_model"]
+           "load_model", "MAX_SHEET_CELLS", "MAX_NESTING"]
 
 META_SHEET = "_sheetconv"
 FORMAT = "sheetconv"
 FORMAT_VERSION = 1
 CHUNK = 30000
+MAX_NESTING = 8                  # meta -> layout -> stripes -> stripe -> parts -> part -> channels: 7
+MAX_SHEET_CELLS = 20_000_000     # activations and parameters a workbook's metadata may describe
+_MAX_STRIPES = 100_000
 
 
 def build_meta(net, layout) -> dict:
@@ -51,8 +56,14 @@ def parse_chunks(chunks) -> dict:
         parts.append(c)
     try:
         meta = json.loads("".join(parts))
-    except ValueError as e:
-        raise SheetconvError(f"workbook metadata is not valid JSON ({e})") from None
+    except RecursionError:
+        raise SheetconvError(f"workbook metadata: nested too deeply to read; it nests at most {MAX_NESTING} "
+                             f"levels") from None
+    except ValueError as e:      # invalid JSON, or an integer of thousands of digits
+        raise SheetconvError(f"workbook metadata is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    if nesting(meta, MAX_NESTING) > MAX_NESTING:
+        raise SheetconvError(f"workbook metadata: nested more than {MAX_NESTING} levels deep; it nests at most "
+                             f"{MAX_NESTING}")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SheetconvError(f"workbook metadata: expected format {FORMAT!r}, got {meta.get('format') if isinstance(meta, dict) else meta!r}")
     version = meta.get("format_version")
@@ -91,6 +102,7 @@ def load_model(meta: dict):
     sheet = meta.get("sheet")
     if not isinstance(sheet, str) or not sheet:
         raise SheetconvError(f"workbook metadata: 'sheet' must be a sheet name, got {_kind(sheet)}")
+    _check_sizes(spec, layout)
     try:
         net = Network.from_spec(spec)            # validated, with bounded sizes (specfile)
         lay = Layout.from_json(layout, net)
@@ -106,3 +118,86 @@ def load_model(meta: dict):
 def _kind(value) -> str:
     text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
     return text[:40]
+
+
+# ---------------------------------------------------------------- bounds before allocating
+
+def _int(value, where: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise SheetconvError(f"workbook metadata: {where} must be an int >= {least}, got {_kind(value)}")
+    return value
+
+
+def _layout_cells(layout: dict) -> int:
+    """The cells the layout's stripes claim, every number checked (no zero or negative sizes)."""
+    stripes = layout.get("stripes")
+    if not isinstance(stripes, list) or not stripes or len(stripes) > _MAX_STRIPES:
+        raise SheetconvError(f"workbook metadata: layout 'stripes' must be a list of 1..{_MAX_STRIPES:,} "
+                             f"stripes, got {_kind(stripes)}")
+    total = 0
+    for i, stripe in enumerate(stripes):
+        where = f"layout stripe {i}"
+        if not isinstance(stripe, dict):
+            raise SheetconvError(f"workbook metadata: {where} must be an object, got {_kind(stripe)}")
+        for key, least in (("top", 0), ("left", 0), ("slot_h", 1), ("slot_w", 1), ("per_col", 1), ("n", 1)):
+            _int(stripe.get(key), f"{where} {key!r}", least)
+        if stripe["top"] >= MAX_ROWS or stripe["left"] >= MAX_COLS:
+            raise SheetconvError(f"workbook metadata: {where} starts at row {stripe['top']}, column "
+                                 f"{stripe['left']}; a sheet has {MAX_ROWS:,} rows and {MAX_COLS:,} columns")
+        parts = stripe.get("parts")
+        if not isinstance(parts, list) or not parts:
+            raise SheetconvError(f"workbook metadata: {where} 'parts' must be a non-empty list, got {_kind(parts)}")
+        per_slot = 0
+        for j, part in enumerate(parts):
+            if not isinstance(part, list) or len(part) != 9:
+                raise SheetconvError(f"workbook metadata: {where} part {j} must be a list of 9 items, "
+                                     f"got {_kind(part)}")
+            for k, (key, least) in enumerate((("row", 0), ("col", 0), ("height", 1), ("width", 1),
+                                             ("count", 1), ("step", 0)), 2):
+                _int(part[k], f"{where} part {j} {key}", least)
+            per_slot += part[4] * part[5] * part[6]
+        total += stripe["n"] * per_slot
+        if total > MAX_SHEET_CELLS:
+            break
+    return total
+
+
+def _spec_params(spec: dict) -> int:
+    """Parameters the spec's layers claim, from their own numbers (malformed ones are left to from_spec)."""
+    def num(v):
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+    def area(k):
+        if isinstance(k, list) and len(k) == 2:
+            return num(k[0]) * num(k[1])
+        return num(k) ** 2
+
+    total = 0
+    for cfg in spec["layers"]:
+        if cfg.get("type") == "Conv2d":
+            total += num(cfg.get("out_channels")) * (num(cfg.get("in_channels")) * area(cfg.get("kernel_size")) + 1)
+        elif cfg.get("type") == "Linear":
+            total += num(cfg.get("out_features")) * (num(cfg.get("in_features")) + 1)
+    return total
+
+
+def _check_sizes(spec: dict, layout: dict) -> None:
+    """Refuse metadata describing more than MAX_SHEET_CELLS cells before the network is built.
+
+    The layout's cells are checked against the network afterwards (Layout.from_json), so
+    bounding both here bounds every array the network and its activations need.
+    """
+    shape = spec.get("input_shape")
+    if isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape):
+        cells = shape[0] * shape[1] * shape[2]
+        if cells > MAX_SHEET_CELLS:
+            raise SheetconvError(f"workbook metadata: input_shape {shape} has {cells:,} cells; a workbook holds "
+                                 f"at most {MAX_SHEET_CELLS:,}")
+    params = _spec_params(spec)
+    if params > MAX_SHEET_CELLS:
+        raise SheetconvError(f"workbook metadata: the network has {params:,} parameters; a workbook holds at "
+                             f"most {MAX_SHEET_CELLS:,} cells")
+    cells = _layout_cells(layout)
+    if cells > MAX_SHEET_CELLS:
+        raise SheetconvError(f"workbook metadata: the layout claims more than {MAX_SHEET_CELLS:,} cells, the most "
+                             f"a workbook holds")
