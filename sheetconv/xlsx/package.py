@@ -23,7 +23,7 @@ from xml.parsers.expat import ExpatError
 
 from ..errors import SheetconvError
 
-__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "NS_MAIN"]
+__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "open_part", "NS_MAIN"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -129,6 +129,11 @@ class _Counted(io.RawIOBase):
 
     def close(self):
         self._fh.close()
+
+
+def open_part(zf: zipfile.ZipFile, part: str, path: str) -> io.RawIOBase:
+    """A member of a checked zip, to read in chunks: refused once it yields more than it declared."""
+    return _Counted(zf, zf.getinfo(part), path)
 
 
 def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:

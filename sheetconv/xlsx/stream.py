@@ -1,0 +1,217 @@
+"""One worksheet's cells, streamed a row at a time: formula text and stored value together.
+
+:func:`iter_rows` parses a worksheet part of an open, checked xlsx zip (see
+:func:`sheetconv.xlsx.package.open_zip`) with the same entity-refusing expat parser as
+every other reader, in chunks of 1 MiB, and yields ``(row, cells)`` in document order,
+``cells`` a list of :class:`Cell` of that row. Nothing but one chunk's rows is held, so
+memory does not grow with the sheet. Positions are 0-based; a cell without ``r`` takes
+the next column, a row without ``r`` the next row, as the format says.
+
+A cell's ``value`` is the raw text of its ``<v>`` (or inline string), ``type`` its ``t``
+attribute: :func:`cell_value` turns both into the value a reader sees (float, str, bool,
+shared strings resolved). ``formula`` is the ``<f>`` text (without ``=``), ``fattrs`` its
+attributes (``t="shared"``, ``si``, ``ref``) or None for a cell without a formula.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+from xml.parsers.expat import ExpatError
+import zipfile
+
+from ..errors import SheetconvError
+from ..sheet.a1 import MAX_ROWS, column_names
+from .package import NS_MAIN, open_part, parse_part
+
+__all__ = ["Cell", "iter_rows", "cell_value", "read_shared_strings"]
+
+_COLNUM = {letters: i for i, letters in enumerate(column_names())}
+_DIGITS = "0123456789"
+_CHUNK = 1 << 20
+
+
+class Cell(NamedTuple):
+    col: int
+    type: str | None
+    value: str | None
+    formula: str | None
+    fattrs: dict | None
+
+
+def _handlers(rows: list):
+    """expat handlers (closures: the hot loop) appending each complete row to ``rows``."""
+    C, F, V, T, IS, ROW = (f"{NS_MAIN}}}{t}" for t in ("c", "f", "v", "t", "is", "row"))
+    colnum, digits_of = _COLNUM, _DIGITS
+    cells: list = []
+    row = col = -1
+    ctype = fattrs = formula = value = None
+    buf: list = []
+    target = 0                     # text being collected: 1 formula, 2 value, 3 inline string
+    in_is = False
+
+    def close_row():
+        nonlocal cells
+        if cells:
+            rows.append((row, cells))
+            cells = []
+
+    def start(tag, attrs):
+        nonlocal row, col, ctype, fattrs, formula, value, buf, target, in_is
+        if tag == C:
+            r = attrs.get("r")
+            if r is None:
+                col += 1
+            else:
+                letters = r.rstrip(digits_of)
+                c = colnum.get(letters)
+                digits = r[len(letters):]
+                if c is None or not digits.isdigit() or not 0 < int(digits) <= MAX_ROWS:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
+                rr = int(digits) - 1
+                if rr != row:
+                    close_row()
+                    row = rr
+                col = c
+            ctype = attrs.get("t")
+            formula = fattrs = value = None
+        elif tag == F:
+            fattrs = attrs
+            buf, target = [], 1
+        elif tag == V:
+            buf, target = [], 2
+        elif tag == T and in_is:
+            buf, target = [], 3
+        elif tag == IS:
+            in_is = True
+            value = ""
+        elif tag == ROW:
+            close_row()
+            r = attrs.get("r")
+            rr = int(r) - 1 if r is not None and r.isdigit() else row + 1
+            if not 0 <= rr < MAX_ROWS:
+                raise SheetconvError(f"row {str(r)[:20]!r} lies outside the sheet; the workbook is corrupt")
+            row, col = rr, -1
+
+    def end(tag):
+        nonlocal formula, value, target, in_is
+        if tag == C:
+            cells.append(Cell(col, ctype, value, formula, fattrs))
+        elif target:
+            if target == 1 and tag == F:
+                formula = "".join(buf)
+            elif target == 2 and tag == V:
+                value = "".join(buf) or None          # <v/>: nothing stored
+            elif target == 3 and tag == T:
+                value += "".join(buf)
+            else:
+                return
+            target = 0
+        elif tag == IS:
+            in_is = False
+
+    def data(text):
+        if target:
+            buf.append(text)
+
+    return start, end, data, close_row
+
+
+def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """Yield ``(row, [Cell, ...])`` of worksheet ``part``, in document order (see the module docstring)."""
+    rows: list = []
+    start, end, data, close_row = _handlers(rows)
+    parser = DefusedXMLParser(forbid_dtd=True).parser     # expat with defusedxml's entity/DTD guards
+    parser.ordered_attributes = False
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    parser.buffer_text = True
+    try:
+        fh = open_part(zf, part, path)
+        while True:
+            chunk = fh.read(_CHUNK)
+            parser.Parse(chunk, not chunk)
+            if rows:
+                yield from rows
+                rows.clear()
+            if not chunk:
+                break
+        close_row()
+        yield from rows
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ExpatError as e:
+        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except SheetconvError as e:
+        if str(e).startswith(path):
+            raise
+        raise SheetconvError(f"{path}: {part}: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
+
+
+def read_shared_strings(zf: zipfile.ZipFile, path: str) -> list[str] | None:
+    """The workbook's shared strings, or None when it has none."""
+    if "xl/sharedStrings.xml" not in zf.namelist():
+        return None
+    sst = _SharedStrings()
+    parse_part(zf, "xl/sharedStrings.xml", path, sst)
+    return sst.items
+
+
+class _SharedStrings:
+    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
+
+    def __init__(self):
+        self.SI, self.T, self.RPH = (f"{NS_MAIN}}}{t}" for t in ("si", "t", "rPh"))
+        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+
+    def start(self, tag, attrs):
+        if tag == self.SI:
+            self.buf = []
+        elif tag == self.RPH:
+            self.depth_rph += 1
+        elif tag == self.T and not self.depth_rph:
+            self.in_t = True
+
+    def end(self, tag):
+        if tag == self.SI:
+            self.items.append("".join(self.buf or ()))
+        elif tag == self.RPH:
+            self.depth_rph -= 1
+        elif tag == self.T:
+            self.in_t = False
+
+    def data(self, text):
+        if self.in_t and self.buf is not None:
+            self.buf.append(text)
+
+
+def cell_value(cell: Cell, shared, where: str):
+    """A cell's stored value: None (none stored), float, str (text or an error such as
+    '#VALUE!'), or bool. A shared-string index that does not exist is a SheetconvError."""
+    text, t = cell.value, cell.type
+    if text is None:
+        return None
+    if t is None or t == "n":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if t == "s":
+        k = text.strip()
+        if shared is None or not k.isdigit() or int(k) >= len(shared):
+            have = 0 if shared is None else len(shared)
+            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
+                                 f"has {have}); the workbook is corrupt")
+        return shared[int(k)]
+    if t == "b":
+        return text.strip() in ("1", "true")
+    if t in ("str", "inlineStr", "e"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
