@@ -284,62 +284,62 @@ class _SheetPass:
             key, idx = payload
             self.state[key][idx] = self._numbers(row, x, width, by_col, key)
 
-    def _numbers(self, row: int, x: int, width: int, by_col: dict, what: str) -> list[float]:
-        out = []
-        for col in range(x, x + width):
-            c = by_col.get(col)
-            if c is None or c[2] is None:
-                out.append(0.0)                          # an empty cell counts as 0 in a formula
-                continue
-            v = cell_value(c, self.shared, f"{self.path}: cell {self._addr(row, col)}") if c[1] else c[2]
+    def _numbers(self, row: int, x: int, width: int, by_col: dict, what: str):
+        get = by_col.get
+        cells = [get(col) for col in range(x, x + width)]
+        if all(c is not None and c[1] is None and c[2] is not None for c in cells):
             try:
-                f = float(v) if not isinstance(v, bool) else None
+                out = np.array([c[2] for c in cells], dtype=float)
+                if np.isfinite(out).all():
+                    return out
             except ValueError:
-                f = None
-            if f is None:
-                raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {v!r:.60}; expected a number")
-            if not math.isfinite(f):
-                raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {f!r}; expected a finite number")
-            out.append(f)
-        return out
+                pass
+        return [self._number(row, x + j, c, what) for j, c in enumerate(cells)]
+
+    def _number(self, row: int, col: int, c, what: str) -> float:
+        if c is None or c[2] is None:
+            return 0.0                                   # an empty cell counts as 0 in a formula
+        v = self._value(c, row, col)
+        f = v if isinstance(v, float) else None
+        if f is None:
+            raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {v!r:.60}; expected a number")
+        if not math.isfinite(f):
+            raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {f!r}; expected a finite number")
+        return f
 
     def _computed(self, row: int, x: int, width: int, payload, by_col: dict):
         name, o, r = payload
-        texts = self.lfs[name].row(o, r) if self.formulas else None
-        vals, pres = [], []
         get = by_col.get
-        for j in range(width):
-            col = x + j
-            c = get(col)
-            if c is None:
-                vals.append(math.nan)
-                pres.append(False)
-                if texts is not None:
-                    self.odd[(row, col)] = ((name, o, r, j), None, None)
-                continue
-            if texts is not None and c[3] != texts[j] and not self._same_shared(c, row, col, texts[j]):
-                self.odd[(row, col)] = ((name, o, r, j), c[3], self._value(c, row, col))
-            v = c[2]
-            if v is None:
-                vals.append(math.nan)
-                pres.append(False)
-                continue
-            pres.append(True)
-            if c[1] is None:
-                try:
-                    vals.append(float(v))
-                except ValueError:
-                    vals.append(math.nan)
-            else:
-                v = self._value(c, row, col)
-                vals.append(float(v) if isinstance(v, float) else math.nan)
+        cells = [get(col) for col in range(x, x + width)]
+        if self.formulas:
+            texts = self.lfs[name].row(o, r)
+            for j in [j for j, c, t in zip(range(width), cells, texts) if c is None or c[3] != t]:
+                c = cells[j]
+                if c is None:
+                    self.odd[(row, x + j)] = ((name, o, r, j), None, None)
+                elif not self._same_shared(c, row, x + j, texts[j]):
+                    self.odd[(row, x + j)] = ((name, o, r, j), c[3], self._value(c, row, x + j))
+        present = [c is not None and c[2] is not None for c in cells]
+        vals = None
+        if all(c is None or c[1] is None for c in cells):
+            try:
+                vals = np.array([None if c is None else c[2] for c in cells], dtype=float)   # None: NaN
+            except ValueError:
+                vals = None
+        if vals is None:
+            vals = [math.nan if not p else self._float(self._value(c, row, x + j))
+                    for j, (c, p) in enumerate(zip(cells, present))]
         self.stored[name][o, r, :] = vals          # a 1-D layer: feature o, row 0, one cell
-        self.present[name][o, r, :] = pres
+        self.present[name][o, r, :] = present
         if self.progress is not None:
             self.pending += width
             if self.pending >= _PROGRESS_EVERY:
                 self.progress(self.pending)
                 self.pending = 0
+
+    @staticmethod
+    def _float(v) -> float:
+        return v if isinstance(v, float) else math.nan
 
     def _partial(self, row: int, x: int, payload, by_col: dict):
         name, g, o, r = payload

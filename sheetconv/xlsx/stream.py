@@ -7,37 +7,42 @@ every other reader, in chunks of 1 MiB, and yields ``(row, cells)`` in document 
 memory does not grow with the sheet. Positions are 0-based; a cell without ``r`` takes
 the next column, a row without ``r`` the next row, as the format says.
 
-A cell's ``value`` is the raw text of its ``<v>`` (or inline string), ``type`` its ``t``
-attribute: :func:`cell_value` turns both into the value a reader sees (float, str, bool,
-shared strings resolved). ``formula`` is the ``<f>`` text (without ``=``), ``fattrs`` its
-attributes (``t="shared"``, ``si``, ``ref``) or None for a cell without a formula.
+A cell is a tuple ``(col, type, value, formula, fattrs)``: ``value`` the raw text of its
+``<v>`` (or inline string) or None, ``type`` its ``t`` attribute: :func:`cell_value` turns
+both into the value a reader sees (float, str, bool, shared strings resolved). ``formula``
+is the ``<f>`` text (without ``=``) or None, ``fattrs`` the ``<f>`` element's attributes
+(``t="shared"``, ``si``, ``ref``) when it has any.
+
+Two readers give the same rows. The fast one reads the rows of the common plain form
+(``<c r=".." s=".." t=".."><f>..</f><v>..</v></c>``, as sheetconv, XlsxWriter and
+LibreOffice write them) with regular expressions, a row at a time, and accepts a row only
+if every ``<`` in it belongs to a recognised cell; the part outside ``<sheetData>`` goes
+through expat (entities and DTDs refused). Anything else - a comment, CDATA, a formula
+with attributes, a namespace prefix, another encoding - sends the part to the general
+reader (expat with Python handlers, about five times slower), which resumes after the
+last row already given.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import codecs
+import html
+import re
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 from xml.parsers.expat import ExpatError
 import zipfile
+from contextlib import contextmanager
 
 from ..errors import SheetconvError
 from ..sheet.a1 import MAX_ROWS, column_names
 from .package import NS_MAIN, open_part, parse_part
 
-__all__ = ["Cell", "iter_rows", "cell_value", "read_shared_strings"]
+__all__ = ["iter_rows", "cell_value", "read_shared_strings"]
 
 _COLNUM = {letters: i for i, letters in enumerate(column_names())}
 _DIGITS = "0123456789"
 _CHUNK = 1 << 20
-
-
-class Cell(NamedTuple):
-    col: int
-    type: str | None
-    value: str | None
-    formula: str | None
-    fattrs: dict | None
 
 
 def _handlers(rows: list):
@@ -97,7 +102,7 @@ def _handlers(rows: list):
     def end(tag):
         nonlocal formula, value, target, in_is
         if tag == C:
-            cells.append(Cell(col, ctype, value, formula, fattrs))
+            cells.append((col, ctype, value, formula, fattrs or None))
         elif target:
             if target == 1 and tag == F:
                 formula = "".join(buf)
@@ -110,6 +115,7 @@ def _handlers(rows: list):
             target = 0
         elif tag == IS:
             in_is = False
+            value = value or None                 # an empty inline string: nothing stored
 
     def data(text):
         if target:
@@ -118,8 +124,125 @@ def _handlers(rows: list):
     return start, end, data, close_row
 
 
+class _NotPlain(Exception):
+    """The part is not in the plain form the fast reader handles."""
+
+
+@contextmanager
+def _errors(part: str, path: str):
+    try:
+        yield
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ExpatError as e:
+        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except SheetconvError as e:
+        if str(e).startswith(path):
+            raise
+        raise SheetconvError(f"{path}: {part}: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
+
+
 def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
-    """Yield ``(row, [Cell, ...])`` of worksheet ``part``, in document order (see the module docstring)."""
+    """Yield ``(row, [cell, ...])`` of worksheet ``part``, in document order (see the module docstring)."""
+    last = -1
+    try:
+        for row, cells in _plain_rows(zf, part, path):
+            last = row
+            yield row, cells
+        return
+    except _NotPlain:
+        pass
+    for row, cells in _general_rows(zf, part, path):
+        if row > last:
+            yield row, cells
+
+
+_SHEET_DATA = "<sheetData>"
+_ROW_HEAD = re.compile(r'\s*(?:<row r="[0-9]+"[^>]*/>\s*)*<row r="([0-9]+)"[^>/]*>')
+_CELL = re.compile(r'<c r="([A-Z]{1,3})([0-9]{1,7})"(?: s="[0-9]+")?(?: t="([a-zA-Z]+)")?'
+                   r'(?:/>|>(?:<f>([^<]*)</f>)?(?:<v>([^<]*)</v>)?(?:<is><t>([^<]*)</t></is>)?</c>)'
+                   r'|(<)')                      # any other tag: the row is not plain
+_MAX_HEAD = 64 << 20
+
+
+def _text(s: str):
+    if not s:
+        return None
+    if "&" in s:
+        s = html.unescape(s)
+    return s.replace("\r\n", "\n") if "\r" in s else s
+
+
+def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """The fast reader (see the module docstring); raises _NotPlain where it cannot go on."""
+    colnum = _COLNUM
+    with _errors(part, path):
+        fh = open_part(zf, part, path)
+        decode = codecs.getincrementaldecoder("utf-8")().decode
+        outside = DefusedXMLParser(forbid_dtd=True).parser          # the part outside <sheetData>
+        for name in ("StartElementHandler", "EndElementHandler", "CharacterDataHandler", "DefaultHandlerExpand",
+                     "CommentHandler", "ProcessingInstructionHandler"):
+            setattr(outside, name, None)
+        carry, started, done = "", False, False
+        while not done:
+            chunk = fh.read(_CHUNK)
+            done = not chunk
+            try:
+                text = carry + decode(chunk, done)
+            except UnicodeDecodeError:
+                raise _NotPlain from None
+            if not started:
+                at = text.find(_SHEET_DATA)
+                if at < 0:
+                    if len(text) > _MAX_HEAD or done or "<sheetData/>" in text:
+                        raise _NotPlain
+                    carry = text
+                    continue
+                outside.Parse(text[:at + len(_SHEET_DATA)].encode(), False)
+                started, text = True, text[at + len(_SHEET_DATA):]
+            end = text.rfind("</row>")
+            if done or end < 0:
+                carry = text
+                if not done:
+                    continue
+                end = text.find("</sheetData>")
+                if end < 0 or text[:end].strip():
+                    raise _NotPlain
+                outside.Parse(text[end:].encode(), True)
+                break
+            carry = text[end + 6:]
+            for piece in text[:end].split("</row>"):
+                head = _ROW_HEAD.match(piece)
+                if head is None:
+                    raise _NotPlain
+                body = piece[head.end():]
+                found = _CELL.findall(body)
+                if not found:
+                    continue
+                if any(m[6] for m in found):
+                    raise _NotPlain
+                digits = head.group(1)
+                row = int(digits) - 1
+                if not 0 <= row < MAX_ROWS:
+                    raise _NotPlain
+                try:
+                    if "&" in body or "\r" in body:
+                        cells = [(colnum[letters], t or None, _text(v or inline), _text(f), None)
+                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                    else:
+                        cells = [(colnum[letters], t or None, v or inline or None, f or None, None)
+                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                except KeyError:
+                    raise _NotPlain from None
+                if len(cells) != len(found):
+                    raise _NotPlain
+                yield row, cells
+
+
+def _general_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """The general reader: expat with Python handlers."""
     rows: list = []
     start, end, data, close_row = _handlers(rows)
     parser = DefusedXMLParser(forbid_dtd=True).parser     # expat with defusedxml's entity/DTD guards
@@ -128,7 +251,7 @@ def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
     parser.EndElementHandler = end
     parser.CharacterDataHandler = data
     parser.buffer_text = True
-    try:
+    with _errors(part, path):
         fh = open_part(zf, part, path)
         while True:
             chunk = fh.read(_CHUNK)
@@ -140,16 +263,6 @@ def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
                 break
         close_row()
         yield from rows
-    except DefusedXmlException as e:
-        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
-    except ExpatError as e:
-        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
-    except SheetconvError as e:
-        if str(e).startswith(path):
-            raise
-        raise SheetconvError(f"{path}: {part}: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
 
 
 def read_shared_strings(zf: zipfile.ZipFile, path: str) -> list[str] | None:
@@ -189,10 +302,10 @@ class _SharedStrings:
             self.buf.append(text)
 
 
-def cell_value(cell: Cell, shared, where: str):
+def cell_value(cell: tuple, shared, where: str):
     """A cell's stored value: None (none stored), float, str (text or an error such as
     '#VALUE!'), or bool. A shared-string index that does not exist is a SheetconvError."""
-    text, t = cell.value, cell.type
+    t, text = cell[1], cell[2]
     if text is None:
         return None
     if t is None or t == "n":
