@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SheetconvError
-from .formulagraph.references import references
 from .nn.network import Network
 from .sheet import a1 as xlref
 from .sheet.formulas import LayerFormulas
@@ -423,6 +422,7 @@ class _References:
     def references(self, text: str, seen: set, helpers: set):
         """Cells of the main sheet ``text`` reads, and its other references as text. A
         partial-sum cell is replaced by its own references (its formula as the file has it)."""
+        from .formulagraph.references import references        # openpyxl's tokenizer: only when needed
         found: set = set()
         other: list[str] = []
         main = self.sheet.lower()
