@@ -23,7 +23,7 @@ from xml.parsers.expat import ExpatError
 
 from ..errors import SheetconvError
 
-__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "open_part", "NS_MAIN"]
+__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "open_part", "relationships", "NS_MAIN"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -177,6 +177,11 @@ def _rels(zf, part, path) -> dict[str, tuple[str, str]]:
         full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
         out[rel.get("Id")] = (rel.get("Type", ""), full)
     return out
+
+
+def relationships(zf: zipfile.ZipFile, part: str, path: str) -> dict[str, tuple[str, str]]:
+    """Relationships of ``part`` ('' for the package): id -> (type, target part name)."""
+    return _rels(zf, part, path)
 
 
 @dataclass
