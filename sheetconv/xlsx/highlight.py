@@ -136,6 +136,7 @@ def write_highlight(book, trace: Trace, out, force: bool = False) -> Path:
 def _info_like(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
     out = zipfile.ZipInfo(info.filename, info.date_time)
     out.compress_type = zipfile.ZIP_DEFLATED
+    out._compresslevel = _ZIP_LEVEL          # zipfile takes a given ZipInfo's level, not the archive's
     out.external_attr = info.external_attr
     return out
 
@@ -422,6 +423,22 @@ class _RowPainter:
         want = self.plan.row_styles(self.part, row)
         if not want:
             return body
+        out, pos = [], 0
+        for col in sorted(want):                        # the usual case: every traced cell is there, with r=
+            at = body.find(b'<c r="%s%d"' % (_COLS[col].encode(), row + 1), pos)
+            if at < 0:
+                return self._cells_in_order(row, body, want)
+            end = body.index(b">", at) + 1
+            tag = body[at:end]
+            s = _S_ATTR.search(tag)
+            xf = self.styles.xf(int(s.group(1)) if s else 0, *want[col])
+            out += [body[pos:at], _attr(tag, b"s", str(xf).encode())]
+            pos = end
+        out.append(body[pos:])
+        return b"".join(out)
+
+    def _cells_in_order(self, row: int, body: bytes, want: dict) -> bytes:
+        """Every cell of the row in turn: for rows missing traced cells, or cells without r=."""
         styles = self.styles
         out, pos, col = [], 0, -1
         pending = sorted(want)
