@@ -238,7 +238,6 @@ class _SheetPass:
         self.odd: dict = {}              # (row, col) -> (cell, formula text or None, stored value)
         self.odd_partials: dict = {}     # (row, col) -> formula text or None
         self.odd_totals: set = set()     # computed cells that read a partial sum whose text differs
-        self.masters: dict = {}          # shared formula id -> (row, col, text)
         self.shared = None
 
     def run(self, zf, part: str):
@@ -316,7 +315,7 @@ class _SheetPass:
                 c = cells[j]
                 if c is None:
                     self.odd[(row, x + j)] = ((name, o, r, j), None, None)
-                elif not self._same_shared(c, row, x + j, texts[j]):
+                else:
                     self.odd[(row, x + j)] = ((name, o, r, j), c[3], self._value(c, row, x + j))
         present = [c is not None and c[2] is not None for c in cells]
         vals = None
@@ -346,26 +345,9 @@ class _SheetPass:
         for j, text in enumerate(texts):
             c = by_col.get(x + j)
             f = None if c is None else c[3]
-            if f != text and (c is None or not self._same_shared(c, row, x + j, text)):
+            if f != text:
                 self.odd_partials[(row, x + j)] = f
                 self.odd_totals.add((name, o, r, j))
-
-    def _same_shared(self, c, row: int, col: int, text: str) -> bool:
-        """Whether a shared formula's cell (a master, or a child given by its master) reads ``text``."""
-        attrs = c[4]
-        if not attrs or attrs.get("t") != "shared":
-            return False
-        si = attrs.get("si")
-        if c[3]:
-            self.masters[si] = (row, col, c[3])
-            return c[3] == text
-        master = self.masters.get(si)
-        if master is None:
-            return False
-        from openpyxl.formula.translate import Translator
-        mrow, mcol, mtext = master
-        moved = Translator("=" + mtext, origin=xlref.cell(mrow, mcol)).translate_formula(xlref.cell(row, col))
-        return moved[1:] == text
 
     def _value(self, c, row: int, col: int):
         return cell_value(c, self.shared, f"{self.path}: cell {self._addr(row, col)}")

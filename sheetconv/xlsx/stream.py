@@ -11,7 +11,8 @@ A cell is a tuple ``(col, type, value, formula, fattrs)``: ``value`` the raw tex
 ``<v>`` (or inline string) or None, ``type`` its ``t`` attribute: :func:`cell_value` turns
 both into the value a reader sees (float, str, bool, shared strings resolved). ``formula``
 is the ``<f>`` text (without ``=``) or None, ``fattrs`` the ``<f>`` element's attributes
-(``t="shared"``, ``si``, ``ref``) when it has any.
+(``t="shared"``, ``si``, ``ref``) when it has any. A shared formula's child cell gets its
+master's text moved to the child's position (openpyxl's Translator), as Excel shows it.
 
 Two readers give the same rows. The fast one reads the rows of the common plain form
 (``<c r=".." s=".." t=".."><f>..</f><v>..</v></c>``, as sheetconv, XlsxWriter and
@@ -35,7 +36,7 @@ import zipfile
 from contextlib import contextmanager
 
 from ..errors import SheetconvError
-from ..sheet.a1 import MAX_ROWS, column_names
+from ..sheet.a1 import MAX_ROWS, cell as a1, column_names
 from .package import NS_MAIN, open_part, parse_part
 
 __all__ = ["iter_rows", "cell_value", "read_shared_strings"]
@@ -106,6 +107,8 @@ def _handlers(rows: list):
         elif target:
             if target == 1 and tag == F:
                 formula = "".join(buf)
+                if fattrs and fattrs.get("t") == "shared":
+                    formula = shared_formula(formula, fattrs.get("si"))
             elif target == 2 and tag == V:
                 value = "".join(buf) or None          # <v/>: nothing stored
             elif target == 3 and tag == T:
@@ -120,6 +123,19 @@ def _handlers(rows: list):
     def data(text):
         if target:
             buf.append(text)
+
+    masters: dict = {}
+
+    def shared_formula(text: str, si) -> str | None:
+        """A shared formula's master keeps its text; a child gets it moved from the master's cell."""
+        if text:
+            masters[si] = (row, col, text)
+            return text
+        if si not in masters:
+            return None                          # a child before its master: no formula to give
+        from openpyxl.formula.translate import Translator
+        mrow, mcol, mtext = masters[si]
+        return Translator("=" + mtext, origin=a1(mrow, mcol)).translate_formula(a1(row, col))[1:]
 
     return start, end, data, close_row
 
