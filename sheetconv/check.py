@@ -100,12 +100,12 @@ class CheckReport:
     @property
     def mismatch(self) -> bool:
         """Something disagrees: a formula's references, a value, or torch."""
-        values_bad = any(l.stored_bad or l.recalc_bad or not l.torch_ok for l in self.layers)
+        values_bad = any(lc.stored_bad or lc.recalc_bad or not lc.torch_ok for lc in self.layers)
         return values_bad or bool(self.formula_problems)
 
     @property
     def missing_values(self) -> int:
-        return sum(l.missing_values for l in self.layers)
+        return sum(lc.missing_values for lc in self.layers)
 
     @property
     def values_checked(self) -> bool:
@@ -129,7 +129,7 @@ class CheckReport:
         if self.status == "mismatch":
             return f"{self.path}: MISMATCH"
         if self.status == "unchecked":
-            cells = sum(l.cells for l in self.layers)
+            cells = sum(lc.cells for lc in self.layers)
             n = self.missing_values
             what = "no stored values" if n == cells else f"{n:,} of {cells:,} computed cells have no stored value"
             return (f"{self.path}: references OK, values NOT checked ({what}; the program that saved the file "
@@ -144,16 +144,16 @@ class CheckReport:
             return "-" if v is None else f"{v:.3e}"
         head = f"{'layer':<12}{'cells':>7}{'stored':>12}{'recalc':>12}{'torch':>12}  mismatches"
         lines = [self.headline(), "max abs error per layer against the engine:", head]
-        for l in self.layers:
+        for lc in self.layers:
             bad = []
-            if l.stored_bad:
-                bad.append(f"{l.stored_bad} stored (first {l.stored_first_bad})")
-            if l.recalc_bad:
-                bad.append(f"{l.recalc_bad} recalculated (first {l.recalc_first_bad})")
-            if not l.torch_ok:
+            if lc.stored_bad:
+                bad.append(f"{lc.stored_bad} stored (first {lc.stored_first_bad})")
+            if lc.recalc_bad:
+                bad.append(f"{lc.recalc_bad} recalculated (first {lc.recalc_first_bad})")
+            if not lc.torch_ok:
                 bad.append("torch disagrees")
-            lines.append(f"{l.name:<12}{l.cells:>7}{err(l.stored_max_err):>12}{err(l.recalc_max_err):>12}"
-                         f"{err(l.torch_max_err):>12}  {'; '.join(bad) or '-'}")
+            lines.append(f"{lc.name:<12}{lc.cells:>7}{err(lc.stored_max_err):>12}{err(lc.recalc_max_err):>12}"
+                         f"{err(lc.torch_max_err):>12}  {'; '.join(bad) or '-'}")
         if self.formula_problems:
             lines.append(f"{len(self.formula_problems)} formula(s) do not reference what the spec says:")
             lines += [f"  {p}" for p in self.formula_problems[:20]]
@@ -311,7 +311,7 @@ class _SheetPass:
         cells = [get(col) for col in range(x, x + width)]
         if self.formulas:
             texts = self.lfs[name].row(o, r)
-            for j in [j for j, c, t in zip(range(width), cells, texts) if c is None or c[3] != t]:
+            for j in [j for j, c, t in zip(range(width), cells, texts, strict=True) if c is None or c[3] != t]:
                 c = cells[j]
                 if c is None:
                     self.odd[(row, x + j)] = ((name, o, r, j), None, None)
@@ -326,7 +326,7 @@ class _SheetPass:
                 vals = None
         if vals is None:
             vals = [math.nan if not p else self._float(self._value(c, row, x + j))
-                    for j, (c, p) in enumerate(zip(cells, present))]
+                    for j, (c, p) in enumerate(zip(cells, present, strict=True))]
         self.stored[name][o, r, :] = vals          # a 1-D layer: feature o, row 0, one cell
         self.present[name][o, r, :] = present
         if self.progress is not None:
@@ -404,7 +404,7 @@ class _References:
     def references(self, text: str, seen: set, helpers: set):
         """Cells of the main sheet ``text`` reads, and its other references as text. A
         partial-sum cell is replaced by its own references (its formula as the file has it)."""
-        from .formulagraph.references import references        # openpyxl's tokenizer: only when needed
+        from .formulagraph.references import references  # openpyxl's tokenizer: only when needed
         found: set = set()
         other: list[str] = []
         main = self.sheet.lower()
@@ -517,7 +517,7 @@ def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE, tor
         try:
             from .interop.verify import verify
             torch_report = verify(net, x)
-            torch_layers = {l.name: l for l in torch_report.layers}
+            torch_layers = {t.name: t for t in torch_report.layers}
             report.torch_checked = True
         except SheetconvError as e:
             report.notes.append(f"torch not compared: {e}")
@@ -527,10 +527,10 @@ def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE, tor
         present = done.present[name]
         lc = LayerCheck(name, int(want.size), missing_values=int(want.size - np.count_nonzero(present)))
         _compare(lc, "stored", done.stored[name], present, want, tolerance, judged=not recalc, addr=addr,
-                 where=lambda i, n=name: layout.cell_of((n, *np.unravel_index(i, want.shape))))
+                 where=lambda i, n=name, shape=want.shape: layout.cell_of((n, *np.unravel_index(i, shape))))
         if again is not None:
             _compare(lc, "recalc", again.stored[name], np.ones_like(present), want, tolerance, judged=True,
-                     addr=addr, where=lambda i, n=name: layout.cell_of((n, *np.unravel_index(i, want.shape))))
+                     addr=addr, where=lambda i, n=name, shape=want.shape: layout.cell_of((n, *np.unravel_index(i, shape))))
         if torch_layers is not None:
             t = torch_layers[name]
             lc.torch_max_err = t.max_abs

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import openpyxl
 import pytest
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from click.testing import CliRunner
 
 import sheetconv as sc
@@ -25,8 +26,6 @@ from sheetconv.sheet.layout import Layout
 from sheetconv.xlsx import stream
 from sheetconv.xlsx.package import open_zip, read_workbook_parts
 from sheetconv.xlsx.writer import write_workbook
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -123,8 +122,8 @@ def test_shared_formulas_are_compared_through_their_master(books, tmp_path):
                     pat = rf'(<c r="{col}{row0 + 1}"[^>]*>)<f>([^<]*)</f>'
                     if j == 0:
                         text = master_text or re.search(pat, xml).group(2)
-                        xml = re.sub(pat, lambda m: f'{m.group(1)}<f t="shared" si="0" ref="{cols[0]}{row0 + 1}:'
-                                                    f'{cols[-1]}{row0 + 1}">{text}</f>', xml)
+                        xml = re.sub(pat, lambda m, text=text: f'{m.group(1)}<f t="shared" si="0" ref="{cols[0]}'
+                                                               f'{row0 + 1}:{cols[-1]}{row0 + 1}">{text}</f>', xml)
                     else:
                         xml = re.sub(pat, lambda m: f'{m.group(1)}<f t="shared" si="0"/>', xml)
                 data = xml.encode()

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SheetconvError
+from ..nn.trace import Trace
+from ..sheet.a1 import cell as a1
+from ..sheet.a1 import column_names, parse_range, split_sheet
 from .files import atomic_output, check_target
 from .package import LIMITS, NS_MAIN, open_part, open_zip, read_workbook_parts, relationships
-from ..nn.trace import Trace
-from ..sheet.a1 import cell as a1, column_names, parse_range, split_sheet
 
 __all__ = ["write_highlight", "write_png", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
 

@@ -28,15 +28,16 @@ from __future__ import annotations
 import codecs
 import html
 import re
+import zipfile
+from contextlib import contextmanager
+from xml.parsers.expat import ExpatError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
-from xml.parsers.expat import ExpatError
-import zipfile
-from contextlib import contextmanager
 
 from ..errors import SheetconvError
-from ..sheet.a1 import MAX_ROWS, cell as a1, column_names
+from ..sheet.a1 import MAX_ROWS, column_names
+from ..sheet.a1 import cell as a1
 from .package import NS_MAIN, open_part, parse_part
 
 __all__ = ["iter_rows", "cell_value", "read_shared_strings"]
