@@ -9,9 +9,9 @@ whose XML is copied byte for byte but for the ``s`` (style) attribute of the tra
 the cells added where a traced cell had no element, the sheet view (selection, scroll
 position) of the traced cell's sheet and the trace's conditional formats. Formulas and
 stored values stay, so the copy is still a workbook ``sheetconv check`` accepts. The
-workbook's color-scale heatmaps stay too: the fills are also given as conditional formats
-ranked above them (with "stop if true"), so a traced cell shows the trace's fill and every
-other cell its heatmap. (A workbook without a styles part gets one, listed in
+workbook's color-scale heatmaps stay on every other cell: the traced cells are taken out of
+the conditional formats' ranges, since LibreOffice paints a colour scale over any fill (a
+conditional format ranked above it included). (A workbook without a styles part gets one, listed in
 ``[Content_Types].xml`` and the workbook's relationships; a trace whose cell lies on
 another sheet than the open one also changes ``workbook.xml``'s active tab.)
 
@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import SheetconvError
 from ..nn.trace import Trace
 from ..sheet.a1 import cell as a1
-from ..sheet.a1 import column_names, parse_range, split_sheet
+from ..sheet.a1 import column_names, parse_range, rng, split_sheet
 from .files import atomic_output, check_target
 from .package import LIMITS, NS_MAIN, open_part, open_zip, read_workbook_parts, relationships
 
@@ -213,7 +213,6 @@ class _Styles:
         self.xml_in, self.path = xml, path
         self.fills = self._count(b"fills")
         self.borders = self._count(b"borders")
-        self.dxfs = self._count(b"dxfs", required=False)
         block = self._block(b"cellXfs")
         self.xfs = re.findall(rb"<xf\b[^>]*?/>|<xf\b[^>]*?>.*?</xf>", block, re.S)
         if not self.xfs:
@@ -225,14 +224,11 @@ class _Styles:
         m = re.search(rb"<" + name + rb"\b[^>]*?(?:/>|>(.*?)</" + name + rb">)", self.xml_in, re.S)
         return (m.group(1) or b"") if m else b""
 
-    def _count(self, name: bytes, required: bool = True) -> int:
+    def _count(self, name: bytes) -> int:
         m = re.search(rb"<" + name + rb"\b[^>]*?(?:/>|>(.*?)</" + name + rb">)", self.xml_in, re.S)
         if m is None:
-            if required:
-                raise SheetconvError(f"{self.path}: xl/styles.xml has no <{name.decode()}>; cannot add the trace's")
-            return 0
-        child = name[:-1] if name != b"dxfs" else b"dxf"
-        return len(re.findall(rb"<" + child + rb"\b", m.group(1) or b""))
+            raise SheetconvError(f"{self.path}: xl/styles.xml has no <{name.decode()}>; cannot add the trace's")
+        return len(re.findall(rb"<" + name[:-1] + rb"\b", m.group(1) or b""))
 
     def xf(self, base: int, level: int | None, root: bool) -> int:
         """A cell format: ``base``'s with the level's fill and/or the root's border."""
@@ -250,26 +246,15 @@ class _Styles:
             self.added.append(head + rest)
         return self.ids[key]
 
-    def dxf(self, level: int) -> int:
-        return self.dxfs + min(level, len(LEVEL_FILLS) - 1)
-
     def xml(self) -> bytes:
         fills = b"".join(b'<fill><patternFill patternType="solid"><fgColor rgb="FF%s"/><bgColor indexed="64"/>'
                          b"</patternFill></fill>" % c.encode() for c in LEVEL_FILLS)
         side = b'style="thick"><color rgb="FF%s"/>' % ROOT_BORDER.encode()
         border = (b"<border><left %s</left><right %s</right><top %s</top><bottom %s</bottom><diagonal/></border>"
                   % (side, side, side, side))
-        dxfs = b"".join(b'<dxf><fill><patternFill patternType="solid"><fgColor rgb="FF%s"/><bgColor rgb="FF%s"/>'
-                        b"</patternFill></fill></dxf>" % (c.encode(), c.encode()) for c in LEVEL_FILLS)
         xml = self._append(self.xml_in, b"fills", fills, self.fills + len(LEVEL_FILLS))
         xml = self._append(xml, b"borders", border, self.borders + 1)
-        xml = self._append(xml, b"cellXfs", b"".join(self.added), len(self.xfs) + len(self.added))
-        if re.search(rb"<dxfs\b", xml):
-            xml = self._append(xml, b"dxfs", dxfs, self.dxfs + len(LEVEL_FILLS))
-        else:                                    # dxfs follow cellStyles (or cellXfs) in the schema
-            after = re.search(rb"</cellStyles>|<cellStyles\b[^>]*/>|</cellXfs>", xml)
-            xml = xml[:after.end()] + b'<dxfs count="%d">' % len(LEVEL_FILLS) + dxfs + b"</dxfs>" + xml[after.end():]
-        return xml
+        return self._append(xml, b"cellXfs", b"".join(self.added), len(self.xfs) + len(self.added))
 
     @staticmethod
     def _append(xml: bytes, name: bytes, items: bytes, count: int) -> bytes:
@@ -326,7 +311,6 @@ _CELL_TAG = re.compile(rb"<c\b([^>]*?)(/?)>")
 _R_ATTR = re.compile(rb'\sr="([A-Z]{1,3})([0-9]+)"')
 _ROWNUM = re.compile(rb'\sr="([0-9]+)"')
 _S_ATTR = re.compile(rb'\ss="([0-9]+)"')
-_PRIORITY = re.compile(rb'(<(?:\w+:)?cfRule\b[^>]*?\spriority=")([0-9]+)(")')
 
 
 def _rewrite_sheet(zf, part: str, path: str, out, plan: _Plan, styles: _Styles):
@@ -375,7 +359,7 @@ def _rewrite_sheet(zf, part: str, path: str, out, plan: _Plan, styles: _Styles):
             tail += chunk
             if len(tail) > _MAX_EDGE:
                 raise SheetconvError(f"{path}: {part} has more than {_MAX_EDGE:,} bytes after its cells; refusing it")
-        out.write(_rank_above(tail, plan.ranges.get(part, {}), styles))
+        out.write(_uncover(tail, plan.ranges.get(part, {})))
 
 
 class _RowPainter:
@@ -466,22 +450,54 @@ class _RowPainter:
         return b'<c r="%s%d" s="%d"/>' % (_COLS[col].encode(), row + 1, self.styles.xf(0, *style))
 
 
-def _rank_above(tail: bytes, ranges: dict[int, list[str]], styles: _Styles) -> bytes:
-    """The trace's fills as conditional formats ranked above the sheet's own (heatmaps), if it has any."""
-    first = tail.find(b"<conditionalFormatting")
-    if first < 0 or not ranges:
+_CF = re.compile(rb'<conditionalFormatting\b([^>]*?)\ssqref="([^"]*)"([^>]*)>.*?</conditionalFormatting>', re.S)
+
+
+def _uncover(tail: bytes, ranges: dict[int, list[str]]) -> bytes:
+    """The sheet's conditional formats (heatmaps) with the traced cells taken out of their ranges.
+
+    LibreOffice paints a cell with a colour scale whatever rule ranks above it (a "stop
+    if true" rule of another format included), so ranking the trace's fill above the
+    heatmaps shows in Excel but not there; a traced cell outside every colour scale shows
+    its fill everywhere. A format left with no cells is dropped. The heatmaps' scales are
+    then computed over the cells that stay (their min and max may move slightly).
+    """
+    traced = [parse_range(t) for level in ranges.values() for t in level]
+    if not traced or b"<conditionalFormatting" not in tail:
         return tail
-    rules = []
-    for k in sorted(ranges):
-        texts = ranges[k]
-        for i in range(0, len(texts), 256):              # sqref lists stay short
-            rules.append((k, " ".join(texts[i:i + 256])))
-    shift = len(rules)
-    rest = _PRIORITY.sub(lambda m: m.group(1) + str(int(m.group(2)) + shift).encode() + m.group(3), tail[first:])
-    ours = b"".join(b'<conditionalFormatting sqref="%s"><cfRule type="expression" dxfId="%d" priority="%d" '
-                    b'stopIfTrue="1"><formula>TRUE</formula></cfRule></conditionalFormatting>'
-                    % (sqref.encode(), styles.dxf(k), p) for p, (k, sqref) in enumerate(rules, 1))
-    return tail[:first] + ours + rest
+
+    def cut(m):
+        kept = []
+        for text in m.group(2).decode().split():
+            kept += _subtract(parse_range(text.replace("$", "")), traced)
+        if not kept:
+            return b""
+        sqref = " ".join(rng(*r) for r in kept).encode()
+        return m.group(0).replace(b'sqref="%s"' % m.group(2), b'sqref="%s"' % sqref, 1)
+
+    return _CF.sub(cut, tail)
+
+
+def _subtract(rect, holes) -> list[tuple]:
+    """``rect`` (r0, c0, r1, c1) minus every rectangle of ``holes``, as disjoint rectangles."""
+    parts = [rect]
+    for h0, k0, h1, k1 in holes:
+        out = []
+        for r0, c0, r1, c1 in parts:
+            if h1 < r0 or h0 > r1 or k1 < c0 or k0 > c1:
+                out.append((r0, c0, r1, c1))
+                continue
+            if r0 < h0:
+                out.append((r0, c0, h0 - 1, c1))
+            if h1 < r1:
+                out.append((h1 + 1, c0, r1, c1))
+            a, b = max(r0, h0), min(r1, h1)
+            if c0 < k0:
+                out.append((a, c0, b, k0 - 1))
+            if k1 < c1:
+                out.append((a, k1 + 1, b, c1))
+        parts = out
+    return parts
 
 
 def _show_cell(head: bytes, row: int, col: int) -> bytes:
