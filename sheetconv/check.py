@@ -1,37 +1,49 @@
-"""Check a sheetconv workbook, possibly edited by hand, against the engine and torch.
+"""Check a sheetconv workbook, possibly edited by hand, against the engine (and torch).
 
-``check_workbook(path)`` reads the embedded spec and layout (meta.py), takes the input
-pixels and the weights from the cells — whatever the reader typed there — runs the
-engine on them and compares:
+``check_workbook(path)`` reads the embedded spec and layout (meta.py; the network it
+describes is bounded there before anything is allocated), takes the input pixels and the
+weights from the cells - whatever the reader typed there - runs the engine on them and
+compares:
 
 - every computed cell's stored value (or, with ``recalc=True``, the value LibreOffice
   computes from the file's formulas) with the engine, max error per layer;
-- the engine with torch, per layer (when torch is installed);
-- every computed cell's formula references with the precedents the spec says it has
-  (``Network.precedents(cell, depth=1)`` mapped through the layout): a formula that no
-  longer reads what it should is reported by its address, with what it should reference.
+- with ``torch=True``, the engine with torch, per layer (torch is imported only then);
+- every computed cell's formula with the one sheetconv writes there (formulas.py): the
+  texts are compared first, and only where a text differs are its references compared
+  with the precedents the spec says it has (``Network.precedents(cell, depth=1)`` mapped
+  through the layout); a formula that no longer reads what it should is reported by its
+  address, with what it should reference.
 
 Stored values only show what the program that last saved the file computed: a formula's
 arithmetic is verified only by recalculating it (``recalc=True``), and a file saved by a
 program that does not calculate (openpyxl, pandas) has no stored values at all. The
 report says which of these it checked (:attr:`CheckReport.status`).
 
-The workbook is read once through :mod:`sheetconv.xlsx.package` (zip-bomb checks, an
-entity-refusing streaming XML parser): the metadata, the precedent index (references as
-the formula reader resolves them) and the values of the main sheet.
+The main sheet is streamed once (:mod:`sheetconv.xlsx.stream`: formulas and stored values
+in one pass, a row at a time) against the layout's row plan, so memory holds the network,
+one value per computed cell and the formulas that differ, never a map of the sheet. An A1
+address is built only for what is reported.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import tempfile
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 
-from .sheet import a1 as xlref
 from .errors import SheetconvError
 from .nn.network import Network
+from .sheet import a1 as xlref
+from .sheet.formulas import LayerFormulas
+from .sheet.layout import Layout
+from .sheet.meta import load_model
+from .xlsx.metadata import read_meta_zip
+from .xlsx.package import open_zip, read_workbook_parts
+from .xlsx.stream import cell_value, iter_rows, read_shared_strings
 
 __all__ = ["check_workbook", "CheckReport", "LayerCheck", "FormulaProblem", "cells_to_ranges"]
 
@@ -88,12 +100,12 @@ class CheckReport:
     @property
     def mismatch(self) -> bool:
         """Something disagrees: a formula's references, a value, or torch."""
-        values_bad = any(l.stored_bad or l.recalc_bad or not l.torch_ok for l in self.layers)
+        values_bad = any(lc.stored_bad or lc.recalc_bad or not lc.torch_ok for lc in self.layers)
         return values_bad or bool(self.formula_problems)
 
     @property
     def missing_values(self) -> int:
-        return sum(l.missing_values for l in self.layers)
+        return sum(lc.missing_values for lc in self.layers)
 
     @property
     def values_checked(self) -> bool:
@@ -117,7 +129,7 @@ class CheckReport:
         if self.status == "mismatch":
             return f"{self.path}: MISMATCH"
         if self.status == "unchecked":
-            cells = sum(l.cells for l in self.layers)
+            cells = sum(lc.cells for lc in self.layers)
             n = self.missing_values
             what = "no stored values" if n == cells else f"{n:,} of {cells:,} computed cells have no stored value"
             return (f"{self.path}: references OK, values NOT checked ({what}; the program that saved the file "
@@ -132,16 +144,16 @@ class CheckReport:
             return "-" if v is None else f"{v:.3e}"
         head = f"{'layer':<12}{'cells':>7}{'stored':>12}{'recalc':>12}{'torch':>12}  mismatches"
         lines = [self.headline(), "max abs error per layer against the engine:", head]
-        for l in self.layers:
+        for lc in self.layers:
             bad = []
-            if l.stored_bad:
-                bad.append(f"{l.stored_bad} stored (first {l.stored_first_bad})")
-            if l.recalc_bad:
-                bad.append(f"{l.recalc_bad} recalculated (first {l.recalc_first_bad})")
-            if not l.torch_ok:
+            if lc.stored_bad:
+                bad.append(f"{lc.stored_bad} stored (first {lc.stored_first_bad})")
+            if lc.recalc_bad:
+                bad.append(f"{lc.recalc_bad} recalculated (first {lc.recalc_first_bad})")
+            if not lc.torch_ok:
                 bad.append("torch disagrees")
-            lines.append(f"{l.name:<12}{l.cells:>7}{err(l.stored_max_err):>12}{err(l.recalc_max_err):>12}"
-                         f"{err(l.torch_max_err):>12}  {'; '.join(bad) or '-'}")
+            lines.append(f"{lc.name:<12}{lc.cells:>7}{err(lc.stored_max_err):>12}{err(lc.recalc_max_err):>12}"
+                         f"{err(lc.torch_max_err):>12}  {'; '.join(bad) or '-'}")
         if self.formula_problems:
             lines.append(f"{len(self.formula_problems)} formula(s) do not reference what the spec says:")
             lines += [f"  {p}" for p in self.formula_problems[:20]]
@@ -154,191 +166,227 @@ class CheckReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- reading the workbook
+# ---------------------------------------------------------------- the row plan
+
+_INPUT, _PARAM, _FORMULA, _PARTIAL = range(4)
+_PROGRESS_EVERY = 16_384
 
 
-
-def _read_book(path: Path):
-    """(meta, precedent index, the main sheet's index, its stored values), one pass over the file."""
-    from .sheet.meta import load_model
-    from .xlsx.metadata import read_meta_zip
-    from .formulagraph.index import build_index
-    from .xlsx.package import open_zip, read_workbook_parts
-    from .xlsx.cells import read_values
-    with open_zip(path) as zf:                       # refuses non-xlsx files and zip bombs before parsing
-        parts = read_workbook_parts(zf, str(path))
-        meta = read_meta_zip(zf, str(path), parts[0])
-        if meta is None:
-            raise SheetconvError(f"{path}: not a sheetconv workbook (no embedded sheetconv metadata)")
-        net, layout = load_model(meta)
-        sheet = meta["sheet"]
-        ix = build_index(str(path), zf, parts)
-        s = ix.sheet_index(sheet)
-        values = read_values(zf, str(path), parts[0][s])
-    return net, layout, sheet, ix, s, values
-
-
-def _recalculated_values(path: Path, sheet: str) -> dict:
-    from .xlsx.package import open_zip, read_workbook_parts
-    from .xlsx.cells import read_values
-    from .xlsx.recalc import recalc_libreoffice
-    with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
-        out = recalc_libreoffice([path], tmp)[0]
-        with open_zip(out) as zf:
-            sheets, _ = read_workbook_parts(zf, str(out))
-            info = next((i for i in sheets if i.name == sheet), None)
-            if info is None:
-                raise SheetconvError(f"{path}: LibreOffice's recalculated copy has no sheet {sheet!r}")
-            return read_values(zf, str(out), info)
-
-
-def _number(v, what: str, address: str) -> float:
-    if v is None:
-        return 0.0                                      # an empty cell counts as 0 in a formula
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SheetconvError(f"{what} cell {address} holds {v!r:.60}; expected a number")
-    if not math.isfinite(v):
-        raise SheetconvError(f"{what} cell {address} holds {v!r}; expected a finite number")
-    return float(v)
+def _stripe_plan(st):
+    """(row, x, width, kind, payload) of one stripe's cells, by row: where the writer puts
+    the input, the parameters, the computed cells and the partial sums of this stripe."""
+    name = st.name
+    computed = name != "input"
+    for s in range(min(st.n, st.per_col)):
+        for y in range(st.slot_h - 1):
+            row = st.top + s * st.slot_h + y
+            for g in range(st.groups):
+                o = g * st.per_col + s
+                if o >= st.n:
+                    break
+                x0 = st.left + g * st.slot_w
+                for p in st.parts:
+                    dy, x = y - p.row, x0 + p.col
+                    if p.role == "kernel":
+                        q, k = divmod(dy, p.step) if dy >= 0 else (p.count, 0)
+                        if q < p.count and k < p.height:
+                            yield row, x, p.width, _PARAM, (p.grid, (o, q, k, slice(None)))
+                    elif not 0 <= dy < p.height:
+                        continue
+                    elif p.role == "act":
+                        if not computed:
+                            yield row, x, p.width, _INPUT, (o, dy)
+                        elif st.vector:
+                            yield row, x, 1, _FORMULA, (name, dy, 0)
+                        else:
+                            yield row, x, p.width, _FORMULA, (name, o, dy)
+                    elif p.role == "partial":
+                        yield row, x, p.width, _PARTIAL, (name, int(p.grid.rsplit("partial", 1)[1]), o, dy)
+                    elif p.role == "bias":
+                        i = dy if st.vector else o
+                        yield row, x, 1, _PARAM, (p.grid, (slice(i, i + 1),))
+                    else:                                # a Linear's matrix: input dy down, outputs across
+                        yield row, x, p.width, _PARAM, (p.grid, (slice(None), dy))
 
 
-def _layer_cells(net: Network, name: str):
-    c, h, w = net.grid(name)
-    for ch in range(c):
-        for r in range(h):
-            for col in range(w):
-                yield (name, ch, r, col)
+def _plan(layout: Layout):
+    """Every stripe's plan merged into sheet-row order."""
+    return heapq.merge(*(_stripe_plan(st) for st in layout.stripes), key=itemgetter(0))
 
 
-def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE) -> CheckReport:
-    """Compare a sheetconv workbook's cells with the engine and torch (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SheetconvError(f"{path}: no such file (expected a sheetconv .xlsx workbook)")
-    net, layout, sheet, ix, s, stored = _read_book(path)
+# ---------------------------------------------------------------- one pass over the sheet
 
-    def addr(rc) -> str:
-        return f"{xlref.quote_sheet(sheet)}!{xlref.cell(*rc)}"
+class _SheetPass:
+    """Streams the main sheet once against the row plan.
 
-    report = CheckReport(str(path), [], recalculated=recalc)
-    values = _recalculated_values(path, sheet) if recalc else stored
-
-    # Input and weights from the cells, as the spreadsheet would compute with them.
-    x = np.zeros(net.input_shape)
-    for cell in _layer_cells(net, "input"):
-        rc = layout.cell_of(cell)
-        x[cell[1:]] = _number(values.get(rc), "input", addr(rc))
-    state = {}
-    for key, arr in net.state_dict().items():
-        new = np.empty_like(arr)
-        for idx in np.ndindex(arr.shape):
-            rc = layout.cell_of((key, *idx))
-            new[idx] = _number(values.get(rc), key, addr(rc))
-        state[key] = new
-    net.load_state_dict(state)
-    acts = net.activations(x)
-
-    torch_errs = None
-    try:
-        from .interop.verify import verify
-        torch_report = verify(net, x)
-        torch_errs = {l.name: l for l in torch_report.layers}
-        report.torch_checked = True
-    except SheetconvError as e:
-        report.notes.append(f"torch not compared: {e}")
-
-    formula_check = _FormulaCheck(net, layout, ix, s, stored)
-    for layer in net.layers:
-        lc = LayerCheck(layer.name, 0)
-        ref = acts[layer.name].reshape(net.grid(layer.name))
-        for cell in _layer_cells(net, layer.name):
-            lc.cells += 1
-            rc = formula_check.pos[cell]
-            want = float(ref[cell[1:]])
-            v = stored.get(rc)
-            if v is None:
-                lc.missing_values += 1
-            else:                                       # with recalc, stale stored values are expected
-                _compare(lc, "stored", v, want, addr(rc), tolerance, judged=not recalc)
-            if recalc:
-                _compare(lc, "recalc", values.get(rc), want, addr(rc), tolerance, judged=True)
-            problem = formula_check(cell)
-            if problem:
-                report.formula_problems.append(FormulaProblem(addr(rc), cell, *problem))
-        if torch_errs is not None:
-            t = torch_errs[layer.name]
-            lc.torch_max_err = t.max_abs
-            lc.torch_ok = type(torch_report)(torch_report.dtype, [t]).ok()     # verify's own tolerance
-        report.layers.append(lc)
-    if report.missing_values:
-        if recalc:
-            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
-                                f"by a program that does not calculate); their recalculated values were checked")
-        else:
-            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
-                                f"by a program that does not calculate): their values were NOT verified; run "
-                                f"with --recalc to recalculate the formulas and compare")
-    if ix.cache.unreadable:
-        report.notes.append(f"{len(ix.cache.unreadable)} formula(s) could not be parsed, e.g. "
-                            f"{ix.cache.unreadable[0][:80]!r}")
-    return report
-
-
-def _compare(lc: LayerCheck, kind: str, value, want: float, address: str, tolerance: float, judged: bool):
-    """Fold one cell's value into the layer's ``kind`` ('stored' or 'recalc') figures.
-
-    A value that is not a number (an error such as '#VALUE!', text, an empty cell) counts
-    as a mismatch with an infinite error.
+    Collects the input and the parameters (as numbers, an empty cell is 0), every computed
+    cell's stored value (``stored``: NaN where there is none or it is no number; ``present``:
+    whether a value is stored) and, with ``formulas``, the computed and partial-sum cells
+    whose formula text differs from the one sheetconv writes there (``odd``, ``odd_partials``).
     """
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    err = abs(float(value) - want) if number else math.inf
-    worst = getattr(lc, f"{kind}_max_err")
-    setattr(lc, f"{kind}_max_err", err if worst is None else max(worst, err))
-    if judged and err > tolerance * max(1.0, abs(want)):
-        setattr(lc, f"{kind}_bad", getattr(lc, f"{kind}_bad") + 1)
-        if getattr(lc, f"{kind}_first_bad") is None:
-            setattr(lc, f"{kind}_first_bad", address)
+
+    def __init__(self, net: Network, layout: Layout, path: str, sheet: str, formulas: bool, progress=None):
+        self.net, self.layout, self.path, self.sheet = net, layout, path, sheet
+        self.formulas = formulas
+        self.progress = progress
+        self.pending = 0
+        self.x = np.zeros(net.grid("input"))
+        self.state = {k: np.zeros_like(v) for k, v in net.state_dict().items()}
+        self.stored = {n: np.full(net.grid(n), np.nan) for n in net.names[1:]}
+        self.present = {n: np.zeros(net.grid(n), bool) for n in net.names[1:]}
+        self.lfs = {n: LayerFormulas(net, layout, n) for n in net.names[1:]} if formulas else {}
+        self.odd: dict = {}              # (row, col) -> (cell, formula text or None, stored value)
+        self.odd_partials: dict = {}     # (row, col) -> formula text or None
+        self.odd_totals: set = set()     # computed cells that read a partial sum whose text differs
+        self.shared = None
+
+    def run(self, zf, part: str):
+        self.shared = read_shared_strings(zf, self.path)
+        plan = _plan(self.layout)
+        seg = next(plan, None)
+        last = -1
+        empty: dict = {}
+        for row, cells in iter_rows(zf, part, self.path):
+            if row <= last:
+                raise SheetconvError(f"{self.path}: sheet {self.sheet!r} lists row {row + 1} after row {last + 1}; "
+                                     "the workbook is corrupt")
+            last = row
+            while seg is not None and seg[0] < row:
+                self._segment(seg, empty)
+                seg = next(plan, None)
+            if seg is None or seg[0] > row:
+                continue
+            by_col = {c[0]: c for c in cells}
+            while seg is not None and seg[0] == row:
+                self._segment(seg, by_col)
+                seg = next(plan, None)
+        while seg is not None:
+            self._segment(seg, empty)
+            seg = next(plan, None)
+        if self.progress is not None and self.pending:
+            self.progress(self.pending)
+        return self
+
+    # -- segments
+    def _segment(self, seg, by_col: dict):
+        row, x, width, kind, payload = seg
+        if kind == _FORMULA:
+            self._computed(row, x, width, payload, by_col)
+        elif kind == _PARTIAL:
+            if self.formulas:
+                self._partial(row, x, payload, by_col)
+        elif kind == _INPUT:
+            o, dy = payload
+            self.x[o, dy, :] = self._numbers(row, x, width, by_col, "input")
+        else:
+            key, idx = payload
+            self.state[key][idx] = self._numbers(row, x, width, by_col, key)
+
+    def _numbers(self, row: int, x: int, width: int, by_col: dict, what: str):
+        get = by_col.get
+        cells = [get(col) for col in range(x, x + width)]
+        if all(c is not None and c[1] is None and c[2] is not None for c in cells):
+            try:
+                out = np.array([c[2] for c in cells], dtype=float)
+                if np.isfinite(out).all():
+                    return out
+            except ValueError:
+                pass
+        return [self._number(row, x + j, c, what) for j, c in enumerate(cells)]
+
+    def _number(self, row: int, col: int, c, what: str) -> float:
+        if c is None or c[2] is None:
+            return 0.0                                   # an empty cell counts as 0 in a formula
+        v = self._value(c, row, col)
+        f = v if isinstance(v, float) else None
+        if f is None:
+            raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {v!r:.60}; expected a number")
+        if not math.isfinite(f):
+            raise SheetconvError(f"{what} cell {self._addr(row, col)} holds {f!r}; expected a finite number")
+        return f
+
+    def _computed(self, row: int, x: int, width: int, payload, by_col: dict):
+        name, o, r = payload
+        get = by_col.get
+        cells = [get(col) for col in range(x, x + width)]
+        if self.formulas:
+            texts = self.lfs[name].row(o, r)
+            for j in [j for j, c, t in zip(range(width), cells, texts, strict=True) if c is None or c[3] != t]:
+                c = cells[j]
+                if c is None:
+                    self.odd[(row, x + j)] = ((name, o, r, j), None, None)
+                else:
+                    self.odd[(row, x + j)] = ((name, o, r, j), c[3], self._value(c, row, x + j))
+        present = [c is not None and c[2] is not None for c in cells]
+        vals = None
+        if all(c is None or c[1] is None for c in cells):
+            try:
+                vals = np.array([None if c is None else c[2] for c in cells], dtype=float)   # None: NaN
+            except ValueError:
+                vals = None
+        if vals is None:
+            vals = [math.nan if not p else self._float(self._value(c, row, x + j))
+                    for j, (c, p) in enumerate(zip(cells, present, strict=True))]
+        self.stored[name][o, r, :] = vals          # a 1-D layer: feature o, row 0, one cell
+        self.present[name][o, r, :] = present
+        if self.progress is not None:
+            self.pending += width
+            if self.pending >= _PROGRESS_EVERY:
+                self.progress(self.pending)
+                self.pending = 0
+
+    @staticmethod
+    def _float(v) -> float:
+        return v if isinstance(v, float) else math.nan
+
+    def _partial(self, row: int, x: int, payload, by_col: dict):
+        name, g, o, r = payload
+        texts = self.lfs[name].partial_row(g, o, r)
+        for j, text in enumerate(texts):
+            c = by_col.get(x + j)
+            f = None if c is None else c[3]
+            if f != text:
+                self.odd_partials[(row, x + j)] = f
+                self.odd_totals.add((name, o, r, j))
+
+    def _value(self, c, row: int, col: int):
+        return cell_value(c, self.shared, f"{self.path}: cell {self._addr(row, col)}")
+
+    def _addr(self, row: int, col: int) -> str:
+        return f"{xlref.quote_sheet(self.sheet)}!{xlref.cell(row, col)}"
 
 
-class _FormulaCheck:
-    """Compares each computed cell's formula references (the precedent index's) with the spec's precedents."""
+# ---------------------------------------------------------------- formulas whose text differs
 
-    def __init__(self, net: Network, layout, ix, s: int, stored: dict):
-        self.net, self.ix, self.s, self.stored = net, ix, s, stored
-        # Sheet position of every activation and parameter cell, computed once.
-        self.pos = {}
-        for name in net.names:
-            for cell in _layer_cells(net, name):
-                self.pos[cell] = layout.cell_of(cell)
-        for key, arr in net.state_dict().items():
-            for idx in np.ndindex(arr.shape):
-                self.pos[(key, *idx)] = layout.cell_of((key, *idx))
-        self.known = set(self.pos.values())
+class _References:
+    """Compares a formula's references with the spec's precedents (only for texts that differ)."""
+
+    def __init__(self, net: Network, layout: Layout, sheet: str, done: _SheetPass):
+        self.net, self.layout, self.sheet, self.done = net, layout, sheet, done
         self._params: dict = {}
 
     def expected(self, cell) -> set[tuple[int, int]]:
         out = set()
+        cell_of = self.layout.cell_of
         for region in self.net.precedents(cell, depth=1).levels[0]:
             if "." in region.name:                   # weights and bias: shared by many cells
                 key = (region.name, region.boxes)
                 if key not in self._params:
-                    self._params[key] = frozenset(self.pos[c] for c in region.cells())
+                    self._params[key] = frozenset(cell_of(c) for c in region.cells())
                 out |= self._params[key]
             else:
-                out.update(self.pos[c] for c in region.cells())
+                out.update(cell_of(c) for c in region.cells())
         return out
 
-    def __call__(self, cell):
-        """None if the cell's formula references exactly its precedents, else (problem, expected, found)."""
+    def problem(self, cell, rc, text, value):
+        """None if the formula ``text`` at ``rc`` references exactly ``cell``'s precedents,
+        else (problem, expected ranges, found ranges)."""
         expected = self.expected(cell)
-        rc = self.pos[cell]
-        fid = self.ix.formula_at(self.s, *rc)
-        if fid is None:
-            v = self.stored.get(rc)
-            what = "is empty" if v is None else f"holds the constant {v!r:.40}"
+        if text is None:
+            what = "is empty" if value is None else f"holds the constant {value!r:.40}"
             return f"{what}, expected a formula", cells_to_ranges(expected), []
         helpers: set = set()
-        found, other = self.references(fid, helpers)
+        found, other = self.references(text, {rc}, helpers)
         if found == expected and not other:
             return None
         missing, extra = expected - found, found - expected
@@ -353,29 +401,188 @@ class _FormulaCheck:
             parts.append(f"through the partial sums {', '.join(cells_to_ranges(helpers))}")
         return "formula " + "; ".join(parts), cells_to_ranges(expected), cells_to_ranges(found) + other
 
-    def references(self, fid: int, seen: set):
-        """Cells of the main sheet formula ``fid`` reads, and its other references as text.
-
-        A referenced formula cell that is no activation (a partial sum) is replaced by its
-        own references; references to other sheets and huge ranges are kept as text."""
-        ix, s = self.ix, self.s
+    def references(self, text: str, seen: set, helpers: set):
+        """Cells of the main sheet ``text`` reads, and its other references as text. A
+        partial-sum cell is replaced by its own references (its formula as the file has it)."""
+        from .formulagraph.references import references  # openpyxl's tokenizer: only when needed
         found: set = set()
         other: list[str] = []
-        for t, r0, c0, r1, c1 in ix.refs(fid):
-            if t != s:
-                other.append(f"{xlref.quote_sheet(ix.sheets[t].name)}!{xlref.rng(r0, c0, r1, c1)}")
-            elif (r1 - r0 + 1) * (c1 - c0 + 1) > _AREA:
-                other.append(xlref.rng(r0, c0, r1, c1))
+        main = self.sheet.lower()
+        for ref in references(text):
+            if ref.name is not None:
+                other.append(ref.name)
+                continue
+            local = ref.sheet is None or (isinstance(ref.sheet, str) and ref.sheet.lower() == main)
+            whole = ref.r0 is None or ref.c0 is None
+            where = "" if ref.sheet is None else (
+                f"{xlref.quote_sheet(ref.sheet)}!" if isinstance(ref.sheet, str)
+                else f"{xlref.quote_sheet(ref.sheet[0])}:{xlref.quote_sheet(ref.sheet[1])}!")
+            if whole:
+                rows = f"{ref.r0 + 1}:{ref.r1 + 1}" if ref.r0 is not None else None
+                cols = f"{xlref.cell(0, ref.c0)[:-1]}:{xlref.cell(0, ref.c1)[:-1]}" if ref.c0 is not None else None
+                other.append(where + (rows or cols or "?"))
+            elif not local:
+                other.append(where + xlref.rng(ref.r0, ref.c0, ref.r1, ref.c1))
+            elif (ref.r1 - ref.r0 + 1) * (ref.c1 - ref.c0 + 1) > _AREA:
+                other.append(xlref.rng(ref.r0, ref.c0, ref.r1, ref.c1))
             else:
-                found.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+                found.update((r, c) for r in range(ref.r0, ref.r1 + 1) for c in range(ref.c0, ref.c1 + 1))
         out = set()
         for rc in found:
-            sub = None if rc in self.known else ix.formula_at(s, *rc)
+            sub = self.partial_formula(rc)
             if sub is None:
                 out.add(rc)
-            elif rc not in seen and sub != fid:
+            elif rc not in seen:
                 seen.add(rc)
-                more, more_other = self.references(sub, seen)
+                helpers.add(rc)
+                more, more_other = self.references(sub, seen, helpers)
                 out |= more
                 other += more_other
         return out, other
+
+    def partial_formula(self, rc) -> str | None:
+        """The formula of a partial-sum cell at ``rc`` (None for any other cell, or one without a formula)."""
+        cell = self.layout.locate(*rc)
+        if cell is None or ":" not in cell[0]:
+            return None
+        if rc in self.done.odd_partials:
+            return self.done.odd_partials[rc]
+        layer, g, _ = self.layout.partial(cell[0])
+        return self.done.lfs[layer].cell(cell[1], cell[2], cell[3], partial=g)
+
+
+# ---------------------------------------------------------------- check
+
+def _read(path: Path, recalc: bool, progress):
+    """(net, layout, sheet, the pass over the main sheet, the pass over LibreOffice's recalculated copy)."""
+    with open_zip(path) as zf:                       # refuses non-xlsx files and zip bombs before parsing
+        sheets, _ = read_workbook_parts(zf, str(path))
+        meta = read_meta_zip(zf, str(path), sheets)
+        if meta is None:
+            raise SheetconvError(f"{path}: not a sheetconv workbook (no embedded sheetconv metadata)")
+        try:
+            net, layout = load_model(meta)           # bounded before anything is allocated
+        except SheetconvError as e:
+            raise SheetconvError(f"{path}: {e}") from None
+        sheet = meta["sheet"]
+        info = next((s for s in sheets if s.name == sheet), None)
+        if info is None or info.part is None:
+            raise SheetconvError(f"{path}: workbook metadata names sheet {sheet!r}, which the workbook lacks as a "
+                                 f"worksheet (sheets: {', '.join(s.name for s in sheets)})")
+        total = sum(int(np.prod(net.grid(n))) for n in net.names[1:])
+        bar = progress(total) if progress is not None else None
+        if bar is None:
+            done = _SheetPass(net, layout, str(path), sheet, True).run(zf, info.part)
+        else:
+            with bar as update:
+                done = _SheetPass(net, layout, str(path), sheet, True, update).run(zf, info.part)
+    again = _recalculated(path, net, layout, sheet) if recalc else None
+    return net, layout, sheet, done, again
+
+
+def _recalculated(path: Path, net, layout, sheet: str) -> _SheetPass:
+    from .xlsx.recalc import recalc_libreoffice
+    with tempfile.TemporaryDirectory(prefix="sheetconv-check-") as tmp:
+        out = recalc_libreoffice([path], tmp)[0]
+        with open_zip(out) as zf:
+            sheets, _ = read_workbook_parts(zf, str(out))
+            info = next((i for i in sheets if i.name == sheet), None)
+            if info is None or info.part is None:
+                raise SheetconvError(f"{path}: LibreOffice's recalculated copy has no sheet {sheet!r}")
+            return _SheetPass(net, layout, str(out), sheet, False).run(zf, info.part)
+
+
+def check_workbook(path, recalc: bool = False, tolerance: float = TOLERANCE, torch: bool = False,
+                   progress=None) -> CheckReport:
+    """Compare a sheetconv workbook's cells with the engine (and torch; see the module docstring).
+
+    ``progress``: optional factory ``progress(total_cells)`` returning None or a context
+    manager that yields ``update(n)``, called as computed cells are read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SheetconvError(f"{path}: no such file (expected a sheetconv .xlsx workbook)")
+    net, layout, sheet, done, again = _read(path, recalc, progress)
+
+    def addr(rc) -> str:
+        return f"{xlref.quote_sheet(sheet)}!{xlref.cell(*rc)}"
+
+    report = CheckReport(str(path), [], recalculated=recalc)
+    x = done.x.reshape(net.input_shape)
+    net.load_state_dict(done.state)
+    acts = net.activations(x)
+
+    torch_layers = torch_report = None
+    if torch:
+        try:
+            from .interop.verify import verify
+            torch_report = verify(net, x)
+            torch_layers = {t.name: t for t in torch_report.layers}
+            report.torch_checked = True
+        except SheetconvError as e:
+            report.notes.append(f"torch not compared: {e}")
+
+    for name in net.names[1:]:
+        want = acts[name].reshape(net.grid(name))
+        present = done.present[name]
+        lc = LayerCheck(name, int(want.size), missing_values=int(want.size - np.count_nonzero(present)))
+        _compare(lc, "stored", done.stored[name], present, want, tolerance, judged=not recalc, addr=addr,
+                 where=lambda i, n=name, shape=want.shape: layout.cell_of((n, *np.unravel_index(i, shape))))
+        if again is not None:
+            _compare(lc, "recalc", again.stored[name], np.ones_like(present), want, tolerance, judged=True,
+                     addr=addr, where=lambda i, n=name, shape=want.shape: layout.cell_of((n, *np.unravel_index(i, shape))))
+        if torch_layers is not None:
+            t = torch_layers[name]
+            lc.torch_max_err = t.max_abs
+            lc.torch_ok = type(torch_report)(torch_report.dtype, [t]).ok()     # verify's own tolerance
+        report.layers.append(lc)
+    report.formula_problems = _formula_problems(net, layout, sheet, done, addr)
+    if report.missing_values:
+        if recalc:
+            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
+                                f"by a program that does not calculate); their recalculated values were checked")
+        else:
+            report.notes.append(f"{report.missing_values:,} computed cells have no stored value (the file was saved "
+                                f"by a program that does not calculate): their values were NOT verified; run "
+                                f"with --recalc to recalculate the formulas and compare")
+    return report
+
+
+def _formula_problems(net, layout, sheet, done: _SheetPass, addr) -> list[FormulaProblem]:
+    """Problems of the computed cells whose formula text (or a partial sum they read) differs."""
+    refs = _References(net, layout, sheet, done)
+    todo = dict(done.odd)
+    for name, o, r, j in done.odd_totals:
+        cell = (name, o, r, j)
+        rc = layout.cell_of(cell)
+        if rc not in todo:
+            todo[rc] = (cell, done.lfs[name].cell(o, r, j), None)
+    order = {n: i for i, n in enumerate(net.names)}
+    out = []
+    for rc, (cell, text, value) in sorted(todo.items(), key=lambda kv: (order[kv[1][0][0]], kv[1][0][1:])):
+        problem = refs.problem(cell, rc, text, value)
+        if problem:
+            out.append(FormulaProblem(addr(rc), cell, *problem))
+    return out
+
+
+def _compare(lc: LayerCheck, kind: str, values: np.ndarray, present: np.ndarray, want: np.ndarray,
+             tolerance: float, judged: bool, addr, where):
+    """Fold one layer's values into its ``kind`` ('stored' or 'recalc') figures.
+
+    Only ``present`` cells count; among them a value that is not a number (an error such
+    as '#VALUE!', text, NaN; for recalculated values also a missing one) is a mismatch with
+    an infinite error.
+    """
+    if not present.any():
+        return
+    err = np.abs(values - want)
+    err[~np.isfinite(err)] = np.inf
+    err[~present] = 0.0
+    setattr(lc, f"{kind}_max_err", float(err[present].max()))
+    if judged:
+        bad = present & (err > tolerance * np.maximum(1.0, np.abs(want)))
+        n = int(np.count_nonzero(bad))
+        if n:
+            setattr(lc, f"{kind}_bad", n)
+            setattr(lc, f"{kind}_first_bad", addr(where(int(np.flatnonzero(bad)[0]))))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import click
 
@@ -39,6 +38,7 @@ def cli():
 # ---------------------------------------------------------------- build, examples
 
 _PROGRESS_MIN_FORMULAS = 150_000      # about a second of writing
+_CHECK_PROGRESS_MIN_CELLS = 200_000   # about a second of checking
 
 
 def _stderr_is_tty() -> bool:
@@ -49,12 +49,15 @@ def _warn(message: str) -> None:
     click.echo(f"sheetconv: warning: {message}", err=True)
 
 
-def _progress(quiet: bool, out: Path):
-    """A progress-bar factory for build.build: a bar on a terminal for long writes, else None."""
+def _progress(quiet: bool, label: str, minimum: str = "_PROGRESS_MIN_FORMULAS"):
+    """A progress-bar factory for long work (build's writing, check's reading): ``make(total)``
+    gives a bar on a terminal when ``total`` (formulas, cells) is at least the module constant
+    named ``minimum`` - about a second of work - else None; never with ``quiet`` or when
+    stderr is not a terminal."""
     def make(total: int):
-        if quiet or total < _PROGRESS_MIN_FORMULAS or not _stderr_is_tty():
+        if quiet or total < globals()[minimum] or not _stderr_is_tty():
             return None
-        return _Bar(total, f"writing {out}")
+        return _Bar(total, label)
     return make
 
 
@@ -100,7 +103,8 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     b.load_weights(net, weights, state_dict, chosen=spec_file is not None or preset_name is not None)
     x, source = b.pick_input(net, digit, image, npy, resize, invert, warn=_warn)
     out_path = b.output_path(out, name)
-    done = b.build(net, x, out_path, name=name, source=source, force=force, progress_for=_progress(quiet, out_path))
+    done = b.build(net, x, out_path, name=name, source=source, force=force,
+                   progress_for=_progress(quiet, f"writing {out_path}"))
     if quiet:
         return
     if done.up_to_date:
@@ -197,9 +201,12 @@ def summary(preset_name, spec_file, batch):
 @cli.command()
 @click.argument("book", type=click.Path(dir_okay=False))
 @click.option("--recalc", is_flag=True, help="Compare with the values LibreOffice recalculates from the formulas.")
+@click.option("--torch", "with_torch", is_flag=True,
+              help="Also run torch on the workbook's input and weights and compare it with the engine, per layer.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def check(ctx, book, recalc):
-    """Compare a (possibly edited) sheetconv workbook with the engine and torch.
+def check(ctx, book, recalc, with_torch, quiet):
+    """Compare a (possibly edited) sheetconv workbook with the engine (and torch with --torch).
 
     Without --recalc the stored values are compared: they show what the program that
     last saved the file computed, so a formula's arithmetic is verified only with --recalc.
@@ -210,7 +217,8 @@ def check(ctx, book, recalc):
     since nothing vouches for the values.
     """
     from .check import check_workbook
-    report = check_workbook(book, recalc=recalc)
+    report = check_workbook(book, recalc=recalc, torch=with_torch,
+                            progress=_progress(quiet, f"checking {book}", "_CHECK_PROGRESS_MIN_CELLS"))
     click.echo(str(report))
     if report.status != "ok":
         ctx.exit(1 if report.status == "mismatch" else 3)

@@ -151,7 +151,7 @@ def address(net, cell):
 @pytest.mark.parametrize("name", ["conv-example", "simple-cnn", "pools-head", "partial-sums"])
 def test_untouched_workbook_passes(books, name):
     net, x, path = books[name]
-    report = check_workbook(path)
+    report = check_workbook(path, torch=True)
     assert report.ok, str(report)
     assert report.torch_checked and not report.formula_problems
     assert [l.name for l in report.layers] == [l.name for l in net.layers]

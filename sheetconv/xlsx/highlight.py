@@ -2,35 +2,45 @@
 
 ``write_highlight``: a copy of the workbook with the traced cell outlined green, selected
 and scrolled to, and its precedents (or dependents) filled light blue, a deeper shade for
-nearer levels — the picture of Trace Precedents in the book. The workbook's color-scale
-heatmaps stay: the fills are also given as conditional formats ranked above them (with
-"stop if true"), so a traced cell shows the trace's fill and every other cell its heatmap.
-openpyxl keeps formulas but not their computed values, so the copy is marked to be fully
-recalculated on opening.
+nearer levels - the picture of Trace Precedents in the book. The copy is streamed: every
+zip part is copied unchanged except ``xl/styles.xml`` (new fills, a border and cell
+formats appended; nothing existing is renumbered) and the worksheets holding traced cells,
+whose XML is copied byte for byte but for the ``s`` (style) attribute of the traced cells,
+the cells added where a traced cell had no element, the sheet view (selection, scroll
+position) of the traced cell's sheet and the trace's conditional formats. Formulas and
+stored values stay, so the copy is still a workbook ``sheetconv check`` accepts. The
+workbook's color-scale heatmaps stay on every other cell: the traced cells are taken out of
+the conditional formats' ranges, since LibreOffice paints a colour scale over any fill (a
+conditional format ranked above it included). (A workbook without a styles part gets one, listed in
+``[Content_Types].xml`` and the workbook's relationships; a trace whose cell lies on
+another sheet than the open one also changes ``workbook.xml``'s active tab.)
 
 Output paths are checked up front (:func:`check_outputs`) and written through
-:func:`sheetconv.xlsx.files.atomic_output`. The workbook is opened with openpyxl only after :func:`sheetconv.xlsx.package.open_zip` has checked it; any failure of openpyxl's reading,
-also during its lazy iteration, becomes a one-line SheetconvError.
+:func:`sheetconv.xlsx.files.atomic_output`.
 """
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
+
 from ..errors import SheetconvError
-from .files import atomic_output, check_target
-from .package import open_zip
 from ..nn.trace import Trace
-from ..sheet.a1 import cell as a1, parse_range, split_sheet
+from ..sheet.a1 import cell as a1
+from ..sheet.a1 import column_names, parse_range, rng, split_sheet
+from .files import atomic_output, check_target
+from .package import LIMITS, NS_MAIN, open_part, open_zip, read_workbook_parts, relationships
 
 __all__ = ["write_highlight", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
 
 LEVEL_FILLS = ["9DC3E6", "BDD7EE", "D2E4F4", "DDEBF7", "EAF2FA"]     # light: dark text stays readable
 ROOT_BORDER = "00A000"
 MAX_PAINTED = 2_000_000
-RECALC_NOTE = ("note: the copy holds formulas without stored values; it is set to recalculate fully "
-               "when opened")
+RECALC_NOTE = ("note: the copy keeps the workbook's formulas and stored values; only the traced cells' "
+               "formats changed")
 
 
 def check_outputs(book, highlight=None, png=None, force: bool = False):
@@ -49,107 +59,455 @@ def check_outputs(book, highlight=None, png=None, force: bool = False):
         check_target(out, force, what)
 
 
-@contextmanager
-def _openpyxl_errors(book, doing: str):
-    """openpyxl's own exceptions (also from lazy iteration) -> one-line SheetconvError."""
-    try:
-        yield
-    except SheetconvError:
-        raise
-    except MemoryError:
-        raise SheetconvError(f"{book}: too large to load for {doing}") from None
-    except Exception as e:                                  # noqa: BLE001 - any reader failure
-        text = str(e).splitlines()[0][:200] if str(e) else ""
-        raise SheetconvError(f"cannot read {book} for {doing}: openpyxl failed ({type(e).__name__}"
-                             f"{': ' + text if text else ''}); the workbook may be corrupt") from None
 
 
-def _load(book, doing: str, **kwargs):
-    import openpyxl
-    open_zip(book).close()                                  # format and zip-bomb checks first
-    with _openpyxl_errors(book, doing):
-        return openpyxl.load_workbook(book, **kwargs)
+
+
+_COLS = column_names()
+_COLNUM = {letters: i for i, letters in enumerate(_COLS)}
+_CHUNK = 1 << 20
+_MAX_EDGE = 64 << 20                  # the XML before <sheetData> and after </sheetData>, read whole
+_ZIP_LEVEL = 1                        # zlib's fastest level, as the writer uses
+_STYLES_TYPE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles"
+_STYLES_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"
+_MINIMAL_STYLES = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<styleSheet xmlns="{NS_MAIN}">'
+                   '<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>'
+                   '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+                   '<fill><patternFill patternType="gray125"/></fill></fills>'
+                   '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+                   '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+                   '<cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/></cellXfs>'
+                   '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+                   '<dxfs count="0"/></styleSheet>').encode()
 
 
 def write_highlight(book, trace: Trace, out, force: bool = False) -> Path:
-    """Copy ``book`` to ``out`` with the trace drawn on it (openpyxl)."""
-    from openpyxl.formatting.rule import FormulaRule
-    from openpyxl.styles import Border, PatternFill, Side
-    from openpyxl.worksheet.views import Selection
-
+    """Copy ``book`` to ``out`` with the trace drawn on it, streaming (see the module docstring)."""
     check_outputs(book, highlight=out, force=force)
     trace.complete()
-    wb = _load(book, "highlighting")
-    sheets = {ws.title.lower(): ws for ws in wb.worksheets}
-    painted = 0
-    rules: dict = {}                                         # sheet title -> [(sqref, rule)], nearest first
-    for k, level in reversed(list(enumerate(trace.meta.get("sheet_levels", [])))):
-        color = LEVEL_FILLS[min(k, len(LEVEL_FILLS) - 1)]
-        fill = PatternFill("solid", start_color=color, end_color=color)
-        for entry in level:
-            ws = sheets.get((entry.get("sheet") or "").lower())
-            if ws is None:
-                continue
-            for text in entry["ranges"]:
-                r0, c0, r1, c1 = parse_range(text)
-                painted += (r1 - r0 + 1) * (c1 - c0 + 1)
-                if painted > MAX_PAINTED:
-                    raise SheetconvError(f"more than {MAX_PAINTED:,} cells to highlight; trace fewer levels (--depth)")
-                for row in range(r0, r1 + 1):
-                    for col in range(c0, c1 + 1):
-                        ws.cell(row + 1, col + 1).fill = fill
-            for i in range(0, len(entry["ranges"]), 256):   # sqref lists stay short
-                sqref = " ".join(entry["ranges"][i:i + 256])
-                rule = FormulaRule(formula=["TRUE"], stopIfTrue=True, fill=PatternFill("solid", start_color=color,
-                                                                                       end_color=color))
-                rules.setdefault(ws.title, []).append((k, sqref, rule))
-    for title, new in rules.items():
-        _rank_above(wb[title], sorted(new, key=lambda t: t[0]))
-    sheet, addr = split_sheet(trace.meta["cell"])
-    ws = sheets[sheet.lower()]
-    r, c, _, _ = parse_range(addr)
-    side = Side(style="thick", color=ROOT_BORDER)
-    ws.cell(r + 1, c + 1).border = Border(left=side, right=side, top=side, bottom=side)
-    _show_cell(wb, ws, r, c, Selection)
-    if wb.calculation is None:
-        from openpyxl.workbook.properties import CalcProperties
-        wb.calculation = CalcProperties()
-    wb.calculation.fullCalcOnLoad = True
-    with atomic_output(out, force=force, what="highlighted copy") as tmp:
-        with _openpyxl_errors(book, "highlighting"):
-            wb.save(tmp)
+    path = os.fspath(book)
+    with open_zip(path) as zf:
+        sheets, _ = read_workbook_parts(zf, path)
+        plan = _Plan(trace, sheets)
+        styles_part, wb_part = _styles_part(zf, path)
+        styles = _Styles(_read_edge(zf, styles_part, path) if styles_part else _MINIMAL_STYLES, path)
+        edits = _package_edits(zf, path, wb_part, styles_part, sheets, plan.root_sheet)
+        with atomic_output(out, force=force, what="highlighted copy") as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_ZIP_LEVEL) as dst:
+                for info in zf.infolist():
+                    name = info.filename
+                    if name == styles_part:
+                        continue                                   # written last: it depends on the sheets
+                    if name in plan.parts:
+                        with _member(dst, info) as fh:
+                            _rewrite_sheet(zf, name, path, fh, plan, styles)
+                    elif name in edits:
+                        dst.writestr(_info_like(info), edits[name])
+                    else:
+                        with zf.open(info) as src, _member(dst, info) as fh:
+                            while chunk := src.read(_CHUNK):
+                                fh.write(chunk)
+                target = zf.getinfo(styles_part) if styles_part else None
+                dst.writestr(_info_like(target) if target else "xl/styles.xml", styles.xml())
     return Path(out)
 
 
-def _rank_above(ws, new):
-    """Put the trace's fill rules (level order) before every existing conditional format."""
-    from openpyxl.formatting.formatting import ConditionalFormattingList
-    old = [(cf.sqref, rule) for cf in ws.conditional_formatting for rule in cf.rules]
-    cfl = ConditionalFormattingList()
-    for priority, (_, sqref, rule) in enumerate(new, 1):
-        rule.priority = priority
-        cfl.add(str(sqref), rule)
-    for priority, (sqref, rule) in enumerate(sorted(old, key=lambda t: t[1].priority or 0), len(new) + 1):
-        rule.priority = priority
-        cfl.add(str(sqref), rule)
-    ws.conditional_formatting = cfl
+def _info_like(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
+    out = zipfile.ZipInfo(info.filename, info.date_time)
+    out.compress_type = zipfile.ZIP_DEFLATED
+    out._compresslevel = _ZIP_LEVEL          # zipfile takes a given ZipInfo's level, not the archive's
+    out.external_attr = info.external_attr
+    return out
 
 
-def _show_cell(wb, ws, row: int, col: int, Selection):
-    """Make ``ws`` the open sheet, with (row, col) selected and scrolled into view."""
-    view = ws.sheet_view
-    for other in wb.worksheets:
-        other.sheet_view.tabSelected = other is ws
-    wb.active = wb.worksheets.index(ws)
-    top, left = max(row - 4, 0), max(col - 4, 0)
-    pane = view.pane
-    if pane is not None and pane.state in ("frozen", "frozenSplit"):
-        fr, fc = int(pane.ySplit or 0), int(pane.xSplit or 0)
-        pane.topLeftCell = a1(max(top, fr), max(left, fc))
-        view.topLeftCell = a1(0 if fr else top, 0 if fc else left)
-        active = pane.activePane
+@contextmanager
+def _member(dst: zipfile.ZipFile, info: zipfile.ZipInfo):
+    with dst.open(_info_like(info), "w", force_zip64=info.file_size > (1 << 30)) as fh:
+        yield fh
+
+
+# ---------------------------------------------------------------- what to paint
+
+class _Plan:
+    """The traced cells per worksheet part: ``rows[part][row] = [(c0, c1, level), ...]``, the
+    trace's A1 ranges per part and level (for the conditional formats), and the root cell."""
+
+    def __init__(self, trace: Trace, sheets):
+        by_name = {s.name.lower(): s for s in sheets}
+        self.rows: dict[str, dict[int, list]] = {}
+        self.ranges: dict[str, dict[int, list[str]]] = {}
+        painted = 0
+        for k, level in enumerate(trace.meta.get("sheet_levels", [])):
+            for entry in level:
+                info = by_name.get((entry.get("sheet") or "").lower())
+                if info is None or info.part is None:
+                    continue
+                rows = self.rows.setdefault(info.part, {})
+                for text in entry["ranges"]:
+                    r0, c0, r1, c1 = parse_range(text)
+                    painted += (r1 - r0 + 1) * (c1 - c0 + 1)
+                    if painted > MAX_PAINTED:
+                        raise SheetconvError(f"more than {MAX_PAINTED:,} cells to highlight; trace fewer levels (--depth)")
+                    for r in range(r0, r1 + 1):
+                        rows.setdefault(r, []).append((c0, c1, k))
+                self.ranges.setdefault(info.part, {}).setdefault(k, []).extend(entry["ranges"])
+        sheet, addr = split_sheet(trace.meta["cell"])
+        info = by_name.get((sheet or "").lower())
+        if info is None or info.part is None:
+            raise SheetconvError(f"the traced cell's sheet {sheet!r} is not a worksheet of the workbook")
+        r, c, _, _ = parse_range(addr)
+        self.root_sheet = [s.name for s in sheets].index(info.name)
+        self.root = (info.part, r, c)
+        self.rows.setdefault(info.part, {}).setdefault(r, [])
+        self.parts = set(self.rows)
+
+    def row_styles(self, part: str, row: int) -> dict[int, tuple]:
+        """col -> (level or None, root) of the cells to restyle in one row; nearer levels win."""
+        out: dict[int, tuple] = {}
+        for c0, c1, k in sorted(self.rows[part].get(row, ()), key=lambda t: -t[2]):
+            for c in range(c0, c1 + 1):
+                out[c] = (k, False)
+        rpart, rr, rc = self.root
+        if rpart == part and rr == row:
+            out[rc] = (out.get(rc, (None, False))[0], True)
+        return out
+
+
+# ---------------------------------------------------------------- styles.xml
+
+def _attr(tag: bytes, name: bytes, value: bytes) -> bytes:
+    """``tag`` (a start tag's text) with attribute ``name`` set to ``value``."""
+    pat = re.compile(rb"(\s" + name + rb'=)("[^"]*"|\'[^\']*\')')
+    if pat.search(tag):
+        return pat.sub(lambda m: m.group(1) + b'"' + value + b'"', tag, count=1)
+    end = len(tag) - (2 if tag.endswith(b"/>") else 1)
+    return tag[:end] + b" " + name + b'="' + value + b'"' + tag[end:]
+
+
+class _Styles:
+    """styles.xml with the trace's fills, border and cell formats appended (existing ids kept)."""
+
+    def __init__(self, xml: bytes, path: str):
+        self.xml_in, self.path = xml, path
+        self.fills = self._count(b"fills")
+        self.borders = self._count(b"borders")
+        block = self._block(b"cellXfs")
+        self.xfs = re.findall(rb"<xf\b[^>]*?/>|<xf\b[^>]*?>.*?</xf>", block, re.S)
+        if not self.xfs:
+            raise SheetconvError(f"{path}: xl/styles.xml lists no cell formats; cannot add the trace's")
+        self.added: list[bytes] = []
+        self.ids: dict = {}
+
+    def _block(self, name: bytes) -> bytes:
+        m = re.search(rb"<" + name + rb"\b[^>]*?(?:/>|>(.*?)</" + name + rb">)", self.xml_in, re.S)
+        return (m.group(1) or b"") if m else b""
+
+    def _count(self, name: bytes) -> int:
+        m = re.search(rb"<" + name + rb"\b[^>]*?(?:/>|>(.*?)</" + name + rb">)", self.xml_in, re.S)
+        if m is None:
+            raise SheetconvError(f"{self.path}: xl/styles.xml has no <{name.decode()}>; cannot add the trace's")
+        return len(re.findall(rb"<" + name[:-1] + rb"\b", m.group(1) or b""))
+
+    def xf(self, base: int, level: int | None, root: bool) -> int:
+        """A cell format: ``base``'s with the level's fill and/or the root's border."""
+        key = (base, level, root)
+        if key not in self.ids:
+            src = self.xfs[base] if 0 <= base < len(self.xfs) else self.xfs[0]
+            head_end = src.index(b">") + 1
+            head, rest = src[:head_end], src[head_end:]
+            if level is not None:
+                head = _attr(_attr(head, b"fillId", str(self.fills + min(level, len(LEVEL_FILLS) - 1)).encode()),
+                             b"applyFill", b"1")
+            if root:
+                head = _attr(_attr(head, b"borderId", str(self.borders).encode()), b"applyBorder", b"1")
+            self.ids[key] = len(self.xfs) + len(self.added)
+            self.added.append(head + rest)
+        return self.ids[key]
+
+    def xml(self) -> bytes:
+        fills = b"".join(b'<fill><patternFill patternType="solid"><fgColor rgb="FF%s"/><bgColor indexed="64"/>'
+                         b"</patternFill></fill>" % c.encode() for c in LEVEL_FILLS)
+        side = b'style="thick"><color rgb="FF%s"/>' % ROOT_BORDER.encode()
+        border = (b"<border><left %s</left><right %s</right><top %s</top><bottom %s</bottom><diagonal/></border>"
+                  % (side, side, side, side))
+        xml = self._append(self.xml_in, b"fills", fills, self.fills + len(LEVEL_FILLS))
+        xml = self._append(xml, b"borders", border, self.borders + 1)
+        return self._append(xml, b"cellXfs", b"".join(self.added), len(self.xfs) + len(self.added))
+
+    @staticmethod
+    def _append(xml: bytes, name: bytes, items: bytes, count: int) -> bytes:
+        m = re.search(rb"<" + name + rb"\b[^>]*?(/?)>", xml)
+        tag = _attr(m.group(0).replace(b"/>", b">") if m.group(1) else m.group(0), b"count", str(count).encode())
+        if m.group(1):
+            return xml[:m.start()] + tag + items + b"</" + name + b">" + xml[m.end():]
+        close = xml.index(b"</" + name + b">", m.end())
+        return xml[:m.start()] + tag + xml[m.end():close] + items + xml[close:]
+
+
+def _read_edge(zf, part: str, path: str) -> bytes:
+    info = zf.getinfo(part)
+    if info.file_size > LIMITS.max_small_part_bytes:
+        raise SheetconvError(f"{path}: {part} is {info.file_size:,} bytes; refusing it")
+    with open_part(zf, part, path) as fh:
+        return b"".join(iter(lambda: fh.read(_CHUNK), b""))
+
+
+def _styles_part(zf, path: str) -> tuple[str | None, str]:
+    """(the styles part or None, the workbook part)."""
+    root = relationships(zf, "", path)
+    wb = next((t for typ, t in root.values() if typ.endswith("/officeDocument")), "xl/workbook.xml")
+    found = next((t for typ, t in relationships(zf, wb, path).values() if typ.endswith("/styles")), None)
+    return (found if found in zf.namelist() else None), wb
+
+
+def _package_edits(zf, path: str, wb_part: str, styles_part, sheets, root_sheet: int) -> dict[str, bytes]:
+    """Small parts to change: the workbook's active tab; for a workbook without styles, the
+    content type and relationship of the new styles part."""
+    edits = {}
+    wb = _read_edge(zf, wb_part, path)
+    view = re.search(rb"<workbookView\b[^>]*?/?>", wb)
+    active = re.search(rb'\sactiveTab="([0-9]+)"', view.group(0)) if view else None
+    if view is not None and int(active.group(1) if active else 0) != root_sheet:
+        edits[wb_part] = wb[:view.start()] + _attr(view.group(0), b"activeTab", str(root_sheet).encode()) + wb[view.end():]
+    if styles_part is None:
+        ct = _read_edge(zf, "[Content_Types].xml", path)
+        edits["[Content_Types].xml"] = ct.replace(
+            b"</Types>", b'<Override PartName="/xl/styles.xml" ContentType="%s"/></Types>' % _STYLES_CT.encode())
+        folder, base = wb_part.rsplit("/", 1) if "/" in wb_part else ("", wb_part)
+        rels_part = f"{folder}/_rels/{base}.rels" if folder else f"_rels/{base}.rels"
+        rels = _read_edge(zf, rels_part, path)
+        target = os.path.relpath("xl/styles.xml", folder or ".").replace(os.sep, "/")
+        edits[rels_part] = rels.replace(b"</Relationships>", b'<Relationship Id="rIdSheetconvStyles" Type="%s" '
+                                        b'Target="%s"/></Relationships>' % (_STYLES_TYPE.encode(), target.encode()))
+    return edits
+
+
+# ---------------------------------------------------------------- worksheets
+
+_ROW_TAG = re.compile(rb"<row\b[^>]*?(/?)>")
+_CELL_TAG = re.compile(rb"<c\b([^>]*?)(/?)>")
+_R_ATTR = re.compile(rb'\sr="([A-Z]{1,3})([0-9]+)"')
+_ROWNUM = re.compile(rb'\sr="([0-9]+)"')
+_S_ATTR = re.compile(rb'\ss="([0-9]+)"')
+
+
+def _rewrite_sheet(zf, part: str, path: str, out, plan: _Plan, styles: _Styles):
+    """Stream worksheet ``part`` into ``out`` with the traced cells restyled (see the module docstring)."""
+    with open_part(zf, part, path) as fh:
+        read = lambda: fh.read(_CHUNK)          # noqa: E731
+        buf = b""
+        while (at := buf.find(b"<sheetData")) < 0:
+            chunk = read()
+            if not chunk or len(buf) > _MAX_EDGE:
+                raise SheetconvError(f"{path}: {part} has no <sheetData> (not a worksheet in the expected form)")
+            buf += chunk
+        head, buf = buf[:at], buf[at:]
+        if plan.root[0] == part:
+            head = _show_cell(head, plan.root[1], plan.root[2])
+        out.write(head)
+        rows = _RowPainter(plan, part, styles)
+        opening = re.match(rb"<sheetData\b[^>]*?(/?)>", buf)
+        while opening is None:
+            chunk = read()
+            if not chunk:
+                raise SheetconvError(f"{path}: {part} ends inside <sheetData>; the workbook is corrupt")
+            buf += chunk
+            opening = re.match(rb"<sheetData\b[^>]*?(/?)>", buf)
+        if opening.group(1):                            # <sheetData/>: no rows at all
+            out.write(opening.group(0)[:-2] + b">" + rows.finish() + b"</sheetData>")
+            tail = buf[opening.end():]
+        else:
+            out.write(opening.group(0))
+            buf = buf[opening.end():]
+            while True:
+                end = buf.find(b"</sheetData>")
+                if end >= 0:
+                    out.write(rows.paint(buf[:end]) + rows.finish())
+                    tail = buf[end:]
+                    break
+                cut = buf.rfind(b"</row>")
+                if cut >= 0:
+                    out.write(rows.paint(buf[:cut + 6]))
+                    buf = buf[cut + 6:]
+                chunk = read()
+                if not chunk:
+                    raise SheetconvError(f"{path}: {part} ends inside <sheetData>; the workbook is corrupt")
+                buf += chunk
+        while chunk := read():
+            tail += chunk
+            if len(tail) > _MAX_EDGE:
+                raise SheetconvError(f"{path}: {part} has more than {_MAX_EDGE:,} bytes after its cells; refusing it")
+        out.write(_uncover(tail, plan.ranges.get(part, {})))
+
+
+class _RowPainter:
+    """Restyles the traced cells of complete rows of one sheet, adding the rows and cells that are missing."""
+
+    def __init__(self, plan: _Plan, part: str, styles: _Styles):
+        self.plan, self.part, self.styles = plan, part, styles
+        self.todo = sorted(plan.rows[part])             # traced rows not yet met
+        self.next = 0
+        self.last = -1
+
+    def paint(self, data: bytes) -> bytes:
+        """``data``: whole rows (and whatever lies between them)."""
+        out, pos = [], 0
+        for m in _ROW_TAG.finditer(data):
+            num = _ROWNUM.search(m.group(0))
+            row = int(num.group(1)) - 1 if num else self.last + 1
+            self.last = row
+            missing = self._missing_before(row)
+            if missing:
+                out += [data[pos:m.start()], missing]
+                pos = m.start()
+            if self.next < len(self.todo) and self.todo[self.next] == row:
+                self.next += 1
+                end = m.end() if m.group(1) else data.index(b"</row>", m.end()) + 6
+                body = b"" if m.group(1) else data[m.end():end - 6]
+                start_tag = m.group(0)[:-2] + b">" if m.group(1) else m.group(0)
+                out += [data[pos:m.start()], start_tag, self._cells(row, body), b"</row>"]
+                pos = end
+        out.append(data[pos:])
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The traced rows after the last row of the sheet."""
+        return self._missing_before(1 << 30)
+
+    def _missing_before(self, row: int) -> bytes:
+        out = []
+        while self.next < len(self.todo) and self.todo[self.next] < row:
+            r = self.todo[self.next]
+            self.next += 1
+            out.append(b'<row r="%d">%s</row>' % (r + 1, self._cells(r, b"")))
+        return b"".join(out)
+
+    def _cells(self, row: int, body: bytes) -> bytes:
+        want = self.plan.row_styles(self.part, row)
+        if not want:
+            return body
+        out, pos = [], 0
+        for col in sorted(want):                        # the usual case: every traced cell is there, with r=
+            at = body.find(b'<c r="%s%d"' % (_COLS[col].encode(), row + 1), pos)
+            if at < 0:
+                return self._cells_in_order(row, body, want)
+            end = body.index(b">", at) + 1
+            tag = body[at:end]
+            s = _S_ATTR.search(tag)
+            xf = self.styles.xf(int(s.group(1)) if s else 0, *want[col])
+            out += [body[pos:at], _attr(tag, b"s", str(xf).encode())]
+            pos = end
+        out.append(body[pos:])
+        return b"".join(out)
+
+    def _cells_in_order(self, row: int, body: bytes, want: dict) -> bytes:
+        """Every cell of the row in turn: for rows missing traced cells, or cells without r=."""
+        styles = self.styles
+        out, pos, col = [], 0, -1
+        pending = sorted(want)
+        i = 0
+        for m in _CELL_TAG.finditer(body):
+            r = _R_ATTR.search(m.group(1))
+            col = _COLNUM.get(r.group(1).decode(), col + 1) if r else col + 1
+            while i < len(pending) and pending[i] < col:          # traced cells without an element
+                out += [body[pos:m.start()], self._new_cell(row, pending[i], want[pending[i]])]
+                pos = m.start()
+                i += 1
+            if i < len(pending) and pending[i] == col:
+                i += 1
+                s = _S_ATTR.search(m.group(1))
+                level, root = want[col]
+                xf = styles.xf(int(s.group(1)) if s else 0, level, root)
+                out += [body[pos:m.start()], _attr(m.group(0), b"s", str(xf).encode())]
+                pos = m.end()
+        out.append(body[pos:])
+        out += [self._new_cell(row, c, want[c]) for c in pending[i:]]
+        return b"".join(out)
+
+    def _new_cell(self, row: int, col: int, style: tuple) -> bytes:
+        return b'<c r="%s%d" s="%d"/>' % (_COLS[col].encode(), row + 1, self.styles.xf(0, *style))
+
+
+_CF = re.compile(rb'<conditionalFormatting\b([^>]*?)\ssqref="([^"]*)"([^>]*)>.*?</conditionalFormatting>', re.S)
+
+
+def _uncover(tail: bytes, ranges: dict[int, list[str]]) -> bytes:
+    """The sheet's conditional formats (heatmaps) with the traced cells taken out of their ranges.
+
+    LibreOffice paints a cell with a colour scale whatever rule ranks above it (a "stop
+    if true" rule of another format included), so ranking the trace's fill above the
+    heatmaps shows in Excel but not there; a traced cell outside every colour scale shows
+    its fill everywhere. A format left with no cells is dropped. The heatmaps' scales are
+    then computed over the cells that stay (their min and max may move slightly).
+    """
+    traced = [parse_range(t) for level in ranges.values() for t in level]
+    if not traced or b"<conditionalFormatting" not in tail:
+        return tail
+
+    def cut(m):
+        kept = []
+        for text in m.group(2).decode().split():
+            kept += _subtract(parse_range(text.replace("$", "")), traced)
+        if not kept:
+            return b""
+        sqref = " ".join(rng(*r) for r in kept).encode()
+        return m.group(0).replace(b'sqref="%s"' % m.group(2), b'sqref="%s"' % sqref, 1)
+
+    return _CF.sub(cut, tail)
+
+
+def _subtract(rect, holes) -> list[tuple]:
+    """``rect`` (r0, c0, r1, c1) minus every rectangle of ``holes``, as disjoint rectangles."""
+    parts = [rect]
+    for h0, k0, h1, k1 in holes:
+        out = []
+        for r0, c0, r1, c1 in parts:
+            if h1 < r0 or h0 > r1 or k1 < c0 or k0 > c1:
+                out.append((r0, c0, r1, c1))
+                continue
+            if r0 < h0:
+                out.append((r0, c0, h0 - 1, c1))
+            if h1 < r1:
+                out.append((h1 + 1, c0, r1, c1))
+            a, b = max(r0, h0), min(r1, h1)
+            if c0 < k0:
+                out.append((a, c0, b, k0 - 1))
+            if k1 < c1:
+                out.append((a, k1 + 1, b, c1))
+        parts = out
+    return parts
+
+
+def _show_cell(head: bytes, row: int, col: int) -> bytes:
+    """The sheet XML before <sheetData> with (row, col) selected and scrolled into view, and the tab selected."""
+    m = re.search(rb"<sheetView\b[^>]*?(/?)>", head)
+    if m is None:
+        return head
+    if m.group(1):
+        start_tag, inner, end = m.group(0)[:-2] + b">", b"", m.end()
     else:
-        view.topLeftCell = a1(top, left)
-        active = None
-    addr = a1(row, col)
-    view.selection = [Selection(pane=active, activeCell=addr, sqref=addr)]
+        close = head.index(b"</sheetView>", m.end())
+        start_tag, inner, end = m.group(0), head[m.end():close], close + len(b"</sheetView>")
+    top, left = max(row - 4, 0), max(col - 4, 0)
+    pane = re.search(rb"<pane\b[^>]*?/>", inner)
+    state = re.search(rb'\sstate="([A-Za-z]+)"', pane.group(0)) if pane else None
+    active = None
+    if pane is not None and state is not None and state.group(1) in (b"frozen", b"frozenSplit"):
+        split = {k: float(v) for k, v in re.findall(rb'\s([xy]Split)="([0-9.]+)"', pane.group(0))}
+        fr, fc = int(split.get(b"ySplit", 0)), int(split.get(b"xSplit", 0))
+        new_pane = _attr(pane.group(0), b"topLeftCell", a1(max(top, fr), max(left, fc)).encode())
+        inner = inner[:pane.start()] + new_pane + inner[pane.end():]
+        start_tag = _attr(start_tag, b"topLeftCell", a1(0 if fr else top, 0 if fc else left).encode())
+        act = re.search(rb'\sactivePane="([A-Za-z]+)"', new_pane)
+        active = act.group(1) if act else b"bottomLeft"
+    else:
+        start_tag = _attr(start_tag, b"topLeftCell", a1(top, left).encode())
+    start_tag = _attr(start_tag, b"tabSelected", b"1")
+    inner = re.sub(rb"<selection\b[^>]*?/>", b"", inner)
+    addr = a1(row, col).encode()
+    selection = (b'<selection%s activeCell="%s" sqref="%s"/>'
+                 % (b' pane="%s"' % active if active else b"", addr, addr))
+    pane = re.search(rb"<pane\b[^>]*?/>", inner)
+    at = pane.end() if pane else 0
+    inner = inner[:at] + selection + inner[at:]
+    return head[:m.start()] + start_tag + inner + b"</sheetView>" + head[end:]

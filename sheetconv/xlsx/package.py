@@ -23,7 +23,7 @@ from xml.parsers.expat import ExpatError
 
 from ..errors import SheetconvError
 
-__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "NS_MAIN"]
+__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "open_part", "relationships", "NS_MAIN"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -131,6 +131,11 @@ class _Counted(io.RawIOBase):
         self._fh.close()
 
 
+def open_part(zf: zipfile.ZipFile, part: str, path: str) -> io.RawIOBase:
+    """A member of a checked zip, to read in chunks: refused once it yields more than it declared."""
+    return _Counted(zf, zf.getinfo(part), path)
+
+
 def _read_small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
     info = zf.getinfo(name)
     if info.file_size > LIMITS.max_small_part_bytes:
@@ -172,6 +177,11 @@ def _rels(zf, part, path) -> dict[str, tuple[str, str]]:
         full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
         out[rel.get("Id")] = (rel.get("Type", ""), full)
     return out
+
+
+def relationships(zf: zipfile.ZipFile, part: str, path: str) -> dict[str, tuple[str, str]]:
+    """Relationships of ``part`` ('' for the package): id -> (type, target part name)."""
+    return _rels(zf, part, path)
 
 
 @dataclass

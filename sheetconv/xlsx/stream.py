@@ -1,0 +1,347 @@
+"""One worksheet's cells, streamed a row at a time: formula text and stored value together.
+
+:func:`iter_rows` parses a worksheet part of an open, checked xlsx zip (see
+:func:`sheetconv.xlsx.package.open_zip`) with the same entity-refusing expat parser as
+every other reader, in chunks of 1 MiB, and yields ``(row, cells)`` in document order,
+``cells`` a list of :class:`Cell` of that row. Nothing but one chunk's rows is held, so
+memory does not grow with the sheet. Positions are 0-based; a cell without ``r`` takes
+the next column, a row without ``r`` the next row, as the format says.
+
+A cell is a tuple ``(col, type, value, formula, fattrs)``: ``value`` the raw text of its
+``<v>`` (or inline string) or None, ``type`` its ``t`` attribute: :func:`cell_value` turns
+both into the value a reader sees (float, str, bool, shared strings resolved). ``formula``
+is the ``<f>`` text (without ``=``) or None, ``fattrs`` the ``<f>`` element's attributes
+(``t="shared"``, ``si``, ``ref``) when it has any. A shared formula's child cell gets its
+master's text moved to the child's position (openpyxl's Translator), as Excel shows it.
+
+Two readers give the same rows. The fast one reads the rows of the common plain form
+(``<c r=".." s=".." t=".."><f>..</f><v>..</v></c>``, as sheetconv, XlsxWriter and
+LibreOffice write them) with regular expressions, a row at a time, and accepts a row only
+if every ``<`` in it belongs to a recognised cell; the part outside ``<sheetData>`` goes
+through expat (entities and DTDs refused). Anything else - a comment, CDATA, a formula
+with attributes, a namespace prefix, another encoding - sends the part to the general
+reader (expat with Python handlers, about five times slower), which resumes after the
+last row already given.
+"""
+from __future__ import annotations
+
+import codecs
+import html
+import re
+import zipfile
+from contextlib import contextmanager
+from xml.parsers.expat import ExpatError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+
+from ..errors import SheetconvError
+from ..sheet.a1 import MAX_ROWS, column_names
+from ..sheet.a1 import cell as a1
+from .package import NS_MAIN, open_part, parse_part
+
+__all__ = ["iter_rows", "cell_value", "read_shared_strings"]
+
+_COLNUM = {letters: i for i, letters in enumerate(column_names())}
+_DIGITS = "0123456789"
+_CHUNK = 1 << 20
+
+
+def _handlers(rows: list):
+    """expat handlers (closures: the hot loop) appending each complete row to ``rows``."""
+    C, F, V, T, IS, ROW = (f"{NS_MAIN}}}{t}" for t in ("c", "f", "v", "t", "is", "row"))
+    colnum, digits_of = _COLNUM, _DIGITS
+    cells: list = []
+    row = col = -1
+    ctype = fattrs = formula = value = None
+    buf: list = []
+    target = 0                     # text being collected: 1 formula, 2 value, 3 inline string
+    in_is = False
+
+    def close_row():
+        nonlocal cells
+        if cells:
+            rows.append((row, cells))
+            cells = []
+
+    def start(tag, attrs):
+        nonlocal row, col, ctype, fattrs, formula, value, buf, target, in_is
+        if tag == C:
+            r = attrs.get("r")
+            if r is None:
+                col += 1
+            else:
+                letters = r.rstrip(digits_of)
+                c = colnum.get(letters)
+                digits = r[len(letters):]
+                if c is None or not digits.isdigit() or not 0 < int(digits) <= MAX_ROWS:
+                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
+                rr = int(digits) - 1
+                if rr != row:
+                    close_row()
+                    row = rr
+                col = c
+            ctype = attrs.get("t")
+            formula = fattrs = value = None
+        elif tag == F:
+            fattrs = attrs
+            buf, target = [], 1
+        elif tag == V:
+            buf, target = [], 2
+        elif tag == T and in_is:
+            buf, target = [], 3
+        elif tag == IS:
+            in_is = True
+            value = ""
+        elif tag == ROW:
+            close_row()
+            r = attrs.get("r")
+            rr = int(r) - 1 if r is not None and r.isdigit() else row + 1
+            if not 0 <= rr < MAX_ROWS:
+                raise SheetconvError(f"row {str(r)[:20]!r} lies outside the sheet; the workbook is corrupt")
+            row, col = rr, -1
+
+    def end(tag):
+        nonlocal formula, value, target, in_is
+        if tag == C:
+            cells.append((col, ctype, value, formula, fattrs or None))
+        elif target:
+            if target == 1 and tag == F:
+                formula = "".join(buf)
+                if fattrs and fattrs.get("t") == "shared":
+                    formula = shared_formula(formula, fattrs.get("si"))
+            elif target == 2 and tag == V:
+                value = "".join(buf) or None          # <v/>: nothing stored
+            elif target == 3 and tag == T:
+                value += "".join(buf)
+            else:
+                return
+            target = 0
+        elif tag == IS:
+            in_is = False
+            value = value or None                 # an empty inline string: nothing stored
+
+    def data(text):
+        if target:
+            buf.append(text)
+
+    masters: dict = {}
+
+    def shared_formula(text: str, si) -> str | None:
+        """A shared formula's master keeps its text; a child gets it moved from the master's cell."""
+        if text:
+            masters[si] = (row, col, text)
+            return text
+        if si not in masters:
+            return None                          # a child before its master: no formula to give
+        from openpyxl.formula.translate import Translator
+        mrow, mcol, mtext = masters[si]
+        return Translator("=" + mtext, origin=a1(mrow, mcol)).translate_formula(a1(row, col))[1:]
+
+    return start, end, data, close_row
+
+
+class _NotPlain(Exception):
+    """The part is not in the plain form the fast reader handles."""
+
+
+@contextmanager
+def _errors(part: str, path: str):
+    try:
+        yield
+    except DefusedXmlException as e:
+        raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
+    except ExpatError as e:
+        raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
+    except SheetconvError as e:
+        if str(e).startswith(path):
+            raise
+        raise SheetconvError(f"{path}: {part}: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
+
+
+def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """Yield ``(row, [cell, ...])`` of worksheet ``part``, in document order (see the module docstring)."""
+    last = -1
+    try:
+        for row, cells in _plain_rows(zf, part, path):
+            last = row
+            yield row, cells
+        return
+    except _NotPlain:
+        pass
+    for row, cells in _general_rows(zf, part, path):
+        if row > last:
+            yield row, cells
+
+
+_SHEET_DATA = "<sheetData>"
+_ROW_HEAD = re.compile(r'\s*(?:<row r="[0-9]+"[^>]*/>\s*)*<row r="([0-9]+)"[^>/]*>')
+_CELL = re.compile(r'<c r="([A-Z]{1,3})([0-9]{1,7})"(?: s="[0-9]+")?(?: t="([a-zA-Z]+)")?'
+                   r'(?:/>|>(?:<f>([^<]*)</f>)?(?:<v>([^<]*)</v>)?(?:<is><t>([^<]*)</t></is>)?</c>)'
+                   r'|(<)')                      # any other tag: the row is not plain
+_MAX_HEAD = 64 << 20
+
+
+def _text(s: str):
+    if not s:
+        return None
+    if "&" in s:
+        s = html.unescape(s)
+    return s.replace("\r\n", "\n") if "\r" in s else s
+
+
+def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """The fast reader (see the module docstring); raises _NotPlain where it cannot go on."""
+    colnum = _COLNUM
+    with _errors(part, path):
+        fh = open_part(zf, part, path)
+        decode = codecs.getincrementaldecoder("utf-8")().decode
+        outside = DefusedXMLParser(forbid_dtd=True).parser          # the part outside <sheetData>
+        for name in ("StartElementHandler", "EndElementHandler", "CharacterDataHandler", "DefaultHandlerExpand",
+                     "CommentHandler", "ProcessingInstructionHandler"):
+            setattr(outside, name, None)
+        carry, started, done = "", False, False
+        while not done:
+            chunk = fh.read(_CHUNK)
+            done = not chunk
+            try:
+                text = carry + decode(chunk, done)
+            except UnicodeDecodeError:
+                raise _NotPlain from None
+            if not started:
+                at = text.find(_SHEET_DATA)
+                if at < 0:
+                    if len(text) > _MAX_HEAD or done or "<sheetData/>" in text:
+                        raise _NotPlain
+                    carry = text
+                    continue
+                outside.Parse(text[:at + len(_SHEET_DATA)].encode(), False)
+                started, text = True, text[at + len(_SHEET_DATA):]
+            end = text.rfind("</row>")
+            if done or end < 0:
+                carry = text
+                if not done:
+                    continue
+                end = text.find("</sheetData>")
+                if end < 0 or text[:end].strip():
+                    raise _NotPlain
+                outside.Parse(text[end:].encode(), True)
+                break
+            carry = text[end + 6:]
+            for piece in text[:end].split("</row>"):
+                head = _ROW_HEAD.match(piece)
+                if head is None:
+                    raise _NotPlain
+                body = piece[head.end():]
+                found = _CELL.findall(body)
+                if not found:
+                    continue
+                if any(m[6] for m in found):
+                    raise _NotPlain
+                digits = head.group(1)
+                row = int(digits) - 1
+                if not 0 <= row < MAX_ROWS:
+                    raise _NotPlain
+                try:
+                    if "&" in body or "\r" in body:
+                        cells = [(colnum[letters], t or None, _text(v or inline), _text(f), None)
+                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                    else:
+                        cells = [(colnum[letters], t or None, v or inline or None, f or None, None)
+                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                except KeyError:
+                    raise _NotPlain from None
+                if len(cells) != len(found):
+                    raise _NotPlain
+                yield row, cells
+
+
+def _general_rows(zf: zipfile.ZipFile, part: str, path: str):
+    """The general reader: expat with Python handlers."""
+    rows: list = []
+    start, end, data, close_row = _handlers(rows)
+    parser = DefusedXMLParser(forbid_dtd=True).parser     # expat with defusedxml's entity/DTD guards
+    parser.ordered_attributes = False
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    parser.buffer_text = True
+    with _errors(part, path):
+        fh = open_part(zf, part, path)
+        while True:
+            chunk = fh.read(_CHUNK)
+            parser.Parse(chunk, not chunk)
+            if rows:
+                yield from rows
+                rows.clear()
+            if not chunk:
+                break
+        close_row()
+        yield from rows
+
+
+def read_shared_strings(zf: zipfile.ZipFile, path: str) -> list[str] | None:
+    """The workbook's shared strings, or None when it has none."""
+    if "xl/sharedStrings.xml" not in zf.namelist():
+        return None
+    sst = _SharedStrings()
+    parse_part(zf, "xl/sharedStrings.xml", path, sst)
+    return sst.items
+
+
+class _SharedStrings:
+    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
+
+    def __init__(self):
+        self.SI, self.T, self.RPH = (f"{NS_MAIN}}}{t}" for t in ("si", "t", "rPh"))
+        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+
+    def start(self, tag, attrs):
+        if tag == self.SI:
+            self.buf = []
+        elif tag == self.RPH:
+            self.depth_rph += 1
+        elif tag == self.T and not self.depth_rph:
+            self.in_t = True
+
+    def end(self, tag):
+        if tag == self.SI:
+            self.items.append("".join(self.buf or ()))
+        elif tag == self.RPH:
+            self.depth_rph -= 1
+        elif tag == self.T:
+            self.in_t = False
+
+    def data(self, text):
+        if self.in_t and self.buf is not None:
+            self.buf.append(text)
+
+
+def cell_value(cell: tuple, shared, where: str):
+    """A cell's stored value: None (none stored), float, str (text or an error such as
+    '#VALUE!'), or bool. A shared-string index that does not exist is a SheetconvError."""
+    t, text = cell[1], cell[2]
+    if text is None:
+        return None
+    if t is None or t == "n":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if t == "s":
+        k = text.strip()
+        if shared is None or not k.isdigit() or int(k) >= len(shared):
+            have = 0 if shared is None else len(shared)
+            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
+                                 f"has {have}); the workbook is corrupt")
+        return shared[int(k)]
+    if t == "b":
+        return text.strip() in ("1", "true")
+    if t in ("str", "inlineStr", "e"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
