@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sheetconv as sc
+from oracles import cell_value
 from strategies import networks as random_networks
 
 # this module's sizes; keywords given at a call site override them
@@ -35,7 +36,7 @@ def test_cell_by_cell_equals_forward_on_every_cell(net, seed):
         grid = acts[name].reshape(net.grid(name))
         scale = max(float(np.abs(grid).max(initial=0.0)), 1e-300)
         for c, r, q in every_cell(net, name):
-            v = net.cell_value((name, c, r, q), acts)
+            v = cell_value(net, (name, c, r, q), acts)
             assert abs(v - grid[c, r, q]) <= 1e-12 * max(abs(grid[c, r, q]), scale), (name, c, r, q)
 
 
@@ -46,7 +47,7 @@ def test_cell_by_cell_on_presets():
         for name in net.names:
             grid = acts[name].reshape(net.grid(name))
             for c, r, q in every_cell(net, name):
-                assert net.cell_value((name, c, r, q), acts) == pytest.approx(grid[c, r, q], rel=1e-12, abs=1e-12)
+                assert cell_value(net, (name, c, r, q), acts) == pytest.approx(grid[c, r, q], rel=1e-12, abs=1e-12)
 
 
 def test_cell_value_reads_only_its_precedents():
@@ -54,14 +55,14 @@ def test_cell_value_reads_only_its_precedents():
     net = sc.preset("conv-example", seed=1)
     acts = net.activations(sc.digit(2))
     cell = ("conv2", 1, 3, 4)
-    before = net.cell_value(cell, acts)
+    before = cell_value(net, cell, acts)
     window = net.precedents(cell).region("conv1").indices()
     noisy = dict(acts)
     noisy["conv1"] = acts["conv1"].copy()
     for idx in np.ndindex(noisy["conv1"].shape):
         if idx not in window:
             noisy["conv1"][idx] = 1e6
-    assert net.cell_value(cell, noisy) == before
+    assert cell_value(net, cell, noisy) == before
 
 
 def test_forward_batch_equals_single_images():

@@ -118,7 +118,9 @@ def _fold_batchnorm(bn, path: str, out: list):
     weight, bias = fuse_conv_bn_weights(
         torch.from_numpy(conv.weight), None if conv.bias is None else torch.from_numpy(conv.bias),
         f64(bn.running_mean), f64(bn.running_var), bn.eps, f64(bn.weight), f64(bn.bias))
-    conv.weight, conv.bias = _array(weight, where), _array(bias, where)
+    folded = conv.copy(has_bias=True)
+    folded.weight, folded.bias = _array(weight, where), _array(bias, where)
+    out[-1] = (prev[0], prev[1], folded)
 
 
 def _walk(m, path: str, out: list, fold: bool = False):

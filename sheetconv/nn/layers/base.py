@@ -205,11 +205,11 @@ class Layer:
         try:
             arr = np.array(value, dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise SheetconvError(f"{self.who}: {key} must be an array of real numbers ({e})") from None
+            raise SheetconvError(f"{self.who}.{key}: must be an array of real numbers ({e})") from None
         if arr.shape != tuple(shapes[key]):
-            raise SheetconvError(f"{self.who}: {key} must have shape {tuple(shapes[key])}, got {arr.shape}")
+            raise SheetconvError(f"{self.who}.{key}: expected shape {tuple(shapes[key])}, got {arr.shape}")
         if not np.isfinite(arr).all():
-            raise SheetconvError(f"{self.who}: {key} contains NaN or Inf")
+            raise SheetconvError(f"{self.who}.{key}: contains NaN or Inf")
         self._values[key] = arr
         self._explicit.add(key)
 
