@@ -6,8 +6,6 @@ out*stride - padding + tap*dilation, taps falling outside the grid skipped), rea
 ``acts`` of the layer's input and the layer's parameters. It shares nothing with the
 vectorised forward pass or with Window, so agreement between them is evidence.
 """
-import numpy as np
-
 import sheetconv as sc
 
 
