@@ -223,8 +223,9 @@ class Network:
         'sheetconv: warning: ...'): ``what`` (verify, write_workbook) would check or show nothing."""
         zero = self.zero_weight_layers()
         if zero:
-            warnings.warn(f"{what}: the weights of {', '.join(zero)} are all zero, so its outputs do not "
-                          f"depend on its input; set weights, load a state dict or build the network with a seed",
+            its = "its" if len(zero) == 1 else "their"
+            warnings.warn(f"{what}: the weights of {', '.join(zero)} are all zero, so {its} outputs ignore {its} "
+                          f"input; set weights, load a state dict or build the network with a seed",
                           stacklevel=3)
 
     # ------------------------------------------------------------ compute
