@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import warnings
 from contextlib import contextmanager
 
 import click
@@ -224,7 +225,12 @@ def check(ctx, book, recalc, with_torch, quiet):
         ctx.exit(1 if report.status == "mismatch" else 3)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    _warn(str(message))
+
+
 def main(argv=None):
+    warnings.showwarning = _show_warning     # library warnings read 'sheetconv: warning: ...'
     try:
         cli.main(args=argv, prog_name="sheetconv", standalone_mode=True)
     except SheetconvError as e:          # raised outside a command (option callbacks)

@@ -282,3 +282,36 @@ def test_deep_query_on_large_input_is_compact(size):
     assert inp.bbox() == ((0, 2), (r0, r1), (c0, c1))
     assert len(inp) == 3 * (r1 - r0 + 1) * (c1 - c0 + 1)
     assert len(inp.boxes) == 1
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(0, 3), st.integers(1, 3), st.integers(1, 12), st.data())
+def test_window_arithmetic_against_enumeration(k, s, p, d, n, data):
+    """Every Window method against a plain enumeration of (output, tap) -> input index."""
+    win = sc.Window(k, s, p, d)
+    n_out = out_len(n, k, s, p, d)
+    if n_out < 1:
+        return
+    assert win.out_size(n) == n_out
+    reads = {(o, t): o * s - p + t * d for o in range(n_out) for t in range(k)}   # PyTorch's definition
+    for (o, t), i in reads.items():
+        assert win.index(o, t) == i
+    for o in range(n_out):
+        inside = [t for t in range(k) if 0 <= reads[o, t] < n]
+        lo, hi = win.taps(o, n)
+        assert list(range(lo, hi)) == inside
+        assert win.inputs(o, n) == [reads[o, t] for t in inside]
+    for t in range(k):
+        outs = [o for o in range(n_out) if 0 <= reads[o, t] < n]
+        lo, hi = win.tap_outputs(t, n, n_out)
+        assert list(range(lo, hi)) == outs
+    a = data.draw(st.integers(0, n_out - 1))
+    b = data.draw(st.integers(a + 1, n_out))
+    used = {t for o in range(a, b) for t in range(k) if 0 <= reads[o, t] < n}
+    assert {t for x, y in win.used_taps(((a, b),), n) for t in range(x, y)} == used
+    ia = data.draw(st.integers(0, n - 1))
+    ib = data.draw(st.integers(ia + 1, n))
+    fed = {o for (o, t), i in reads.items() if ia <= i < ib}
+    assert {o for x, y in sc.nn.deps.forward_runs(((ia, ib),), win, n_out) for o in range(x, y)} == fed
+    assert {i for x, y in sc.nn.deps.back_runs(((a, b),), win, n) for i in range(x, y)} == \
+        {reads[o, t] for o in range(a, b) for t in range(k) if 0 <= reads[o, t] < n}

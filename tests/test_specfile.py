@@ -151,6 +151,14 @@ def test_layer_from_config_names_index_and_key(cfg, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-def test_one_layer_type_table():
-    from sheetconv.nn import layers, specfile
-    assert specfile._TYPES is layers._TYPES
+def test_spec_types_are_the_registered_kinds():
+    # every registered kind is accepted by spec files under its type name; nothing else is
+    from sheetconv.nn.layers import KINDS
+    for kind, cls in KINDS.items():
+        assert cls.__name__ == kind
+        with pytest.raises(sc.SheetconvError) as e:
+            sc.Layer.from_config({"type": kind, "no_such_key": 1})
+        assert "unknown key 'no_such_key'" in str(e.value)
+    with pytest.raises(sc.SheetconvError) as e:
+        sc.Layer.from_config({"type": "Conv3d"})
+    assert all(kind in str(e.value) for kind in KINDS)

@@ -292,7 +292,8 @@ def test_live_edit_recomputes_downstream(books):
     state = net.state_dict()
     state[wkey] = state[wkey].copy()
     state[wkey][tuple(widx)] = LIVE_WEIGHT_VALUE
-    net2 = Network.from_spec(net.spec()).load_state_dict(state)
+    net2 = Network.from_spec(net.spec())
+    net2.load_state_dict(state)
     compare(net2, x2, layout, books["live"], "live edit/libreoffice")
     # the edits really changed downstream cells, so the stale stored values could not pass
     last = net.layers[-1].name

@@ -283,7 +283,7 @@ def test_one_dimensional_cells_and_the_python_api(books):
     assert wb.precedents("flatten[1]").root == ("flatten", 1, 0, 0)
     assert net.precedents("flatten[1]", depth="all").cells() == net.precedents(("flatten", 1, 0, 0), None).cells()
     assert net.trace("conv2[0,3,3]", "all").cells() == net.precedents(("conv2", 0, 3, 3), None).cells()
-    assert net.dependents("conv1.bias[0]", depth="all").cells() == net.dependents(("conv1.bias", 0)).cells()
+    assert net.dependents("conv1.bias[0]", depth="all").cells() == net.dependents(("conv1.bias", 0), None).cells()
     assert wb.precedents("conv2[0,3,3]", depth="all").levels == wb.precedents("conv2[0,3,3]", None).levels
     with pytest.raises(sc.SheetconvError):
         net.precedents("conv2[0,3,3]", depth=0)

@@ -28,7 +28,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import SheetconvError
-from ..nn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU
+from ..nn.layers import KINDS, Layer
 from ..nn.network import Network
 from .verify import require_torch
 
@@ -50,10 +50,23 @@ def _array(param, where: str) -> np.ndarray:
     return param.detach().to("cpu", torch.float64).numpy().copy()
 
 
-def _int_pair(value, what: str, where: str):
-    if isinstance(value, str):
-        raise SheetconvError(f"{where}: string {what} {value!r} is not supported; give it as numbers")
-    return tuple(value) if isinstance(value, (tuple, list)) else value
+def torch_kinds() -> dict[str, type[Layer]]:
+    """torch.nn class name -> the sheetconv layer kind that converts it (each kind names its class)."""
+    return {cls.torch_class: cls for cls in KINDS.values() if cls.torch_class}
+
+
+def _kind_of(m):
+    """The kind converting module ``m``: its class or a base class of the registered name whose
+    ``forward`` it does not override (a subclass computing something else is refused)."""
+    nn = require_torch().nn
+    kinds = torch_kinds()
+    for base in type(m).__mro__:
+        cls = kinds.get(base.__name__)
+        if cls is None:
+            continue
+        if base is getattr(nn, base.__name__, None) or base.__module__.startswith("fastai"):
+            return cls if type(m).forward is base.forward else None
+    return None
 
 
 def _convert_leaf(m, path: str) -> Layer | None:
@@ -61,45 +74,9 @@ def _convert_leaf(m, path: str) -> Layer | None:
     nn = require_torch().nn
     where = _where(path, m)
     t = type(m)
-    if isinstance(m, nn.Conv2d) and t.forward is nn.Conv2d.forward:
-        if m.groups != 1:
-            raise SheetconvError(f"{where}: grouped convolution (groups={m.groups}) is not supported; groups must be 1")
-        if m.padding_mode != "zeros":
-            raise SheetconvError(f"{where}: padding_mode={m.padding_mode!r} is not supported; only 'zeros'")
-        layer = Conv2d(m.in_channels, m.out_channels, tuple(m.kernel_size), stride=tuple(m.stride),
-                       padding=_int_pair(m.padding, "padding", where), dilation=tuple(m.dilation),
-                       bias=m.bias is not None)
-        layer.weight = _array(m.weight, where)
-        if m.bias is not None:
-            layer.bias = _array(m.bias, where)
-        return layer
-    if isinstance(m, nn.Linear) and t.forward is nn.Linear.forward:
-        layer = Linear(m.in_features, m.out_features, bias=m.bias is not None)
-        layer.weight = _array(m.weight, where)
-        if m.bias is not None:
-            layer.bias = _array(m.bias, where)
-        return layer
-    if t is nn.ReLU:
-        return ReLU()
-    if t is nn.MaxPool2d:
-        if m.ceil_mode or m.return_indices:
-            flag = "ceil_mode" if m.ceil_mode else "return_indices"
-            raise SheetconvError(f"{where}: {flag}=True is not supported")
-        if m.dilation not in (1, (1, 1), [1, 1]):
-            raise SheetconvError(f"{where}: dilation={m.dilation} is not supported for pools; must be 1")
-        return MaxPool2d(m.kernel_size, m.stride, m.padding)
-    if t is nn.AvgPool2d:
-        if m.ceil_mode:
-            raise SheetconvError(f"{where}: ceil_mode=True is not supported")
-        if m.divisor_override is not None:
-            raise SheetconvError(f"{where}: divisor_override={m.divisor_override} is not supported")
-        return AvgPool2d(m.kernel_size, m.stride, m.padding, count_include_pad=m.count_include_pad)
-    if t is nn.Flatten or (t.__name__ == "Flatten" and t.__module__.startswith("fastai")):
-        start, end = getattr(m, "start_dim", 1), getattr(m, "end_dim", -1)
-        if (start, end) != (1, -1) or getattr(m, "full", False):
-            raise SheetconvError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported, "
-                                 f"got start_dim={start}, end_dim={end}")
-        return Flatten()
+    cls = _kind_of(m)
+    if cls is not None:
+        return cls.from_torch(m, where, lambda p: _array(p, where))
     if t is nn.Identity:
         return None
     if t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
@@ -113,8 +90,7 @@ def _convert_leaf(m, path: str) -> Layer | None:
     elif list(m.children()):
         hint = "; only nn.Sequential may contain other modules (no residual or custom blocks)"
     raise SheetconvError(f"{where}: module type {t.__name__} is not supported "
-                         f"(supported: Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Linear, "
-                         f"eval-mode Dropout){hint}")
+                         f"(supported: {', '.join(torch_kinds())}, eval-mode Dropout){hint}")
 
 
 def _fold_batchnorm(bn, path: str, out: list):
@@ -125,7 +101,7 @@ def _fold_batchnorm(bn, path: str, out: list):
     if type(bn) is not nn.BatchNorm2d:
         raise SheetconvError(f"{where}: only BatchNorm2d right after a Conv2d can be folded")
     prev = out[-1] if out else None
-    if prev is None or prev[2].kind != "conv":
+    if prev is None or not isinstance(prev[1], nn.Conv2d):
         after = "nothing" if prev is None else _where(prev[0], prev[1])
         raise SheetconvError(f"{where}: can be folded only into a Conv2d right before it, it follows {after}")
     if bn.training:
@@ -142,7 +118,9 @@ def _fold_batchnorm(bn, path: str, out: list):
     weight, bias = fuse_conv_bn_weights(
         torch.from_numpy(conv.weight), None if conv.bias is None else torch.from_numpy(conv.bias),
         f64(bn.running_mean), f64(bn.running_var), bn.eps, f64(bn.weight), f64(bn.bias))
-    conv.weight, conv.bias = _array(weight, where), _array(bias, where)
+    folded = conv.copy(has_bias=True)
+    folded.weight, folded.bias = _array(weight, where), _array(bias, where)
+    out[-1] = (prev[0], prev[1], folded)
 
 
 def _walk(m, path: str, out: list, fold: bool = False):
@@ -188,11 +166,7 @@ def from_torch(module, input_shape, fuse_relu: bool = True, fold_batchnorm: bool
         raise SheetconvError(f"{type(module).__name__} contains no layer that computes anything")
     # Infer shapes module by module so that an error names the module's path, not a layer name.
     for path, m, layer in items:
-        layer.name = _where(path, m)           # shape errors name "features.3 (Linear)"
-        try:
-            shape = layer.out_shape(shape)
-        finally:
-            layer.name = None
+        shape = layer.out_shape(shape, _where(path, m))       # shape errors name "features.3 (Linear)"
     return Network([layer for _, _, layer in items], tuple(input_shape), fuse_relu=fuse_relu)
 
 
@@ -209,34 +183,10 @@ def to_torch(net: Network, dtype=None):
     nn = torch.nn
     dtype = dtype or torch.get_default_dtype()
 
-    def param(a):
-        return nn.Parameter(torch.as_tensor(np.ascontiguousarray(a), dtype=dtype))
-
     mods: OrderedDict = OrderedDict()
     for layer in net.layers:
-        kind = layer.kind
-        if kind == "conv":
-            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                          padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None)
-        elif kind == "linear":
-            m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-        elif kind == "maxpool":
-            m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif kind == "avgpool":
-            m = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding,
-                             count_include_pad=layer.count_include_pad)
-        elif kind == "flatten":
-            m = nn.Flatten()
-        elif kind == "relu":
-            m = nn.ReLU()
-        else:
-            raise SheetconvError(f"{layer.name}: no torch module for layer kind {kind!r}")
-        if kind in ("conv", "linear"):
-            m.weight = param(layer.weight)
-            if layer.bias is not None:
-                m.bias = param(layer.bias)
-        mods[layer.name] = m
-        if layer.relu and kind != "relu":
+        mods[layer.name] = layer.to_torch_module(torch)
+        if layer.relu:
             relu_name = f"{layer.name}_relu"
             if relu_name in net.names:
                 raise SheetconvError(f"{layer.name}: cannot name its ReLU module {relu_name!r}, a layer has that name")

@@ -29,31 +29,13 @@ def torch_activations(net: Network, x, dtype=np.float64) -> dict[str, np.ndarray
     tdt = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
 
     def t(a):
-        return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
 
     h = t(x)
     out = {"input": h}
     with torch.no_grad():
         for layer in net.layers:
-            kind = layer.kind
-            if kind == "conv":
-                h = F.conv2d(h, t(layer.weight), t(layer.bias), stride=layer.stride, padding=layer.padding,
-                             dilation=layer.dilation)
-            elif kind == "linear":
-                h = F.linear(h, t(layer.weight), t(layer.bias))
-            elif kind == "maxpool":
-                h = F.max_pool2d(h, layer.kernel_size, layer.stride, layer.padding)
-            elif kind == "avgpool":
-                h = F.avg_pool2d(h, layer.kernel_size, layer.stride, layer.padding,
-                                 count_include_pad=layer.count_include_pad)
-            elif kind == "flatten":
-                h = torch.flatten(h, 1)
-            elif kind == "relu":
-                h = F.relu(h)
-            else:
-                raise SheetconvError(f"{layer.name}: no torch equivalent for layer kind {kind!r}")
-            if layer.relu and kind != "relu":
-                h = F.relu(h)
+            h = layer.torch_forward(F, h)
             out[layer.name] = h
     res = {k: v.numpy() for k, v in out.items()}
     return {k: v[0] for k, v in res.items()} if single else res
@@ -96,8 +78,10 @@ def verify(net: Network, x, dtype=np.float64) -> Report:
     """Run ``net`` on ``x`` with NumPy and with torch; report the error per layer.
 
     The relative error is |a - b| / max(|b|, scale) where scale is the layer's largest
-    magnitude, so that values near zero do not inflate it.
+    magnitude, so that values near zero do not inflate it. A layer whose weights are all
+    zero checks nothing; it is named in a warning.
     """
+    net.warn_zero_weights("verify")
     ours = net.activations(x, dtype)
     theirs = torch_activations(net, x, dtype)
     rows = []

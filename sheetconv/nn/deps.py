@@ -1,9 +1,10 @@
 """Dependencies between cells, by interval arithmetic on windows.
 
-For a spatial layer, output index ``o`` reads input ``o*stride - padding + tap*dilation``
-for each kernel tap (layers.Window). Rows and columns are independent, so a box of output
+For a spatial layer, output index ``o`` reads input ``Window.index(o, tap)`` for each
+kernel tap (window.py). Rows and columns are independent, so a box of output
 cells reads a box of input cells: each axis maps runs to runs. Channels follow the layer's
-rule ("all" or "same"); Flatten renumbers (c, h, w) as c*H*W + h*W + w. Nothing here walks
+rule ("all", "same", or "flatten": renumber (c, h, w) as c*H*W + h*W + w). Parameter
+cells are each kind's own rule (``Layer.param_regions``, ``Layer.param_feed``). Nothing here walks
 cells one by one: a query costs a few operations per layer and per run, whatever the
 image size.
 
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .layers import Flatten, Layer, Window
+from .layers import Layer
+from .layers.base import grid
+from .window import Window
 from .regions import Box, Region, Runs, clip_runs, merge_runs
 
 __all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_regions", "feed_region",
@@ -26,18 +29,18 @@ __all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_region
 
 def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
     """Input indices in [0, n_in) read by the output indices ``runs``."""
-    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
+    k, s, d = win.kernel, win.stride, win.dilation
     pieces = []
     for a, b in runs:
         if s == 1:                                     # each tap shifts the run
-            pieces += [(a - p + i * d, b - p + i * d) for i in range(k)]
+            pieces += [(win.index(a, t), win.index(b, t)) for t in range(k)]
         elif b - a == 1 or (d == 1 and k >= s):        # one window, or windows that tile
             if d == 1:
-                pieces.append((a * s - p, (b - 1) * s - p + k))
+                pieces.append((win.index(a, 0), win.index(b - 1, k - 1) + 1))
             else:
-                pieces += [(a * s - p + i * d, a * s - p + i * d + 1) for i in range(k)]
+                pieces += [(win.index(a, t), win.index(a, t) + 1) for t in range(k)]
         else:                                          # strided windows with holes between them
-            idx = (np.arange(a, b)[:, None] * s - p + np.arange(k)[None, :] * d).ravel()
+            idx = win.index(np.arange(a, b)[:, None], np.arange(k)[None, :]).ravel()
             idx = np.unique(idx[(idx >= 0) & (idx < n_in)])
             pieces += [(i, i + 1) for i in idx.tolist()]
     return clip_runs(merge_runs(pieces), n_in)
@@ -45,40 +48,29 @@ def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
 
 def forward_runs(runs: Runs, win: Window, n_out: int) -> Runs:
     """Output indices in [0, n_out) that read any input index in ``runs``."""
-    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
     pieces = []
     for a, b in runs:
-        for i in range(k):
-            lo = -((p - i * d + a) // -s)              # ceil((a + p - i*d) / s)
-            hi = (b - 1 + p - i * d) // s
-            pieces.append((lo, hi + 1))
+        for t in range(win.kernel):
+            pieces.append(win.outputs_reading(t, a, b))
     return clip_runs(pieces, n_out)
 
 
 def tap_runs(runs: Runs, win: Window, n_in: int) -> Runs:
     """Kernel taps used by the output indices ``runs`` (taps that land in padding are not)."""
-    k, s, p, d = win.kernel, win.stride, win.padding, win.dilation
-    used = []
-    for i in range(k):
-        # outputs o for which tap i is inside: 0 <= o*s - p + i*d < n_in
-        lo = -((p - i * d) // -s)
-        hi = (n_in - 1 + p - i * d) // s
-        if any(max(a, lo) <= min(b - 1, hi) for a, b in runs):
-            used.append((i, i + 1))
-    return merge_runs(used)
+    return win.used_taps(runs, n_in)
 
 
 # ---------------------------------------------------------------- one layer
 
 def _grid(shape: tuple) -> tuple[int, int, int]:
     """A layer's activation shape as a (C, H, W) grid: (F,) -> (F, 1, 1)."""
-    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
+    return grid(shape)
 
 
 def read_region(layer: Layer, out: Region, in_name: str, in_shape: tuple) -> Region:
     """The cells of the layer's input that the cells ``out`` of its output read."""
     cin, hin, win_ = grid_in = _grid(in_shape)
-    if isinstance(layer, Flatten):
+    if layer.channels == "flatten":
         return Region.of(in_name, grid_in, _unflatten(out.axis_runs(0), grid_in))
     wh, ww = layer.windows
     boxes = []
@@ -91,7 +83,7 @@ def read_region(layer: Layer, out: Region, in_name: str, in_shape: tuple) -> Reg
 def feed_region(layer: Layer, inp: Region, out_name: str, out_shape: tuple) -> Region:
     """The cells of the layer's output that read any of the input cells ``inp``."""
     cout, hout, wout = grid_out = _grid(out_shape)
-    if isinstance(layer, Flatten):
+    if layer.channels == "flatten":
         return Region.of(out_name, grid_out, [(_flatten(inp), ((0, 1),), ((0, 1),))])
     wh, ww = layer.windows
     boxes = []
@@ -102,46 +94,13 @@ def feed_region(layer: Layer, inp: Region, out_name: str, out_shape: tuple) -> R
 
 
 def param_regions(layer: Layer, out: Region, in_shape: tuple) -> list[Region]:
-    """The weight and bias cells the output cells ``out`` use (kernel taps clipped at borders)."""
-    params = layer.params()
-    if not params:
-        return []
-    out_ch = out.axis_runs(0)
-    regions = []
-    w = params["weight"]
-    if w.ndim == 4:
-        _, hin, win_ = _grid(in_shape)
-        wh, ww = layer.windows
-        boxes = [(box[0], ((0, w.shape[1]),), tap_runs(box[1], wh, hin), tap_runs(box[2], ww, win_))
-                 for box in out.boxes]
-    else:
-        boxes = [(box[0], ((0, w.shape[1]),)) for box in out.boxes]
-    regions.append(Region.of(f"{layer.name}.weight", w.shape, boxes))
-    if "bias" in params:
-        regions.append(Region.of(f"{layer.name}.bias", params["bias"].shape, [(out_ch,)]))
-    return regions
+    """The weight and bias cells the output cells ``out`` use (the layer kind's rule)."""
+    return layer.param_regions(out, in_shape)
 
 
 def param_feed_region(layer: Layer, param: Region, in_shape: tuple, out_name: str, out_shape: tuple) -> Region:
-    """The output cells that use any of the weight or bias cells ``param``."""
-    cout, hout, wout = grid_out = _grid(out_shape)
-    _, hin, win_ = _grid(in_shape)
-    boxes = []
-    for box in param.boxes:
-        if len(box) == 4:                  # conv weight (out, in, kh, kw): where the tap lands inside
-            wh, ww = layer.windows
-            rows = merge_runs(_tap_outputs(t, wh, hin, hout) for a, b in box[2] for t in range(a, b))
-            cols = merge_runs(_tap_outputs(t, ww, win_, wout) for a, b in box[3] for t in range(a, b))
-            boxes.append((box[0], rows, cols))
-        else:                              # Linear weight (out, in) or a bias (out,): the whole channel
-            boxes.append((box[0], ((0, hout),), ((0, wout),)))
-    return Region.of(out_name, grid_out, [b for b in boxes if all(b)])
-
-
-def _tap_outputs(tap: int, win: Window, n_in: int, n_out: int) -> tuple[int, int]:
-    lo = -((win.padding - tap * win.dilation) // -win.stride)
-    hi = (n_in - 1 + win.padding - tap * win.dilation) // win.stride
-    return max(lo, 0), min(hi + 1, n_out)
+    """The output cells that use any of the weight or bias cells ``param`` (the layer kind's rule)."""
+    return layer.param_feed(param, in_shape, out_name, out_shape)
 
 
 def _flatten(inp: Region) -> Runs:
@@ -259,9 +218,9 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
     prev, channels, flat_grid, whole = "input", int(input_shape[0]), None, False
     chain: tuple = ()
     for layer in layers:
-        if isinstance(layer, Flatten) and flat_grid is None:
+        if layer.channels == "flatten" and flat_grid is None:
             flat_grid = (channels, *hw)
-        whole = whole or (flat_grid is not None and layer.kind == "linear")
+        whole = whole or (flat_grid is not None and layer.channels == "all")
         if whole:
             out[layer.name] = ReceptiveField((input_shape[1], input_shape[2]), (0, 0), (0, 0), True)
             continue
@@ -269,13 +228,14 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
             out[layer.name] = replace(out[prev], flat_grid=flat_grid)
             prev = layer.name
             continue
-        channels = getattr(layer, "out_channels", channels)
+        channels = layer.out_shape((channels, *hw))[0]
         wins = layer.windows
         chain += ((wins, None, hw),)
-        for ax, win in enumerate(wins):
-            size[ax] += (win.kernel - 1) * win.dilation * jump[ax]
-            start[ax] -= win.padding * jump[ax]
-            jump[ax] *= win.stride
+        for ax, win in enumerate(wins):        # output 0's first and last tap, and the step to output 1
+            first, last = win.index(0, 0), win.index(0, win.kernel - 1)
+            size[ax] += (last - first) * jump[ax]
+            start[ax] += first * jump[ax]
+            jump[ax] *= win.index(1, 0) - first
         hw = (wins[0].out_size(hw[0]), wins[1].out_size(hw[1]))
         out[layer.name] = ReceptiveField(tuple(size), tuple(jump), tuple(start), chain=chain)
         prev = layer.name

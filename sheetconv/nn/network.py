@@ -1,28 +1,40 @@
 """A Network: an ordered chain of named layers over an input shape (C, H, W).
 
-It computes (``forward``, ``activations``, ``cell_value``) and answers dependency
-questions (``precedents``, ``dependents``, ``receptive_field``) with the window
-arithmetic of deps.py.
+It computes (``forward``, ``activations``) and answers dependency questions
+(``precedents``, ``dependents``, ``receptive_field``) with the window arithmetic of deps.py.
 
 A cell is ``(layer, channel, row, col)``; the input is the layer ``"input"``. After
 Flatten, feature f is the cell ``(layer, f, 0, 0)``. Parameter cells are
 ``("conv1.weight", out, in, kh, kw)``, ``("fc1.weight", out, in)`` and ``("conv1.bias", out)``.
+
+Invariants: a Network never changes the layers it is given — it works on its own copies
+(fused and named), so the same layer objects can make two networks that share no weights,
+and a construction that raises leaves them as they were. Parameters never set explicitly
+are drawn from the network's ``seed`` (PyTorch's default initialisation), so no network is
+all zeros by surprise.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
 from . import deps
 from ..errors import SheetconvError
-from .layers import Conv2d, Flatten, Layer, Linear, ReLU
+from .layers import Layer
+from .layers.base import MAX_PARAMS, layer_from_config
 from .regions import Region
+from .summary import summary as _summary
 from .trace import Trace
 
-__all__ = ["Network", "parse_grid_ref", "parse_depth"]
+__all__ = ["Network", "IncompatibleKeys", "parse_grid_ref", "parse_depth", "network_from_spec_data",
+           "MAX_PARAMS", "MAX_CELLS"]
+
+MAX_CELLS = 50_000_000           # activations of one layer (a spreadsheet holds far fewer)
+DEFAULT_DEPTH = 1                # one press of Trace Precedents / Trace Dependents
 
 
 def _is_param(cell) -> bool:
@@ -39,8 +51,39 @@ def parse_grid_ref(text: str):
         return None
     return (m.group(1), *(int(v) for v in m.group(2).split(",")))
 
-_PREFIX = {"conv": "conv", "relu": "relu", "maxpool": "pool", "avgpool": "pool", "flatten": "flatten",
-           "linear": "fc"}
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` returns, as torch does: keys the state lacked and keys it had extra."""
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _own_layers(layers: list[Layer], fuse_relu: bool) -> list[Layer]:
+    """Copies of ``layers``: a ReLU right after a fusable layer joins it; unnamed ones named."""
+    own: list[Layer] = []
+    for layer in layers:
+        prev = own[-1] if own else None
+        if fuse_relu and layer.fuses and layer.name is None and prev is not None and prev.fusable and not prev.relu:
+            prev.relu = True                      # prev is already our copy
+        else:
+            own.append(layer.copy())
+    counts: Counter = Counter()
+    taken = {l.name for l in own if l.name}
+    for layer in own:
+        if layer.name:
+            continue
+        prefix = layer.prefix
+        name = prefix if prefix == "flatten" else None
+        while name is None or name in taken:
+            counts[prefix] += 1
+            name = f"{prefix}{counts[prefix]}"
+        layer.name = name
+        taken.add(name)
+    names = [l.name for l in own]
+    dup = [n for n, k in Counter(names).items() if k > 1]
+    if dup or "input" in names:
+        raise SheetconvError(f"layer names must be unique and not 'input', got {names}")
+    return own
 
 
 class Network:
@@ -50,27 +93,28 @@ class Network:
     With ``fuse_relu`` (the default) a ReLU right after a Conv2d or Linear becomes part of
     it — one layer "conv1 (ReLU)", one spreadsheet cell ``=MAX(0, ...)`` per activation.
     Unnamed layers are named by kind and order: conv1, conv2, pool1, flatten, fc1, relu1.
+    The given layers are not changed: the network holds copies.
+
+    ``seed`` (default 0): every parameter that was never set explicitly (by assignment,
+    ``load_state_dict`` or ``from_torch``) is drawn, layer by layer in order, from
+    ``numpy.random.default_rng(seed)`` with PyTorch's default initialisation (uniform in
+    +-1/sqrt(fan_in), weight then bias). The draws are made for every parameter, set or
+    not, so a layer's numbers depend only on the seed and the layers before it. Choose
+    another seed for other weights: ``Network(layers, shape, seed=7)``, or redraw all of
+    them with ``net.init_weights(7)``.
     """
 
-    def __init__(self, layers: Iterable[Layer], input_shape, fuse_relu: bool = True):
+    def __init__(self, layers: Iterable[Layer], input_shape, fuse_relu: bool = True, seed: int = 0):
         layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise SheetconvError(f"layer {i}: expected a sheetconv layer (Conv2d, ReLU, ...), got {type(layer).__name__}")
-        if fuse_relu:
-            fused: list[Layer] = []
-            for layer in layers:
-                prev = fused[-1] if fused else None
-                if isinstance(layer, ReLU) and layer.name is None and isinstance(prev, (Conv2d, Linear)) and not prev.relu:
-                    prev.relu = True
-                else:
-                    fused.append(layer)
-            layers = fused
-        self.layers: list[Layer] = layers
-        self._name_layers()
         shape = tuple(int(v) for v in input_shape) if isinstance(input_shape, (tuple, list)) else None
         if shape is None or len(shape) != 3 or min(shape) < 1:
             raise SheetconvError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise SheetconvError(f"seed must be a non-negative int, got {seed!r}")
+        self.layers: list[Layer] = _own_layers(layers, fuse_relu)
         self.input_shape = shape
         self.shapes: dict[str, tuple] = {"input": shape}
         for layer in self.layers:
@@ -78,24 +122,9 @@ class Network:
             self.shapes[layer.name] = shape
         self._by_name = {layer.name: layer for layer in self.layers}
         self._rf = deps.receptive_fields(self.layers, self.input_shape)
-
-    def _name_layers(self):
-        counts: Counter = Counter()
-        taken = {l.name for l in self.layers if l.name}
+        rng = np.random.default_rng(int(seed))
         for layer in self.layers:
-            if layer.name:
-                continue
-            prefix = _PREFIX.get(layer.kind, layer.kind)
-            name = prefix if prefix == "flatten" else None
-            while name is None or name in taken:
-                counts[prefix] += 1
-                name = f"{prefix}{counts[prefix]}"
-            layer.name = name
-            taken.add(name)
-        names = [l.name for l in self.layers]
-        dup = [n for n, k in Counter(names).items() if k > 1]
-        if dup or "input" in names:
-            raise SheetconvError(f"layer names must be unique and not 'input', got {names}")
+            layer.initialise(rng, keep_explicit=True)
 
     # ------------------------------------------------------------ structure
 
@@ -104,11 +133,16 @@ class Network:
         """'input' and every layer name, in order."""
         return ["input"] + [l.name for l in self.layers]
 
-    def __getitem__(self, name: str) -> Layer:
+    def __getitem__(self, key: str | int) -> Layer:
+        """``net["conv1"]`` by name, ``net[0]`` (or ``net[-1]``) by position, as in torch's Sequential."""
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            if not -len(self.layers) <= key < len(self.layers):
+                raise SheetconvError(f"layer index {key} is out of range: the network has {len(self.layers)} layers")
+            return self.layers[key]
         try:
-            return self._by_name[name]
-        except KeyError:
-            raise SheetconvError(f"no layer {name!r} (layers: {', '.join(self._by_name)})") from None
+            return self._by_name[key]
+        except (KeyError, TypeError):
+            raise SheetconvError(f"no layer {key!r} (layers: {', '.join(self._by_name)})") from None
 
     def __iter__(self):
         return iter(self.layers)
@@ -146,13 +180,18 @@ class Network:
         """PyTorch-style keys: {'conv1.weight': array, 'conv1.bias': array, ...}."""
         return {f"{l.name}.{k}": v for l in self.layers for k, v in l.params().items()}
 
-    def load_state_dict(self, state: dict, strict: bool = True) -> "Network":
-        """Set parameters from arrays keyed like ``state_dict()``; every shape is checked."""
+    def load_state_dict(self, state: dict, strict: bool = True) -> IncompatibleKeys:
+        """Set parameters from arrays keyed like ``state_dict()``; every shape is checked.
+
+        Returns ``(missing_keys, unexpected_keys)`` as torch does; with ``strict`` either
+        being non-empty is a SheetconvError and nothing is set.
+        """
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         extra = [k for k in state if k not in own]
         if strict and (missing or extra):
             raise SheetconvError(f"weights do not match the network: missing {missing or 'none'}, unexpected {extra or 'none'}")
+        checked = {}
         for key, value in state.items():
             if key not in own:
                 continue
@@ -161,19 +200,33 @@ class Network:
                 raise SheetconvError(f"{key}: expected shape {own[key].shape}, got {arr.shape}")
             if not np.all(np.isfinite(arr)):
                 raise SheetconvError(f"{key}: contains NaN or Inf")
+            checked[key] = arr
+        for key, arr in checked.items():
             layer, attr = key.rsplit(".", 1)
-            setattr(self[layer], attr, arr.copy())
-        return self
+            setattr(self[layer], attr, arr)
+        return IncompatibleKeys(missing, extra)
 
     def init_weights(self, seed: int = 0) -> "Network":
-        """PyTorch's default initialisation: uniform in +-1/sqrt(fan_in), from ``seed``."""
+        """Redraw every parameter, set or not: PyTorch's default initialisation (uniform in
+        +-1/sqrt(fan_in)), layer by layer from ``numpy.random.default_rng(seed)``."""
         rng = np.random.default_rng(seed)
         for layer in self.layers:
-            for key, value in layer.params().items():
-                fan_in = int(np.prod(layer.weight.shape[1:]))
-                bound = 1.0 / np.sqrt(fan_in)
-                setattr(layer, key, rng.uniform(-bound, bound, size=value.shape))
+            layer.initialise(rng, keep_explicit=False)
         return self
+
+    def zero_weight_layers(self) -> list[str]:
+        """Names of the layers whose weights are all zero (their outputs ignore their input)."""
+        return [l.name for l in self.layers if "weight" in l.param_shapes() and not np.any(l.weight)]
+
+    def warn_zero_weights(self, what: str):
+        """``warnings.warn`` naming the layers whose weights are all zero (the CLI shows it as
+        'sheetconv: warning: ...'): ``what`` (verify, write_workbook) would check or show nothing."""
+        zero = self.zero_weight_layers()
+        if zero:
+            its = "its" if len(zero) == 1 else "their"
+            warnings.warn(f"{what}: the weights of {', '.join(zero)} are all zero, so {its} outputs ignore {its} "
+                          f"input; set weights, load a state dict or build the network with a seed",
+                          stacklevel=3)
 
     # ------------------------------------------------------------ compute
 
@@ -227,46 +280,6 @@ class Network:
 
     __call__ = forward
 
-    def cell_value(self, cell, acts: dict[str, np.ndarray]) -> float:
-        """One cell computed from exactly its precedent cells: the spreadsheet formula's arithmetic.
-
-        ``acts`` holds a single image's activations (from ``activations(x)``); only the
-        input layer's entries and the weights are read for the layer in question.
-        """
-        name, c, r, col = self.check_cell(cell)
-        if name == "input":
-            return float(acts["input"][c, r, col])
-        layer = self[name]
-        src = acts[self.input_of(name)]
-        src3 = src.reshape(deps._grid(src.shape))
-        if isinstance(layer, Flatten):
-            return float(src3.reshape(-1)[c])
-        if isinstance(layer, Linear):
-            v = float(np.dot(src3[:, 0, 0], layer.weight[c]))
-            v += 0.0 if layer.bias is None else float(layer.bias[c])
-            return max(v, 0.0) if layer.relu else v
-        wh, ww = layer.windows
-        (th0, th1), (tw0, tw1) = wh.taps(r, src3.shape[1]), ww.taps(col, src3.shape[2])
-        # the window's cells inside the grid (possibly none: a window wholly in padding)
-        rows = [r * wh.stride - wh.padding + t * wh.dilation for t in range(th0, th1)]
-        cols = [col * ww.stride - ww.padding + t * ww.dilation for t in range(tw0, tw1)]
-        rows, cols = np.ix_(rows, cols)
-        if layer.kind == "conv":
-            v = sum(float(np.sum(src3[ci, rows, cols] * layer.weight[c, ci, th0:th1, tw0:tw1]))
-                    for ci in range(src3.shape[0]))
-            v += 0.0 if layer.bias is None else float(layer.bias[c])
-            return max(v, 0.0) if layer.relu else v
-        window = src3[c, rows, cols]
-        if layer.kind == "relu":
-            return max(float(window[0, 0]), 0.0)
-        if layer.kind == "maxpool":
-            return float(window.max())
-        if layer.kind == "avgpool":
-            whole = layer.count_include_pad
-            n = layer.kernel_size[0] * layer.kernel_size[1] if whole else window.size
-            return float(window.sum()) / n
-        raise SheetconvError(f"{name}: no cell formula for layer kind {layer.kind!r}")
-
     # ------------------------------------------------------------ dependencies
 
     def check_cell(self, cell) -> tuple[str, int, int, int]:
@@ -310,10 +323,10 @@ class Network:
             raise SheetconvError(f"{cell[0]}{list(idx)} lies outside its shape {shape}")
         return lname, idx, shape
 
-    def precedents(self, cell, depth: int | str | None = 1) -> Trace:
+    def precedents(self, cell, depth: int | str | None = DEFAULT_DEPTH) -> Trace:
         """Cells that ``cell`` is computed from, level by level toward the input.
 
-        Level 1 is the previous layer's window (every input channel for a conv; clipped
+        ``depth`` levels, 1 by default (one press of Trace Precedents). Level 1 is the previous layer's window (every input channel for a conv; clipped
         to the grid, since padding is not a cell) plus the weight and bias cells used.
         ``depth=None`` (or ``'all'``) goes down to the input. ``cell`` may be text, 'conv2[0,3,3]'.
         """
@@ -339,8 +352,9 @@ class Network:
         """All precedents of ``cell`` (``depth=None`` or ``'all'``: down to the input)."""
         return self.precedents(cell, depth)
 
-    def dependents(self, cell, depth: int | None = None) -> Trace:
-        """Cells that read ``cell``, level by level toward the output.
+    def dependents(self, cell, depth: int | str | None = DEFAULT_DEPTH) -> Trace:
+        """Cells that read ``cell``, level by level toward the output: ``depth`` levels, 1 by
+        default (one press of Trace Dependents); ``None`` or ``'all'`` to the last layer.
 
         ``cell`` is an activation ``(layer, c, r, col)`` or a parameter cell such as
         ``("conv1.weight", o, i, kh, kw)`` or ``("conv1.bias", o)``, or text ('conv1.bias[0]').
@@ -374,8 +388,7 @@ class Network:
 
     def summary(self, batch: int = 1) -> str:
         """A per-layer table like fastai's ``learn.summary()`` (see summary.summary)."""
-        from .summary import summary
-        return summary(self, batch)
+        return _summary(self, batch)
 
     def spec(self) -> dict:
         """The architecture as JSON-ready data (no weights); ``Network.from_spec`` inverts it."""
@@ -383,15 +396,71 @@ class Network:
                 "layers": [{"name": l.name, **l.config()} for l in self.layers]}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "Network":
-        """Rebuild the architecture from ``spec()``'s data (weights zero).
+    def from_spec(cls, spec: dict, seed: int = 0) -> "Network":
+        """Rebuild the architecture from ``spec()``'s data, weights drawn from ``seed``.
 
         Every key and value is checked as in a spec file (sheetconv.nn.specfile), so a damaged
         spec — from a workbook's metadata, say — is a one-line SheetconvError; networks past
-        specfile.MAX_PARAMS parameters are refused before anything is allocated.
+        MAX_PARAMS parameters are refused before anything is allocated.
         """
-        from .specfile import network_from_spec_data
-        return network_from_spec_data(spec, "network spec", init=False, fuse_relu=False, strict_names=False)
+        return network_from_spec_data(spec, "network spec", fuse_relu=False, strict_names=False, seed=seed)
+
+
+_TOP = {"input_shape", "layers", "seed", "fuse_relu"}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def network_from_spec_data(data: dict, source: str = "spec", *, fuse_relu: bool | None = None,
+                           strict_names: bool = True, seed: int | None = None) -> Network:
+    """Validate already-parsed spec data (format: sheetconv.nn.specfile) and build the Network.
+
+    Weights are drawn from ``seed`` (default: the spec's ``seed`` key, else 0).
+    ``fuse_relu``: overrides the spec's ``fuse_relu`` key. ``strict_names``: layer names must
+    be identifiers (spec files); otherwise any non-empty text (a workbook's own spec).
+    """
+    if not isinstance(data, dict):
+        raise SheetconvError(f"{source}: the spec must be a table/object with 'input_shape' and 'layers', "
+                             f"got {type(data).__name__}")
+    unknown = sorted(set(data) - _TOP, key=str)
+    if unknown:
+        raise SheetconvError(f"{source}: unknown top-level key {unknown[0]!r:.40} (expected {', '.join(sorted(_TOP))})")
+    shape = data.get("input_shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
+        raise SheetconvError(f"{source}: input_shape must be [C, H, W] with positive ints, got {shape!r:.80}")
+    spec_seed = data.get("seed", 0)
+    if not _is_int(spec_seed) or spec_seed < 0:
+        raise SheetconvError(f"{source}: seed must be a non-negative int, got {spec_seed!r:.40}")
+    fuse = data.get("fuse_relu", True)
+    if not isinstance(fuse, bool):
+        raise SheetconvError(f"{source}: fuse_relu must be true or false, got {fuse!r:.40}")
+    if fuse_relu is not None:
+        fuse = fuse_relu
+    specs = data.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise SheetconvError(f"{source}: 'layers' must be a non-empty list of layer tables")
+    current = tuple(shape)
+    if current[0] * current[1] * current[2] > MAX_CELLS:
+        raise SheetconvError(f"{source}: input_shape {list(shape)} has more than {MAX_CELLS:,} cells")
+    layers, total = [], 0
+    for i, cfg in enumerate(specs, 1):
+        where = f"{source}: layer {i}"
+        layer = layer_from_config(cfg, where, current, strict_names, MAX_PARAMS - total)
+        where = f"{where} ({cfg['type']})"
+        total += layer.param_count()
+        current = layer.out_shape(current, where if layer.name is None else f"{where} {layer.name!r}")
+        cells = 1
+        for v in current:
+            cells *= v
+        if cells > MAX_CELLS:
+            raise SheetconvError(f"{where}: output shape {current} has more than {MAX_CELLS:,} cells")
+        layers.append(layer)
+    try:
+        return Network(layers, tuple(shape), fuse_relu=fuse, seed=spec_seed if seed is None else seed)
+    except SheetconvError as e:
+        raise SheetconvError(f"{source}: {e}") from None
 
     def _repr_html_(self) -> str:
         from .html import summary_html

@@ -19,8 +19,7 @@ def conv_example(seed: int = 0) -> Network:
     net = Network([
         Conv2d(1, 2, 3, stride=2, padding=1), ReLU(),
         Conv2d(2, 2, 3, stride=2, padding=1), ReLU(),
-    ], input_shape=(1, 28, 28))
-    net.init_weights(seed)
+    ], input_shape=(1, 28, 28), seed=seed)
     net["conv1"].weight = np.stack([TOP_EDGE, LEFT_EDGE])[:, None]
     net["conv1"].bias = np.zeros(2)
     return net
@@ -30,16 +29,16 @@ def simple_cnn(seed: int = 0) -> Network:
     """fastbook's simple_cnn: four stride-2 conv+ReLU layers, conv(32, 2) with no activation, Flatten."""
     def conv(ni, nf, act=True):
         return [Conv2d(ni, nf, 3, stride=2, padding=1)] + ([ReLU()] if act else [])
-    net = Network(conv(1, 4) + conv(4, 8) + conv(8, 16) + conv(16, 32) + conv(32, 2, act=False) + [Flatten()],
-                  input_shape=(1, 28, 28))
-    return net.init_weights(seed)
+    return Network(conv(1, 4) + conv(4, 8) + conv(8, 16) + conv(16, 32) + conv(32, 2, act=False) + [Flatten()],
+                   input_shape=(1, 28, 28), seed=seed)
 
 
 PRESETS = {"conv-example": conv_example, "simple-cnn": simple_cnn}
 
 
 def preset(name: str, seed: int = 0) -> Network:
-    """A preset network with reproducible weights from ``seed``."""
+    """A preset network with reproducible weights from ``seed`` (PyTorch's default initialisation,
+    drawn layer by layer; see Network). ``preset(name, seed=7)`` gives other weights."""
     try:
         return PRESETS[name](seed)
     except KeyError:

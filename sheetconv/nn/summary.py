@@ -10,9 +10,12 @@ the computation per layer stays level.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import SheetconvError
-from .network import Network
+
+if TYPE_CHECKING:                       # network.py imports this module
+    from .network import Network
 
 __all__ = ["SummaryRow", "summary_rows", "summary"]
 
@@ -38,17 +41,16 @@ class SummaryRow:
         return n
 
 
-def summary_rows(net: Network, batch: int = 1) -> list[SummaryRow]:
+def summary_rows(net: "Network", batch: int = 1) -> list[SummaryRow]:
     """The figures of the summary table: one row for the input, then one per layer."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SheetconvError(f"batch must be a positive int, got {batch!r}")
     rows = [SummaryRow("input", "Input", (batch, *net.input_shape), 0, None, 0, (1, 1), (1, 1), False)]
     for layer in net.layers:
         rf = net.receptive_field(layer.name)
-        kind = type(layer).__name__
         params = layer.param_count()
         rows.append(SummaryRow(
-            name=layer.name, type=f"{kind} + ReLU" if layer.relu and layer.kind != "relu" else kind,
+            name=layer.name, type=layer.summary_type,
             output_shape=(batch, *net.shapes[layer.name]), params=params,
             trainable=True if params else None, macs=batch * net.macs(layer.name),
             rf_size=tuple(rf.size), jump=None if rf.is_global else tuple(rf.jump), is_global=rf.is_global))
@@ -59,7 +61,7 @@ def _pair(p) -> str:
     return "-" if p is None else (str(p[0]) if p[0] == p[1] else f"{p[0]} x {p[1]}")
 
 
-def summary(net: Network, batch: int = 1) -> str:
+def summary(net: "Network", batch: int = 1) -> str:
     """The table as text (see the module docstring)."""
     rows = summary_rows(net, batch)
     head = ("Layer (type)", "Output Shape", "Param #", "Trainable", "MACs", "Receptive field", "Jump")

@@ -1,26 +1,24 @@
-"""The formula text of every computed cell, built from the layers' windows.
+"""The A1 reference texts of every computed cell's formula, from the layout and the windows.
+
+The sheet knows where cells are; each layer kind knows how its formula is made of
+references (``Layer.formula(terms)``, sheetconv.nn.layers). This module computes those
+references — ``formula_reads`` says which: ``"weighted"`` (per input channel the window
+range and the kernel block, clipped where the window hangs over the padded border since
+padding is not a cell, or the products written out for a dilated window; or the
+partial-sum cells of a layer that has them, layout.py), ``"dense"`` (the input column and
+the weight column), ``"window"`` (the window range in the cell's own channel and how many
+cells it covers), ``"cell"`` (the one cell copied) — and hands them to the kind.
 
 A formula names exactly the cells the engine says the cell is computed from
-(``Network.precedents(cell, depth=1)``), and nothing else:
-
-* conv: per input channel ``SUMPRODUCT(<window>, <kernel>)`` with both ranges clipped
-  where the window hangs over the padded border (padding is not a cell), plus the bias,
-  inside ``MAX(0, ...)`` for a fused ReLU. A dilated window is not a contiguous range, so
-  there the products are written out: ``B3*$AH$3+D3*$AI$3+...``. A layer with partial
-  sums (layout.py) adds its partial-sum cells instead of the SUMPRODUCTs;
-* max pool ``MAX(<window>)``; average pool ``AVERAGE(<window>)``, or
-  ``SUM(<window>)/(kh*kw)`` where PyTorch counts padding and the window hits it;
-* Linear ``SUMPRODUCT(<input column>, <weight column>)`` + bias; Flatten ``=<cell>``;
-  a ReLU layer ``MAX(0, <cell>)``.
-
-Only SUMPRODUCT, SUM, AVERAGE and MAX: they give the same results in Excel, LibreOffice
-and Gnumeric without array entry, and none is volatile or indirect. Activation
-references are relative (B3), parameter references absolute ($AH$3). Texts are returned
-without the leading '='.
+(``Network.precedents(cell, depth=1)``), and nothing else. Only SUMPRODUCT, SUM, AVERAGE
+and MAX: they give the same results in Excel, LibreOffice and Gnumeric without array
+entry, and none is volatile or indirect. Activation references are relative (B3),
+parameter references absolute ($AH$3). Texts are returned without the leading '='.
 """
 from __future__ import annotations
 
 from ..errors import SheetconvError
+from ..nn.layers import Terms
 from .layout import Layout
 from .a1 import column_names
 
@@ -32,11 +30,6 @@ _COLS = column_names()
 def _ref(pos: tuple[int, int], absolute: bool = False) -> str:
     r, c = pos
     return f"${_COLS[c]}${r + 1}" if absolute else f"{_COLS[c]}{r + 1}"
-
-
-def _wrap(body: str, relu: bool) -> str:
-    body = body or "0"
-    return f"MAX(0,{body})" if relu else body
 
 
 class LayerFormulas:
@@ -53,20 +46,21 @@ class LayerFormulas:
         self.net, self.layout, self.name = net, layout, name
         self.layer = layer = net[name]
         self.src = src = net.input_of(name)
-        self.kind = layer.kind
+        self.reads = layer.formula_reads
         self.vector = len(net.shapes[name]) == 1
         self.in_grid = net.grid(src)
         self.out_grid = net.grid(name)
         cin = self.in_grid[0]
         cell_of = layout.cell_of
-        if not self.vector and self.kind != "flatten":
+        if not self.vector and self.reads != "cell":
             self.in_origin = [cell_of((src, i, 0, 0)) for i in range(cin)]
         self.partials = layout.partials(name) if not self.vector else []
-        if self.kind == "conv":
-            cout = layer.out_channels
+        params = layer.param_shapes()
+        cout = self.out_grid[0]
+        self.bias_ref = ([_ref(cell_of((f"{name}.bias", o)), True) for o in range(cout)]
+                         if "bias" in params else None)
+        if self.reads == "weighted":
             self.k_origin = [[cell_of((f"{name}.weight", o, i, 0, 0)) for i in range(cin)] for o in range(cout)]
-            self.bias_ref = ([_ref(cell_of((f"{name}.bias", o)), True) for o in range(cout)]
-                             if layer.bias is not None else None)
             self.p_origin = [[cell_of((f"{name}:partial{g}", o, 0, 0)) for o in range(cout)]
                              for g in range(len(self.partials))]
             wh, ww = layer.windows
@@ -75,75 +69,67 @@ class LayerFormulas:
             self._fast = (wh.dilation == 1 and ww.dilation == 1
                           and all(ww.taps(c, win)[1] > ww.taps(c, win)[0] for c in range(wo)))
             self._colargs: dict = {}
-        elif self.kind == "linear":
-            fin = layer.in_features
+        elif self.reads == "dense":
+            fin = params["weight"][1]
             self.in_range = f"{_ref(cell_of((src, 0, 0, 0)))}:{_ref(cell_of((src, fin - 1, 0, 0)))}"
             w = f"{name}.weight"
             self.w_range = [f"{_ref(cell_of((w, o, 0)), True)}:{_ref(cell_of((w, o, fin - 1)), True)}"
-                            for o in range(layer.out_features)]
-            self.bias_ref = ([_ref(cell_of((f"{name}.bias", o)), True) for o in range(layer.out_features)]
-                             if layer.bias is not None else None)
+                            for o in range(cout)]
 
     # ------------------------------------------------------------ public
 
     def row(self, o: int, r: int) -> list[str]:
-        kind = self.kind
         if self.vector:
             return [self._vector_cell(o)]
-        if kind == "conv":
+        reads = self.reads
+        if reads == "weighted":
             if self.partials:
-                return self._conv_total_row(o, r)
-            return self._conv_row(o, r, range(self.in_grid[0]), True)
-        if kind in ("maxpool", "avgpool"):
-            return [self._pool_cell(o, r, c) for c in range(self.out_grid[2])]
-        if kind == "relu":
-            y, x = self.in_origin[o]
-            y += r + 1
-            return [f"MAX(0,{_COLS[x + c]}{y})" for c in range(self.out_grid[2])]
-        raise SheetconvError(f"{self.name}: no formula for layer kind {kind!r}")
+                return self._weighted_total_row(o, r)
+            return self._weighted_row(o, r, range(self.in_grid[0]), True)
+        if reads == "window":
+            return [self._window_cell(o, r, c) for c in range(self.out_grid[2])]
+        raise SheetconvError(f"{self.name}: no formula for a layer reading {reads!r} on a grid")
 
     def partial_row(self, g: int, o: int, r: int) -> list[str]:
         a, b = self.partials[g]
-        return self._conv_row(o, r, range(a, b), False)
+        return self._weighted_row(o, r, range(a, b), False)
 
     def cell(self, o: int, r: int, c: int, partial: int | None = None) -> str:
         if self.vector:
             return self.row(o, 0)[0]
         return (self.row(o, r) if partial is None else self.partial_row(partial, o, r))[c]
 
-    # ------------------------------------------------------------ conv
+    # ------------------------------------------------------------ weighted windows (Conv2d)
 
-    def _conv_tail(self, o: int, body: str, total: bool) -> str:
-        if not total:
-            return body or "0"
-        if self.bias_ref is not None:
-            body = f"{body}+{self.bias_ref[o]}" if body else self.bias_ref[o]
-        return _wrap(body, self.layer.relu)
+    def _bias(self, o: int) -> str | None:
+        return None if self.bias_ref is None else self.bias_ref[o]
 
-    def _conv_total_row(self, o: int, r: int) -> list[str]:
+    def _weighted_total_row(self, o: int, r: int) -> list[str]:
         y = r + 1
         xs = [x for _, x in (p[o] for p in self.p_origin)]
         yr = [yy + y for yy, _ in (p[o] for p in self.p_origin)]
-        return [self._conv_tail(o, "+".join(f"{_COLS[x + c]}{yy}" for x, yy in zip(xs, yr)), True)
+        formula = self.layer.formula
+        return [formula(Terms(sums=tuple(f"{_COLS[x + c]}{yy}" for x, yy in zip(xs, yr)), bias=self._bias(o)))
                 for c in range(self.out_grid[2])]
 
-    def _conv_row(self, o: int, r: int, chans: range, total: bool) -> list[str]:
+    def _weighted_row(self, o: int, r: int, chans: range, total: bool) -> list[str]:
         wh, ww = self.layer.windows
         _, hin, win = self.in_grid
         wo = self.out_grid[2]
         t0, t1 = wh.taps(r, hin)
+        bias = self._bias(o) if total else None
+        formula = self.layer.formula
         if not self._fast or t1 == t0:
-            return [self._conv_tail(o, "+".join(self._conv_terms(o, r, c, chans)), total) for c in range(wo)]
+            return [formula(self._weighted_terms(o, r, c, chans, bias, total)) for c in range(wo)]
         # One template per output row; the columns differ from cell to cell only in letters.
-        y0 = r * wh.stride - wh.padding + t0
-        y1 = y0 + (t1 - t0) - 1
+        y0, y1 = wh.index(r, t0), wh.index(r, t1 - 1)
         kx = self.k_origin[o][0][1]
-        pieces = []
+        pairs = []
         for i in chans:
             iy = self.in_origin[i][0]
             ky = self.k_origin[o][i][0]
-            pieces.append("SUMPRODUCT(%%s%d:%%s%d,$%%s$%d:$%%s$%d)" % (iy + y0 + 1, iy + y1 + 1, ky + t0 + 1, ky + t1))
-        template = self._conv_tail(o, "+".join(pieces), total)
+            pairs.append(("%%s%d:%%s%d" % (iy + y0 + 1, iy + y1 + 1), "$%%s$%d:$%%s$%d" % (ky + t0 + 1, ky + t1)))
+        template = formula(Terms(pairs=tuple(pairs), bias=bias, total=total))
         key = (kx, chans.start, chans.stop)
         args = self._colargs.get(key)
         if args is None:
@@ -157,8 +143,7 @@ class LayerFormulas:
         out = []
         for c in range(self.out_grid[2]):
             u0, u1 = ww.taps(c, win)
-            x0 = c * ww.stride - ww.padding + u0
-            x1 = x0 + (u1 - u0) - 1
+            x0, x1 = ww.index(c, u0), ww.index(c, u1 - 1)
             ka, kb = _COLS[kx + u0], _COLS[kx + u1 - 1]
             a = []
             for i in chans:
@@ -167,65 +152,58 @@ class LayerFormulas:
             out.append(tuple(a))
         return out
 
-    def _conv_terms(self, o: int, r: int, c: int, chans) -> list[str]:
-        """The terms of cell (o, r, c) for input channels ``chans``, for any window."""
+    def _weighted_terms(self, o: int, r: int, c: int, chans, bias: str | None, total: bool) -> Terms:
+        """The references of cell (o, r, c) for input channels ``chans``, for any window."""
         wh, ww = self.layer.windows
         _, hin, win = self.in_grid
         t0, t1 = wh.taps(r, hin)
         u0, u1 = ww.taps(c, win)
         if t0 == t1 or u0 == u1:
-            return []
-        ys = [r * wh.stride - wh.padding + t * wh.dilation for t in range(t0, t1)]
-        xs = [c * ww.stride - ww.padding + u * ww.dilation for u in range(u0, u1)]
-        terms = []
+            return Terms(bias=bias, total=total)
+        ys, xs = wh.inputs(r, hin), ww.inputs(c, win)
+        pairs, products = [], []
         contiguous = wh.dilation == 1 and ww.dilation == 1
         for i in chans:
             iy, ix = self.in_origin[i]
             ky, kx = self.k_origin[o][i]
             if contiguous:
-                terms.append(f"SUMPRODUCT({_COLS[ix + xs[0]]}{iy + ys[0] + 1}:{_COLS[ix + xs[-1]]}{iy + ys[-1] + 1},"
-                             f"${_COLS[kx + u0]}${ky + t0 + 1}:${_COLS[kx + u1 - 1]}${ky + t1})")
+                pairs.append((f"{_COLS[ix + xs[0]]}{iy + ys[0] + 1}:{_COLS[ix + xs[-1]]}{iy + ys[-1] + 1}",
+                              f"${_COLS[kx + u0]}${ky + t0 + 1}:${_COLS[kx + u1 - 1]}${ky + t1}"))
             else:
                 for t, y in zip(range(t0, t1), ys):
                     for u, x in zip(range(u0, u1), xs):
-                        terms.append(f"{_COLS[ix + x]}{iy + y + 1}*${_COLS[kx + u]}${ky + t + 1}")
-        return terms
+                        products.append((f"{_COLS[ix + x]}{iy + y + 1}", f"${_COLS[kx + u]}${ky + t + 1}"))
+        return Terms(pairs=tuple(pairs), products=tuple(products), bias=bias, total=total)
 
-    # ------------------------------------------------------------ pools
+    # ------------------------------------------------------------ windows of one channel (pools, ReLU)
 
-    def _pool_cell(self, o: int, r: int, c: int) -> str:
+    def _window_cell(self, o: int, r: int, c: int) -> str:
         wh, ww = self.layer.windows
         _, hin, win = self.in_grid
         t0, t1 = wh.taps(r, hin)
         u0, u1 = ww.taps(c, win)
         iy, ix = self.in_origin[o]
-        y0 = iy + r * wh.stride - wh.padding + t0
-        x0 = ix + c * ww.stride - ww.padding + u0
-        rng = f"{_COLS[x0]}{y0 + 1}:{_COLS[x0 + u1 - u0 - 1]}{y0 + t1 - t0}"
-        if self.kind == "maxpool":
-            return f"MAX({rng})"
-        area = wh.kernel * ww.kernel
-        if self.layer.count_include_pad and (t1 - t0) * (u1 - u0) < area:
-            return f"SUM({rng})/{area}"
-        return f"AVERAGE({rng})"
+        y0, x0 = iy + wh.index(r, t0), ix + ww.index(c, u0)
+        cell = f"{_COLS[x0]}{y0 + 1}"
+        rng = f"{cell}:{_COLS[x0 + u1 - u0 - 1]}{y0 + t1 - t0}"
+        return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0)))
 
     # ------------------------------------------------------------ 1-D layers
 
     def _vector_cell(self, f: int) -> str:
-        kind, src = self.kind, self.src
+        reads, src = self.reads, self.src
         cell_of = self.layout.cell_of
-        if kind == "flatten":
+        if reads == "cell":                          # renumbered: feature f copies (c, h, w)
             _, h, w = self.in_grid
             c, rem = divmod(f, h * w)
-            return _ref(cell_of((src, c, *divmod(rem, w))))
-        if kind == "linear":
-            body = f"SUMPRODUCT({self.in_range},{self.w_range[f]})"
-            if self.bias_ref is not None:
-                body += f"+{self.bias_ref[f]}"
-            return _wrap(body, self.layer.relu)
-        if kind == "relu":
-            return f"MAX(0,{_ref(cell_of((src, f, 0, 0)))})"
-        raise SheetconvError(f"{self.name}: no formula for a 1-D {kind!r} layer")
+            ref = _ref(cell_of((src, c, *divmod(rem, w))))
+            return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1))
+        if reads == "dense":
+            return self.layer.formula(Terms(pairs=((self.in_range, self.w_range[f]),), bias=self._bias(f)))
+        if reads == "window":                        # a (F, 1, 1) grid: the feature's own cell
+            ref = _ref(cell_of((src, f, 0, 0)))
+            return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1))
+        raise SheetconvError(f"{self.name}: no formula for a 1-D layer reading {reads!r}")
 
 
 def formula(net, layout: Layout, cell) -> str:

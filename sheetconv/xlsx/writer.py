@@ -43,7 +43,6 @@ from ..sheet import meta as _meta
 from ..errors import SheetconvError
 from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
-from ..nn.layers import Conv2d
 from ..sheet.layout import Layout, Stripe, block_title
 from ..sheet.a1 import column_names, rng
 from .metadata import read_meta, write_meta
@@ -103,15 +102,9 @@ def formula_count(net, layout: Layout) -> int:
     return n
 
 
-def _partial_values(layer: Conv2d, x: np.ndarray, groups) -> list[np.ndarray]:
+def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
     """The sums of each input-channel group's convolutions (no bias, no ReLU)."""
-    out = []
-    for a, b in groups:
-        sub = Conv2d(b - a, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                     bias=False)
-        sub.weight = layer.weight[:, a:b]
-        out.append(sub.forward(x[None, a:b])[0])
-    return out
+    return [layer.partial_forward(x[None], a, b)[0] for a, b in groups]
 
 
 class _Rows:
@@ -228,18 +221,7 @@ class _Rows:
 
 def _what(layer) -> str:
     """The layer's operation in words: '3x3 conv, stride 2, padding 1'."""
-    kind = layer.kind
-    if kind == "conv":
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-        text = f"{kh}x{kw} conv, stride {_pair(sh, sw)}, padding {_pair(ph, pw)}"
-        return text + (f", dilation {_pair(dh, dw)}" if max(dh, dw) > 1 else "")
-    if kind in ("maxpool", "avgpool"):
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-        text = f"{kh}x{kw} {'max' if kind == 'maxpool' else 'average'} pool, stride {_pair(sh, sw)}"
-        return text + (f", padding {_pair(ph, pw)}" if max(ph, pw) else "")
-    if kind == "linear":
-        return f"linear {layer.in_features} -> {layer.out_features}"
-    return {"flatten": "flatten", "relu": "ReLU"}.get(kind, kind)
+    return layer.describe()
 
 
 def _pair(a: int, b: int) -> str:
@@ -351,6 +333,7 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     the total. Raises SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
+    net.warn_zero_weights("write_workbook")
     with np.errstate(over="ignore", invalid="ignore"):      # reported by check_finite
         acts = net.activations(x, np.float64)
     check_finite(net, acts)

@@ -1,0 +1,91 @@
+"""MaxPool2d: the largest cell of each window of its own channel; padding counts as -inf.
+
+Formula ``MAX(<window>)``, the window clipped to the grid (padding is not a cell).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..window import Window
+from ...errors import SheetconvError
+from .base import Layer, Terms, pair
+
+__all__ = ["MaxPool2d", "pool_windows"]
+
+
+def pool_windows(layer, x: np.ndarray, fill: float) -> np.ndarray:
+    """The (N, C, Ho, Wo, kh, kw) windows of a pool over ``x``, padded with ``fill``."""
+    ph, pw = layer.padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    v = sliding_window_view(xp, layer.kernel_size, axis=(2, 3))
+    sh, sw = layer.stride
+    ho, wo = layer.windows[0].out_size(x.shape[2]), layer.windows[1].out_size(x.shape[3])
+    return v[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
+
+
+def pool_init(layer, kernel_size, stride, padding):
+    """The hyperparameters shared by the pools: stride defaults to the kernel size (PyTorch)."""
+    who = type(layer).__name__
+    layer.kernel_size = pair(kernel_size, "kernel_size", who, 1)
+    layer.stride = layer.kernel_size if stride is None else pair(stride, "stride", who, 1)
+    layer.padding = pair(padding, "padding", who, 0)
+    for k, p in zip(layer.kernel_size, layer.padding):
+        if p > k // 2:
+            raise SheetconvError(f"{who}: padding {layer.padding} must be at most half the kernel size {layer.kernel_size}")
+
+
+def pool_text(layer, what: str) -> str:
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    text = f"{kh}x{kw} {what} pool, stride {sh if sh == sw else (sh, sw)}"
+    return text + (f", padding {ph if ph == pw else (ph, pw)}" if max(ph, pw) else "")
+
+
+class MaxPool2d(Layer):
+    kind = "maxpool"
+    prefix = "pool"
+    torch_class = "MaxPool2d"
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        pool_init(self, kernel_size, stride, padding)
+
+    @property
+    def windows(self):
+        return tuple(Window(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
+
+    def _out_shape(self, in_shape):
+        c, _, _ = self._spatial_in(in_shape)
+        return (c, *self._check_windows(in_shape))
+
+    def forward(self, x):
+        return pool_windows(self, x, -np.inf).max(axis=(4, 5))
+
+    def config(self):
+        return {"type": "MaxPool2d", "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding)}
+
+    def formula(self, terms: Terms) -> str:
+        return f"MAX({terms.window})"
+
+    def describe(self):
+        return pool_text(self, "max")
+
+    def to_torch_module(self, torch):
+        return torch.nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+
+    def _torch_forward(self, F, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    @classmethod
+    def from_torch(cls, m, where, array):
+        if m.ceil_mode or m.return_indices:
+            flag = "ceil_mode" if m.ceil_mode else "return_indices"
+            raise SheetconvError(f"{where}: {flag}=True is not supported")
+        if m.dilation not in (1, (1, 1), [1, 1]):
+            raise SheetconvError(f"{where}: dilation={m.dilation} is not supported for pools; must be 1")
+        return cls(m.kernel_size, m.stride, m.padding)
+
+    def torch_extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation=1, ceil_mode=False")

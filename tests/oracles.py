@@ -1,0 +1,60 @@
+"""Test oracles written independently of the engine's code paths.
+
+``cell_value(net, cell, acts)``: one activation computed from its definition, one
+multiplication at a time (PyTorch's documented formulas: input index =
+out*stride - padding + tap*dilation, taps falling outside the grid skipped), reading only
+``acts`` of the layer's input and the layer's parameters. It shares nothing with the
+vectorised forward pass or with Window, so agreement between them is evidence.
+"""
+import sheetconv as sc
+
+
+def _taps(o, k, s, p, d, n):
+    """(tap, input index) pairs of output ``o`` that land inside [0, n)."""
+    out = []
+    for t in range(k):
+        i = o * s - p + t * d
+        if 0 <= i < n:
+            out.append((t, i))
+    return out
+
+
+def cell_value(net, cell, acts) -> float:
+    name, c, r, col = cell
+    if name == "input":
+        return float(acts["input"][c, r, col])
+    layer = net[name]
+    src = acts[net.names[net.names.index(name) - 1]]
+    if src.ndim == 1:
+        src = src.reshape(-1, 1, 1)
+    cin, h, w = src.shape
+    if isinstance(layer, sc.Flatten):
+        hw = h * w
+        return float(src[c // hw, (c % hw) // w, c % w])
+    if isinstance(layer, sc.ReLU):
+        return max(float(src[c, r, col]), 0.0)
+    if isinstance(layer, sc.Linear):
+        v = 0.0
+        for i in range(layer.in_features):
+            v += float(src[i, 0, 0]) * float(layer.weight[c, i])
+        if layer.bias is not None:
+            v += float(layer.bias[c])
+        return max(v, 0.0) if layer.relu else v
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    dh, dw = getattr(layer, "dilation", (1, 1))
+    rows, cols = _taps(r, kh, sh, ph, dh, h), _taps(col, kw, sw, pw, dw, w)
+    if isinstance(layer, sc.Conv2d):
+        v = 0.0
+        for ci in range(cin):
+            for t, i in rows:
+                for u, j in cols:
+                    v += float(src[ci, i, j]) * float(layer.weight[c, ci, t, u])
+        if layer.bias is not None:
+            v += float(layer.bias[c])
+        return max(v, 0.0) if layer.relu else v
+    values = [float(src[c, i, j]) for _, i in rows for _, j in cols]
+    if isinstance(layer, sc.MaxPool2d):
+        return max(values)
+    if isinstance(layer, sc.AvgPool2d):
+        return sum(values) / (kh * kw if layer.count_include_pad else len(values))
+    raise AssertionError(f"no oracle for {type(layer).__name__}")
