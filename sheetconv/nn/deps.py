@@ -29,6 +29,8 @@ __all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_region
 
 def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
     """Input indices in [0, n_in) read by the output indices ``runs``."""
+    if not isinstance(win, Window):                    # a rule of its own (AdaptiveWindow)
+        return clip_runs(win.back(runs), n_in)
     k, s, d = win.kernel, win.stride, win.dilation
     pieces = []
     for a, b in runs:
@@ -48,6 +50,8 @@ def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
 
 def forward_runs(runs: Runs, win: Window, n_out: int) -> Runs:
     """Output indices in [0, n_out) that read any input index in ``runs``."""
+    if not isinstance(win, Window):
+        return clip_runs(win.forward(runs), n_out)
     pieces = []
     for a, b in runs:
         for t in range(win.kernel):
@@ -72,10 +76,10 @@ def read_region(layer: Layer, out: Region, in_name: str, in_shape: tuple) -> Reg
     cin, hin, win_ = grid_in = _grid(in_shape)
     if layer.channels == "flatten":
         return Region.of(in_name, grid_in, _unflatten(out.axis_runs(0), grid_in))
-    wh, ww = layer.windows
+    wh, ww = layer.windows_for(grid_in)
     boxes = []
     for chans, rows, cols in out.boxes:
-        boxes.append(((((0, cin),) if layer.channels == "all" else chans),
+        boxes.append((layer.channel_back(chans, cin),
                       back_runs(rows, wh, hin), back_runs(cols, ww, win_)))
     return Region.of(in_name, grid_in, boxes)
 
@@ -85,10 +89,10 @@ def feed_region(layer: Layer, inp: Region, out_name: str, out_shape: tuple) -> R
     cout, hout, wout = grid_out = _grid(out_shape)
     if layer.channels == "flatten":
         return Region.of(out_name, grid_out, [(_flatten(inp), ((0, 1),), ((0, 1),))])
-    wh, ww = layer.windows
+    wh, ww = layer.windows_for(inp.shape)
     boxes = []
     for chans, rows, cols in inp.boxes:
-        boxes.append(((((0, cout),) if layer.channels == "all" else chans),
+        boxes.append((layer.channel_forward(chans, cout),
                       forward_runs(rows, wh, hout), forward_runs(cols, ww, wout)))
     return Region.of(out_name, grid_out, [b for b in boxes if all(b)])
 
@@ -228,8 +232,8 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
             out[layer.name] = replace(out[prev], flat_grid=flat_grid)
             prev = layer.name
             continue
+        wins = layer.windows_for((channels, *hw))
         channels = layer.out_shape((channels, *hw))[0]
-        wins = layer.windows
         chain += ((wins, None, hw),)
         for ax, win in enumerate(wins):        # output 0's first and last tap, and the step to output 1
             first, last = win.index(0, 0), win.index(0, win.kernel - 1)
