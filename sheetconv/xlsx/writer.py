@@ -44,7 +44,8 @@ from ..errors import SheetconvError
 from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
 from ..nn.layers import Conv2d
-from ..sheet.layout import Layout, Stripe, block_title
+from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, _what
+from ..sheet.prediction import softmax_cells
 from ..sheet.a1 import column_names, rng
 from .metadata import read_meta, write_meta
 
@@ -54,9 +55,6 @@ __all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "sa
 SUMMARY_SHEET = "summary"
 FIXED_DATE = datetime(2024, 1, 1, 0, 0, 0)
 _COLS = column_names()
-_COL_WIDTH = 3.3            # narrow, square cells: the input reads as a picture
-_ROW_HEIGHT = 21            # points; about the column width in pixels
-_VECTOR_COL_WIDTH = 10
 # Signed grids (weights, conv outputs without ReLU): blue below zero, white at zero, red above.
 # Grids that hold no negative value (the image, ReLU outputs): white at zero up to red, so a
 # digit reads as red strokes on white.
@@ -79,19 +77,25 @@ class WriteResult:
 class _RowSheet(Worksheet):
     """A worksheet whose rows are handed over as finished <row> content, in order."""
 
-    def begin_rows(self, rows: int, cols: int, height: float):
+    def begin_rows(self, rows: int, cols: int, height: float, heights: dict | None = None):
         if not (self.constant_memory and self.fh is self.row_data_fh):
             raise RuntimeError("sheetconv needs XlsxWriter's constant_memory mode")
         self._check_dimensions(0, 0)
         self._check_dimensions(rows - 1, cols - 1)
         self._row_attrs = f' ht="{height:g}" customHeight="1"'
+        self._heights = {r: f' ht="{h:g}" customHeight="1"' for r, h in (heights or {}).items()}
         self._last = -1
+
+    def merge_header(self, row: int, first: int, last: int):
+        """Merge a header's cells (written later by put_row) so its text wraps over the group."""
+        if last > first:
+            self.merge.append([row, first, row, last])
 
     def put_row(self, row: int, cells_xml: str):
         if row <= self._last:
             raise RuntimeError(f"rows must be written in order (row {row} after {self._last})")
         self._last = row
-        self.fh.write(f'<row r="{row + 1}"{self._row_attrs}>{cells_xml}</row>')
+        self.fh.write(f'<row r="{row + 1}"{self._heights.get(row, self._row_attrs)}>{cells_xml}</row>')
 
 
 def formula_count(net, layout: Layout) -> int:
@@ -115,11 +119,11 @@ def _partial_values(layer: Conv2d, x: np.ndarray, groups) -> list[np.ndarray]:
 
 
 class _Rows:
-    """Generates the XML of the conv sheet's rows, stripe by stripe."""
+    """Generates the XML of the conv sheet's rows, panel by panel."""
 
     def __init__(self, net, layout, acts, styles, progress):
         self.net, self.layout, self.acts = net, layout, acts
-        self.s_form, self.s_const, self.s_title, self.s_head = styles
+        self.st = styles
         self.progress = progress
         self.pending = 0
         self.formulas = 0
@@ -139,145 +143,132 @@ class _Rows:
             self.pending = 0
 
     # -- cell XML
-    def nums(self, out, x, R, values):
-        s = self.s_const
+    def nums(self, out, x, R, values, s):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><v>{v!r}</v></c>' for j, v in enumerate(values)]
         self.cells += len(values)
 
-    def forms(self, out, x, R, texts, values):
-        s = self.s_form
+    def forms(self, out, x, R, texts, values, s, count=True):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><f>{t}</f><v>{v!r}</v></c>'
                 for j, (t, v) in enumerate(zip(texts, values))]
         self.cells += len(texts)
-        self._count(len(texts))
+        if count:
+            self._count(len(texts))
 
     def text(self, out, x, R, text, s=None):
-        out.append(f'<c r="{_COLS[x]}{R}" s="{self.s_title if s is None else s}" t="inlineStr">'
+        out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
                    f'<is><t>{escape(text)}</t></is></c>')
         self.cells += 1
 
     # -- rows
     def header(self):
-        out = []
-        for st in self.layout.stripes:
-            if st.top == self.layout.stripes[0].top:
-                self.text(out, st.left, 1, _describe(self.net, st.name), self.s_head)
-        yield 0, out
+        by_row = {}
+        for h in self.layout.headers:
+            by_row.setdefault(h.row, []).append(h)
+        for row in sorted(by_row):
+            out = []
+            for h in sorted(by_row[row], key=lambda h: h.left):
+                self.text(out, h.left, row + 1, h.text, self.st["head"])
+            yield row, out
 
-    def stripe(self, st: Stripe):
-        net, name = self.net, st.name
-        acts = self.acts[name]
-        lf = None if name == "input" else LayerFormulas(net, self.layout, name)
+    def panel(self, p: Panel):
+        """Rows of one panel, top to bottom: per grid row, the titles' row then the blocks' rows."""
+        if p.role == "softmax":
+            yield from self.softmax(p)
+            return
+        net, st, role = self.net, self.st, p.role
+        name = p.grid if role == "act" else p.grid.split(":")[0].rsplit(".", 1)[0]
         layer = None if name == "input" else net[name]
-        partial_vals = []
-        if lf is not None and lf.partials:
-            partial_vals = _partial_values(layer, self.acts[net.input_of(name)], lf.partials)
-            if not all(np.all(np.isfinite(v)) for v in partial_vals):
+        lf = LayerFormulas(net, self.layout, name) if layer is not None and role in ("act", "partial") else None
+        acts = self.acts[name]
+        params = layer.params() if layer is not None else {}
+        weight, bias = params.get("weight"), params.get("bias")
+        if role == "partial":
+            g = int(p.grid.rsplit("partial", 1)[1])
+            (partial,) = _partial_values(layer, self.acts[net.input_of(name)], [p.channels])
+            if not np.all(np.isfinite(partial)):
                 raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
                                      f"overflow); scale the input or the weights down")
-        params = layer.params() if layer is not None else {}
-        weight = params.get("weight")
-        bias = params.get("bias")
-        if weight is not None and weight.ndim == 2:
-            weight_t = weight.T                    # Linear: input i down, output o across
-        for s in range(min(st.n, st.per_col)):
-            for y in range(st.slot_h - 1):
-                row = st.top + s * st.slot_h + y
+        s_num = {"kernel": st["weight"], "bias": st["weight"], "weight": st["matrix"]}.get(role, st["input"])
+        for gr in range(p.grid_rows):
+            keys = _row_keys(p, gr)
+            xs = [p.block_origin(k)[1] for k in keys]
+            top = p.top + gr * p.ph
+            out: list[str] = []
+            for k, x in zip(keys, xs):
+                self.text(out, x, top + 1, p.title(k))
+            yield top, out
+            for r in range(p.bh):
+                row = top + 1 + r
                 R = row + 1
-                out: list[str] = []
-                for g in range(st.groups):
-                    o = g * st.per_col + s
-                    if o >= st.n:
-                        break
-                    x0 = st.left + g * st.slot_w
-                    for p in st.parts:
-                        dy = y - p.row
-                        x = x0 + p.col
-                        role = p.role
-                        if role == "kernel":
-                            if dy < -1:
-                                continue
-                            q, k = divmod(dy + 1, p.step)
-                            if k == 0 and q < p.count:
-                                self.text(out, x, R, block_title(st, p, o, q))
-                            elif k > 0 and q < p.count and k - 1 < p.height:
-                                self.nums(out, x, R, weight[o, q, k - 1].tolist())
-                            continue
-                        if dy == -1:
-                            self.text(out, x, R, block_title(st, p, o))
-                            continue
-                        if not 0 <= dy < p.height:
-                            continue
-                        if role == "act":
-                            if lf is None:
-                                self.nums(out, x, R, acts[o, dy].tolist())
-                            elif st.vector:
-                                self.forms(out, x, R, lf.row(dy, 0), [float(acts[dy])])
-                            else:
-                                self.forms(out, x, R, lf.row(o, dy), acts[o, dy].tolist())
-                        elif role == "partial":
-                            gi = int(p.grid.rsplit("partial", 1)[1])
-                            self.forms(out, x, R, lf.partial_row(gi, o, dy), partial_vals[gi][o, dy].tolist())
-                        elif role == "bias":
-                            self.nums(out, x, R, [float(bias[dy if st.vector else o])])
+                out = []
+                for k, x in zip(keys, xs):
+                    if role == "act":
+                        if lf is None:
+                            self.nums(out, x, R, acts[k, r].tolist(), st["input"])
+                        elif p.vector:
+                            self.forms(out, x, R, lf.row(r, 0), [float(acts[r])], st["act"])
                         else:
-                            self.nums(out, x, R, weight_t[dy].tolist())
-                if out:
-                    yield row, out
+                            self.forms(out, x, R, lf.row(k, r), acts[k, r].tolist(), st["act"])
+                    elif role == "partial":
+                        self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
+                    elif role == "kernel":
+                        self.nums(out, x, R, weight[k[0], k[1], r].tolist(), s_num)
+                    elif role == "bias":
+                        self.nums(out, x, R, [float(bias[r])], s_num)
+                    else:
+                        self.nums(out, x, R, weight[:, r].tolist(), s_num)
+                yield row, out
+
+    def softmax(self, p: Panel):
+        y, x = p.block_origin(None)
+        out: list[str] = []
+        self.text(out, x, y, p.title(None))
+        yield y - 1, out
+        for row, group in groupby(softmax_cells(self.net, self.layout, self.acts), key=itemgetter(0)):
+            out = []
+            for _, col, text, value in group:
+                if value is None:
+                    self.text(out, col, row + 1, text)
+                else:
+                    s = self.st["class"] if text.startswith("MATCH") else self.st["prob"]
+                    self.forms(out, col, row + 1, [text], [value], s, count=False)
+            yield row, out
 
 
-def _what(layer) -> str:
-    """The layer's operation in words: '3x3 conv, stride 2, padding 1'."""
-    kind = layer.kind
-    if kind == "conv":
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-        text = f"{kh}x{kw} conv, stride {_pair(sh, sw)}, padding {_pair(ph, pw)}"
-        return text + (f", dilation {_pair(dh, dw)}" if max(dh, dw) > 1 else "")
-    if kind in ("maxpool", "avgpool"):
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-        text = f"{kh}x{kw} {'max' if kind == 'maxpool' else 'average'} pool, stride {_pair(sh, sw)}"
-        return text + (f", padding {_pair(ph, pw)}" if max(ph, pw) else "")
-    if kind == "linear":
-        return f"linear {layer.in_features} -> {layer.out_features}"
-    return {"flatten": "flatten", "relu": "ReLU"}.get(kind, kind)
-
-
-def _pair(a: int, b: int) -> str:
-    return str(a) if a == b else f"({a}, {b})"
-
-
-def _describe(net, name: str) -> str:
-    shape = " x ".join(map(str, net.shapes[name]))
-    if name == "input":
-        return f"input {shape}"
-    layer = net[name]
-    return f"{layer.label}: {shape} ({_what(layer)})"
+def _row_keys(p: Panel, gr: int) -> list:
+    """Keys of the blocks in grid row ``gr`` of panel ``p``, left to right."""
+    if p.role == "kernel":
+        o, band = divmod(gr, p.bands)
+        return [(o, i) for i in range(band * p.per_row, min(p.cin, (band + 1) * p.per_row))]
+    if p.role in ("act", "partial") and not p.vector:
+        return list(range(gr * p.per_row, min(p.n, (gr + 1) * p.per_row)))
+    return [None]
 
 
 def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
-    """A colour scale per activation and partial-sum block; one per layer over all its
-    weights, and one over all its biases.
+    """A colour scale per activation and partial-sum block, one per kernel or weight panel
+    (the title cells inside hold text, which a colour scale ignores), one per bias panel,
+    and one over the softmax probabilities."""
+    for p in layout.panels:
+        if p.role in ("act", "partial"):
+            heat = _HEAT_POS if p.grid in nonnegative else _HEAT
+            for key in p.keys():
+                top, left = p.block_origin(key)
+                ws.conditional_format(top, left, top + p.bh - 1, left + p.bw - 1, dict(heat))
+        elif p.role == "softmax":
+            top, left = p.block_origin(None)
+            ws.conditional_format(top, left + 1, top + p.bh - 4, left + 1, dict(_HEAT_POS))
+        else:
+            top, left = p.block_origin((0, 0) if p.role == "kernel" else None)
+            bottom = p.top + p.height - 2
+            right = p.left + p.width - 2 if p.role == "kernel" else left + p.bw - 1
+            ws.conditional_format(top, left, bottom, right, dict(_HEAT))
 
-    A slot's stacked kernel blocks share one rectangle (their title rows hold text, which
-    a colour scale ignores), so a layer's weight rule lists one range per output channel.
-    """
-    for st in layout.stripes:
-        weights, biases = [], []
-        for o in range(st.n):
-            y0, x0 = st.origin(o)
-            for p in st.parts:
-                top, left = y0 + p.row, x0 + p.col
-                if p.role in ("act", "partial"):
-                    heat = _HEAT_POS if p.grid in nonnegative else _HEAT
-                    ws.conditional_format(top, left, top + p.height - 1, left + p.width - 1, dict(heat))
-                elif p.role in ("kernel", "weight"):
-                    bottom = top + (p.count - 1) * p.step + p.height - 1
-                    weights.append(rng(top, left, bottom, left + p.width - 1))
-                elif p.role == "bias":
-                    biases.append(rng(top, left, top + p.height - 1, left + p.width - 1))
-        for ranges in (weights, biases):
-            if ranges:
-                ws.conditional_format(ranges[0], {**_HEAT, "multi_range": " ".join(ranges)})
+
+def _zoom(layout: Layout, net) -> int:
+    """The saved zoom: the largest (at most 80%) showing the input and the first two layers on SCREEN_PX."""
+    from ..sheet.view import fit_zoom
+    return fit_zoom(layout, net.names[:3])
 
 
 def _write_summary(wb, net, layout, title, styles):
@@ -388,31 +379,39 @@ def _fill(wb, net, layout, acts, title, progress) -> _Rows:
                                    "Trace Precedents shows its receptive field.",
                        "created": FIXED_DATE})
     wb.set_calc_mode("auto")
-    f_form = wb.add_format({"font_size": 8, "align": "center"})
-    f_const = wb.add_format({"font_size": 8, "align": "center", "font_color": "#1F4E9E"})
-    f_title = wb.add_format({"font_size": 8, "bold": True})
+    fmt = {"font_size": 8, "align": "center"}
+    formats = {
+        "act": wb.add_format({**fmt, "num_format": "0.00"}),
+        "input": wb.add_format({**fmt, "num_format": "0.00", "font_color": "#1F4E9E"}),
+        "weight": wb.add_format({**fmt, "num_format": "0.00", "font_color": "#1F4E9E"}),
+        "matrix": wb.add_format({**fmt, "num_format": "0.000", "font_color": "#1F4E9E"}),
+        "prob": wb.add_format({**fmt, "num_format": "0.000"}),
+        "class": wb.add_format({"font_size": 11, "bold": True, "align": "center", "num_format": "0"}),
+        "title": wb.add_format({"font_size": 8, "bold": True}),
+        "head": wb.add_format({"font_size": 9, "bold": True, "text_wrap": True, "valign": "top"}),
+    }
     f_head = wb.add_format({"font_size": 10, "bold": True})
     f_num = wb.add_format({"num_format": "#,##0"})
     ws = wb.add_worksheet(layout.sheet, worksheet_class=_RowSheet)
     n_rows, n_cols = layout.extent
-    ws.set_column(0, n_cols, _COL_WIDTH)
-    for st in layout.stripes:
-        if st.vector:
-            for p in st.parts:
-                if p.role in ("act", "bias"):
-                    ws.set_column(st.left + p.col, st.left + p.col, _VECTOR_COL_WIDTH)
-    ws.set_default_row(_ROW_HEIGHT)
+    ws.set_column(0, n_cols, NARROW)
+    for a, b, width in layout.columns:
+        ws.set_column(a, b, width)
+    ws.set_default_row(ROW_HEIGHT)
+    ws.hide_gridlines(2)
     ws.freeze_panes(1, 0)
-    ws.set_zoom(80 if n_cols <= 200 else 50)
+    ws.set_zoom(_zoom(layout, net))
     ws.set_landscape()
     ws.fit_to_pages(1, 0)                  # print one page wide, as many tall as needed
     ws.activate()
     _heatmaps(ws, layout, {name for name, a in acts.items() if a.size and a.min() >= 0})
-    ws.begin_rows(n_rows, n_cols, _ROW_HEIGHT)
-    styles = tuple(f._get_xf_index() for f in (f_form, f_const, f_title, f_head))
+    ws.begin_rows(n_rows, n_cols, ROW_HEIGHT, {r: HEADER_HEIGHT for r in layout.header_rows})
+    for h in layout.headers:
+        ws.merge_header(h.row, h.left, h.left + h.width - 1)
+    styles = {k: f._get_xf_index() for k, f in formats.items()}
     rows = _Rows(net, layout, acts, styles, progress)
-    stripes = sorted(layout.stripes, key=lambda s: s.left)
-    merged = heapq.merge(rows.header(), *(rows.stripe(st) for st in stripes), key=itemgetter(0))
+    panels = sorted(layout.panels, key=lambda p: p.left)
+    merged = heapq.merge(rows.header(), *(rows.panel(p) for p in panels), key=itemgetter(0))
     for row, group in groupby(merged, key=itemgetter(0)):
         ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
     rows.flush_progress()
