@@ -26,7 +26,7 @@ from .xlsx.writer import WriteResult, formula_count, same_cells, write_workbook
 __all__ = ["Built", "choose_network", "read_weights", "pick_input", "output_path", "build", "examples",
            "EXAMPLES"]
 
-EXAMPLES = ("conv-example", "simple-cnn")
+EXAMPLES = ("conv-example", "simple-cnn", "conv-course")
 
 
 @dataclass

@@ -12,9 +12,11 @@ equal *blocks*, each with its title in the row above it:
 
 * an activation (or partial-sum) panel tiles the layer's channels in a near-square grid
   (``per_row`` channels across);
-* a kernel panel holds the ``out x in`` kernels, each output channel's kernels in
-  ``bands`` grid rows of ``per_row``; the block of kernel ``(o, i)`` is titled
-  ``in i→out o`` and the group's header says it in words;
+* a kernel panel holds the ``out x in`` kernels: output channels across (``per_row`` of
+  them, further ones in another band of ``in`` grid rows below), input channels down, so
+  that all kernels of one output channel share their columns (a conv row's formulas
+  differ only in column letters); the block of kernel ``(o, i)`` is titled ``in i→out o``
+  and the group's header says it in words;
 * a 1-D layer (Flatten, Linear, a ReLU after them) is one block, one column: feature f
   is the cell ``(layer, f, 0, 0)``; a Linear's weights are one block laid out
   transposed, ``in`` rows by ``out`` columns, so that output o is
@@ -142,18 +144,18 @@ class Panel:
 
     @property
     def bands(self) -> int:
-        """Grid rows per output channel (kernel panels)."""
-        return -(-self.cin // self.per_row)
+        """Bands of ``per_row`` output channels (kernel panels), each ``cin`` grid rows tall."""
+        return -(-self.n // self.per_row)
 
     @property
     def grid_rows(self) -> int:
         if self.role == "kernel":
-            return self.n * self.bands
+            return self.bands * self.cin
         return -(-self.n // self.per_row)
 
     @property
     def grid_cols(self) -> int:
-        return min(self.per_row, self.cin if self.role == "kernel" else self.n)
+        return min(self.per_row, self.n)
 
     @property
     def height(self) -> int:
@@ -167,7 +169,7 @@ class Panel:
         """(grid row, grid column) of block ``key``."""
         if self.role == "kernel":
             o, i = key
-            return o * self.bands + i // self.per_row, i % self.per_row
+            return (o // self.per_row) * self.cin + i, o % self.per_row
         if self.role in ("act", "partial") and not self.vector:
             return divmod(key, self.per_row)
         return 0, 0
@@ -259,23 +261,37 @@ class _Spec:
     channels: tuple = ()
     col_width: float = NARROW
 
-    def place(self, top: int, left: int, rows_left: int) -> Panel | None:
+    @property
+    def min_rows(self) -> int:
+        """Rows of the panel at its widest."""
+        return (self.bh + 2) * (self.cin if self.role == "kernel" else 1)
+
+    def place(self, top: int, left: int, rows_left: int, cols_left: int) -> Panel | None:
+        """The panel at (top, left) within ``rows_left`` rows and ``cols_left`` columns; None if it cannot fit.
+
+        Tiles near-square; a panel too tall for the rows left gets more blocks per grid row.
+        """
         titles = [self._title(k) for k in self._keys()]
         pw = max(self.bw, max(title_cols(t, self.col_width) for t in titles)) + 1
         ph = self.bh + 2
         fit = rows_left // ph                       # grid rows that fit below ``top``
-        if fit < 1:
+        across = cols_left // pw                    # blocks that fit side by side
+        if fit < 1 or across < 1:
             return None
         if self.role == "kernel":
-            if fit < self.n:
+            if fit < self.cin:
                 return None
-            per_row = min(self.cin, max(1, math.ceil(math.sqrt(self.n * self.cin))))
-            per_row = max(per_row, -(-self.cin // (fit // self.n)))
+            per_row = min(self.n, max(1, math.ceil(math.sqrt(self.n * self.cin * ph / pw))))
+            per_row = -(-self.n // -(-self.n // per_row))           # the same bands, evenly filled
+            least = -(-self.n // (fit // self.cin))
         elif self.role in ("act", "partial") and not self.vector:
             per_row = math.ceil(self.n / math.ceil(math.sqrt(self.n)))
-            per_row = min(self.n, max(per_row, -(-self.n // fit)))
+            least = -(-self.n // fit)
         else:
-            per_row = 1
+            per_row = least = 1
+        per_row = max(least, min(per_row, across))
+        if per_row > across:
+            return None
         return Panel(self.grid, self.role, self.label, self.vector, top, left, self.bh, self.bw, ph, pw, per_row,
                      self.n, self.cin, self.channels, self.col_width)
 
@@ -393,10 +409,10 @@ class Layout:
         panels, headers, columns = [], [], []
         band, left, bottom = 0, _FIRST_COL, 1
         for text, specs in _groups(net, max_formula, softmax):
-            placed = cls._place_group(specs, band, left, max_rows, text)
+            placed = cls._place_group(specs, band, left, max_rows, max_cols, text)
             if (placed is None or left + placed[1] > max_cols) and left != _FIRST_COL:
                 band, left = bottom + 1, _FIRST_COL           # start a new band of rows
-                placed = cls._place_group(specs, band, left, max_rows, text)
+                placed = cls._place_group(specs, band, left, max_rows, max_cols, text)
             if placed is None or left + placed[1] > max_cols:
                 big = max(specs, key=lambda s: s.bh * s.bw)
                 raise SheetconvError(f"{big.grid}: its blocks ({big.bh} rows x {big.bw} columns each, {big.n} of "
@@ -411,12 +427,13 @@ class Layout:
         return cls(panels, headers, columns, SHEET, max_formula)
 
     @staticmethod
-    def _place_group(specs, band: int, left: int, max_rows: int, text: str):
+    def _place_group(specs, band: int, left: int, max_rows: int, max_cols: int, text: str):
         """([panels], width in columns) of one group placed at band ``band``, column ``left``; None if too tall."""
         top = band + 1
         group = []
-        for spec in specs:
-            p = spec.place(top, left, max_rows - top)
+        for k, spec in enumerate(specs):
+            reserve = sum(later.min_rows for later in specs[k + 1:])    # the panels below need room too
+            p = spec.place(top, left, max_rows - top - reserve, max_cols - left)
             if p is None:
                 return None
             group.append(p)
@@ -557,9 +574,9 @@ class Layout:
             if not (0 <= y < p.bh and 0 <= x < p.bw):
                 return None
             if p.role == "kernel":
-                o, band = divmod(gr, p.bands)
-                i = band * p.per_row + gc
-                return (p.grid, o, i, y, x) if i < p.cin else None
+                band, i = divmod(gr, p.cin)
+                o = band * p.per_row + gc
+                return (p.grid, o, i, y, x) if o < p.n else None
             if p.role in ("act", "partial"):
                 if p.vector:
                     return (p.grid, y, 0, 0)

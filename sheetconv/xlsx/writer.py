@@ -238,8 +238,8 @@ class _Rows:
 def _row_keys(p: Panel, gr: int) -> list:
     """Keys of the blocks in grid row ``gr`` of panel ``p``, left to right."""
     if p.role == "kernel":
-        o, band = divmod(gr, p.bands)
-        return [(o, i) for i in range(band * p.per_row, min(p.cin, (band + 1) * p.per_row))]
+        band, i = divmod(gr, p.cin)
+        return [(o, i) for o in range(band * p.per_row, min(p.n, (band + 1) * p.per_row))]
     if p.role in ("act", "partial") and not p.vector:
         return list(range(gr * p.per_row, min(p.n, (gr + 1) * p.per_row)))
     return [None]
