@@ -21,8 +21,6 @@ equal *blocks*, each with its title in the row above it:
   is the cell ``(layer, f, 0, 0)``; a Linear's weights are one block laid out
   transposed, ``in`` rows by ``out`` columns, so that output o is
   ``SUMPRODUCT(<input column>, <weight column o>)``; its biases are one column;
-* a network whose output is 1-D ends with a ``softmax`` panel (prediction.py): not
-  engine cells, so ``locate`` answers None there.
 
 The first row of each band of groups holds each group's header (row 0 is frozen). A
 block's pitch leaves room for its title: titles never overlap (``title_cols`` estimates
@@ -88,8 +86,8 @@ def title_cols(text: str, width: float) -> int:
 class Block:
     """One rectangle of cells: a channel of a layer, a kernel, a bias, a weight matrix.
 
-    ``grid``: the layer ('conv1'), parameter ('conv1.weight', 'conv1.bias'), partial-sum
-    grid ('conv3:partial0') or 'softmax' it shows; ``key``: the channel (activations,
+    ``grid``: the layer ('conv1'), parameter ('conv1.weight', 'conv1.bias') or partial-sum
+    grid ('conv3:partial0') it shows; ``key``: the channel (activations,
     partial sums), ``(out, in)`` for a conv kernel, None for a whole vector or matrix.
     The title sits in the row above ``top``.
     """
@@ -121,7 +119,7 @@ class Header:
 
 @dataclass(frozen=True)
 class Panel:
-    """A grid of equal blocks. role: 'act', 'partial', 'kernel', 'bias', 'weight' or 'softmax'.
+    """A grid of equal blocks. role: 'act', 'partial', 'kernel', 'bias' or 'weight'.
 
     Block (grid row gr, grid column gc) has its title at ``(top + gr*ph, left + gc*pw)`` and
     its cells right below. ``cin``: kernels per output channel (kernel panels).
@@ -200,9 +198,7 @@ class Panel:
             return f"in {i}→out {o}"
         if self.role == "bias":
             return "bias"
-        if self.role == "weight":
-            return f"weights ({self.bh} in x {self.bw} out)"
-        return "softmax"
+        return f"weights ({self.bh} in x {self.bw} out)"
 
     def to_json(self) -> list:
         return [self.grid, self.role, self.label, self.vector, self.top, self.left, self.bh, self.bw, self.ph,
@@ -211,7 +207,7 @@ class Panel:
     @classmethod
     def from_json(cls, d) -> "Panel":
         grid, role, label, vector, top, left, bh, bw, ph, pw, per_row, n, cin, ch, cw = d
-        if role not in ("act", "partial", "kernel", "bias", "weight", "softmax"):
+        if role not in ("act", "partial", "kernel", "bias", "weight"):
             raise ValueError(f"unknown panel role {role!r}")
         p = cls(str(grid), role, str(label), bool(vector), *(int(v) for v in (top, left, bh, bw, ph, pw, per_row, n,
                                                                               cin)),
@@ -335,7 +331,7 @@ def describe(net, name: str) -> str:
     return f"{layer.label}: {shape} ({_what(layer)})"
 
 
-def _groups(net, max_formula: int, softmax: bool):
+def _groups(net, max_formula: int):
     """[(header text, [panel specs stacked top to bottom])] in reading order."""
     out = []
     for name in net.names:
@@ -368,11 +364,6 @@ def _groups(net, max_formula: int, softmax: bool):
             out.append((describe(net, name), [_Spec(name, "act", label, True, c, 1, 1, col_width=WIDE)]))
         else:
             out.append((describe(net, name), [_Spec(name, "act", label, False, h, w, c)]))
-    if softmax:
-        last = net.names[-1]
-        n = net.grid(last)[0]
-        out.append((f"softmax of {last} and the predicted class",
-                    [_Spec("softmax", "softmax", "softmax", True, n + 3, 2, 1, col_width=WIDE)]))
     return out
 
 
@@ -399,16 +390,11 @@ class Layout:
 
     @classmethod
     def for_network(cls, net, *, max_rows: int = MAX_ROWS, max_cols: int = MAX_COLS,
-                    max_formula: int = MAX_FORMULA, softmax: bool | None = None) -> "Layout":
-        """Lay out ``net`` in reading order, wrapping onto new bands of rows at ``max_cols``.
-
-        ``softmax``: end with a softmax panel (default: when the network's output is 1-D).
-        """
-        if softmax is None:
-            softmax = len(net.shapes[net.names[-1]]) == 1 and net.grid(net.names[-1])[0] >= 2
+                    max_formula: int = MAX_FORMULA) -> "Layout":
+        """Lay out ``net`` in reading order, wrapping onto new bands of rows at ``max_cols``."""
         panels, headers, columns = [], [], []
         band, left, bottom = 0, _FIRST_COL, 1
-        for text, specs in _groups(net, max_formula, softmax):
+        for text, specs in _groups(net, max_formula):
             placed = cls._place_group(specs, band, left, max_rows, max_cols, text)
             if (placed is None or left + placed[1] > max_cols) and left != _FIRST_COL:
                 band, left = bottom + 1, _FIRST_COL           # start a new band of rows
@@ -493,10 +479,6 @@ class Layout:
 
     stripe = panel
 
-    @property
-    def softmax(self) -> Panel | None:
-        return self._grids.get("softmax")
-
     def partial(self, grid: str):
         """For a partial-sum grid 'conv3:partial1': (layer, group, (c0, c1)); otherwise None."""
         m = _PARTIAL_RE.match(grid)
@@ -517,7 +499,7 @@ class Layout:
         if not (isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str)):
             raise SheetconvError(f"a cell is (layer, channel, row, col) or (param, index...), got {cell!r}")
         p = self._grids.get(cell[0])
-        if p is None or p.role == "softmax":
+        if p is None:
             raise SheetconvError(f"no block {cell[0]!r} on the sheet")
         idx = tuple(int(v) for v in cell[1:])
         role = p.role
@@ -566,8 +548,6 @@ class Layout:
         for p in self._order:
             if not (p.top <= row < p.top + p.height and p.left <= col < p.left + p.width):
                 continue
-            if p.role == "softmax":
-                return None
             gr, y = divmod(row - p.top, p.ph)
             gc, x = divmod(col - p.left, p.pw)
             y -= 1

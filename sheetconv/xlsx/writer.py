@@ -45,8 +45,9 @@ from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
 from ..nn.layers import Conv2d
 from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, _what
-from ..sheet.prediction import softmax_cells
 from ..sheet.a1 import column_names, rng
+from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
+from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
 from .metadata import read_meta, write_meta
 
 __all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
@@ -172,9 +173,6 @@ class _Rows:
 
     def panel(self, p: Panel):
         """Rows of one panel, top to bottom: per grid row, the titles' row then the blocks' rows."""
-        if p.role == "softmax":
-            yield from self.softmax(p)
-            return
         net, st, role = self.net, self.st, p.role
         name = p.grid if role == "act" else p.grid.split(":")[0].rsplit(".", 1)[0]
         layer = None if name == "input" else net[name]
@@ -219,21 +217,6 @@ class _Rows:
                         self.nums(out, x, R, weight[:, r].tolist(), s_num)
                 yield row, out
 
-    def softmax(self, p: Panel):
-        y, x = p.block_origin(None)
-        out: list[str] = []
-        self.text(out, x, y, p.title(None))
-        yield y - 1, out
-        for row, group in groupby(softmax_cells(self.net, self.layout, self.acts), key=itemgetter(0)):
-            out = []
-            for _, col, text, value in group:
-                if value is None:
-                    self.text(out, col, row + 1, text)
-                else:
-                    s = self.st["class"] if text.startswith("MATCH") else self.st["prob"]
-                    self.forms(out, col, row + 1, [text], [value], s, count=False)
-            yield row, out
-
 
 def _row_keys(p: Panel, gr: int) -> list:
     """Keys of the blocks in grid row ``gr`` of panel ``p``, left to right."""
@@ -247,17 +230,13 @@ def _row_keys(p: Panel, gr: int) -> list:
 
 def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
     """A colour scale per activation and partial-sum block, one per kernel or weight panel
-    (the title cells inside hold text, which a colour scale ignores), one per bias panel,
-    and one over the softmax probabilities."""
+    (the title cells inside hold text, which a colour scale ignores), one per bias panel."""
     for p in layout.panels:
         if p.role in ("act", "partial"):
             heat = _HEAT_POS if p.grid in nonnegative else _HEAT
             for key in p.keys():
                 top, left = p.block_origin(key)
                 ws.conditional_format(top, left, top + p.bh - 1, left + p.bw - 1, dict(heat))
-        elif p.role == "softmax":
-            top, left = p.block_origin(None)
-            ws.conditional_format(top, left + 1, top + p.bh - 4, left + 1, dict(_HEAT_POS))
         else:
             top, left = p.block_origin((0, 0) if p.role == "kernel" else None)
             bottom = p.top + p.height - 2
@@ -334,12 +313,14 @@ def check_finite(net, acts: dict) -> None:
 
 
 def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: Layout | None = None,
-                   title: str | None = None) -> WriteResult:
+                   title: str | None = None, explain=None) -> WriteResult:
     """Write ``net`` run on input ``x`` (C, H, W) as a live workbook at ``path``.
 
     Refuses to overwrite an existing file unless ``force``. ``progress(n)`` is called as
     formula cells are written (n: cells since the last call); ``formula_count`` gives
-    the total. Raises SheetconvError, leaving no file behind, if anything goes wrong.
+    the total. ``explain``: the cell the sheet ``explain`` works through (a tuple or text
+    such as 'conv2[0,3,3]'; default: the centre of the last conv layer). Raises
+    SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):      # reported by check_finite
@@ -347,17 +328,48 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     check_finite(net, acts)
     layout = layout or Layout.for_network(net)
     title = title or "sheetconv workbook"
+    extra = _extra_sheets(net, layout, acts, explain)
     with atomic_output(path, force=force, what="workbook") as tmp:
-        rows = _write(net, layout, acts, tmp, title, progress)
+        rows = _write(net, layout, acts, tmp, title, progress, extra)
     return WriteResult(Path(path), rows.formulas, rows.cells, time.perf_counter() - t0)
 
 
-def _write(net, layout, acts, tmp, title, progress) -> _Rows:
+def _extra_sheets(net, layout, acts, explain) -> list:
+    """[(sheet name, cells, widths)] of the worked cell and, for a 1-D output, the prediction."""
+    out = []
+    if len(net.names) > 1:
+        ex = worked_cell(net, layout, acts, explain)
+        out.append((EXPLAIN_SHEET, ex.cells, [(0, 0, 12), (1, ex.grid_cols, 5.5)]))
+    if has_prediction(net):
+        out.append((PREDICTION_SHEET, prediction(net, layout, acts), [(0, 0, 16), (1, 3, 16)]))
+    return out
+
+
+def _write_cells(wb, name, cells, widths, formats):
+    """A small sheet of Cell records (explain.Cell), written in row order."""
+    ws = wb.add_worksheet(name)
+    for a, b, w in widths:
+        ws.set_column(a, b, w)
+    ws.hide_gridlines(2)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
+    for c in cells:
+        fmt = formats[c.style]
+        if c.kind == "text":
+            ws.write_string(c.row, c.col, c.content, fmt)
+        elif c.kind == "number":
+            ws.write_number(c.row, c.col, c.content, fmt)
+        else:
+            ws.write_formula(c.row, c.col, "=" + c.content, fmt, c.value)
+    return ws
+
+
+def _write(net, layout, acts, tmp, title, progress, extra=()) -> _Rows:
     """Write the workbook at ``tmp``; XlsxWriter's own temporary files live and die in a private folder."""
     with tempfile.TemporaryDirectory(prefix="sheetconv-") as scratch:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch})
         try:
-            rows = _fill(wb, net, layout, acts, title, progress)
+            rows = _fill(wb, net, layout, acts, title, progress, extra)
             with _deflate_level(_ZIP_LEVEL):
                 wb.close()
         except XlsxWriterException as e:
@@ -372,7 +384,7 @@ def _write(net, layout, acts, tmp, title, progress) -> _Rows:
     return rows
 
 
-def _fill(wb, net, layout, acts, title, progress) -> _Rows:
+def _fill(wb, net, layout, acts, title, progress, extra=()) -> _Rows:
     wb.set_properties({"title": title, "subject": "A convolutional network as live spreadsheet formulas",
                        "author": "sheetconv", "company": "", "keywords": "sheetconv, CNN, receptive field",
                        "comments": "Generated by sheetconv. Every activation is a formula; "
@@ -416,6 +428,16 @@ def _fill(wb, net, layout, acts, title, progress) -> _Rows:
         ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
     rows.flush_progress()
     _write_summary(wb, net, layout, title, (wb.add_format({"bold": True}), f_num, f_head))
+    cell_formats = {
+        "num": wb.add_format({"font_size": 9, "align": "center", "num_format": "0.000"}),
+        "pad": wb.add_format({"font_size": 9, "align": "center", "num_format": "0", "font_color": "#A0A0A0"}),
+        "step": wb.add_format({"bold": True, "num_format": "0.000000", "align": "right"}),
+        "title": wb.add_format({"bold": True, "font_size": 9}),
+        "note": wb.add_format({"font_size": 10}),
+        "class": wb.add_format({"bold": True, "align": "center", "num_format": "0"}),
+    }
+    for name, cells, widths in extra:
+        _write_cells(wb, name, cells, widths, cell_formats)
     write_meta(wb, _meta.build_meta(net, layout))
     return rows
 
