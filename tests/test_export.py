@@ -418,3 +418,76 @@ def test_same_cells_compares_content_not_bytes(tmp_path):
     junk = tmp_path / "junk.xlsx"
     junk.write_bytes(b"not a zip")
     assert not export.same_cells(a, junk) and not export.same_cells(a, tmp_path / "missing.xlsx")
+
+
+# ------------------------------------------------------------------ reading the sheet as a learner would
+
+SCREEN = (1400, 700)        # the grid area of a 1440x900 screen without ribbon, formula bar, tabs, task bar
+
+
+def _col_px(ws, col: int) -> int:
+    """Pixel width of 0-based column ``col`` from the stored width (ECMA-376: Calibri 11, digit 7 px)."""
+    width = 8.43
+    for d in ws.column_dimensions.values():              # openpyxl groups equal columns as min..max
+        if d.min and d.max and d.min <= col + 1 <= d.max and d.width:
+            width = d.width
+    return int((256 * width + int(128 / 7)) / 256 * 7)
+
+
+def test_conv_example_input_conv1_and_conv2_fit_a_1440x900_screen_at_the_saved_zoom(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    layout = Layout.for_network(net)
+    ws = openpyxl.load_workbook(path)["conv"]
+    zoom = ws.sheet_view.zoomScale / 100
+    assert zoom >= 0.6                                              # still readable
+    last = layout.cell_of(("conv2", 1, 6, 6))                        # the bottom-right cell of the three layers
+    bottom = max(layout.cell_of(("conv1", 1, 13, 13))[0], last[0], layout.cell_of(("input", 0, 27, 27))[0])
+    width = sum(_col_px(ws, c) for c in range(last[1] + 1)) * zoom
+    default = ws.sheet_format.defaultRowHeight
+    height = sum((ws.row_dimensions[r + 1].height or default) for r in range(bottom + 1)) * 96 / 72 * zoom
+    assert width <= SCREEN[0] and height <= SCREEN[1], (width, height, zoom)
+    assert ws.sheet_view.showGridLines is False
+
+
+def test_one_number_format_per_kind_of_block(tmp_path):
+    net, x = CASES["flatten-linear"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    layout = Layout.for_network(net)
+    ws = openpyxl.load_workbook(path)["conv"]
+    kinds = {}
+    for b in layout.blocks:
+        kind = ("weight" if b.grid.endswith(".weight") and b.key is None else
+                "param" if "." in b.grid else "input" if b.grid == "input" else "act")
+        for r in range(b.top, b.bottom + 1):
+            for c in range(b.left, b.right + 1):
+                kinds.setdefault(kind, set()).add(ws.cell(r + 1, c + 1).number_format)
+    assert kinds == {"input": {"0.00"}, "act": {"0.00"}, "param": {"0.00"}, "weight": {"0.000"}}, kinds
+
+
+@pytest.mark.parametrize("key", ["simple-cnn", "flatten-linear"])
+def test_prediction_sheet_holds_torchs_softmax_and_argmax(key, tmp_path):
+    torch = pytest.importorskip("torch")
+    from sheetconv.interop.verify import torch_activations
+    from sheetconv.sheet.prediction import PREDICTION_SHEET, class_cell, prob_cells
+    net, x = CASES[key]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    values = read_sheet(path, PREDICTION_SHEET, data_only=True)
+    formulas = read_sheet(path, PREDICTION_SHEET)
+    logits = torch.from_numpy(torch_activations(net, x, np.float64)[net.names[-1]].ravel())
+    want = torch.softmax(logits, dim=0).numpy()
+    got = np.array([values[rc] for rc in prob_cells(net)])
+    assert np.abs(got - want).max() <= 1e-12
+    assert values[class_cell(net)] == int(torch.argmax(logits))
+    assert functions(formulas[class_cell(net)]) == {"MATCH", "MAX"}
+    assert all(functions(formulas[rc]) == {"SUM"} for rc in prob_cells(net))
+
+
+def test_no_prediction_sheet_without_a_1d_output(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    assert openpyxl.load_workbook(path, read_only=True).sheetnames == ["conv", "summary", "explain", "_sheetconv"]

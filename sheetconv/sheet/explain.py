@@ -136,8 +136,9 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     weight = layer.weight
     ys = [r * wh.stride - wh.padding + t * wh.dilation for t in range(kh)]
     xs = [c * ww.stride - ww.padding + u * ww.dilation for u in range(kw)]
-    s.text(1, 0, f"{kh}x{kw} window of {src} (stride {wh.stride}, padding {wh.padding}: 0 outside the input) "
-                 f"times the kernel, cell by cell, for each of the {cin} input channels; then the sums.")
+    pad = f"padding {wh.padding}: 0 outside the input" if max(wh.padding, ww.padding) else "no padding"
+    s.text(1, 0, f"{kh}x{kw} window of {src} (stride {wh.stride}, {pad}) times the kernel, cell by cell, "
+                 f"for each of the {cin} input channel{'s' if cin > 1 else ''}; then the sums.")
     k0, p0, t0 = _GRID + kw + 1, _GRID + 2 * kw + 2, _GRID + 3 * kw + 3
     row = 3
     sums = []

@@ -45,7 +45,7 @@ from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
 from ..nn.layers import Conv2d
 from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, _what
-from ..sheet.a1 import column_names, rng
+from ..sheet.a1 import column_names
 from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
 from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
 from .metadata import read_meta, write_meta
