@@ -307,10 +307,10 @@ def test_up_to_date_check_cannot_make_its_temporary_folder(tmp_path, monkeypatch
 
 def test_examples_are_up_to_date_or_refused_without_force(tmp_path):
     r = run(["examples", "--out-dir", "wb"], tmp_path)
-    assert r.exit_code == 0 and r.stdout.count("wrote") == 2
+    assert r.exit_code == 0 and r.stdout.count("wrote") == 3
     fresh = {p: (tmp_path / "wb" / p).read_bytes() for p in files(tmp_path / "wb")}
     r = run(["examples", "--out-dir", "wb"], tmp_path)
-    assert r.exit_code == 0 and r.stdout.count("up to date") == 2
+    assert r.exit_code == 0 and r.stdout.count("up to date") == 3
     (tmp_path / "ref").mkdir()
     (tmp_path / "ref" / "simple-cnn.xlsx").write_bytes(fresh["simple-cnn.xlsx"])
     assert run(["build", "--digit", "2", "--force", "--out", "wb/simple-cnn.xlsx", "--preset", "simple-cnn"],

@@ -164,16 +164,25 @@ def test_workbook_metadata_round_trips(tmp_path):
     path = tmp_path / "book.xlsx"
     write_workbook(net, x, path)
     meta = read_meta(path)
-    assert meta["format"] == "sheetconv" and meta["format_version"] == 1 and meta["sheet"] == "conv"
+    assert meta["format"] == "sheetconv" and meta["format_version"] == 2 and meta["sheet"] == "conv"
     assert meta["dtype"] == "float64" and meta["sheetconv_version"]
     again = Network.from_spec(meta["spec"])
     assert again.spec() == net.spec() and again.shapes == net.shapes
     layout = Layout.from_json(meta["layout"], again)
     assert layout.to_json() == Layout.for_network(net).to_json()
     wb = openpyxl.load_workbook(path, read_only=True)
-    assert wb.sheetnames == ["conv", "summary", META_SHEET]
+    assert wb.sheetnames == ["conv", "summary", "explain", "prediction", META_SHEET]
     assert wb[META_SHEET].sheet_state == "veryHidden"
     wb.close()
+
+
+def test_a_format_1_workbook_is_refused_with_a_rebuild_hint():
+    from sheetconv.sheet.meta import build_meta, load_model, to_chunks
+    net, _ = CASES["conv-example"]
+    old = {**build_meta(net, Layout.for_network(net)), "format_version": 1,
+           "layout": {"version": 1, "sheet": "conv", "max_formula": 8192, "stripes": []}}
+    with pytest.raises(SheetconvError, match="older sheetconv.*rebuild"):
+        load_model(parse_chunks(to_chunks(old)))
 
 
 def test_metadata_longer_than_one_chunk(tmp_path):

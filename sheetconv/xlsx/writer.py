@@ -367,7 +367,9 @@ def _write_cells(wb, name, cells, widths, formats):
 def _write(net, layout, acts, tmp, title, progress, extra=()) -> _Rows:
     """Write the workbook at ``tmp``; XlsxWriter's own temporary files live and die in a private folder."""
     with tempfile.TemporaryDirectory(prefix="sheetconv-") as scratch:
-        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch})
+        # use_zip64: a sheet part past 2 GiB (several million formulas) gets ZIP64 records
+        # instead of failing at the very end; smaller parts are written exactly as before.
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch, "use_zip64": True})
         try:
             rows = _fill(wb, net, layout, acts, title, progress, extra)
             with _deflate_level(_ZIP_LEVEL):
