@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from ..errors import SheetconvError
 from .a1 import MAX_COLS, MAX_ROWS
 
-__all__ = ["Layout", "Block", "Panel", "Header", "SHEET", "MAX_FORMULA", "LAYOUT_VERSION", "NARROW", "WIDE",
+__all__ = ["Layout", "Block", "Panel", "Header", "what", "describe", "SHEET", "MAX_FORMULA", "LAYOUT_VERSION", "NARROW", "WIDE",
            "ROW_HEIGHT", "HEADER_HEIGHT", "col_px", "title_cols", "partial_groups"]
 
 SHEET = "conv"
@@ -302,7 +302,7 @@ class _Spec:
                      1, self.n, self.cin, self.channels, self.col_width).title(key)
 
 
-def _what(layer) -> str:
+def what(layer) -> str:
     """The layer's operation in words: '3x3 conv, stride 2, padding 1'."""
     kind = layer.kind
     if kind == "conv":
@@ -328,7 +328,7 @@ def describe(net, name: str) -> str:
     if name == "input":
         return f"input {shape}"
     layer = net[name]
-    return f"{layer.label}: {shape} ({_what(layer)})"
+    return f"{layer.label}: {shape} ({what(layer)})"
 
 
 def _groups(net, max_formula: int):

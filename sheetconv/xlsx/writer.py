@@ -44,7 +44,7 @@ from ..errors import SheetconvError
 from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
 from ..nn.layers import Conv2d
-from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, _what
+from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, what
 from ..sheet.a1 import column_names
 from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
 from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
@@ -281,7 +281,7 @@ def _write_summary(wb, net, layout, title, styles):
         first = layout.cell_of((name, 0, 0, 0))
         ws.write_string(row, 0, "input" if name == "input" else net[name].label)
         ws.write_string(row, 1, kind)
-        ws.write_string(row, 2, "" if name == "input" else _what(net[name]))
+        ws.write_string(row, 2, "" if name == "input" else what(net[name]))
         ws.write_string(row, 3, " x ".join(map(str, net.shapes[name])), centre)
         ws.write_number(row, 4, 0 if name == "input" else net[name].param_count(), num)
         ws.write_number(row, 5, 0 if name == "input" else net.macs(name), num)
