@@ -4,8 +4,8 @@
 
 Every row runs the same workload on the same data with NumPy and with torch, both
 pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
-for torch). Runs are interleaved: each round times a block of NumPy runs and then a
-block of torch runs for every row, so both engines see the same machine load; the
+for torch). Runs are interleaved: each round goes through every row, and within a row
+the calls alternate between NumPy and torch, so both engines see the same load; the
 table shows the median over all rounds, NumPy's median over torch's (target <= 1.0x)
 and the GFLOP/s of both (2 x multiply-adds of the convolutions and linear layers over
 the median time).
@@ -122,9 +122,11 @@ class Row:
         self.err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
     def round(self):
-        for fn, out in ((self.ours, self.t_ours), (self.theirs, self.t_theirs)):
-            fn()                                                     # warm this engine's threads and caches
-            for _ in range(self.repeats):
+        """One warm-up call each, then calls alternating between the engines."""
+        self.ours()
+        self.theirs()
+        for _ in range(self.repeats):
+            for fn, out in ((self.ours, self.t_ours), (self.theirs, self.t_theirs)):
                 t = time.perf_counter()
                 fn()
                 out.append(time.perf_counter() - t)

@@ -40,13 +40,20 @@ def conv_cases(draw):
     w = draw(st.integers(max(1, (kw - 1) * dilation[1] + 1 - 2 * padding[1]), 14))
     n = draw(st.integers(1, 20))
     return (n, c, h, w), (o, c // groups, kh, kw), stride, padding, dilation, groups, draw(st.booleans()), \
-        draw(st.booleans()), draw(st.sampled_from([np.float64, np.float32])), draw(st.integers(0, 2**32 - 1))
+        draw(st.booleans()), draw(st.sampled_from([np.float64, np.float32])), draw(st.integers(0, 2**32 - 1)), \
+        draw(st.booleans())
+
+
+def batch_inner(x):
+    """The same values with the batch innermost in memory, as batch-inner convolutions return them."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 
 def check_conv(case):
-    xs, ws, stride, padding, dilation, groups, bias, relu, dtype, seed = case
+    xs, ws, stride, padding, dilation, groups, bias, relu, dtype, seed, inner = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(xs).astype(dtype)
+    x = batch_inner(x) if inner else x
     w = rng.standard_normal(ws)                              # float64 weights, as layers hold them
     b = rng.standard_normal(ws[0]) if bias else None
     before = x.copy(), w.copy()
@@ -79,24 +86,27 @@ def test_conv2d_matches_torch_without_gather(case):
 
 # shapes for each variant (the plan says which it chose; see kernels' docstring)
 VARIANTS = [
-    ("gather", (1, 1, 28, 28), (4, 1, 3, 3), (2, 2), (1, 1), (1, 1), 1),
-    ("gather", (2, 4, 9, 9), (4, 1, 3, 3), (1, 1), (1, 1), (1, 1), 4),                 # depthwise
-    ("wide", (8, 6, 20, 20), (6, 3, 3, 3), (2, 2), (1, 1), (1, 1), 2),
-    ("wide", (40, 3, 12, 12), (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1),                # batch innermost
-    ("wide", (8, 2, 80, 67), (3, 2, 3, 2), (3, 2), (2, 0), (2, 1), 1),                 # dilation, mixed stride
-    ("direct", (256, 3, 6, 6), (5, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),
-    ("direct", (64, 4, 7, 7), (4, 2, 4, 3), (3, 1), (2, 1), (1, 2), 2),
+    ("gather", False, (1, 1, 28, 28), (4, 1, 3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ("gather", False, (2, 4, 9, 9), (4, 1, 3, 3), (1, 1), (1, 1), (1, 1), 4),                 # depthwise
+    ("wide", False, (8, 6, 20, 20), (6, 3, 3, 3), (2, 2), (1, 1), (1, 1), 2),
+    ("wide", True, (40, 3, 12, 12), (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ("wide", True, (40, 4, 12, 12), (8, 2, 3, 3), (2, 2), (1, 1), (1, 1), 2),
+    ("wide", False, (8, 2, 80, 67), (3, 2, 3, 2), (3, 2), (2, 0), (2, 1), 1),                 # dilation, strides
+    ("direct", False, (256, 3, 6, 6), (5, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),
+    ("direct", True, (256, 3, 6, 6), (5, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),
+    ("direct", False, (64, 4, 7, 7), (4, 2, 4, 3), (3, 1), (2, 1), (1, 2), 2),
+    ("direct", True, (64, 4, 7, 7), (4, 2, 4, 3), (3, 1), (2, 1), (1, 2), 2),
 ]
 
 
-@pytest.mark.parametrize("mode, xs, ws, stride, padding, dilation, groups", VARIANTS)
+@pytest.mark.parametrize("mode, inner, xs, ws, stride, padding, dilation, groups", VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bias, relu", [(True, True), (False, False)])
-def test_conv2d_each_variant(mode, xs, ws, stride, padding, dilation, groups, dtype, bias, relu):
+def test_conv2d_each_variant(mode, inner, xs, ws, stride, padding, dilation, groups, dtype, bias, relu):
     n, c, h, w = xs
-    plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, bias)
-    assert plan.mode == mode
-    check_conv((xs, ws, stride, padding, dilation, groups, bias, relu, dtype, 7))
+    plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, bias, inner)
+    assert (plan.mode, plan.inner) == (mode, inner)
+    check_conv((xs, ws, stride, padding, dilation, groups, bias, relu, dtype, 7, inner))
 
 
 def test_conv2d_reads_any_memory_layout_and_results_survive_later_calls():

@@ -132,8 +132,11 @@ def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo,
 
 
 @lru_cache(maxsize=256)
-def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
-    """Everything about a convolution's data movement that depends on shapes alone."""
+def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias, batch_inner):
+    """Everything about a convolution's data movement that depends on shapes alone.
+
+    ``batch_inner``: the input's memory has the batch innermost ((C, H, W, N) order, as
+    a batch-inner convolution returns it); copies then follow that order."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     hp, wp = h + 2 * ph, w + 2 * pw
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
@@ -142,9 +145,9 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
     if rows * groups * n * ho * wo <= _GATHER_MAX:
         index = _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo, bias)
         return _Plan("gather", ho, wo, hq, wq, False, n * ho * wo, 0, 0, (), (), index)
-    inner = n > 1 and n >= wq                          # batch innermost
     if hq * wq > 2 * ho * wo:
-        return _Plan("direct", ho, wo, hq, wq, False, ho * wo * n, 0, 0, (), (), None)
+        return _Plan("direct", ho, wo, hq, wq, batch_inner, ho * wo * n, 0, 0, (), (), None)
+    inner = batch_inner and n >= wq                    # batch innermost: copies move runs of N values
     size = ho * wq * n if inner else n * hq * wq       # batch inner: rows past H_o are all at the end
     # the phases the taps read; where each phase's first real row and column go; tap offsets
     use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
@@ -163,18 +166,22 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
                  None)
 
 
-def _im2col_wide(xt, plan, cols, groups, dt):
+def _im2col_wide(x, plan, cols, groups, dt):
     """Fill ``cols`` (groups, taps*C/groups, size) from the stride phases of the padded input."""
-    c, _, _, n = xt.shape
+    n, c, _, _ = x.shape
     phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
     phases.fill(0)
     grid = phases[:, :, :n * plan.hq * plan.wq]
-    if plan.inner:
-        grid = grid.reshape(-1, c, plan.hq, plan.wq, n)
-    else:
-        grid = grid.reshape(-1, c, n, plan.hq, plan.wq).transpose(0, 1, 3, 4, 2)
-    for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
-        grid[m, :, y0:y1, x0:x1] = xt[:, rows_in, cols_in]
+    if plan.inner:                                     # (phase, C, H, W, N), read in that order
+        grid = grid.reshape(-1, c, plan.hq, plan.wq, n, copy=False)
+        src = x.transpose(1, 2, 3, 0)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, :, y0:y1, x0:x1] = src[:, rows_in, cols_in]
+    else:                                              # (phase, C, N, H, W)
+        grid = grid.reshape(-1, c, n, plan.hq, plan.wq, copy=False)
+        src = x.transpose(1, 0, 2, 3)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
     size = plan.size
     if groups == 1:
         taps = cols[0].reshape(len(plan.taps), c, size, copy=False)
@@ -186,19 +193,29 @@ def _im2col_wide(xt, plan, cols, groups, dt):
             taps[:, t] = phases[m, :, off:off + size].reshape(groups, c // groups, size)
 
 
-def _im2col_direct(xt, plan, cols, kh, kw, stride, padding, dilation, groups, dt):
-    """Fill ``cols`` (groups, taps*C/groups, size) by one strided copy from the padded input."""
-    c, h, w, n = xt.shape
+def _im2col_direct(x, plan, cols, kh, kw, stride, padding, dilation, groups, dt):
+    """Fill ``cols`` (groups, taps*C/groups, size) by one strided copy from the padded input,
+    columns in (H_o, W_o, N) order if the plan is batch-inner, else (N, H_o, W_o)."""
+    n, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-    if ph or pw:
-        xp.fill(0)
-    xp[:, ph:ph + h, pw:pw + w] = xt
-    bc, bh, bw, bn = xp.strides
     cg = c // groups
-    view = np.ndarray((groups, kh, kw, cg, plan.ho, plan.wo, n), dt, xp, 0,
-                      (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
-    cols.reshape(groups, kh, kw, cg, plan.ho, plan.wo, n, copy=False)[...] = view
+    if plan.inner:
+        xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
+        if ph or pw:
+            xp.fill(0)
+        xp[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
+        bc, bh, bw, bn = xp.strides
+        shape = (groups, kh, kw, cg, plan.ho, plan.wo, n)
+        strides = (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn)
+    else:
+        xp = _scratch("phases", (c, n, h + 2 * ph, w + 2 * pw), dt)
+        if ph or pw:
+            xp.fill(0)
+        xp[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+        bc, bn, bh, bw = xp.strides
+        shape = (groups, kh, kw, cg, n, plan.ho, plan.wo)
+        strides = (cg * bc, dh * bh, dw * bw, bc, bn, sh * bh, sw * bw)
+    cols.reshape(shape, copy=False)[...] = np.ndarray(shape, dt, xp, 0, strides)
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
@@ -231,7 +248,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None)
+    batch_inner = n > 1 and x.strides[0] == x.itemsize
+    plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None, batch_inner)
     dt = x.dtype
     k = kh * kw * c // groups
     rows = k + (bias is not None)
@@ -251,11 +269,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     else:
         length = _row_length(size, dt.itemsize)
         cols = _scratch("cols", (groups, rows, length), dt)[:, :, :size]
-        xt = x.transpose(1, 2, 3, 0)                                      # (C, H, W, N)
         if plan.mode == "wide":
-            _im2col_wide(xt, plan, cols[:, :k], groups, dt)
+            _im2col_wide(x, plan, cols[:, :k], groups, dt)
         else:
-            _im2col_direct(xt, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
+            _im2col_direct(x, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
         if bias is not None:
             cols[:, k] = 1
     whole = np.empty((o, length), dt)
@@ -267,10 +284,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     if relu:
         relu_(out)
     ho, wo = plan.ho, plan.wo
-    if plan.mode == "gather":
-        return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
-    if plan.mode == "direct":
+    if plan.mode == "direct" and plan.inner:
         return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+    if plan.mode != "wide":
+        return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
     if plan.inner:
         return out.reshape(o, ho, plan.wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
     return out.reshape(o, n, plan.hq, plan.wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
