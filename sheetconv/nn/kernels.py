@@ -132,11 +132,8 @@ def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo,
 
 
 @lru_cache(maxsize=256)
-def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias, batch_inner):
-    """Everything about a convolution's data movement that depends on shapes alone.
-
-    ``batch_inner``: the input's memory has the batch innermost ((C, H, W, N) order, as
-    a batch-inner convolution returns it); copies then follow that order."""
+def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
+    """Everything about a convolution's data movement that depends on shapes alone."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     hp, wp = h + 2 * ph, w + 2 * pw
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
@@ -146,8 +143,8 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias, batc
         index = _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo, bias)
         return _Plan("gather", ho, wo, hq, wq, False, n * ho * wo, 0, 0, (), (), index)
     if hq * wq > 2 * ho * wo:
-        return _Plan("direct", ho, wo, hq, wq, batch_inner, ho * wo * n, 0, 0, (), (), None)
-    inner = batch_inner and n >= wq                    # batch innermost: copies move runs of N values
+        return _Plan("direct", ho, wo, hq, wq, True, ho * wo * n, 0, 0, (), (), None)
+    inner = n > 1 and n >= wq                          # batch innermost: copies move runs of N values
     size = ho * wq * n if inner else n * hq * wq       # batch inner: rows past H_o are all at the end
     # the phases the taps read; where each phase's first real row and column go; tap offsets
     use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
@@ -166,15 +163,29 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias, batc
                  None)
 
 
+def _batch_last(x, dt):
+    """x (N, C, H, W) as a (C, H, W, N) array: a view if its memory is already in that
+    order, else a copy into scratch in blocks of 64 images (each block's reads stay in
+    cache, where one transposing copy would miss on every item)."""
+    n = x.shape[0]
+    if n == 1 or x.strides[0] == x.itemsize:
+        return x.transpose(1, 2, 3, 0)
+    out = _scratch("batch_last", x.shape[1:] + (n,), dt)
+    src = x.transpose(1, 2, 3, 0)
+    for i in range(0, n, 64):
+        out[..., i:i + 64] = src[..., i:i + 64]
+    return out
+
+
 def _im2col_wide(x, plan, cols, groups, dt):
     """Fill ``cols`` (groups, taps*C/groups, size) from the stride phases of the padded input."""
     n, c, _, _ = x.shape
     phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
     phases.fill(0)
     grid = phases[:, :, :n * plan.hq * plan.wq]
-    if plan.inner:                                     # (phase, C, H, W, N), read in that order
+    if plan.inner:                                     # (phase, C, H, W, N)
         grid = grid.reshape(-1, c, plan.hq, plan.wq, n, copy=False)
-        src = x.transpose(1, 2, 3, 0)
+        src = _batch_last(x, dt)
         for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
             grid[m, :, y0:y1, x0:x1] = src[:, rows_in, cols_in]
     else:                                              # (phase, C, N, H, W)
@@ -194,28 +205,19 @@ def _im2col_wide(x, plan, cols, groups, dt):
 
 
 def _im2col_direct(x, plan, cols, kh, kw, stride, padding, dilation, groups, dt):
-    """Fill ``cols`` (groups, taps*C/groups, size) by one strided copy from the padded input,
-    columns in (H_o, W_o, N) order if the plan is batch-inner, else (N, H_o, W_o)."""
+    """Fill ``cols`` (groups, taps*C/groups, size), columns in (H_o, W_o, N) order, by one
+    strided copy from the padded input."""
     n, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     cg = c // groups
-    if plan.inner:
-        xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-        if ph or pw:
-            xp.fill(0)
-        xp[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
-        bc, bh, bw, bn = xp.strides
-        shape = (groups, kh, kw, cg, plan.ho, plan.wo, n)
-        strides = (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn)
-    else:
-        xp = _scratch("phases", (c, n, h + 2 * ph, w + 2 * pw), dt)
-        if ph or pw:
-            xp.fill(0)
-        xp[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-        bc, bn, bh, bw = xp.strides
-        shape = (groups, kh, kw, cg, n, plan.ho, plan.wo)
-        strides = (cg * bc, dh * bh, dw * bw, bc, bn, sh * bh, sw * bw)
-    cols.reshape(shape, copy=False)[...] = np.ndarray(shape, dt, xp, 0, strides)
+    xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
+    if ph or pw:
+        xp.fill(0)
+    xp[:, ph:ph + h, pw:pw + w] = _batch_last(x, dt)
+    bc, bh, bw, bn = xp.strides
+    shape = (groups, kh, kw, cg, plan.ho, plan.wo, n)
+    view = np.ndarray(shape, dt, xp, 0, (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
+    cols.reshape(shape, copy=False)[...] = view
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
@@ -248,8 +250,7 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    batch_inner = n > 1 and x.strides[0] == x.itemsize
-    plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None, batch_inner)
+    plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None)
     dt = x.dtype
     k = kh * kw * c // groups
     rows = k + (bias is not None)
@@ -284,10 +285,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     if relu:
         relu_(out)
     ho, wo = plan.ho, plan.wo
-    if plan.mode == "direct" and plan.inner:
-        return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
-    if plan.mode != "wide":
+    if plan.mode == "gather":
         return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+    if plan.mode == "direct":
+        return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
     if plan.inner:
         return out.reshape(o, ho, plan.wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
     return out.reshape(o, n, plan.hq, plan.wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
