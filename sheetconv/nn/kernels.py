@@ -112,23 +112,38 @@ class _Plan(NamedTuple):
     index: np.ndarray | None    # gather: (groups, rows, size) indices into [x..., 0, 1]
 
 
-def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo, bias):
-    """Indices of the im2col matrix into ``[x.ravel()..., 0, 1]``: rows (group, tap, channel)
-    plus a row of ones when there is a bias, columns (image, output row, output column)."""
+def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo):
+    """Indices of the im2col matrix into ``[x.ravel()..., 0]``: rows (group, channel of the
+    group, tap), the order of the weights' own memory, columns (image, output row, output
+    column); taps on the padding read the trailing 0."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     cg = c // groups
-    shape7 = lambda a, axis: a.reshape([-1 if i == axis else 1 for i in range(7)])    # noqa: E731
-    y = (np.arange(kh)[:, None] * dh + np.arange(ho)[None, :] * sh - ph).reshape(1, kh, 1, 1, 1, ho, 1)
-    x = (np.arange(kw)[:, None] * dw + np.arange(wo)[None, :] * sw - pw).reshape(1, 1, kw, 1, 1, 1, wo)
-    chan = shape7(np.arange(groups), 0) * cg + shape7(np.arange(cg), 3)
-    flat = ((shape7(np.arange(n), 4) * c + chan) * h + y) * w + x
-    zero = n * c * h * w
-    idx = np.where((y >= 0) & (y < h) & (x >= 0) & (x < w), flat, zero).reshape(groups, kh * kw * cg, n * ho * wo)
-    if bias:
-        idx = np.concatenate([idx, np.full((groups, 1, n * ho * wo), zero + 1)], axis=1)
-    idx = np.ascontiguousarray(idx, dtype=np.intp)
+    y = (np.arange(kh)[:, None] * dh + np.arange(ho)[None, :] * sh - ph).reshape(1, 1, kh, 1, 1, ho, 1)
+    x = (np.arange(kw)[:, None] * dw + np.arange(wo)[None, :] * sw - pw).reshape(1, 1, 1, kw, 1, 1, wo)
+    chan = np.arange(c).reshape(groups, cg, 1, 1, 1, 1, 1)
+    flat = ((np.arange(n).reshape(1, 1, 1, 1, n, 1, 1) * c + chan) * h + y) * w + x
+    idx = np.where((y >= 0) & (y < h) & (x >= 0) & (x < w), flat, n * c * h * w)
+    idx = np.ascontiguousarray(idx.reshape(groups, cg * kh * kw, n * ho * wo), dtype=np.intp)
     idx.flags.writeable = False
     return idx
+
+
+def _conv_gather(x, weight, bias, plan, groups):
+    """The gather variant: one ``np.take`` builds the matrix, one product per group, bias added after."""
+    n, c, h, w = x.shape
+    dt = x.dtype
+    ext = _scratch("ext", (n * c * h * w + 1,), dt)
+    ext[:-1].reshape(x.shape, copy=False)[...] = x
+    ext[-1] = 0
+    o = weight.shape[0]
+    wmat = weight.astype(dt, copy=False)
+    if groups == 1:
+        out = np.dot(wmat.reshape(o, -1), ext.take(plan.index[0]))
+    else:
+        out = np.matmul(wmat.reshape(groups, o // groups, -1), ext.take(plan.index)).reshape(o, plan.size)
+    if bias is not None:
+        out += bias.astype(dt, copy=False)[:, None]
+    return out
 
 
 @lru_cache(maxsize=256)
@@ -140,7 +155,7 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
     hq, wq = -(-hp // sh), -(-wp // sw)
     rows = kh * kw * c // groups + bias
     if rows * groups * n * ho * wo <= _GATHER_MAX:
-        index = _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo, bias)
+        index = _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo)
         return _Plan("gather", ho, wo, hq, wq, False, n * ho * wo, 0, 0, (), (), index)
     if hq * wq > 2 * ho * wo:
         return _Plan("direct", ho, wo, hq, wq, True, ho * wo * n, 0, 0, (), (), None)
@@ -220,6 +235,36 @@ def _im2col_direct(x, plan, cols, kh, kw, stride, padding, dilation, groups, dt)
     cols.reshape(shape, copy=False)[...] = view
 
 
+def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation):
+    """The wide and direct variants: im2col into scratch, the bias as a row of ones."""
+    n, c, _, _ = x.shape
+    o = weight.shape[0]
+    dt = x.dtype
+    k = kh * kw * c // groups
+    rows = k + (bias is not None)
+    og = o // groups
+    wmat = np.empty((groups, og, rows), dt)
+    wmat[:, :, :k] = weight.transpose(0, 2, 3, 1).reshape(groups, og, k)
+    if bias is not None:
+        wmat[:, :, k] = bias.reshape(groups, og)
+    size = plan.size
+    length = _row_length(size, dt.itemsize)
+    cols = _scratch("cols", (groups, rows, length), dt)[:, :, :size]
+    if plan.mode == "wide":
+        _im2col_wide(x, plan, cols[:, :k], groups, dt)
+    else:
+        _im2col_direct(x, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
+    if bias is not None:
+        cols[:, k] = 1
+    whole = np.empty((o, length), dt)
+    out = whole[:, :size]
+    if groups == 1:
+        np.matmul(wmat[0], cols[0], out=out)
+    else:
+        np.matmul(wmat, cols, out=out.reshape(groups, og, size))
+    return out
+
+
 def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     """``torch.nn.functional.conv2d`` (then ReLU if ``relu``) of an (N, C, H, W) batch.
 
@@ -251,37 +296,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     o, _, kh, kw = weight.shape
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None)
-    dt = x.dtype
-    k = kh * kw * c // groups
-    rows = k + (bias is not None)
-    og = o // groups
-    wmat = np.empty((groups, og, rows), dt)
-    wmat[:, :, :k] = weight.transpose(0, 2, 3, 1).reshape(groups, og, k)
-    if bias is not None:
-        wmat[:, :, k] = bias.reshape(groups, og)
-    size = plan.size
     if plan.mode == "gather":
-        ext = _scratch("ext", (n * c * h * w + 2,), dt)
-        ext[:-2].reshape(n, c, h, w, copy=False)[...] = x
-        ext[-2:] = (0, 1)
-        cols = _scratch("cols", (groups, rows, size), dt)
-        np.take(ext, plan.index, out=cols, mode="clip")
-        length = size
+        out = _conv_gather(x, weight, bias, plan, groups)
     else:
-        length = _row_length(size, dt.itemsize)
-        cols = _scratch("cols", (groups, rows, length), dt)[:, :, :size]
-        if plan.mode == "wide":
-            _im2col_wide(x, plan, cols[:, :k], groups, dt)
-        else:
-            _im2col_direct(x, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
-        if bias is not None:
-            cols[:, k] = 1
-    whole = np.empty((o, length), dt)
-    out = whole[:, :size]
-    if groups == 1:
-        np.matmul(wmat[0], cols[0], out=out)
-    else:
-        np.matmul(wmat, cols, out=out.reshape(groups, og, size))
+        out = _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation)
     if relu:
         relu_(out)
     ho, wo = plan.ho, plan.wo
