@@ -17,26 +17,31 @@ Invariants:
 * Results may be strided views (a convolution returns a view of its matrix product);
   callers that need raw memory order use ``np.ascontiguousarray``.
 
-Which variant runs for which shape, and why (measured on 2 cores, OpenBLAS, float32):
+Which variant runs for which shape, and why (measured on 2 cores, OpenBLAS, float32;
+see bench/bench_engine.py):
 
-* ``conv2d`` builds an im2col matrix and does one matrix product (per group). Three
-  ways to build it, chosen by shape in ``_conv_plan``:
-  - "gather": one ``np.take`` with a cached index array, for small problems (matrix
-    at most ``_GATHER_MAX`` items): batch-1 and other tiny layers are dominated by
-    per-call overhead, and one call beats a dozen slice copies.
-  - "phases": the padded input split into stride phases, each tap one contiguous
-    slice copy, the product computed on a slightly wider grid (see ``_conv_wide``);
-    used when that grid wastes at most half the work, i.e. almost always.
+* ``conv2d`` builds an im2col matrix and does one matrix product per group. The matrix
+  is built one of three ways, chosen by shape alone in ``_conv_plan``:
+  - "gather": matrices of at most ``_GATHER_MAX`` items (batch 1 and other tiny
+    layers, where per-call overhead dominates): one ``np.take`` through a cached index
+    array, rows in the weights' own memory order so the weights need no copy.
+  - "wide": the zero-padded input split into stride phases, each tap one contiguous
+    slice copy, the product computed on a slightly wider grid (see ``conv2d``); used
+    whenever that grid wastes at most half the work, i.e. almost always. With a batch
+    at least as large as a phase row is long, the batch is innermost in memory (copies
+    move runs of N values; an NCHW input is first transposed in cache-sized blocks).
   - "direct": one strided copy from the padded input, when the wide grid would waste
     more than half (kernel large against the image).
   Measured and rejected: ``np.einsum(optimize=True)`` over a ``sliding_window_view``
-  (it materialises the same matrix, no faster), and one GEMM per tap accumulated into
-  the output (k*k GEMMs with K = C run at a fraction of the BLAS rate, and the k*k
-  accumulations cost more than the copies they save).
+  (no faster than the im2col product on the 64-channel layer: it materialises the
+  same matrix); one GEMM per tap accumulated into the output (k*k products with
+  K = C run well under the BLAS rate and the accumulations cost more than the copies
+  they save: 9.5 ms against 6 ms on Conv2d(64, 64, 3, s2) over 8x64x56x56); building
+  and multiplying the matrix in column chunks that stay in cache (no gain measured).
 * ``max_pool2d`` / ``avg_pool2d`` are separable: one pass of strided ``np.maximum`` /
-  ``np.add`` per tap along the width, then per tap along the height on the half-size
-  result (k_w + k_h passes instead of a k_h*k_w window reduction). Padding is never
-  materialised: each tap only touches the output range whose window it falls in, which
+  ``np.add`` per tap along the height, into scratch, then per tap along the width
+  (k_h + k_w passes instead of a k_h*k_w window reduction). Padding is never
+  materialised: each tap only touches the outputs whose window it falls in, which
   is exactly -inf padding for max and zero padding for the sum.
 """
 from __future__ import annotations
@@ -270,23 +275,21 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
 
     ``weight`` is (O, C/groups, kh, kw) and ``bias`` (O,) or None, in any float dtype
     (cast to x's); stride, padding and dilation are (h, w) pairs. Output channel o reads
-    input channels of its group g = o // (O/groups) only, as in torch.
+    the input channels of its group g = o // (O/groups) only, as in torch.
 
-    The im2col matrix has one row per (group, tap, input channel of the group), plus a
-    row of ones against the bias column of the weights, and one column per output
-    position; the product with the (O, rows) weights is one BLAS call per group. Its
-    columns are built by one of three variants chosen by shape (module docstring):
+    The im2col matrix has one row per (group, tap, input channel of the group) and one
+    column per output position; the product with the (O, rows) weights is one BLAS call
+    per group. The variant that builds it is chosen by shape (module docstring):
 
-    * gather (small problems): one ``np.take`` through a cached index array.
+    * gather: one ``np.take`` through a cached index array; the bias is added after.
     * wide: the zero-padded input split into stride phases: phase (a, b) holds padded
       rows a, a+s_h, ... and columns b, b+s_w, ... of every image, each channel stored
       flat, image by image (N, H, W) or, for batches larger than a row is long, with
-      the batch innermost (H, W, N) so that copies move runs of N values. A kernel tap
-      reads one phase at a fixed offset, so its rows are one contiguous slice copy. The
-      product gives every output on a "wide" grid of W_q columns per row, of which the
-      first W_o are real.
-    * direct: when that grid would waste more than half the work (kernel large against
-      the image), one strided copy from the padded input.
+      the batch innermost (H, W, N). A kernel tap reads one phase at a fixed offset, so
+      its rows are one contiguous slice copy. The product gives every output on a
+      "wide" grid of W_q columns per row, of which the first W_o are real. The bias is
+      a row of ones in the matrix against a bias column of the weights.
+    * direct: as wide, but one strided copy from the padded input (batch innermost).
 
     Returns an (N, O, H_o, W_o) array in x's dtype, usually a non-contiguous view (with
     the batch innermost its memory is (O, H_o, W_o, N)-ordered, which the next
