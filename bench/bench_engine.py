@@ -137,7 +137,7 @@ class Row:
         verdict = "met" if ratio <= TARGET else "MISSED"
         flops = (f"{self.flops / mo / 1e9:7.1f} {self.flops / mt / 1e9:7.1f}" if self.flops
                  else f"{'-':>7} {'-':>7}")
-        return (f"{self.title:<62} {mo * 1e3:9.3f} {mt * 1e3:9.3f} {ratio:6.2f}x  <= {TARGET:.1f}x {verdict:<6} "
+        return (f"{self.title:<58} {mo * 1e3:9.3f} {mt * 1e3:9.3f} {ratio:6.2f}x  <= {TARGET:.1f}x {verdict:<6} "
                 f"{flops}  {self.err:.0e}")
 
 
@@ -167,13 +167,14 @@ def build_rows(torch, dtype, repeats, quick):
     if not quick:
         stem = sc.Network([sc.Conv2d(3, 64, 7, stride=2, padding=3), sc.MaxPool2d(3, 2, 1)],
                           input_shape=(3, 224, 224)).init_weights(0)
-        rows += network_rows("stem Conv2d(3,64,7,s2,p3)+MaxPool2d(3,2,1) 8x3x224x224", stem,
+        # stem: Conv2d(3, 64, 7, stride 2, padding 3) + MaxPool2d(3, 2, 1), ResNet's first layers
+        rows += network_rows("stem conv7x7s2+maxpool3s2 8x3x224x224", stem,
                              rng.random((8, 3, 224, 224)), dtype, torch, max(3, repeats // 2))
     return rows
 
 
 def bench_engine(torch, repeats, rounds, quick):
-    print(f"{'workload (median of interleaved runs)':<62} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
+    print(f"{'workload (median of interleaved runs)':<58} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
           f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff")
     for dtype in (np.float32, np.float64):
         rows = build_rows(torch, dtype, repeats, quick)
