@@ -1,6 +1,6 @@
 """Benchmark: the NumPy engine against PyTorch's CPU forward, and analytic dependency queries.
 
-    python bench/bench_engine.py [--repeats 10] [--rounds 5] [--threads 2] [--quick]
+    python bench/bench_engine.py [--repeats 10] [--rounds 5] [--threads 2] [--quick] [--baseline OLD_KERNELS.py]
 
 Every row runs the same workload on the same data with NumPy and with torch, both
 pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
@@ -78,11 +78,15 @@ def torch_model(net, torch, dtype):
     return model.double() if dtype == np.float64 else model.float()
 
 
-def kernel_chain(net, dtype):
-    """The network's forward pass as direct calls of the kernels (weights cast once, here)."""
+def kernel_chain(net, dtype, kernels=kernels):
+    """The network's forward pass as direct calls of the kernels (weights cast once, here).
+    With another ``kernels`` module (--baseline), what it lacks runs through the layer."""
     steps = []
     for layer in net.layers:
-        if layer.kind == "conv":
+        if not hasattr(kernels, {"conv": "conv2d", "linear": "linear", "maxpool": "max_pool2d",
+                                 "avgpool": "avg_pool2d", "relu": "relu"}.get(layer.kind, "conv2d")):
+            steps.append(layer.forward)
+        elif layer.kind == "conv":
             w = layer.weight.astype(dtype)
             b = None if layer.bias is None else layer.bias.astype(dtype)
             steps.append(lambda h, layer=layer, w=w, b=b: kernels.conv2d(
@@ -111,10 +115,12 @@ def kernel_chain(net, dtype):
 class Row:
     """One workload: a NumPy callable and a torch callable on the same input."""
 
-    def __init__(self, title, ours, theirs, flops, repeats):
+    def __init__(self, title, ours, theirs, flops, repeats, baseline=None):
         self.title, self.ours, self.theirs, self.flops, self.repeats = title, ours, theirs, flops, repeats
+        self.baseline = baseline
         self.t_ours: list[float] = []
         self.t_theirs: list[float] = []
+        self.t_base: list[float] = []
 
     def check(self):
         a = np.asarray(self.ours())
@@ -125,8 +131,12 @@ class Row:
         """One warm-up call each, then calls alternating between the engines."""
         self.ours()
         self.theirs()
+        fns = [(self.ours, self.t_ours), (self.theirs, self.t_theirs)]
+        if self.baseline is not None:
+            self.baseline()
+            fns.append((self.baseline, self.t_base))
         for _ in range(self.repeats):
-            for fn, out in ((self.ours, self.t_ours), (self.theirs, self.t_theirs)):
+            for fn, out in fns:
                 t = time.perf_counter()
                 fn()
                 out.append(time.perf_counter() - t)
@@ -137,25 +147,30 @@ class Row:
         verdict = "met" if ratio <= TARGET else "MISSED"
         flops = (f"{self.flops / mo / 1e9:7.1f} {self.flops / mt / 1e9:7.1f}" if self.flops
                  else f"{'-':>7} {'-':>7}")
+        base = f"  baseline {statistics.median(self.t_base) * 1e3:9.3f} ms" if self.t_base else ""
         return (f"{self.title:<58} {mo * 1e3:9.3f} {mt * 1e3:9.3f} {ratio:6.2f}x  <= {TARGET:.1f}x {verdict:<6} "
-                f"{flops}  {self.err:.0e}")
+                f"{flops}  {self.err:.0e}{base}")
 
 
-def network_rows(title, net, x, dtype, torch, repeats):
+def network_rows_of(title, net, x, dtype, torch, repeats, baseline):
     dt = np.dtype(dtype)
     x = x.astype(dt)
     model = torch_model(net, torch, dt)
     tx = torch.from_numpy(x)
     flops = 2 * net.macs() * x.shape[0]
     chain = kernel_chain(net, dt)
+    base = None if baseline is None else (lambda chain=kernel_chain(net, dt, baseline): chain(x))
     tag = f"{title}, {dt.name}"
-    return [Row(f"{tag}: kernels", lambda: chain(x), lambda: model(tx), flops, repeats),
+    return [Row(f"{tag}: kernels", lambda: chain(x), lambda: model(tx), flops, repeats, base),
             Row(f"{tag}: Network.forward", lambda: net.forward(x, dt), lambda: model(tx), flops, repeats)]
 
 
-def build_rows(torch, dtype, repeats, quick):
+def build_rows(torch, dtype, repeats, quick, baseline):
     rng = np.random.default_rng(0)
     rows = []
+
+    def network_rows(title, net, x, dtype, torch, repeats):
+        return network_rows_of(title, net, x, dtype, torch, repeats, baseline)
     simple = sc.preset("simple-cnn", seed=0)
     rows += network_rows("simple-cnn 64x1x28x28", simple, rng.random((64, 1, 28, 28)), dtype, torch, repeats * 3)
     rows += network_rows("simple-cnn 1x1x28x28", simple, rng.random((1, 1, 28, 28)), dtype, torch, repeats * 10)
@@ -173,11 +188,11 @@ def build_rows(torch, dtype, repeats, quick):
     return rows
 
 
-def bench_engine(torch, repeats, rounds, quick):
+def bench_engine(torch, repeats, rounds, quick, baseline):
     print(f"{'workload (median of interleaved runs)':<58} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
           f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff")
     for dtype in (np.float32, np.float64):
-        rows = build_rows(torch, dtype, repeats, quick)
+        rows = build_rows(torch, dtype, repeats, quick, baseline)
         with torch.inference_mode():
             for row in rows:
                 row.check()
@@ -249,6 +264,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (a NumPy and a torch block each)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
     ap.add_argument("--quick", action="store_true", help="leave out the stem rows")
+    ap.add_argument("--baseline", metavar="FILE.py", help="another kernels module (e.g. an older version) "
+                    "to time in the same interleaved runs (kernels rows; what it lacks runs through the layers)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -267,7 +284,14 @@ def main(argv=None):
               f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print()
         t0 = time.perf_counter()
-        bench_engine(torch, args.repeats, args.rounds, args.quick)
+        baseline = None
+        if args.baseline:
+            import importlib.util
+            spec = importlib.util.spec_from_file_location("baseline_kernels", args.baseline)
+            baseline = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(baseline)
+            print(f"baseline kernels: {args.baseline}")
+        bench_engine(torch, args.repeats, args.rounds, args.quick, baseline)
         print(f"({time.perf_counter() - t0:.0f} s; load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())})")
         print()
         bench_precedents(args.repeats)
