@@ -37,7 +37,7 @@ see bench/bench_engine.py):
   same matrix); one GEMM per tap accumulated into the output (k*k products with
   K = C run well under the BLAS rate and the accumulations cost more than the copies
   they save: 9.5 ms against 6 ms on Conv2d(64, 64, 3, s2) over 8x64x56x56); building
-  and multiplying the matrix in column chunks that stay in cache (no gain measured).
+  and multiplying the matrix in column chunks that stay in cache (no clear gain).
 * ``max_pool2d`` / ``avg_pool2d`` are separable: one pass of strided ``np.maximum`` /
   ``np.add`` per tap along the height, into scratch, then per tap along the width
   (k_h + k_w passes instead of a k_h*k_w window reduction). Padding is never
@@ -108,13 +108,13 @@ class _Plan(NamedTuple):
     wo: int
     hq: int
     wq: int
-    inner: bool         # wide: batch innermost in the phases
+    inner: bool         # batch innermost in the copies and the output (always so for "direct")
     size: int           # columns of the im2col matrix
     phases: int
     phase_len: int
     fills: tuple
     taps: tuple
-    index: np.ndarray | None    # gather: (groups, rows, size) indices into [x..., 0, 1]
+    index: np.ndarray | None    # gather: (groups, rows, size) indices into [x..., 0]
 
 
 def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo):
