@@ -35,6 +35,19 @@ def cell_value(net, cell, acts) -> float:
         return float(src[c // hw, (c % hw) // w, c % w])
     if isinstance(layer, sc.ReLU):
         return max(float(src[c, r, col]), 0.0)
+    if isinstance(layer, (sc.LeakyReLU, sc.Sigmoid, sc.Tanh, sc.SiLU, sc.GELU)):   # torch.nn's documented formulas
+        x = float(src[c, r, col])
+        if isinstance(layer, sc.LeakyReLU):
+            return x if x >= 0 else layer.negative_slope * x
+        if isinstance(layer, sc.Sigmoid):
+            return 1 / (1 + math.exp(-x))
+        if isinstance(layer, sc.Tanh):
+            return math.tanh(x)
+        if isinstance(layer, sc.SiLU):
+            return x / (1 + math.exp(-x))
+        if layer.approximate == "tanh":
+            return 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return x * 0.5 * (1 + math.erf(x / math.sqrt(2)))
     if isinstance(layer, sc.BatchNorm2d):       # torch.nn.BatchNorm2d's documented eval-mode formula
         v = (float(src[c, r, col]) - float(layer.running_mean[c])) / math.sqrt(float(layer.running_var[c]) + layer.eps)
         if layer.affine:

@@ -40,8 +40,8 @@ def brute_graph(net):
     for layer in net.layers:
         name = layer.name
         c_in, h_in, w_in = shape if len(shape) == 3 else (shape[0], 1, 1)
-        if layer.kind in ("conv", "maxpool", "avgpool", "relu"):
-            if layer.kind == "relu":
+        if layer.kind in ("conv", "maxpool", "avgpool", "relu", "leakyrelu", "sigmoid", "tanh", "silu", "gelu"):
+            if not hasattr(layer, "kernel_size"):        # element-wise: its own cell
                 (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (1, 1), (1, 1), (0, 0), (1, 1)
             else:
                 (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding

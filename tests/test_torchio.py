@@ -169,7 +169,7 @@ class MySequential(nn.Sequential):
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2, ceil_mode=True)), "1", ["MaxPool2d", "ceil_mode"]),
     (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), "0", ["MaxPool2d", "return_indices"]),
     (nn.Sequential(nn.AvgPool2d(2, ceil_mode=True)), "0", ["AvgPool2d", "ceil_mode"]),
-    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid()), "1", ["Sigmoid"]),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Softplus()), "1", ["Softplus"]),
     (nn.Sequential(MySequential(nn.Conv2d(1, 4, 3))), "0", ["MySequential"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Linear(26, 3)), "1", ["Linear", "Flatten"]),
 ])

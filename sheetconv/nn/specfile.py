@@ -28,7 +28,8 @@ Layer types and their keys (PyTorch's names and defaults; ``name`` is optional e
 - ``AvgPool2d``: kernel_size, stride=kernel_size, padding=0, count_include_pad=true
 - ``BatchNorm2d``: num_features, eps=1e-5, momentum=0.1, affine=true, bias=true, relu=false (eval mode)
 - ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``: output_size (int or [h, w]; 1 is the global pool)
-- ``ReLU``, ``Flatten``: no keys
+- ``LeakyReLU``: negative_slope=0.01; ``GELU``: approximate="none" (or "tanh")
+- ``ReLU``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``Flatten``: no keys
 
 The layer types are the registered kinds (sheetconv.nn.layers.KINDS). Any other key, a
 missing one, or a value of the wrong kind is a one-line SheetconvError

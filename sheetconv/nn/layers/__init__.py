@@ -14,7 +14,13 @@ from .linear import Linear
 from .batchnorm2d import BatchNorm2d
 from .adaptiveavgpool2d import AdaptiveAvgPool2d
 from .adaptivemaxpool2d import AdaptiveMaxPool2d
+from .leakyrelu import LeakyReLU
+from .sigmoid import Sigmoid
+from .tanh import Tanh
+from .silu import SiLU
+from .gelu import GELU
 
 __all__ = ["Window", "AdaptiveWindow", "Layer", "Terms", "KINDS", "MAX_PARAMS", "layer_from_config",
            "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear",
-           "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
+           "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+           "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU"]
