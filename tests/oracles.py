@@ -73,11 +73,15 @@ def cell_value(net, cell, acts) -> float:
     dh, dw = getattr(layer, "dilation", (1, 1))
     rows, cols = _taps(r, kh, sh, ph, dh, h), _taps(col, kw, sw, pw, dw, w)
     if isinstance(layer, sc.Conv2d):
+        # groups (torch.nn.Conv2d): output c belongs to group c // (out/groups) and reads that
+        # group's in/groups input channels, its kernel k applied to the group's k-th channel
+        per_in, per_out = cin // layer.groups, layer.out_channels // layer.groups
         v = 0.0
-        for ci in range(cin):
+        for k in range(per_in):
+            ci = (c // per_out) * per_in + k
             for t, i in rows:
                 for u, j in cols:
-                    v += float(src[ci, i, j]) * float(layer.weight[c, ci, t, u])
+                    v += float(src[ci, i, j]) * float(layer.weight[c, k, t, u])
         if layer.bias is not None:
             v += float(layer.bias[c])
         return max(v, 0.0) if layer.relu else v

@@ -17,7 +17,7 @@ ACTIVATIONS = st.one_of(st.floats(-2, 2).map(sc.LeakyReLU), st.just(sc.Sigmoid()
 @st.composite
 def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_features=5):
     """Random chains: Conv2d (non-square kernels, stride 1-3, padding 0-2, dilation 1-2, with or
-    without bias and fused ReLU), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
+    without bias and fused ReLU, grouped by any common divisor of its channel counts), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
     BatchNorm2d (random running statistics, affine or not), the element-wise activations
     (LeakyReLU with any slope in [-2, 2], Sigmoid, Tanh, SiLU, GELU exact and tanh), AdaptiveAvgPool2d /
     AdaptiveMaxPool2d (output sizes 1 to one more than the input's), and optionally Flatten
@@ -56,8 +56,9 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
             continue
         if kind == "conv":
             co = draw(st.integers(1, max_ch))
+            groups = draw(st.sampled_from([g for g in range(1, min(c, co) + 1) if c % g == 0 and co % g == 0]))
             layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans()),
-                                    relu=draw(st.booleans())))
+                                    relu=draw(st.booleans()), groups=groups))
             c = co
         elif kind == "maxpool":
             layers.append(sc.MaxPool2d(k, stride=s, padding=p))

@@ -17,7 +17,7 @@ F = torch.nn.functional
 
 # One instance per kind with an input shape it takes. A new kind must add itself here.
 EXAMPLES = {
-    "Conv2d": (sc.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (2, 7, 6)),
+    "Conv2d": (sc.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2), (4, 7, 6)),
     "ReLU": (sc.ReLU(), (2, 4, 5)),
     "MaxPool2d": (sc.MaxPool2d(3, 2, 1), (2, 7, 6)),
     "AvgPool2d": (sc.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False), (2, 7, 6)),

@@ -130,7 +130,9 @@ def explain(net, layout, acts, cell=None) -> Explanation:
 
 def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     x = acts[src].reshape(net.grid(src))
-    cin, hin, win = x.shape
+    _, hin, win = x.shape
+    reads = layer.group_inputs(o)          # the input channels output o reads (its group's)
+    cin = len(reads)
     kh, kw = layer.kernel_size
     wh, ww = layer.windows
     weight = layer.weight
@@ -143,7 +145,7 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     row = 3
     sums = []
     total = 0.0
-    for i in range(cin):
+    for j, i in enumerate(reads):
         s.text(row, _GRID, f"window, input ch {i}", "title")
         s.text(row, k0, f"kernel in {i}→out {o}", "title")
         s.text(row, p0, "products", "title")
@@ -158,8 +160,8 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
                     s.formula(R, _GRID + u, s.link((src, i, y, xx)), v)
                 else:
                     s.number(R, _GRID + u, 0.0)
-                wv = float(weight[o, i, t, u])
-                s.formula(R, k0 + u, s.link((f"{layer.name}.weight", o, i, t, u)), wv)
+                wv = float(weight[o, j, t, u])
+                s.formula(R, k0 + u, s.link((f"{layer.name}.weight", o, j, t, u)), wv)
                 s.formula(R, p0 + u, f"{a1(R, _GRID + u)}*{a1(R, k0 + u)}", v * wv)
                 prods.append(v * wv)
         ch_sum = float(np.sum(prods))

@@ -38,9 +38,9 @@ class GELU(Layer):
 
     def forward(self, x):
         if self.approximate == "tanh":
-            return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x * x * x)))
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
         erf = np.vectorize(math.erf, otypes=[np.float64])
-        return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
+        return (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
 
     def config(self):
         return {"type": "GELU", "approximate": self.approximate}
