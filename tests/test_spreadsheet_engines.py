@@ -93,12 +93,15 @@ def net_activations():
 
 
 def _random_statistics(net, seed):
-    """Running statistics and affine parameters of every BatchNorm2d (a seeded init leaves them 1s and 0s)."""
+    """Running statistics and affine parameters of every BatchNorm2d (a seeded init leaves them 1s and 0s).
+
+    Kept inside (-1, 1) like the weights: LibreOffice saves 15 significant digits, so the
+    constants it writes back are exact to 1e-15 only below 1 in magnitude (check_constants)."""
     rng = np.random.default_rng(seed)
     for layer in net.layers:
         if isinstance(layer, BatchNorm2d):
             for key, value in layer.params().items():
-                setattr(layer, key, rng.uniform(0.2 if key == "running_var" else -1.5, 1.5, value.shape))
+                setattr(layer, key, rng.uniform(0.2 if key == "running_var" else -0.95, 0.95, value.shape))
     return net
 
 

@@ -392,7 +392,9 @@ def _param_groups(layer, label: str, max_formula: int, out_grid: tuple) -> list:
 
 def _header_cols(text: str, width: float) -> int:
     """Columns a header needs to fit in HEADER_LINES wrapped lines (with slack for word breaks)."""
-    return math.ceil(len(text) * HEADER_PX * 1.3 / HEADER_LINES / col_px(width))
+    longest = max((len(w) for w in text.split()), default=0)          # a word is never broken
+    return max(math.ceil(len(text) * HEADER_PX * 1.3 / HEADER_LINES / col_px(width)),
+               math.ceil(longest * HEADER_PX / col_px(width)))
 
 
 @dataclass
