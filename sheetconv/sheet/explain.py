@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SheetconvError
+from ..nn.layers import Terms
 from .a1 import cell as a1, quote_sheet, rng
 
 __all__ = ["EXPLAIN_SHEET", "Cell", "Explanation", "default_cell", "explain"]
@@ -119,6 +120,8 @@ def explain(net, layout, acts, cell=None) -> Explanation:
         last = s.step(row, f"flatten reads {src}[{ch},{i},{j}] ({s.link((src, ch, i, j))}): feature "
                            f"{o} = channel x {h * w} + row x {w} + column", s.link((src, ch, i, j)), x)
         row += 1
+    elif layer.formula_reads == "window":
+        row, last = _own_channel(s, net, layout, layer, src, cell, want)
     else:
         raise SheetconvError(f"{name}: no worked example for layer kind {kind!r}")
     row += 1
@@ -214,6 +217,26 @@ def _pool(s: _Sheet, layer, src, acts, o, r, c):
     else:
         last = s.step(row, "average pool: the mean of the window", f"AVERAGE({block})", float(np.mean(vals)))
     return row + 1, last
+
+
+def _own_channel(s: _Sheet, net, layout, layer, src, cell, want):
+    """Any other kind reading a window of its own channel (BatchNorm2d, adaptive pools, the
+    activations): the kind's own formula over the cells it reads on the main sheet."""
+    _, o, r, c = cell
+    _, hin, win = net.grid(src)
+    wh, ww = layer.windows_for(net.grid(src))
+    t0, t1 = wh.taps(r, hin)
+    u0, u1 = ww.taps(c, win)
+    y0, x0 = wh.index(r, t0), ww.index(c, u0)
+    first = s.link((src, o, y0, x0))
+    window = f"{first}:{a1(*layout.cell_of((src, o, y0 + t1 - t0 - 1, x0 + u1 - u0 - 1)))}"
+    params = tuple((k, s.link((f"{layer.name}.{k}", o))) for k in layer.param_shapes())
+    text = layer.formula(Terms(window=window, cell=first, covered=(t1 - t0) * (u1 - u0), params=params))
+    reads = f"{src} cells {window}" if (t1 - t0) * (u1 - u0) > 1 else f"the cell {first}"
+    extra = f" and {', '.join(f'{layer.name}.{k}[{o}]' for k, _ in params)}" if params else ""
+    s.text(1, 0, f"{layer.describe()}: the formula reads {reads}{extra}")
+    last = s.step(2, f"{layer.label}'s formula, over the cells on sheet {s.layout.sheet}", text, want)
+    return 3, last
 
 
 def _linear(s: _Sheet, net, layer, src, acts, o):
