@@ -22,7 +22,8 @@ JSON (``.json``): the same keys, ``{"input_shape": [1, 28, 28], "layers": [{"typ
 
 Layer types and their keys (PyTorch's names and defaults; ``name`` is optional everywhere):
 
-- ``Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=true, relu=false
+- ``Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=true, relu=false,
+  groups=1
 - ``Linear``: in_features, out_features, bias=true, relu=false
 - ``MaxPool2d``: kernel_size, stride=kernel_size, padding=0
 - ``AvgPool2d``: kernel_size, stride=kernel_size, padding=0, count_include_pad=true

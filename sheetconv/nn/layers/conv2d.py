@@ -111,7 +111,7 @@ class Conv2d(Layer):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation),
-                "bias": self.has_bias, "relu": self.relu, "groups": self.groups}
+                "bias": self.has_bias, "relu": self.relu, **({"groups": self.groups} if self.groups > 1 else {})}
 
     # ---------------------------------------------------------------- cells
 
