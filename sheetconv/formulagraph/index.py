@@ -236,6 +236,9 @@ class Index:
     def formula_at(self, s: int, row: int, col: int) -> int | None:
         """Formula id of a cell (the anchor's for a cell inside an array formula), or None."""
         sh = self.sheets[s]
+        if sh.grid is not None:                  # a small sheet: array formulas are in the grid
+            g = sh.grid
+            return int(g[row, col]) - 1 if row < g.shape[0] and col < g.shape[1] and g[row, col] else None
         k = key_of(row, col)
         i = np.searchsorted(sh.fkeys, k)
         if i < len(sh.fkeys) and sh.fkeys[i] == k:
@@ -273,7 +276,10 @@ class Index:
         key = self._fkey[fid]
         out = []
         for ref in self.cache.refs(sid, self._runs(vf), dr, dc):
-            out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
+            if ref.sheet is None and ref.r0 is not None and ref.c0 is not None:
+                out.append((host, ref.r0, ref.c0, ref.r1, ref.c1))    # the common case, inline
+            else:
+                out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
         if len(self._refs_cache) < 200_000:
             self._refs_cache[fid] = out
         return out
@@ -434,35 +440,45 @@ class Index:
             return [], None
         seen = {root: 0}                         # formula id -> level it was reached at
         frontier = [root]
-        levels, edges, revisit = [], {}, False
+        levels, revisit = [], False
         while frontier and (depth is None or len(levels) < depth):
             rects: dict[int, list] = {}
             nxt = []
             here = len(levels)
             for f in frontier:
-                kids = []
-                todo = list(self.refs(f))
-                while todo:
-                    t, r0, c0, r1, c1 = todo.pop()
-                    found = self.formulas_in(t, r0, c0, r1, c1).tolist()
-                    if transparent and r0 == r1 and c0 == c1 and len(found) == 1 and found[0] in transparent \
-                            and found[0] not in edges and found[0] != f:
-                        edges[found[0]] = []
-                        todo.extend(self.refs(found[0]))
-                        continue
-                    rects.setdefault(t, []).append((r0, c0, r1, c1))
+                for t, rect, found in self._expand(f, transparent):
+                    rects.setdefault(t, []).append(rect)
                     for g in found:
-                        kids.append(g)
                         lv = seen.get(g)
                         if lv is None:
                             seen[g] = here + 1
                             nxt.append(g)
                         elif lv <= here:             # an edge back up: maybe a cycle
                             revisit = True
-                edges[f] = kids
             levels.append(rects)
             frontier = nxt
-        return levels, (_find_cycle(root, edges) if revisit else None)
+        if not revisit:
+            return levels, None
+        return levels, _find_cycle(root, lambda f: [g for _, _, found in self._expand(f, transparent) for g in found])
+
+    def _expand(self, f: int, transparent):
+        """(sheet, rect, formula ids inside it) for each reference of formula ``f``; single-cell
+        references to ``transparent`` formulas are replaced by their own references."""
+        todo = list(self.refs(f))
+        passed = set()
+        while todo:
+            t, r0, c0, r1, c1 = todo.pop()
+            if r0 == r1 and c0 == c1:
+                g = self.formula_at(t, r0, c0)
+                found = () if g is None else (g,)
+            else:
+                found = self.formulas_in(t, r0, c0, r1, c1).tolist()
+            if transparent and len(found) == 1 and r0 == r1 and c0 == c1 and found[0] in transparent \
+                    and found[0] not in passed and found[0] != f:
+                passed.add(found[0])
+                todo.extend(self.refs(found[0]))
+                continue
+            yield t, (r0, c0, r1, c1), found
 
     def dependents(self, s: int, row: int, col: int, depth: int | None = None, transparent=frozenset()):
         """Levels of dependent rectangles (formula cells reading the previous level).
@@ -634,30 +650,27 @@ def _rects_by_sheet(host_rects) -> dict[int, list]:
     return out
 
 
-def _find_cycle(root: int, edges: dict[int, list]) -> list[int] | None:
-    """A cycle among the walked formula cells (iterative depth-first search), or None."""
-    color: dict[int, int] = {}
-    for start in [root] + list(edges):
-        if color.get(start):
+def _find_cycle(root: int, kids) -> list[int] | None:
+    """A cycle among the formula cells reachable from ``root`` (``kids(f)``: the formula
+    ids ``f`` reads), by an iterative depth-first search; None if there is none."""
+    color: dict[int, int] = {root: 1}
+    stack = [(root, iter(kids(root)))]
+    path = [root]
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            color[node] = 2
+            stack.pop()
+            path.pop()
             continue
-        stack = [(start, iter(edges.get(start, ())))]
-        path = [start]
-        color[start] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = 2
-                stack.pop()
-                path.pop()
-                continue
-            c = color.get(nxt, 0)
-            if c == 1:
-                return path[path.index(nxt):] + [nxt]
-            if c == 0 and nxt in edges:
-                color[nxt] = 1
-                stack.append((nxt, iter(edges[nxt])))
-                path.append(nxt)
+        c = color.get(nxt, 0)
+        if c == 1:
+            return path[path.index(nxt):] + [nxt]
+        if c == 0:
+            color[nxt] = 1
+            stack.append((nxt, iter(kids(nxt))))
+            path.append(nxt)
     return None
 
 
@@ -686,13 +699,8 @@ def compact_rects(rects) -> list[tuple]:
         _, stops = np.nonzero(sub == -1)          # row-major: each start pairs with the next stop
         pieces = list(zip((starts + C0).tolist(), (stops + C0 - 1).tolist(), (new[ys] + R0).tolist(),
                           (ends[ys] + R0).tolist()))
-    else:
-        bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1]))
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            live = arr[(arr[:, 0] <= a) & (arr[:, 2] >= a)]
-            if len(live):
-                for c0, c1 in merge_runs(zip(live[:, 1].tolist(), (live[:, 3] + 1).tolist())):
-                    pieces.append((c0, c1 - 1, a, b - 1))
+    else:                                        # sweep the row boundaries, rectangles live in a set
+        pieces = _sweep(arr)
     pieces.sort()
     out = []
     for c0, c1, r0, r1 in pieces:
@@ -701,6 +709,35 @@ def compact_rects(rects) -> list[tuple]:
         else:
             out.append((r0, c0, r1, c1))
     return sorted(out)
+
+
+def _sweep(arr: np.ndarray) -> list[tuple]:
+    """Bands between distinct row boundaries, each band's live columns merged into runs:
+    (c0, c1, r0, r1) pieces. Each rectangle enters and leaves the live set once, so the work
+    is the sum of live rectangles over bands (linear for scattered cells), never all x all."""
+    r0s, ends = arr[:, 0], arr[:, 2] + 1
+    by_start, by_end = np.argsort(r0s, kind="stable").tolist(), np.argsort(ends, kind="stable").tolist()
+    r0s, ends = r0s.tolist(), ends.tolist()
+    cols = list(zip(arr[:, 1].tolist(), (arr[:, 3] + 1).tolist()))
+    bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1])).tolist()
+    live: dict[int, tuple] = {}
+    si = ei = 0
+    n = len(cols)
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        while si < n and r0s[by_start[si]] <= a:
+            live[by_start[si]] = cols[by_start[si]]
+            si += 1
+        while ei < n and ends[by_end[ei]] <= a:
+            live.pop(by_end[ei], None)
+            ei += 1
+        if len(live) == 1:
+            (c0, c1), = live.values()
+            pieces.append((c0, c1 - 1, a, b - 1))
+        elif live:
+            for c0, c1 in merge_runs(live.values()):
+                pieces.append((c0, c1 - 1, a, b - 1))
+    return pieces
 
 
 def rect_boxes(rects) -> tuple:

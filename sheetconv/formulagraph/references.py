@@ -392,13 +392,19 @@ def entry_refs(entries, vals, drow: int = 0, dcol: int = 0) -> list[Ref]:
         _, sheet, rows, cols = e
         r0 = r1 = c0 = c1 = None
         if rows:
-            rs = [int(vals[k]) - 1 + (drow if rel else 0) for k, rel in rows]
-            r0, r1 = min(rs), max(rs)
+            k, rel = rows[0]
+            r0 = r1 = int(vals[k]) - 1 + (drow if rel else 0)
+            for k, rel in rows[1:]:
+                r = int(vals[k]) - 1 + (drow if rel else 0)
+                r0, r1 = (r, r1) if r < r0 else (r0, r if r > r1 else r1)
             if r0 < 0 or r1 >= MAX_ROWS:
                 continue                                   # moved off the sheet: #REF!
         if cols:
-            cs = [c + (dcol if rel else 0) for c, rel in cols]
-            c0, c1 = min(cs), max(cs)
+            c, rel = cols[0]
+            c0 = c1 = c + (dcol if rel else 0)
+            for c, rel in cols[1:]:
+                c += dcol if rel else 0
+                c0, c1 = (c, c1) if c < c0 else (c0, c if c > c1 else c1)
             if c0 < 0 or c1 >= MAX_COLS:
                 continue
         out.append(Ref(sheet, r0, c0, r1, c1))
