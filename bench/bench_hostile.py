@@ -95,13 +95,20 @@ def make_sum150k(path):
     _stream_sheet(path, rows)
 
 
-def make_empty_c(path):
-    row = "<c/>" * 16_000
+def make_empty_c(path, total=800_000_000):
+    """Empty cells with a little random whitespace, so the part compresses about 160:1 (a
+    perfectly repetitive one is refused by the compression-ratio bound before any parsing)."""
+    rnd = random.Random(1)
+    block = "<c/>" * 32
 
     def rows():
         yield '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f>A1</f></c></row>'
-        for r in range(2, 2 + 800_000_000 // len(row)):
-            yield f'<row r="{r}">{row}</row>'
+        r, written = 2, 0
+        while written < total:
+            row = f'<row r="{r}">' + "".join(block + " " * rnd.randrange(8) for _ in range(500)) + "</row>"
+            written += len(row)
+            r += 1
+            yield row
     _stream_sheet(path, rows)
 
 

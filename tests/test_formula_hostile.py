@@ -252,3 +252,70 @@ def test_unreadable_compression_method_refused_in_open_zip(tmp_path, method, wor
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert result.output.count("\n") == 1 and "method" in result.output
+
+
+# ---------------------------------------------------------------- empty cells
+
+def test_empty_cells_without_position_keep_later_cells_where_openpyxl_puts_them(tmp_path):
+    row1 = '<c/><c/> <c><v>5</v></c><c r="E1"><v>1</v></c><c/>\n<c/><c><f>C1+E1</f><v>6</v></c>'
+    row2 = '<c r="B2"/><c/><c><v>7</v></c>'
+    xml = sheet_xml({}).replace("<sheetData>", f'<sheetData><row r="1">{row1}</row><row r="2">{row2}</row>')
+    p = write_xlsx(tmp_path / "empty.xlsx", [("Sheet1", xml)])
+    ws = openpyxl.load_workbook(p)["Sheet1"]
+    theirs = {(c.row - 1, c.column - 1): c.value for row in ws.iter_rows() for c in row if c.value is not None}
+    assert theirs == {(0, 2): 5, (0, 4): 1, (0, 7): "=C1+E1", (1, 3): 7}
+    with package.open_zip(p) as zf:
+        sheets, _ = package.read_workbook_parts(zf, str(p))
+        assert set(read_values(zf, str(p), sheets[0])) == set(theirs)
+    ix = build_index(p)
+    assert ix.formula_at(0, 0, 7) is not None
+    assert direct(ix, "Sheet1", "H1") == {("Sheet1", 0, 2), ("Sheet1", 0, 4)}
+
+
+def test_too_many_empty_cells_in_a_row_refused(tmp_path):
+    xml = sheet_xml({}).replace("<sheetData>", '<sheetData><row r="1">' + "<c/>" * 16_385 + "</row>")
+    p = write_xlsx(tmp_path / "wide.xlsx", [("Sheet1", xml)])
+    with pytest.raises(SheetconvError, match="after column XFD"):
+        build_index(p)
+
+
+PEAK = r"""
+import resource, sys
+from sheetconv.tracing import open_workbook
+print(open_workbook(sys.argv[1]).precedents("B1").ranges())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_sheet_padded_with_empty_cells_traced_in_bounded_memory(tmp_path):
+    """~200 MB of empty <c/> (a 1 MB file): traced, peak memory bounded (measured in a subprocess)."""
+    import subprocess
+    import sys
+    p = tmp_path / "padded.xlsx"
+    write_xlsx(p, [("Sheet1", sheet_xml({}))])
+    row = "<c/>" * 16_000
+    src = zipfile.ZipFile(p)
+    out = tmp_path / "padded2.xlsx"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename != "xl/worksheets/sheet1.xml":
+                dst.writestr(info.filename, src.read(info))
+        with dst.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as fh:
+            fh.write(src.read("xl/worksheets/sheet1.xml").split(b"<sheetData>")[0] + b"<sheetData>")
+            fh.write(b'<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f>A1</f></c></row>')
+            for r in range(2, 3_200):
+                fh.write(f'<row r="{r}">{row}</row>'.encode())
+            fh.write(b"</sheetData></worksheet>")
+    src.close()
+    code = "from sheetconv.xlsx import package; package.LIMITS.max_ratio = 1e6\n" + PEAK   # repetitive on purpose
+    import os
+    from pathlib import Path
+
+    import sheetconv
+    env = dict(os.environ, PYTHONPATH=str(Path(sheetconv.__file__).resolve().parents[1]))
+    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-500:]
+    ranges, peak = res.stdout.strip().splitlines()
+    assert ranges == "['Sheet1!A1']"
+    assert int(peak) < 400, f"peak {peak} MB"

@@ -93,6 +93,8 @@ class _SheetParser:
             if self.has_value and not self.is_formula:
                 self.vkeys.append(self.key)
             self.key = -1
+        elif tag == self._ROW:
+            self.pos.end_row()
         elif tag == self._F:
             self.in_f = False
             self._formula("".join(self.buf), self.fattrs)
@@ -102,8 +104,11 @@ class _SheetParser:
             self.buf.append(text)
             if len(text) > 4096 and sum(map(len, self.buf)) > LIMITS.max_formula_chars:
                 self._formula("".join(self.buf), self.fattrs)     # refuses it, before it grows further
-        elif self.key >= 0 and not self.has_value and text.strip():
-            self.has_value = True
+        elif self.key >= 0:
+            if not self.has_value and text.strip():
+                self.has_value = True
+        else:                                    # between cells: squeezed empty cells
+            self.pos.skip(text)
 
     def _formula(self, text, attrs):
         key = self.key
@@ -762,7 +767,7 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
             ix._finish_sheet(i, _SheetParser(ix, i))
             continue
         p = _SheetParser(ix, i)
-        package.parse_part(zf, info.part, path, p)
+        package.parse_part(zf, info.part, path, p, squeeze=True)
         ix._finish_sheet(i, p)
     for name, local, text in names:
         try:

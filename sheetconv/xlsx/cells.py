@@ -12,7 +12,7 @@ import zipfile
 from ..errors import SheetconvError
 from ..sheet.a1 import MAX_COLS, MAX_ROWS, cell as a1, cell_key, quote_sheet
 from . import package
-from .package import NS_MAIN, SheetInfo, tags
+from .package import EMPTY_CELL_MARK, NS_MAIN, SheetInfo, tags
 
 __all__ = ["read_values", "read_column_a", "CellCursor"]
 
@@ -23,11 +23,12 @@ class CellCursor:
     a row without ``r`` the previous row, as Excel and openpyxl read them. A position outside
     the grid is a one-line SheetconvError."""
 
-    __slots__ = ("rowbase", "last_key")
+    __slots__ = ("rowbase", "last_key", "in_row")
 
     def __init__(self):
         self.rowbase = -(1 << 14)
         self.last_key = -1
+        self.in_row = False
 
     def row(self, attrs) -> None:
         r = attrs.get("r")
@@ -41,6 +42,21 @@ class CellCursor:
             raise SheetconvError(f"row {(r or str(row + 1))[:20]!r} lies outside the sheet; the workbook is corrupt")
         self.rowbase = row << 14
         self.last_key = self.rowbase - 1
+        self.in_row = True
+
+    def end_row(self) -> None:
+        self.in_row = False
+
+    def skip(self, text: str) -> None:
+        """Text between cells: each EMPTY_CELL_MARK in it is an empty ``<c/>`` (see
+        package.parse_part); move past them."""
+        n = text.count(EMPTY_CELL_MARK) if self.in_row else 0
+        if n:
+            first = self.cell({})                 # the first of the run, checked as any cell
+            last = first + n - 1
+            if last >> 14 != first >> 14:
+                raise SheetconvError(f"a cell after column XFD (at most {MAX_COLS} columns); the workbook is corrupt")
+            self.last_key = last
 
     def cell(self, attrs) -> int:
         r = attrs.get("r")
@@ -114,6 +130,8 @@ class _Values:
             self.in_text = False
         elif tag == self.IS:
             self.in_is = False
+        elif tag == self.ROW:
+            self.pos.end_row()
         elif tag == self.C:
             if self.buf:
                 self.out[(self.key >> 14, self.key & 0x3FFF)] = (self.type, "".join(self.buf))
@@ -122,6 +140,8 @@ class _Values:
     def data(self, text):
         if self.in_text:
             self.buf.append(text)
+        elif self.buf is None:                    # between cells: squeezed empty cells
+            self.pos.skip(text)
 
 
 def _value(t: str | None, text: str, shared, where: str):
@@ -152,7 +172,7 @@ def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
     if info.part is None:
         raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
     handler = _Values(info.ns)
-    package.parse_part(zf, info.part, path, handler)
+    package.parse_part(zf, info.part, path, handler, squeeze=True)
     raw = handler.out
     shared = None
     if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():

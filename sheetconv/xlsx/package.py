@@ -45,6 +45,7 @@ class Limits:
     max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
     min_ratio_bytes: int = 1 << 20
     max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
+    max_cells: int = 32_000_000              # <c> elements per worksheet (sheetconv's largest: ~2.3M)
 
 
 LIMITS = Limits()
@@ -270,7 +271,50 @@ def read_workbook_parts(zf: zipfile.ZipFile, path: str) -> tuple[list[SheetInfo]
     return sheets, names
 
 
-def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
+EMPTY_CELL_MARK = "~"                           # what an empty <c/> reaches the handler as
+
+
+class _Squeezed:
+    """Worksheet bytes with each empty ``<c/>`` replaced by one character of text (see
+    :func:`parse_part`); chunks are cut after a '>' so no tag is split. Counts the other
+    ``<c`` elements against Limits.max_cells before they are parsed."""
+
+    def __init__(self, where: str):
+        self.tail = b""
+        self.off = False                         # CDATA, comments or PIs seen: pass bytes through
+        self.cells = 0
+        self.where = where
+        self.first = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.tail + chunk
+        body = data[data.find(b"?>") + 2:] if self.first and data.startswith(b"<?xml") else data
+        self.first = False
+        if self.off or b"<![CDATA[" in body or b"<!--" in body or b"<?" in body:
+            self.off, self.tail = True, b""
+            out = data
+        else:
+            cut = data.rfind(b">") + 1
+            self.tail = data[cut:]
+            out = data[:cut].replace(b"<c/>", b"~")
+        self.cells += out.count(b"<c")
+        if self.cells > LIMITS.max_cells:
+            raise SheetconvError(f"{self.where} holds more than {LIMITS.max_cells:,} cells; refusing it")
+        return out
+
+    def close(self) -> bytes:
+        out, self.tail = self.tail, b""
+        return out
+
+
+def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler, squeeze: bool = False):
+    """Stream one XML part through ``handler`` (start, end, data callbacks) with expat.
+
+    ``squeeze=True`` (worksheets): each empty ``<c/>`` (no position, value or formula) reaches
+    the handler as the character EMPTY_CELL_MARK in the text between cells, so a sheet padded
+    with millions of them costs a byte replacement, not a Python call per cell (readers
+    place cells with xlsx.cells.CellCursor, whose ``skip`` counts them); other cells are
+    counted against Limits.max_cells before they are parsed."""
     defused = DefusedXMLParser(forbid_dtd=True)
     parser = defused.parser                      # expat with defusedxml's entity/DTD guards
     parser.ordered_attributes = False
@@ -278,19 +322,21 @@ def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
     parser.EndElementHandler = handler.end
     parser.CharacterDataHandler = handler.data
     parser.buffer_text = True
+    sq = _Squeezed(f"{path}: {part}") if squeeze else None
     try:
         fh = _Counted(zf, zf.getinfo(part), path)
         while True:
             chunk = fh.read(1 << 20)
             if not chunk:
                 break
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
+            parser.Parse(sq.feed(chunk) if sq else chunk, False)
+        parser.Parse(sq.close() if sq else b"", True)
     except DefusedXmlException as e:
         raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
     except ExpatError as e:
         raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
     except SheetconvError as e:
-        raise SheetconvError(f"{path}: {part}: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        msg = str(e)
+        raise SheetconvError(msg if msg.startswith(f"{path}: ") else f"{path}: {part}: {msg}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
