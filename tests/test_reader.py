@@ -352,3 +352,18 @@ def test_compact_rects_sweep_on_a_huge_bounding_box():
         near = [r for r in rects if r[0] < 900_000 and r[1] < 9_000]
         if near:                                   # the painted path on the near ones agrees
             assert compact_rects(near) == [r for r in out if r[0] < 900_000 and r[1] < 9_000]
+
+
+def test_compact_rects_few_and_many_paths_agree():
+    """Up to 8 rectangles take a plain-Python path; adding far duplicates forces the array path."""
+    rnd = random.Random(11)
+    for _ in range(300):
+        rects = [(a, b, a + rnd.randrange(4), b + rnd.randrange(4))
+                 for a, b in ((rnd.randrange(12), rnd.randrange(12)) for _ in range(rnd.randint(2, 8)))]
+        few = compact_rects(rects)
+        padded = rects + [(500 + i, 500, 500 + i, 500) for i in range(9)]
+        many = [r for r in compact_rects(padded) if r[0] < 500]
+        assert few == many
+        cells = {(y, x) for a, b, c, d in rects for y in range(a, c + 1) for x in range(b, d + 1)}
+        listed = [(y, x) for a, b, c, d in few for y in range(a, c + 1) for x in range(b, d + 1)]
+        assert len(listed) == len(set(listed)) and set(listed) == cells

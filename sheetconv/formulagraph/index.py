@@ -688,6 +688,8 @@ def compact_rects(rects) -> list[tuple]:
     rects = list(set(rects))
     if len(rects) <= 1:
         return rects
+    if len(rects) <= 8:                          # a few: plain Python, no arrays (one per trace level)
+        return _join(_bands(rects))
     arr = np.asarray(rects, dtype=np.int64)
     R0, C0 = int(arr[:, 0].min()), int(arr[:, 1].min())
     h, w = int(arr[:, 2].max()) - R0 + 1, int(arr[:, 3].max()) - C0 + 1
@@ -706,6 +708,11 @@ def compact_rects(rects) -> list[tuple]:
                           (ends[ys] + R0).tolist()))
     else:                                        # sweep the row boundaries, rectangles live in a set
         pieces = _sweep(arr)
+    return _join(pieces)
+
+
+def _join(pieces: list[tuple]) -> list[tuple]:
+    """(c0, c1, r0, r1) band pieces -> rectangles, vertically touching equal pieces joined."""
     pieces.sort()
     out = []
     for c0, c1, r0, r1 in pieces:
@@ -714,6 +721,17 @@ def compact_rects(rects) -> list[tuple]:
         else:
             out.append((r0, c0, r1, c1))
     return sorted(out)
+
+
+def _bands(rects: list[tuple]) -> list[tuple]:
+    """The band pieces of a few rectangles, without numpy."""
+    bounds = sorted({r[0] for r in rects} | {r[2] + 1 for r in rects})
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        live = [(c0, c1 + 1) for r0, c0, r1, c1 in rects if r0 <= a <= r1]
+        for c0, c1 in (live if len(live) == 1 else merge_runs(live)):
+            pieces.append((c0, c1 - 1, a, b - 1))
+    return pieces
 
 
 def _sweep(arr: np.ndarray) -> list[tuple]:
