@@ -175,19 +175,7 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     row += 1
     last = s.step(row, f"sum of the products over the {cin} input channel{'s' if cin > 1 else ''}",
                   "+".join(sums) if len(sums) <= 30 else f"SUM({','.join(sums)})", total)
-    value = total
-    row += 1
-    if layer.bias is not None:
-        b = float(layer.bias[o])
-        value = total + b
-        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
-                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
-        row += 1
-    if layer.relu:
-        value = max(0.0, value)
-        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
-        row += 1
-    return row, last
+    return _bias_and_relu(s, layer, o, row + 1, last, total)
 
 
 def _pool(s: _Sheet, layer, src, acts, o, r, c):
@@ -239,6 +227,21 @@ def _own_channel(s: _Sheet, net, layout, layer, src, cell, want):
     return 3, last
 
 
+def _bias_and_relu(s: _Sheet, layer, o: int, row: int, last: str, total: float):
+    """The worked cell's last steps for Conv2d and Linear: plus the bias, then a fused ReLU."""
+    value = total
+    if layer.bias is not None:
+        value = total + float(layer.bias[o])
+        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
+                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
+        row += 1
+    if layer.relu:
+        value = max(0.0, value)
+        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
+        row += 1
+    return row, last
+
+
 def _linear(s: _Sheet, net, layer, src, acts, o):
     x = acts[src].ravel()
     n = layer.in_features
@@ -256,15 +259,4 @@ def _linear(s: _Sheet, net, layer, src, acts, o):
     row = 4 + n
     total = float(np.sum(prods))
     last = s.step(row, f"sum of the {n} products", f"SUM({rng(3, _GRID + 2, 2 + n, _GRID + 2)})", total)
-    row += 1
-    value = total
-    if layer.bias is not None:
-        value = total + float(layer.bias[o])
-        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
-                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
-        row += 1
-    if layer.relu:
-        value = max(0.0, value)
-        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
-        row += 1
-    return row, last
+    return _bias_and_relu(s, layer, o, row + 1, last, total)
