@@ -69,8 +69,9 @@ def course_style(path: Path) -> Path:
     return path
 
 
-def printed(book: Path, out: Path, area: str, tmp: Path) -> None:
-    """The sheet 'conv' of ``book`` (cells ``area``) printed by LibreOffice on one page, as a PNG."""
+def printed(book: Path, out: Path, tmp: Path, dpi: int = 220) -> None:
+    """The sheet 'conv' of ``book`` (its whole used range) printed by LibreOffice on one landscape page at
+    ``dpi``, cropped to the ink, as a PNG."""
     if not (shutil.which("soffice") and shutil.which("pdftoppm")):
         print(f"skipped {out.name}: needs soffice and pdftoppm")
         return
@@ -79,16 +80,16 @@ def printed(book: Path, out: Path, area: str, tmp: Path) -> None:
         if ws.title != "conv":
             ws.sheet_state = "hidden"
     ws = wb["conv"]
-    ws.print_area = area
+    ws.print_area = ws.dimensions
     ws.page_setup.orientation = "landscape"
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
-    ws.print_options.gridLines = True
+    ws.print_options.gridLines = False
     copy = tmp / f"{out.stem}.xlsx"
     wb.save(copy)
     subprocess.run(["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp), str(copy)],
                    check=True, capture_output=True, timeout=300)
-    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(tmp / f"{out.stem}.pdf"),
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(tmp / f"{out.stem}.pdf"),
                     str(tmp / out.stem)], check=True, timeout=120)
     page = Image.open(tmp / f"{out.stem}.png").convert("RGB")
     ink = np.nonzero(np.asarray(page.convert("L")) < 250)
@@ -111,8 +112,8 @@ def main() -> None:
         open_workbook(simple).precedents("conv3[0,2,2]").to_png(IMG / "levels-simple-cnn.png", force=True)
         open_workbook(course).precedents("BI1").to_png(IMG / "levels-course-style.png", force=True)
         highlighted = open_workbook(conv).highlight("conv2[0,3,3]", tmp / "highlight.xlsx")
-        printed(conv, IMG / "workbook.png", "A1:BO32", tmp)
-        printed(highlighted, IMG / "highlight.png", "A1:BO32", tmp)
+        printed(conv, IMG / "workbook.png", tmp)
+        printed(highlighted, IMG / "highlight.png", tmp)
     for name in ("digit.png", "simple-cnn-weights.npz", "course-style.xlsx"):
         print(f"wrote {EXAMPLES / name}")
     for name in ("levels-conv-example.png", "levels-simple-cnn.png", "levels-course-style.png"):
