@@ -12,6 +12,8 @@ Writes, reproducibly (bundled digits, seed 0):
   docs/img/levels-course-style.png   the level panels of examples/course-style.xlsx's BI1
   docs/img/workbook.png           the conv-example workbook as LibreOffice prints it
   docs/img/highlight.png          the --highlight copy of conv2[0,3,3], printed the same way
+  docs/img/explain.png            conv-example's sheet 'explain' (the worked cell conv2[0,3,3])
+  docs/img/prediction.png         conv-course's sheet 'prediction' (softmax and predicted class)
 
 The two printed pictures need LibreOffice (`soffice`) and poppler (`pdftoppm`); without them
 they are skipped with a message.
@@ -69,18 +71,19 @@ def course_style(path: Path) -> Path:
     return path
 
 
-def printed(book: Path, out: Path, tmp: Path, dpi: int = 220) -> None:
-    """The sheet 'conv' of ``book`` (its whole used range) printed by LibreOffice on one landscape page at
-    ``dpi``, cropped to the ink, as a PNG."""
+def printed(book: Path, out: Path, tmp: Path, sheet: str = "conv", dpi: int = 220, area: str = "") -> None:
+    """The sheet ``sheet`` of ``book`` (cells ``area``, by default its whole used range) printed by LibreOffice
+    on one landscape page at ``dpi``, cropped to the ink, as a PNG."""
     if not (shutil.which("soffice") and shutil.which("pdftoppm")):
         print(f"skipped {out.name}: needs soffice and pdftoppm")
         return
     wb = openpyxl.load_workbook(book)
     for ws in wb.worksheets:
-        if ws.title != "conv":
+        if ws.title != sheet:
             ws.sheet_state = "hidden"
-    ws = wb["conv"]
-    ws.print_area = ws.dimensions
+    ws = wb[sheet]
+    wb.active = wb.worksheets.index(ws)
+    ws.print_area = area or ws.dimensions
     ws.page_setup.orientation = "landscape"
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
@@ -114,6 +117,9 @@ def main() -> None:
         highlighted = open_workbook(conv).highlight("conv2[0,3,3]", tmp / "highlight.xlsx")
         printed(conv, IMG / "workbook.png", tmp)
         printed(highlighted, IMG / "highlight.png", tmp)
+        printed(conv, IMG / "explain.png", tmp, sheet="explain", dpi=110, area="A1:S19")
+        conv_course = sc.write_workbook(sc.preset("conv-course"), sc.digit(0), tmp / "conv-course.xlsx").path
+        printed(conv_course, IMG / "prediction.png", tmp, sheet="prediction", dpi=110, area="A1:I16")
     for name in ("digit.png", "simple-cnn-weights.npz", "course-style.xlsx"):
         print(f"wrote {EXAMPLES / name}")
     for name in ("levels-conv-example.png", "levels-simple-cnn.png", "levels-course-style.png"):
