@@ -148,6 +148,21 @@ class _Rows:
         if count:
             self._count(len(texts))
 
+    def templated(self, out, x, R, tpl, values, s, lettered: dict):
+        """Formula cells of a row from its template (LayerFormulas.row_template): one formatting per cell.
+
+        ``lettered`` caches, per block column and column-args list, each cell's letters followed by
+        its template arguments; the cell text equals forms() of the same formulas and values."""
+        template, args = tpl
+        key = (x, id(args))
+        hit = lettered.get(key)
+        if hit is None or hit[0] is not args:
+            hit = lettered[key] = (args, [(_COLS[x + j], *a) for j, a in enumerate(args)])
+        cell = '<c r="%s' + str(R) + '" s="' + str(s) + '"><f>' + template + '</f><v>%r</v></c>'
+        out += [cell % (*a, v) for a, v in zip(hit[1], values)]
+        self.cells += len(values)
+        self._count(len(values))
+
     def text(self, out, x, R, text, s=None):
         out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
                    f'<is><t>{escape(text)}</t></is></c>')
@@ -179,6 +194,7 @@ class _Rows:
             if not np.all(np.isfinite(partial)):
                 raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
                                      f"overflow); scale the input or the weights down")
+        lettered: dict = {}
         s_num = {"kernel": st["weight"], "bias": st["weight"], "weight": st["matrix"]}.get(role, st["input"])
         for top, blocks in p.block_rows():
             out: list[str] = []
@@ -195,10 +211,16 @@ class _Rows:
                             self.nums(out, x, R, acts[k, r].tolist(), st["input"])
                         elif p.vector:
                             self.forms(out, x, R, lf.row(r, 0), [float(acts[r])], st["act"])
+                        elif (tpl := lf.row_template(k, r)) is not None:
+                            self.templated(out, x, R, tpl, acts[k, r].tolist(), st["act"], lettered)
                         else:
                             self.forms(out, x, R, lf.row(k, r), acts[k, r].tolist(), st["act"])
                     elif role == "partial":
-                        self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
+                        tpl = lf.row_template(k, r, partial=g)
+                        if tpl is not None:
+                            self.templated(out, x, R, tpl, partial[k, r].tolist(), st["act"], lettered)
+                        else:
+                            self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
                     elif role == "kernel":
                         self.nums(out, x, R, weight[k[0], k[1], r].tolist(), s_num)
                     elif role == "bias":                 # any per-channel vector: its own parameter
