@@ -22,6 +22,8 @@ identical. ``same_cells`` compares two workbooks by content instead of bytes.
 from __future__ import annotations
 
 import heapq
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -96,6 +98,23 @@ class _RowSheet(Worksheet):
             raise RuntimeError(f"rows must be written in order (row {row} after {self._last})")
         self._last = row
         self.fh.write(f'<row r="{row + 1}"{self._heights.get(row, self._row_attrs)}>{cells_xml}</row>')
+
+
+    def _write_optimized_sheet_data(self):
+        """XlsxWriter's copy of the row file into the sheet part, as bytes instead of decoded text."""
+        out = getattr(self.fh, "buffer", None)
+        if self.dim_rowmin is None or out is None:
+            super()._write_optimized_sheet_data()
+            return
+        self._xml_start_tag("sheetData")
+        self.row_data_fh.flush()
+        self.fh.flush()
+        with open(self.row_data_filename, "rb") as rows:
+            shutil.copyfileobj(rows, out, 1 << 20)
+        out.flush()
+        self.row_data_fh.close()
+        os.unlink(self.row_data_filename)
+        self._xml_end_tag("sheetData")
 
 
 def formula_count(net, layout: Layout) -> int:
