@@ -51,7 +51,7 @@ from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
 from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
 from .metadata import read_meta, write_meta
 
-__all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
+__all__ = ["write_workbook", "WriteResult", "formula_count", "sheet_xml_estimate", "check_size", "SHEET_PART_LIMIT", "check_finite", "same_cells", "FIXED_DATE",
            "SUMMARY_SHEET"]
 
 SUMMARY_SHEET = "summary"
@@ -65,6 +65,12 @@ _HEAT_POS = {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_co
 _HEAT = {"type": "3_color_scale", "min_type": "min", "min_color": "#5A8AC6", "mid_type": "num", "mid_value": 0,
          "mid_color": "#FFFFFF", "max_type": "max", "max_color": "#F8696B"}
 _PROGRESS_EVERY = 8192
+# The largest sheet part written without ZIP64 records (zipfile.ZIP64_LIMIT). Past it Python's zip
+# gives the part ZIP64 records, and LibreOffice (7.4) refuses to load such a package at all, even a
+# small one; so a workbook whose conv sheet would pass it is refused before anything is computed.
+SHEET_PART_LIMIT = (1 << 31) - 1
+_CELL_XML = len('<c r="XFD1048576" s="99"><f></f><v>-1.2345678901234567e-100</v></c>')  # per cell, at most
+_ROW_XML = len('<row r="1048576" ht="99" customHeight="1"></row>')
 _ZIP_LEVEL = 1              # zlib's fastest level: deflating dominates the time of big builds
 
 
@@ -124,6 +130,31 @@ def formula_count(net, layout: Layout) -> int:
         c, h, w = net.grid(name)
         n += c * h * w * (1 + len(layout.partials(name)))
     return n
+
+
+def sheet_xml_estimate(net, layout: Layout) -> int:
+    """Bytes of the conv sheet's XML, from above: every cell's longest markup, and per layer (and
+    partial-sum group) the formula of a middle cell times the cell count. Interior windows are
+    the longest, so the real size lies a little below it (titles aside) for layers big enough to matter."""
+    n = int(np.prod(net.input_shape)) * _CELL_XML
+    n += net.param_count() * _CELL_XML + layout.extent[0] * _ROW_XML
+    for name in net.names[1:]:
+        c, h, w = net.grid(name)
+        lf = LayerFormulas(net, layout, name)
+        mid = (h // 2, w // 2)
+        texts = [lf.cell(c // 2, *mid)] + [lf.cell(c // 2, *mid, partial=g) for g in range(len(layout.partials(name)))]
+        n += c * h * w * sum(_CELL_XML + len(t) for t in texts)
+    return n
+
+
+def check_size(net, layout: Layout) -> None:
+    """Refuse a workbook whose conv sheet would pass SHEET_PART_LIMIT, naming the size and the limit."""
+    size = sheet_xml_estimate(net, layout)
+    if size > SHEET_PART_LIMIT:
+        raise SheetconvError(
+            f"the sheet would hold about {size / 2**30:.1f} GiB of XML ({formula_count(net, layout):,} formulas); "
+            f"past {SHEET_PART_LIMIT / 2**30:.0f} GiB a sheet needs ZIP64 records, which LibreOffice cannot "
+            f"load; use a smaller input or fewer channels")
 
 
 def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
@@ -345,11 +376,12 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
+    layout = layout or Layout.for_network(net)
+    check_size(net, layout)
     net.warn_zero_weights("write_workbook")
     with np.errstate(over="ignore", invalid="ignore"):      # reported by check_finite
         acts = net.activations(x, np.float64)
     check_finite(net, acts)
-    layout = layout or Layout.for_network(net)
     title = title or "sheetconv workbook"
     extra = _extra_sheets(net, layout, acts, explain)
     with atomic_output(path, force=force, what="workbook") as tmp:
