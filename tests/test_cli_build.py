@@ -334,3 +334,11 @@ def test_a_damaged_existing_file_is_refused_in_one_line(tmp_path):
     before = (tmp_path / "bad.xlsx").read_bytes()
     assert_one_line_error(run(["build", "--out", "bad.xlsx"], tmp_path), "bad.xlsx", "differs", "--force")
     assert (tmp_path / "bad.xlsx").read_bytes() == before
+
+
+def test_a_workbook_past_the_sheet_part_limit_is_a_one_line_error(tmp_path, monkeypatch):
+    from sheetconv.xlsx import writer
+    monkeypatch.setattr(writer, "SHEET_PART_LIMIT", 1000)
+    result = run(["build", "--out", "book.xlsx"], tmp_path)
+    assert_one_line_error(result, "GiB", "ZIP64", "LibreOffice")
+    assert files(tmp_path) == []

@@ -500,3 +500,27 @@ def test_no_prediction_sheet_without_a_1d_output(tmp_path):
     path = tmp_path / "book.xlsx"
     write_workbook(net, x, path)
     assert openpyxl.load_workbook(path, read_only=True).sheetnames == ["conv", "summary", "explain", "_sheetconv"]
+
+
+def test_sheet_xml_estimate_is_close_above_the_written_part(tmp_path):
+    """The size estimate, checked against the part actually written (zipfile's own record)."""
+    for net in (preset("conv-example"), Network([Conv2d(3, 8, 3, stride=2, padding=1), Conv2d(8, 16, 3, padding=1)],
+                                                 input_shape=(3, 48, 48)).init_weights(0)):
+        layout = Layout.for_network(net)
+        x = np.random.default_rng(0).uniform(size=net.input_shape)
+        out = write_workbook(net, x, tmp_path / "book.xlsx", force=True).path
+        real = zipfile.ZipFile(out).getinfo("xl/worksheets/sheet1.xml").file_size
+        est = export.sheet_xml_estimate(net, layout)
+        assert real <= est <= 1.6 * real, (real, est)
+
+
+def test_a_sheet_past_the_part_limit_is_refused_before_any_work(tmp_path, monkeypatch):
+    net = preset("conv-example")
+    est = export.sheet_xml_estimate(net, Layout.for_network(net))
+    monkeypatch.setattr(export, "SHEET_PART_LIMIT", est - 1)
+    monkeypatch.setattr(type(net), "activations", lambda *a, **k: pytest.fail("computed before refusing"))
+    with pytest.raises(SheetconvError, match=r"GiB of XML .*ZIP64.*LibreOffice"):
+        write_workbook(net, digit(0), tmp_path / "big.xlsx")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert write_workbook(net, digit(0), tmp_path / "ok.xlsx").formulas > 0

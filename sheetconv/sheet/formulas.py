@@ -96,6 +96,20 @@ class LayerFormulas:
             return [self._window_cell(o, r, c) for c in range(self.out_grid[2])]
         raise SheetconvError(f"{self.name}: no formula for a layer reading {reads!r} on a grid")
 
+    def row_template(self, o: int, r: int, partial: int | None = None):
+        """``(template, args)`` with ``template % args[c]`` the text of cell c of ``row(o, r)``
+        (or of ``partial_row(partial, o, r)``), for rows that have one; else None. ``args`` is
+        shared between rows: the same object for rows of the same shape, never to be changed."""
+        if self.vector or self.reads != "weighted":
+            return None
+        if partial is None:
+            if self.partials:
+                return None
+            return self._weighted_template(o, r, self.inputs_of[o], True)
+        a, b = self.partials[partial]
+        base = self.inputs_of[o].start
+        return self._weighted_template(o, r, range(base + a, base + b), False)
+
     def partial_row(self, g: int, o: int, r: int) -> list[str]:
         a, b = self.partials[g]                 # kernels [a, b) of the output's own channels
         base = self.inputs_of[o].start
@@ -120,14 +134,25 @@ class LayerFormulas:
                 for c in range(self.out_grid[2])]
 
     def _weighted_row(self, o: int, r: int, chans: range, total: bool) -> list[str]:
-        wh, ww = self.layer.windows
-        _, hin, win = self.in_grid
-        wo = self.out_grid[2]
+        tpl = self._weighted_template(o, r, chans, total)
+        if tpl is None:
+            bias = self._bias(o) if total else None
+            formula = self.layer.formula
+            return [formula(self._weighted_terms(o, r, c, chans, bias, total)) for c in range(self.out_grid[2])]
+        template, args = tpl
+        return [template % a for a in args]
+
+    def _weighted_template(self, o: int, r: int, chans: range, total: bool):
+        """(template, per-column args) of a row whose cells differ only in column letters, else None."""
+        if not self._fast:
+            return None
+        wh = self.layer.windows[0]
+        hin = self.in_grid[1]
         t0, t1 = wh.taps(r, hin)
+        if t1 == t0:
+            return None
         bias = self._bias(o) if total else None
         formula = self.layer.formula
-        if not self._fast or t1 == t0:
-            return [formula(self._weighted_terms(o, r, c, chans, bias, total)) for c in range(wo)]
         # One template per output row; the columns differ from cell to cell only in letters.
         y0, y1 = wh.index(r, t0), wh.index(r, t1 - 1)
         kx = self.k_origin[o][chans.start][1]
@@ -141,7 +166,7 @@ class LayerFormulas:
         args = self._colargs.get(key)
         if args is None:
             args = self._colargs[key] = self._column_args(kx, chans)
-        return [template % a for a in args]
+        return template, args
 
     def _column_args(self, kx: int, chans: range) -> list[tuple[str, ...]]:
         """Per output column, the letters the row template needs: window and kernel, per channel."""

@@ -22,6 +22,8 @@ identical. ``same_cells`` compares two workbooks by content instead of bytes.
 from __future__ import annotations
 
 import heapq
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -49,7 +51,7 @@ from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
 from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
 from .metadata import read_meta, write_meta
 
-__all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
+__all__ = ["write_workbook", "WriteResult", "formula_count", "sheet_xml_estimate", "check_size", "SHEET_PART_LIMIT", "check_finite", "same_cells", "FIXED_DATE",
            "SUMMARY_SHEET"]
 
 SUMMARY_SHEET = "summary"
@@ -63,6 +65,12 @@ _HEAT_POS = {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_co
 _HEAT = {"type": "3_color_scale", "min_type": "min", "min_color": "#5A8AC6", "mid_type": "num", "mid_value": 0,
          "mid_color": "#FFFFFF", "max_type": "max", "max_color": "#F8696B"}
 _PROGRESS_EVERY = 8192
+# The largest sheet part written without ZIP64 records (zipfile.ZIP64_LIMIT). Past it Python's zip
+# gives the part ZIP64 records, and LibreOffice (7.4) refuses to load such a package at all, even a
+# small one; so a workbook whose conv sheet would pass it is refused before anything is computed.
+SHEET_PART_LIMIT = (1 << 31) - 1
+_CELL_XML = len('<c r="XFD1048576" s="99"><f></f><v>-1.2345678901234567e-100</v></c>')  # per cell, at most
+_ROW_XML = len('<row r="1048576" ht="99" customHeight="1"></row>')
 _ZIP_LEVEL = 1              # zlib's fastest level: deflating dominates the time of big builds
 
 
@@ -98,6 +106,23 @@ class _RowSheet(Worksheet):
         self.fh.write(f'<row r="{row + 1}"{self._heights.get(row, self._row_attrs)}>{cells_xml}</row>')
 
 
+    def _write_optimized_sheet_data(self):
+        """XlsxWriter's copy of the row file into the sheet part, as bytes instead of decoded text."""
+        out = getattr(self.fh, "buffer", None)
+        if self.dim_rowmin is None or out is None:
+            super()._write_optimized_sheet_data()
+            return
+        self._xml_start_tag("sheetData")
+        self.row_data_fh.flush()
+        self.fh.flush()
+        with open(self.row_data_filename, "rb") as rows:
+            shutil.copyfileobj(rows, out, 1 << 20)
+        out.flush()
+        self.row_data_fh.close()
+        os.unlink(self.row_data_filename)
+        self._xml_end_tag("sheetData")
+
+
 def formula_count(net, layout: Layout) -> int:
     """Formula cells of the conv sheet: every computed cell and every partial-sum cell."""
     n = 0
@@ -105,6 +130,31 @@ def formula_count(net, layout: Layout) -> int:
         c, h, w = net.grid(name)
         n += c * h * w * (1 + len(layout.partials(name)))
     return n
+
+
+def sheet_xml_estimate(net, layout: Layout) -> int:
+    """Bytes of the conv sheet's XML, from above: every cell's longest markup, and per layer (and
+    partial-sum group) the formula of a middle cell times the cell count. Interior windows are
+    the longest, so the real size lies a little below it (titles aside) for layers big enough to matter."""
+    n = int(np.prod(net.input_shape)) * _CELL_XML
+    n += net.param_count() * _CELL_XML + layout.extent[0] * _ROW_XML
+    for name in net.names[1:]:
+        c, h, w = net.grid(name)
+        lf = LayerFormulas(net, layout, name)
+        mid = (h // 2, w // 2)
+        texts = [lf.cell(c // 2, *mid)] + [lf.cell(c // 2, *mid, partial=g) for g in range(len(layout.partials(name)))]
+        n += c * h * w * sum(_CELL_XML + len(t) for t in texts)
+    return n
+
+
+def check_size(net, layout: Layout) -> None:
+    """Refuse a workbook whose conv sheet would pass SHEET_PART_LIMIT, naming the size and the limit."""
+    size = sheet_xml_estimate(net, layout)
+    if size > SHEET_PART_LIMIT:
+        raise SheetconvError(
+            f"the sheet would hold about {size / 2**30:.1f} GiB of XML ({formula_count(net, layout):,} formulas); "
+            f"past {SHEET_PART_LIMIT / 2**30:.0f} GiB a sheet needs ZIP64 records, which LibreOffice cannot "
+            f"load; use a smaller input or fewer channels")
 
 
 def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
@@ -148,6 +198,21 @@ class _Rows:
         if count:
             self._count(len(texts))
 
+    def templated(self, out, x, R, tpl, values, s, lettered: dict):
+        """Formula cells of a row from its template (LayerFormulas.row_template): one formatting per cell.
+
+        ``lettered`` caches, per block column and column-args list, each cell's letters followed by
+        its template arguments; the cell text equals forms() of the same formulas and values."""
+        template, args = tpl
+        key = (x, id(args))
+        hit = lettered.get(key)
+        if hit is None or hit[0] is not args:
+            hit = lettered[key] = (args, [(_COLS[x + j], *a) for j, a in enumerate(args)])
+        cell = '<c r="%s' + str(R) + '" s="' + str(s) + '"><f>' + template + '</f><v>%r</v></c>'
+        out += [cell % (*a, v) for a, v in zip(hit[1], values)]
+        self.cells += len(values)
+        self._count(len(values))
+
     def text(self, out, x, R, text, s=None):
         out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
                    f'<is><t>{escape(text)}</t></is></c>')
@@ -179,6 +244,7 @@ class _Rows:
             if not np.all(np.isfinite(partial)):
                 raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
                                      f"overflow); scale the input or the weights down")
+        lettered: dict = {}
         s_num = {"kernel": st["weight"], "bias": st["weight"], "weight": st["matrix"]}.get(role, st["input"])
         for top, blocks in p.block_rows():
             out: list[str] = []
@@ -195,10 +261,16 @@ class _Rows:
                             self.nums(out, x, R, acts[k, r].tolist(), st["input"])
                         elif p.vector:
                             self.forms(out, x, R, lf.row(r, 0), [float(acts[r])], st["act"])
+                        elif (tpl := lf.row_template(k, r)) is not None:
+                            self.templated(out, x, R, tpl, acts[k, r].tolist(), st["act"], lettered)
                         else:
                             self.forms(out, x, R, lf.row(k, r), acts[k, r].tolist(), st["act"])
                     elif role == "partial":
-                        self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
+                        tpl = lf.row_template(k, r, partial=g)
+                        if tpl is not None:
+                            self.templated(out, x, R, tpl, partial[k, r].tolist(), st["act"], lettered)
+                        else:
+                            self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
                     elif role == "kernel":
                         self.nums(out, x, R, weight[k[0], k[1], r].tolist(), s_num)
                     elif role == "bias":                 # any per-channel vector: its own parameter
@@ -304,11 +376,12 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
+    layout = layout or Layout.for_network(net)
+    check_size(net, layout)
     net.warn_zero_weights("write_workbook")
     with np.errstate(over="ignore", invalid="ignore"):      # reported by check_finite
         acts = net.activations(x, np.float64)
     check_finite(net, acts)
-    layout = layout or Layout.for_network(net)
     title = title or "sheetconv workbook"
     extra = _extra_sheets(net, layout, acts, explain)
     with atomic_output(path, force=force, what="workbook") as tmp:
