@@ -1,6 +1,6 @@
 """Export speed and memory: sheetconv's writer against XlsxWriter's write_formula and openpyxl's write_only.
 
-The workload is the issue's million-formula workbook: a 3x512x512 input through
+The workload is the million-formula workbook: a 3x512x512 input through
 conv(3, 12), conv(12, 16), conv(16, 16), all 3x3, stride 2, padding 1, with ReLU
 (1,114,112 formula cells, each with its stored value). Each side runs in a fresh
 subprocess, so its peak resident memory (ru_maxrss) is its own.
