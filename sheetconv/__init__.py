@@ -8,7 +8,7 @@
 from .nn.inputs import digit, digit_label, load_input
 from .nn.deps import ReceptiveField
 from .errors import SheetconvError
-from .nn.layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Window
+from .nn.layers import Add, AvgPool2d, Concat, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Window
 from .nn.network import Network
 from .nn.presets import PRESETS, preset
 from .nn.regions import Region
@@ -38,7 +38,7 @@ def write_workbook(net, x, path, *, force: bool = False, **kwargs):
 
 
 __all__ = [
-    "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
+    "Add", "Concat", "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
     "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "write_workbook",
     "__version__",

@@ -11,6 +11,8 @@ from .maxpool2d import MaxPool2d
 from .avgpool2d import AvgPool2d
 from .flatten import Flatten
 from .linear import Linear
+from .add import Add
+from .concat import Concat
 
 __all__ = ["Window", "Layer", "Terms", "KINDS", "MAX_PARAMS", "layer_from_config",
-           "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear"]
+           "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear", "Add", "Concat"]
