@@ -1,17 +1,24 @@
 """Benchmark: the NumPy engine against PyTorch's CPU forward, and analytic dependency queries.
 
-    python bench/bench_engine.py [--repeats 30] [--threads N]
+    python bench/bench_engine.py [--repeats 10] [--rounds 5] [--threads 2] [--quick] [--baseline OLD_KERNELS.py]
 
-In one run, on the same data and the same thread count (torch.set_num_threads is set to
-the number of threads NumPy's BLAS uses), it times float32 forward passes of
+Every row runs the same workload on the same data with NumPy and with torch, both
+pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
+for torch). Runs are interleaved: each round goes through every row, and within a row
+the calls alternate between NumPy and torch, so both engines see the same load; the
+table shows the median over all rounds, NumPy's median over torch's (target <= 1.0x)
+and the GFLOP/s of both (2 x multiply-adds of the convolutions and linear layers over
+the median time).
 
-* simple-cnn on a 64x1x28x28 batch, and
-* one Conv2d(64, 64, 3, stride=2, padding=1) on an 8x64x56x56 batch,
+Two rows per network workload: ``kernels`` calls the functions of
+``sheetconv.nn.kernels`` directly, layer after layer, as the layers do (float weights
+cast once, outside the timing); ``Network.forward`` goes through the public API,
+including its input and parameter checks. The difference is the network-level overhead.
 
-with NumPy and with torch (warm-up first, then the median and the best of several
-repeats, the two libraries in alternating blocks), and prints NumPy's time over
-torch's: the target is at most 1.0. It then times a depth-all ``precedents`` query on a
-5-layer network over a 224x224 input against a brute-force walk of the cell graph.
+OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE at start-up; where they are set
+(some machines set them for old OpenBLAS builds) they can slow float32 GEMMs. The
+header says whether they were; to measure without them, unset both for the one command:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_engine.py``.
 """
 from __future__ import annotations
 
@@ -26,31 +33,23 @@ from collections import deque
 import numpy as np
 
 import sheetconv as sc
+from sheetconv.nn import kernels
+
+TARGET = 1.0
 
 
-def blas_info() -> tuple[int, str]:
-    """(threads, description) of the BLAS NumPy calls."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return os.cpu_count() or 1, "unknown (pip install threadpoolctl to see it)"
+def blas_info() -> str:
+    """What BLAS NumPy calls, and which kernel OpenBLAS picked."""
+    from threadpoolctl import threadpool_info
     for pool in threadpool_info():
-        if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
-            return pool["num_threads"], (f"{pool['internal_api']} {pool.get('version')}, "
-                                         f"kernel {pool.get('architecture')}, {pool.get('threading_layer')}")
-    return os.cpu_count() or 1, "unknown"
+        if pool.get("user_api") == "blas":
+            return (f"{pool['internal_api']} {pool.get('version')}, kernel {pool.get('architecture')}, "
+                    f"{pool.get('threading_layer')}, {pool['num_threads']} threads")
+    return "unknown"
 
 
-def set_blas_threads(n: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(n, user_api="blas")
-
-
-def torch_model(net, torch):
-    """torch.nn.Sequential with the network's weights (float32)."""
+def torch_model(net, torch, dtype):
+    """torch.nn.Sequential with the network's weights."""
     nn = torch.nn
     mods = []
     for layer in net.layers:
@@ -75,41 +74,134 @@ def torch_model(net, torch):
         mods.append(m)
         if layer.relu and layer.kind != "relu":
             mods.append(nn.ReLU())
-    return nn.Sequential(*mods).float().eval()
+    model = nn.Sequential(*mods).eval()
+    return model.double() if dtype == np.float64 else model.float()
 
 
-def timings(fn, repeats: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+def kernel_chain(net, dtype, kernels=kernels):
+    """The network's forward pass as direct calls of the kernels (weights cast once, here).
+    With another ``kernels`` module (--baseline), what it lacks runs through the layer."""
+    steps = []
+    for layer in net.layers:
+        if not hasattr(kernels, {"conv": "conv2d", "linear": "linear", "maxpool": "max_pool2d",
+                                 "avgpool": "avg_pool2d", "relu": "relu"}.get(layer.kind, "conv2d")):
+            steps.append(layer.forward)
+        elif layer.kind == "conv":
+            w = layer.weight.astype(dtype)
+            b = None if layer.bias is None else layer.bias.astype(dtype)
+            steps.append(lambda h, layer=layer, w=w, b=b: kernels.conv2d(
+                h, w, b, layer.stride, layer.padding, layer.dilation, layer.relu))
+        elif layer.kind == "linear":
+            w = layer.weight.astype(dtype)
+            b = None if layer.bias is None else layer.bias.astype(dtype)
+            steps.append(lambda h, layer=layer, w=w, b=b: kernels.linear(h, w, b, layer.relu))
+        elif layer.kind == "maxpool":
+            steps.append(lambda h, layer=layer: kernels.max_pool2d(h, layer.kernel_size, layer.stride, layer.padding))
+        elif layer.kind == "avgpool":
+            steps.append(lambda h, layer=layer: kernels.avg_pool2d(h, layer.kernel_size, layer.stride, layer.padding,
+                                                                   layer.count_include_pad))
+        elif layer.kind == "relu":
+            steps.append(kernels.relu)
+        elif layer.kind == "flatten":
+            steps.append(lambda h: h.reshape(h.shape[0], -1))
+
+    def run(x):
+        for step in steps:
+            x = step(x)
+        return x
+    return run
 
 
-def compare(title, net, x, torch, repeats, rounds=3):
-    model = torch_model(net, torch)
+class Row:
+    """One workload: a NumPy callable and a torch callable on the same input."""
+
+    def __init__(self, title, ours, theirs, flops, repeats, baseline=None):
+        self.title, self.ours, self.theirs, self.flops, self.repeats = title, ours, theirs, flops, repeats
+        self.baseline = baseline
+        self.t_ours: list[float] = []
+        self.t_theirs: list[float] = []
+        self.t_base: list[float] = []
+
+    def check(self):
+        a = np.asarray(self.ours())
+        b = self.theirs().numpy()
+        self.err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+    def round(self):
+        """One warm-up call each, then calls alternating between the engines."""
+        self.ours()
+        self.theirs()
+        fns = [(self.ours, self.t_ours), (self.theirs, self.t_theirs)]
+        if self.baseline is not None:
+            self.baseline()
+            fns.append((self.baseline, self.t_base))
+        for _ in range(self.repeats):
+            for fn, out in fns:
+                t = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t)
+
+    def line(self):
+        mo, mt = statistics.median(self.t_ours), statistics.median(self.t_theirs)
+        ratio = mo / mt
+        verdict = "met" if ratio <= TARGET else "MISSED"
+        flops = (f"{self.flops / mo / 1e9:7.1f} {self.flops / mt / 1e9:7.1f}" if self.flops
+                 else f"{'-':>7} {'-':>7}")
+        base = f"  baseline {statistics.median(self.t_base) * 1e3:9.3f} ms" if self.t_base else ""
+        return (f"{self.title:<58} {mo * 1e3:9.3f} {mt * 1e3:9.3f} {ratio:6.2f}x  <= {TARGET:.1f}x {verdict:<6} "
+                f"{flops}  {self.err:.0e}{base}")
+
+
+def network_rows_of(title, net, x, dtype, torch, repeats, baseline):
+    dt = np.dtype(dtype)
+    x = x.astype(dt)
+    model = torch_model(net, torch, dt)
     tx = torch.from_numpy(x)
-    ours_fn = lambda: net.forward(x, np.float32)            # noqa: E731
-    with torch.inference_mode():
-        theirs_fn = lambda: model(tx)                        # noqa: E731
-        a, b = ours_fn(), theirs_fn().numpy()
-        err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-        ours, theirs = [], []
-        for _ in range(rounds):                              # alternate blocks: no library's spinning
-            ours += timings(ours_fn, repeats)                # threads steal the other's cores
-            time.sleep(0.1)
-            theirs += timings(theirs_fn, repeats)
-            time.sleep(0.1)
-    mo, mt = statistics.median(ours), statistics.median(theirs)
-    print(f"{title}")
-    print(f"  numpy  median {mo * 1e3:9.3f} ms   best {min(ours) * 1e3:9.3f} ms")
-    print(f"  torch  median {mt * 1e3:9.3f} ms   best {min(theirs) * 1e3:9.3f} ms")
-    print(f"  ratio numpy/torch: median {mo / mt:5.2f}x   best {min(ours) / min(theirs):5.2f}x   "
-          f"(target <= 1.0x; max rel diff {err:.1e})")
-    return mo / mt
+    flops = 2 * net.macs() * x.shape[0]
+    chain = kernel_chain(net, dt)
+    base = None if baseline is None else (lambda chain=kernel_chain(net, dt, baseline): chain(x))
+    tag = f"{title}, {dt.name}"
+    return [Row(f"{tag}: kernels", lambda: chain(x), lambda: model(tx), flops, repeats, base),
+            Row(f"{tag}: Network.forward", lambda: net.forward(x, dt), lambda: model(tx), flops, repeats)]
+
+
+def build_rows(torch, dtype, repeats, quick, baseline):
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def network_rows(title, net, x, dtype, torch, repeats):
+        return network_rows_of(title, net, x, dtype, torch, repeats, baseline)
+    simple = sc.preset("simple-cnn", seed=0)
+    rows += network_rows("simple-cnn 64x1x28x28", simple, rng.random((64, 1, 28, 28)), dtype, torch, repeats * 3)
+    rows += network_rows("simple-cnn 1x1x28x28", simple, rng.random((1, 1, 28, 28)), dtype, torch, repeats * 10)
+    rows += network_rows("simple-cnn 1024x1x28x28", simple, rng.random((1024, 1, 28, 28)), dtype, torch,
+                         max(3, repeats // 2))
+    conv = sc.Network([sc.Conv2d(64, 64, 3, stride=2, padding=1)], input_shape=(64, 56, 56)).init_weights(0)
+    rows += network_rows("Conv2d(64,64,3,s2,p1) 8x64x56x56", conv, rng.random((8, 64, 56, 56)), dtype, torch,
+                         repeats)
+    if not quick:
+        stem = sc.Network([sc.Conv2d(3, 64, 7, stride=2, padding=3), sc.MaxPool2d(3, 2, 1)],
+                          input_shape=(3, 224, 224)).init_weights(0)
+        # stem: Conv2d(3, 64, 7, stride 2, padding 3) + MaxPool2d(3, 2, 1), ResNet's first layers
+        rows += network_rows("stem conv7x7s2+maxpool3s2 8x3x224x224", stem,
+                             rng.random((8, 3, 224, 224)), dtype, torch, max(3, repeats // 2))
+    return rows
+
+
+def bench_engine(torch, repeats, rounds, quick, baseline):
+    print(f"{'workload (median of interleaved runs)':<58} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
+          f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff")
+    for dtype in (np.float32, np.float64):
+        rows = build_rows(torch, dtype, repeats, quick, baseline)
+        with torch.inference_mode():
+            for row in rows:
+                row.check()
+            for _ in range(rounds):
+                for row in rows:
+                    row.round()
+                    time.sleep(0.02)
+        for row in rows:
+            print(row.line(), flush=True)
 
 
 # ---------------------------------------------------------------- dependency queries
@@ -149,53 +241,60 @@ def bench_precedents(repeats: int):
     name = net.names[-1]
     _, h, w = net.grid(name)
     cell = (name, 0, h // 2, w // 2)
-    analytic = timings(lambda: net.precedents(cell, depth=None), repeats * 20)
-    trace = net.precedents(cell, depth=None)
+    analytic = []
+    for _ in range(repeats * 5):
+        t = time.perf_counter()
+        trace = net.precedents(cell, depth=None)
+        analytic.append(time.perf_counter() - t)
     t = time.perf_counter()
     brute = brute_precedents(net, cell)
     t_brute = time.perf_counter() - t
     acts = {c for c in trace.cells() if "." not in c[0]}
     assert acts == brute, "analytic and brute-force precedents differ"
     ma = statistics.median(analytic)
-    print(f"depth-all precedents of {cell} in a {len(net)}-layer net ({', '.join(l.label for l in net.layers)}) "
-          f"on a 3x224x224 input "
+    print(f"depth-all precedents of {cell} in a {len(net)}-layer net on a 3x224x224 input "
           f"({len(brute)} activation cells, input box {trace.region('input').bbox()})")
-    print(f"  analytic  median {ma * 1e3:9.3f} ms")
-    print(f"  brute-force graph walk {t_brute * 1e3:9.1f} ms")
-    print(f"  ratio brute/analytic: {t_brute / ma:,.0f}x")
+    print(f"  analytic {ma * 1e3:.3f} ms (median); brute-force graph walk {t_brute * 1e3:.1f} ms; "
+          f"ratio {t_brute / ma:,.0f}x")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=30, help="timed runs per block (3 blocks per library)")
-    ap.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: NumPy's BLAS count)")
+    ap.add_argument("--repeats", type=int, default=10, help="timed runs per block (scaled per row)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (a NumPy and a torch block each)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
+    ap.add_argument("--quick", action="store_true", help="leave out the stem rows")
+    ap.add_argument("--baseline", metavar="FILE.py", help="another kernels module (e.g. an older version) "
+                    "to time in the same interleaved runs (kernels rows; what it lacks runs through the layers)")
     args = ap.parse_args(argv)
     try:
         import torch
+        from threadpoolctl import threadpool_limits
     except ImportError:
-        sys.exit("this benchmark needs torch: pip install 'sheetconv[bench]'")
-    threads, blas = blas_info()
-    threads = args.threads or threads
-    limiter = set_blas_threads(threads)
-    torch.set_num_threads(threads)
+        sys.exit("this benchmark needs torch and threadpoolctl: pip install 'sheetconv[bench]'")
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                        "OMP_NUM_THREADS") if k in os.environ}
-    print(f"sheetconv {sc.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"python {platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs)")
-    print(f"threads: numpy BLAS {threads}, torch {torch.get_num_threads()}; numpy BLAS: {blas}")
-    print(f"environment: {env or 'no OPENBLAS_*/OMP_* variables set'}; "
-          f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print()
-    rng = np.random.default_rng(0)
-    compare("simple-cnn, float32, batch 64x1x28x28", sc.preset("simple-cnn", seed=0),
-            rng.random((64, 1, 28, 28), dtype=np.float32), torch, args.repeats)
-    conv = sc.Network([sc.Conv2d(64, 64, 3, stride=2, padding=1)], input_shape=(64, 56, 56)).init_weights(0)
-    compare("Conv2d(64, 64, 3, stride=2, padding=1), float32, batch 8x64x56x56", conv,
-            rng.random((8, 64, 56, 56), dtype=np.float32), torch, max(5, args.repeats // 3))
-    print()
-    bench_precedents(args.repeats)
-    if limiter is not None:
-        limiter.restore_original_limits()
+    with threadpool_limits(args.threads, user_api="blas"):
+        torch.set_num_threads(args.threads)
+        print(f"sheetconv {sc.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
+              f"python {platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs)")
+        print(f"threads: numpy BLAS {args.threads}, torch {torch.get_num_threads()}; numpy BLAS: {blas_info()}")
+        print(f"environment: {env or 'no OPENBLAS_*/OMP_* variables set'}"
+              f"{'' if 'OPENBLAS_CORETYPE' in env else ' (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset or never set)'}; "
+              f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print()
+        t0 = time.perf_counter()
+        baseline = None
+        if args.baseline:
+            import importlib.util
+            spec = importlib.util.spec_from_file_location("baseline_kernels", args.baseline)
+            baseline = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(baseline)
+            print(f"baseline kernels: {args.baseline}")
+        bench_engine(torch, args.repeats, args.rounds, args.quick, baseline)
+        print(f"({time.perf_counter() - t0:.0f} s; load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())})")
+        print()
+        bench_precedents(args.repeats)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from .xlsx.writer import WriteResult, formula_count, same_cells, write_workbook
 __all__ = ["Built", "choose_network", "read_weights", "load_weights", "pick_input", "output_path", "build", "examples",
            "EXAMPLES"]
 
-EXAMPLES = ("conv-example", "simple-cnn")
+EXAMPLES = ("conv-example", "simple-cnn", "conv-course")
 
 
 @dataclass
@@ -161,32 +161,42 @@ def differs(path: Path) -> SheetconvError:
 
 
 def build(net: Network, x, path: Path, *, name: str, source: str, force: bool = False,
-          progress_for: Callable[[int], object] | None = None) -> Built:
+          progress_for: Callable[[int], object] | None = None, explain: str | None = None) -> Built:
     """Write ``net`` on ``x`` to ``path``. An existing file is refused unless ``force``, except
     when it already holds exactly this workbook (then nothing is written).
 
     ``progress_for(total_formulas)`` may return a context manager yielding an ``update(n)``
-    callable (a progress bar), or None for no progress.
+    callable (a progress bar), or None for no progress. ``explain``: the cell the sheet
+    ``explain`` works through ('conv2[0,3,3]'; default the centre of the last conv layer).
     """
+    if explain is not None:
+        try:
+            explain = net.check_cell(net.ref(explain))
+        except SheetconvError as e:
+            raise SheetconvError(f"--explain {explain}: {e}") from None
+        if explain[0] == "input":
+            raise SheetconvError(f"--explain {explain}: the input is a constant; give a computed cell, e.g. "
+                                 f"{net.names[-1]}[0,0,0]")
     title = f"{name} on {source}"
     if path.is_file() and not force:
         with scratch_folder() as scratch:
             fresh = scratch / path.name
-            write_workbook(net, x, fresh, title=title)
+            write_workbook(net, x, fresh, title=title, explain=explain)
             if not same_cells(fresh, path):
                 raise differs(path)
         return Built(path, name, source, None)
     layout = Layout.for_network(net)
     bar = progress_for(formula_count(net, layout)) if progress_for is not None else None
     if bar is None:
-        return Built(path, name, source, write_workbook(net, x, path, force=force, layout=layout, title=title))
+        return Built(path, name, source, write_workbook(net, x, path, force=force, layout=layout, title=title,
+                                                        explain=explain))
     with bar as update:
         return Built(path, name, source, write_workbook(net, x, path, force=force, layout=layout, title=title,
-                                                        progress=update))
+                                                        progress=update, explain=explain))
 
 
 def examples(out_dir: str | Path, force: bool = False) -> list[Built]:
-    """Regenerate the example workbooks (both presets, digit sample 0, seed 0), reproducibly.
+    """Regenerate the example workbooks (every preset of EXAMPLES, digit sample 0, seed 0), reproducibly.
 
     A workbook that already holds exactly this content is left as it is; one that differs
     is refused unless ``force``, and then nothing is written.

@@ -69,7 +69,7 @@ def _Bar(total: int, label: str):
 
 
 @cli.command()
-@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn"]), default=None,
+@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course"]), default=None,
               help="A ready-made network (default conv-example).")
 @click.option("--spec", "spec_file", type=str, default=None,
               help="A network described in a JSON or TOML spec file instead of a preset.")
@@ -91,8 +91,12 @@ def _Bar(total: int, label: str):
 @click.option("--out", type=str, default=None,
               help="Where to write (default workbooks/<preset>.xlsx).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--explain", "explain", type=str, default=None, metavar="CELL",
+              help="The cell the sheet 'explain' works through step by step, e.g. conv2[0,3,3] or fc1[3] "
+                   "(default: the centre of the last conv layer).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
-def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, state_dict, seed, out, force, quiet):
+def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, state_dict, seed, out, force, explain,
+          quiet):
     """Write a workbook of a network's activations as live formulas.
 
     With no options: workbooks/conv-example.xlsx from bundled digit sample 0. An
@@ -105,7 +109,7 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
     x, source = b.pick_input(net, digit, image, npy, resize, invert, warn=_warn)
     out_path = b.output_path(out, name)
     done = b.build(net, x, out_path, name=name, source=source, force=force,
-                   progress_for=_progress(quiet, f"writing {out_path}"))
+                   progress_for=_progress(quiet, f"writing {out_path}"), explain=explain)
     if quiet:
         return
     if done.up_to_date:
@@ -117,11 +121,11 @@ def build(preset_name, spec_file, digit, image, npy, resize, invert, weights, st
 
 @cli.command()
 @click.option("--out-dir", type=str, default="workbooks", show_default=True,
-              help="Folder for conv-example.xlsx and simple-cnn.xlsx.")
+              help="Folder for conv-example.xlsx, simple-cnn.xlsx and conv-course.xlsx.")
 @click.option("--force", is_flag=True, help="Overwrite example workbooks that differ from a fresh build.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
 def examples(out_dir, force, quiet):
-    """Regenerate the example workbooks (both presets, digit sample 0, seed 0), reproducibly.
+    """Regenerate the example workbooks (the three presets, digit sample 0, seed 0), reproducibly.
 
     An existing workbook that already holds exactly this content is left as it is; one
     that differs is refused unless --force, and then nothing is written.
@@ -182,7 +186,7 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
 # ---------------------------------------------------------------- summary, check
 
 @cli.command()
-@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn"]), default=None,
+@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course"]), default=None,
               help="A ready-made network (default: conv-example).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
               help="An architecture spec file (.json or .toml; see sheetconv.nn.specfile).")

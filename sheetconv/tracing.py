@@ -14,6 +14,8 @@ from itertools import product
 
 from .sheet import meta as _meta
 from .errors import SheetconvError
+from .sheet.explain import EXPLAIN_SHEET
+from .sheet.prediction import PREDICTION_SHEET
 from .nn.network import parse_depth, parse_grid_ref
 from .formulagraph.index import Index, build_index, compact_rects, rect_boxes
 from .xlsx import package as _package
@@ -308,7 +310,7 @@ class FormulaWorkbook(Workbook):
         return "constant" if self.index.is_value(s, row, col) else "empty"
 
     def _levels(self, raw) -> list[list[Region]]:
-        out = []
+        out, skipped_only = [], []
         for level in raw:
             regions = []
             for t in sorted(level):
@@ -317,6 +319,10 @@ class FormulaWorkbook(Workbook):
                 sh = self.index.sheets[t]
                 regions.append(_sheet_region(sh.name, rect_boxes(compact_rects(level[t])), sh.shape))
             out.append(regions)
+            skipped_only.append(bool(level) and not regions)
+        while out and skipped_only[-1]:          # levels reached only on skipped sheets
+            out.pop()
+            skipped_only.pop()
         return out
 
     def _trace(self, direction, ref, depth) -> Trace:
@@ -448,7 +454,8 @@ class SheetconvWorkbook(Workbook):
             for b in self.layout.iter_blocks():
                 if ":" in b.grid:
                     partial.update(ix.formulas_in(s, b.top, b.left, b.bottom, b.right).tolist())
-            self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET,),
+            self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET, EXPLAIN_SHEET,
+                                                                           PREDICTION_SHEET),
                                              transparent=frozenset(partial))
         return self._formulas
 

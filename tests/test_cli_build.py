@@ -193,7 +193,7 @@ def test_spec_and_state_dict_options(tmp_path):
 def test_examples_regenerate_the_committed_workbooks(tmp_path):
     r = run(["examples", "--out-dir", str(tmp_path / "wb")], tmp_path)
     assert r.exit_code == 0, r.output
-    for name in ("conv-example", "simple-cnn"):
+    for name in ("conv-example", "simple-cnn", "conv-course"):
         fresh, committed = tmp_path / "wb" / f"{name}.xlsx", REPO / "workbooks" / f"{name}.xlsx"
         assert committed.is_file(), f"{committed} is missing: run `sheetconv examples`"
         new_f, old_f = read_sheet(fresh), read_sheet(committed)
@@ -208,6 +208,19 @@ def test_examples_regenerate_the_committed_workbooks(tmp_path):
             assert old_v[pos] == v or abs(old_v[pos] - v) <= 1e-12 * max(1, abs(v)), pos
         assert read_meta(fresh) == read_meta(committed)
         assert read_sheet(fresh, "summary") == read_sheet(committed, "summary")
+        assert read_sheet(fresh, "explain") == read_sheet(committed, "explain")
+
+
+def test_explain_option_chooses_the_worked_cell(tmp_path):
+    r = run(["build", "--preset", "conv-course", "--explain", "pool1[1,5,5]", "--out", "a.xlsx"], tmp_path)
+    assert r.exit_code == 0, r.output
+    texts = [v for v in read_sheet(tmp_path / "a.xlsx", "explain").values() if isinstance(v, str)]
+    assert any(t.startswith("How pool1[1,5,5]") for t in texts)
+    assert any("=MAX(" in t for t in texts)
+    for bad, words in [("conv9[0,0,0]", ["--explain", "no layer 'conv9'"]), ("conv2[0,30,0]", ["lies outside"]),
+                       ("input[0,3,3]", ["the input is a constant"]), ("garbage", ["not a cell"])]:
+        assert_one_line_error(run(["build", "--explain", bad, "--out", "b.xlsx"], tmp_path), *words)
+        assert not (tmp_path / "b.xlsx").exists()
 
 
 # The labels the MNIST README gives for the first ten test digits.
@@ -294,10 +307,10 @@ def test_up_to_date_check_cannot_make_its_temporary_folder(tmp_path, monkeypatch
 
 def test_examples_are_up_to_date_or_refused_without_force(tmp_path):
     r = run(["examples", "--out-dir", "wb"], tmp_path)
-    assert r.exit_code == 0 and r.stdout.count("wrote") == 2
+    assert r.exit_code == 0 and r.stdout.count("wrote") == 3
     fresh = {p: (tmp_path / "wb" / p).read_bytes() for p in files(tmp_path / "wb")}
     r = run(["examples", "--out-dir", "wb"], tmp_path)
-    assert r.exit_code == 0 and r.stdout.count("up to date") == 2
+    assert r.exit_code == 0 and r.stdout.count("up to date") == 3
     (tmp_path / "ref").mkdir()
     (tmp_path / "ref" / "simple-cnn.xlsx").write_bytes(fresh["simple-cnn.xlsx"])
     assert run(["build", "--digit", "2", "--force", "--out", "wb/simple-cnn.xlsx", "--preset", "simple-cnn"],
@@ -308,7 +321,7 @@ def test_examples_are_up_to_date_or_refused_without_force(tmp_path):
     r = run(["examples", "--out-dir", "wb", "--force"], tmp_path)
     assert r.exit_code == 0 and "up to date" in r.stdout and "wrote" in r.stdout
     assert (tmp_path / "wb" / "simple-cnn.xlsx").read_bytes() == fresh["simple-cnn.xlsx"]   # builds are reproducible
-    assert files(tmp_path / "wb") == ["conv-example.xlsx", "simple-cnn.xlsx"]
+    assert files(tmp_path / "wb") == ["conv-course.xlsx", "conv-example.xlsx", "simple-cnn.xlsx"]
 
 
 def test_a_damaged_existing_file_is_refused_in_one_line(tmp_path):

@@ -128,7 +128,7 @@ def test_a_wide_network_wraps_within_excels_columns(tmp_path):
     layout = Layout.for_network(net)
     formulas, _ = check_workbook(path, net, x, layout)
     assert max(c for _, c in formulas) < MAX_COLS
-    assert len({s.top for s in layout.stripes}) == 2
+    assert len(layout.header_rows) == 2                       # a second band of rows
 
 
 def _sheet_xml_order(path):
@@ -150,7 +150,7 @@ def _sheet_xml_order(path):
 def test_cells_are_stored_in_row_then_column_order_as_excel_requires(tmp_path, max_rows):
     net, x = CASES["simple-cnn"]
     layout = Layout.for_network(net, **({"max_rows": max_rows, "max_cols": 60} if max_rows else {}))
-    assert max_rows is None or any(s.groups > 1 for s in layout.stripes)
+    assert max_rows is None or len(layout.header_rows) > 1
     path = tmp_path / "book.xlsx"
     write_workbook(net, x, path, layout=layout)
     order = _sheet_xml_order(path)
@@ -164,16 +164,25 @@ def test_workbook_metadata_round_trips(tmp_path):
     path = tmp_path / "book.xlsx"
     write_workbook(net, x, path)
     meta = read_meta(path)
-    assert meta["format"] == "sheetconv" and meta["format_version"] == 1 and meta["sheet"] == "conv"
+    assert meta["format"] == "sheetconv" and meta["format_version"] == 2 and meta["sheet"] == "conv"
     assert meta["dtype"] == "float64" and meta["sheetconv_version"]
     again = Network.from_spec(meta["spec"])
     assert again.spec() == net.spec() and again.shapes == net.shapes
     layout = Layout.from_json(meta["layout"], again)
     assert layout.to_json() == Layout.for_network(net).to_json()
     wb = openpyxl.load_workbook(path, read_only=True)
-    assert wb.sheetnames == ["conv", "summary", META_SHEET]
+    assert wb.sheetnames == ["conv", "summary", "explain", "prediction", META_SHEET]
     assert wb[META_SHEET].sheet_state == "veryHidden"
     wb.close()
+
+
+def test_a_format_1_workbook_is_refused_with_a_rebuild_hint():
+    from sheetconv.sheet.meta import build_meta, load_model, to_chunks
+    net, _ = CASES["conv-example"]
+    old = {**build_meta(net, Layout.for_network(net)), "format_version": 1,
+           "layout": {"version": 1, "sheet": "conv", "max_formula": 8192, "stripes": []}}
+    with pytest.raises(SheetconvError, match="older sheetconv.*rebuild"):
+        load_model(parse_chunks(to_chunks(old)))
 
 
 def test_metadata_longer_than_one_chunk(tmp_path):
@@ -224,6 +233,7 @@ def test_sheet_features_heatmaps_frozen_header_recalc_on_load(tmp_path):
     layout = Layout.for_network(net)
     for b in layout.blocks:
         assert (b.top, b.left) in scaled and (b.bottom, b.right) in scaled, b
+    assert ws.sheet_view.showGridLines is False
     # Printing: landscape, one page wide.
     assert ws.page_setup.orientation == "landscape"
     assert ws.sheet_properties.pageSetUpPr.fitToPage
@@ -288,15 +298,15 @@ def test_a_failure_half_way_leaves_no_file(tmp_path, monkeypatch, private_tmpdir
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()
     net, x = CASES["simple-cnn"]
-    real = export._Rows.stripe
+    real = export._Rows.panel
 
     def failing(self, st):
         for i, item in enumerate(real(self, st)):
-            if st.name == "conv3" and i == 3:
+            if st.grid == "conv3" and i == 3:
                 raise OSError(errno.ENOSPC, "No space left on device")
             yield item
 
-    monkeypatch.setattr(export._Rows, "stripe", failing)
+    monkeypatch.setattr(export._Rows, "panel", failing)
     path = tmp_path / "book.xlsx"
     with pytest.raises(SheetconvError, match="No space left on device"):
         write_workbook(net, x, path)
@@ -417,3 +427,76 @@ def test_same_cells_compares_content_not_bytes(tmp_path):
     junk = tmp_path / "junk.xlsx"
     junk.write_bytes(b"not a zip")
     assert not export.same_cells(a, junk) and not export.same_cells(a, tmp_path / "missing.xlsx")
+
+
+# ------------------------------------------------------------------ reading the sheet as a learner would
+
+SCREEN = (1400, 700)        # the grid area of a 1440x900 screen without ribbon, formula bar, tabs, task bar
+
+
+def _col_px(ws, col: int) -> int:
+    """Pixel width of 0-based column ``col`` from the stored width (ECMA-376: Calibri 11, digit 7 px)."""
+    width = 8.43
+    for d in ws.column_dimensions.values():              # openpyxl groups equal columns as min..max
+        if d.min and d.max and d.min <= col + 1 <= d.max and d.width:
+            width = d.width
+    return int((256 * width + int(128 / 7)) / 256 * 7)
+
+
+def test_conv_example_input_conv1_and_conv2_fit_a_1440x900_screen_at_the_saved_zoom(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    layout = Layout.for_network(net)
+    ws = openpyxl.load_workbook(path)["conv"]
+    zoom = ws.sheet_view.zoomScale / 100
+    assert zoom >= 0.6                                              # still readable
+    last = layout.cell_of(("conv2", 1, 6, 6))                        # the bottom-right cell of the three layers
+    bottom = max(layout.cell_of(("conv1", 1, 13, 13))[0], last[0], layout.cell_of(("input", 0, 27, 27))[0])
+    width = sum(_col_px(ws, c) for c in range(last[1] + 1)) * zoom
+    default = ws.sheet_format.defaultRowHeight
+    height = sum((ws.row_dimensions[r + 1].height or default) for r in range(bottom + 1)) * 96 / 72 * zoom
+    assert width <= SCREEN[0] and height <= SCREEN[1], (width, height, zoom)
+    assert ws.sheet_view.showGridLines is False
+
+
+def test_one_number_format_per_kind_of_block(tmp_path):
+    net, x = CASES["flatten-linear"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    layout = Layout.for_network(net)
+    ws = openpyxl.load_workbook(path)["conv"]
+    kinds = {}
+    for b in layout.blocks:
+        kind = ("weight" if b.grid.endswith(".weight") and b.key is None else
+                "param" if "." in b.grid else "input" if b.grid == "input" else "act")
+        for r in range(b.top, b.bottom + 1):
+            for c in range(b.left, b.right + 1):
+                kinds.setdefault(kind, set()).add(ws.cell(r + 1, c + 1).number_format)
+    assert kinds == {"input": {"0.00"}, "act": {"0.00"}, "param": {"0.00"}, "weight": {"0.000"}}, kinds
+
+
+@pytest.mark.parametrize("key", ["simple-cnn", "flatten-linear"])
+def test_prediction_sheet_holds_torchs_softmax_and_argmax(key, tmp_path):
+    torch = pytest.importorskip("torch")
+    from sheetconv.interop.verify import torch_activations
+    from sheetconv.sheet.prediction import PREDICTION_SHEET, class_cell, prob_cells
+    net, x = CASES[key]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    values = read_sheet(path, PREDICTION_SHEET, data_only=True)
+    formulas = read_sheet(path, PREDICTION_SHEET)
+    logits = torch.from_numpy(torch_activations(net, x, np.float64)[net.names[-1]].ravel())
+    want = torch.softmax(logits, dim=0).numpy()
+    got = np.array([values[rc] for rc in prob_cells(net)])
+    assert np.abs(got - want).max() <= 1e-12
+    assert values[class_cell(net)] == int(torch.argmax(logits))
+    assert functions(formulas[class_cell(net)]) == {"MATCH", "MAX"}
+    assert all(functions(formulas[rc]) == {"SUM"} for rc in prob_cells(net))
+
+
+def test_no_prediction_sheet_without_a_1d_output(tmp_path):
+    net, x = CASES["conv-example"]
+    path = tmp_path / "book.xlsx"
+    write_workbook(net, x, path)
+    assert openpyxl.load_workbook(path, read_only=True).sheetnames == ["conv", "summary", "explain", "_sheetconv"]

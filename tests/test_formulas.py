@@ -63,10 +63,11 @@ def test_partial_sums_still_reference_exactly_the_precedents(key, limit):
 def test_conv_example_formulas_read_as_in_the_issue():
     net = preset("conv-example")
     layout = Layout.for_network(net)
-    # Input at B3:AC30; conv1 channel 0's kernel at AU3:AW5, its bias at AY3 (see test_layout).
-    assert layout.cell_of(("conv1.weight", 0, 0, 0, 0)) == (2, 46)
-    assert formula(net, layout, ("conv1", 0, 0, 0)) == "=MAX(0,SUMPRODUCT(B3:C4,$AV$4:$AW$5)+$AY$3)"
-    assert formula(net, layout, ("conv1", 0, 1, 1)) == "=MAX(0,SUMPRODUCT(C4:E6,$AU$3:$AW$5)+$AY$3)"
+    # Input at B3:AC30; conv1 channel 0's kernel at AE3:AG5 (between the input and conv1), its bias
+    # in the bias column below the kernels, at AE8 (see test_layout).
+    assert layout.cell_of(("conv1.weight", 0, 0, 0, 0)) == (2, 30)
+    assert formula(net, layout, ("conv1", 0, 0, 0)) == "=MAX(0,SUMPRODUCT(B3:C4,$AF$4:$AG$5)+$AE$8)"
+    assert formula(net, layout, ("conv1", 0, 1, 1)) == "=MAX(0,SUMPRODUCT(C4:E6,$AE$3:$AG$5)+$AE$8)"
     text = formula(net, layout, ("conv2", 1, 3, 3))
     assert text.startswith("=MAX(0,SUMPRODUCT(") and text.count("SUMPRODUCT") == 2
 

@@ -13,7 +13,7 @@ from _xlsx_oracle import handmade_nets, param_cells, random_net
 
 
 def _nets():
-    nets = {"conv-example": preset("conv-example"), "simple-cnn": preset("simple-cnn")}
+    nets = {k: preset(k) for k in ("conv-example", "simple-cnn", "conv-course")}
     nets.update({k: n for k, (n, _) in handmade_nets().items()})
     nets.update({f"random{s}": random_net(s)[0] for s in range(6)})
     return nets
@@ -29,12 +29,30 @@ def _all_cells(net):
     yield from (cell for cell, _ in param_cells(net))
 
 
+CHAR_PX = 6.5         # widest average character of an 8-point bold title, in pixels
+HEAD_PX = 7.5         # the same for the 9-point header
+
+
+def _px(width: float) -> int:
+    """Excel's pixel width of a column ``width`` characters wide."""
+    return int(width * 7 + 5)
+
+
+def _span(layout, left: int, text: str, char_px: float) -> int:
+    """Columns from ``left`` that ``text`` covers when drawn unwrapped."""
+    need, cols = len(text) * char_px, 0
+    while need > 0:
+        need -= _px(layout.column_width(left + cols))
+        cols += 1
+    return max(cols, 1)
+
+
 def _occupied(layout):
-    """{(row, col): what} for every block cell and every title cell; fails on any overlap."""
+    """{(row, col): what} for every block cell and every cell a title covers; fails on any overlap."""
     seen = {}
     for b in layout.blocks:
-        cells = [(b.top - 1, b.left, "title")] + [(r, c, "cell") for r in range(b.top, b.top + b.height)
-                                                  for c in range(b.left, b.left + b.width)]
+        cells = [(b.top - 1, b.left + j, "title") for j in range(_span(layout, b.left, b.title, CHAR_PX))]
+        cells += [(r, c, "cell") for r in range(b.top, b.top + b.height) for c in range(b.left, b.left + b.width)]
         for r, c, what in cells:
             assert (r, c) not in seen, f"{b} overlaps {seen[(r, c)]} at {(r, c)}"
             seen[(r, c)] = (b.grid, b.key, what)
@@ -66,6 +84,60 @@ def test_blocks_and_titles_never_overlap_and_tile_the_cells(key):
     cells = {layout.cell_of(cell) for cell in _all_cells(net)}
     assert {p for p, v in seen.items() if v[2] == "cell"} == cells
     assert all(r >= 1 for r, _ in seen), "row 0 is the header"
+    heads = set(layout.header_rows)
+    assert 0 in heads and not any(r in heads for r, _ in seen)
+
+
+@pytest.mark.parametrize("key", list(NETS))
+def test_headers_fit_their_groups_in_three_lines_and_do_not_overlap(key):
+    layout = Layout.for_network(NETS[key])
+    taken = set()
+    for h in layout.headers:
+        px = sum(_px(layout.column_width(c)) for c in range(h.left, h.left + h.width))
+        words, lines, line = h.text.split(), 1, 0.0
+        for w in words:                                      # greedy word wrap
+            need = len(w) * HEAD_PX + (HEAD_PX if line else 0)
+            if line and line + need > px:
+                lines, line = lines + 1, len(w) * HEAD_PX
+            else:
+                line += need
+            assert len(w) * HEAD_PX <= px, (h, w)
+        assert lines <= 3, h
+        cols = {(h.row, c) for c in range(h.left, h.left + h.width)}
+        assert not cols & taken, h
+        taken |= cols
+
+
+@pytest.mark.parametrize("key", ["conv-example", "simple-cnn", "conv-course"])
+def test_reading_order_input_then_filters_then_output(key):
+    net = preset(key)
+    layout = Layout.for_network(net)
+    for name in net.names[1:]:
+        src = layout.cell_of((net.input_of(name), 0, 0, 0))[1]
+        out = layout.cell_of((name, 0, 0, 0))[1]
+        assert src < out
+        if net[name].kind in ("conv", "linear"):
+            w = layout.cell_of((f"{name}.weight", *([0] * (4 if net[name].kind == "conv" else 2))))[1]
+            b = layout.cell_of((f"{name}.bias", 0))[1]
+            assert src < w < out and src < b < out, name
+    for b in layout.blocks:
+        if b.grid.endswith(".weight") and isinstance(b.key, tuple):
+            o, i = b.key
+            assert b.title == f"in {i}→out {o}"
+    assert any("input ch → output ch" in h.text for h in layout.headers)
+
+
+def test_simple_cnn_fits_in_300_rows():
+    rows, cols = Layout.for_network(preset("simple-cnn")).extent
+    assert rows <= 300, rows
+
+
+def test_kernels_are_tiled_in_a_grid_and_channels_side_by_side():
+    layout = Layout.for_network(preset("simple-cnn"))
+    k = layout.panel("conv4.weight")
+    assert k.grid_rows > 1 and k.grid_cols > 1
+    a = layout.panel("conv3")
+    assert a.grid_rows > 1 and a.grid_cols > 1
 
 
 def test_conv_example_reads_like_the_fastai_sheet():
@@ -74,14 +146,14 @@ def test_conv_example_reads_like_the_fastai_sheet():
     assert layout.sheet == "conv"
     assert layout.cell_of(("input", 0, 0, 0)) == (2, 1)              # B3, titled in B2
     titles = {b.title for b in layout.blocks}
-    assert {"input 28 x 28, channel 0", "conv1 (ReLU) 14 x 14, channel 0", "filter 0/0", "bias"} <= titles
-    # Layers left to right by depth, channels top to bottom, kernels beside their channel.
-    x = [layout.cell_of((n, 0, 0, 0))[1] for n in net.names]
-    assert x == sorted(x) and len(set(x)) == len(x)
+    assert {"input", "conv1 ch 0", "in 0→out 1", "in 1→out 0", "bias"} <= titles
+    # conv1's two channels one above the other, each with its filters left of it.
     assert layout.cell_of(("conv1", 1, 0, 0))[0] > layout.cell_of(("conv1", 0, 13, 0))[0]
-    k = layout.cell_of(("conv2.weight", 0, 0, 0, 0))
-    assert k[0] == layout.cell_of(("conv2", 0, 0, 0))[0] and k[1] > layout.cell_of(("conv2", 0, 0, 6))[1]
-    assert layout.cell_of(("conv2.weight", 0, 1, 0, 0))[0] > layout.cell_of(("conv2.weight", 0, 0, 2, 0))[0]
+    assert layout.cell_of(("conv1.weight", 1, 0, 0, 0))[1] < layout.cell_of(("conv1", 0, 0, 0))[1]
+    k00, k01 = layout.cell_of(("conv2.weight", 0, 0, 0, 0)), layout.cell_of(("conv2.weight", 0, 1, 0, 0))
+    assert k00[1] == k01[1] and k01[0] > layout.cell_of(("conv2.weight", 0, 0, 2, 0))[0]   # input channels down
+    k10 = layout.cell_of(("conv2.weight", 1, 0, 0, 0))
+    assert k10[0] == k00[0] and k10[1] > layout.cell_of(("conv2.weight", 0, 0, 0, 2))[1]   # outputs across
 
 
 def test_linear_weights_are_transposed_to_pair_with_the_input_column():
@@ -96,23 +168,30 @@ def test_linear_weights_are_transposed_to_pair_with_the_input_column():
 def test_a_wide_network_wraps_onto_a_new_band_within_excels_columns():
     net = Network([Conv2d(1, 1, (1, 3)), Conv2d(1, 1, (1, 3))], (1, 2, 6000))
     layout = Layout.for_network(net)
-    tops = [s.top for s in layout.stripes]
-    assert tops[0] == tops[1] < tops[2]                       # conv2 starts a new band below
-    assert max(s.left + s.width for s in layout.stripes) <= MAX_COLS
+    tops = [layout.panel(n).top for n in net.names]
+    assert tops[0] < tops[2]                                  # conv2 starts a new band below
+    assert max(p.left + p.width for p in layout.panels) <= MAX_COLS
     for cell in _all_cells(net):
         assert layout.locate(*layout.cell_of(cell)) == cell
 
 
-def test_small_limits_wrap_bands_and_split_tall_stripes_into_column_groups():
+def test_small_limits_wrap_bands_and_widen_tall_panels():
     net = preset("simple-cnn")
-    layout = Layout.for_network(net, max_cols=60, max_rows=1500)
-    assert len({s.top for s in layout.stripes}) > 1
-    assert any(s.groups > 1 for s in layout.stripes)
+    layout = Layout.for_network(net, max_cols=90, max_rows=600)
+    assert len({p.top for p in layout.panels}) > 2
     rows, cols = layout.extent
-    assert rows <= 1500 and cols <= 60
+    assert rows <= 600 and cols <= 90
     _occupied(layout)
     for cell in _all_cells(net):
         assert layout.locate(*layout.cell_of(cell)) == cell
+    net = Network([Conv2d(4, 16, 3)], (4, 4, 4))
+    free = Layout.for_network(net).panel("conv1.weight")
+    tight = Layout.for_network(net, max_rows=45)
+    assert tight.panel("conv1.weight").per_row > free.per_row          # too tall: more kernels per grid row
+    assert tight.extent[0] <= 45
+    _occupied(tight)
+    for cell in _all_cells(net):
+        assert tight.locate(*tight.cell_of(cell)) == cell
 
 
 def test_too_big_for_a_sheet_is_a_one_line_error():
@@ -146,6 +225,10 @@ def test_json_round_trip_and_shape_check():
         Layout.from_json(layout.to_json(), other)
     with pytest.raises(SheetconvError, match="version"):
         Layout.from_json({**layout.to_json(), "version": 99}, net)
+    with pytest.raises(SheetconvError, match="older sheetconv.*rebuild"):
+        Layout.from_json({"version": 1, "stripes": []}, net)
+    with pytest.raises(SheetconvError, match="malformed"):
+        Layout.from_json({**layout.to_json(), "panels": [["x", "act"]]}, net)
 
 
 def test_cell_of_rejects_cells_outside_their_block():

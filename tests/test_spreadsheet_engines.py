@@ -23,6 +23,8 @@ from sheetconv.xlsx import recalc
 from sheetconv.xlsx import writer as export
 from sheetconv.sheet.layout import Layout
 from sheetconv.interop.verify import torch_activations
+from sheetconv.sheet.explain import EXPLAIN_SHEET, explain
+from sheetconv.sheet.prediction import PREDICTION_SHEET, class_cell, has_prediction, prob_cells
 
 pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")
 
@@ -71,6 +73,13 @@ def net_partial_sums():
 
 SMALL_FORMULA_LIMIT = {"partial_sums": 400}
 
+# The cell each case's explain sheet works through (None: the default, the centre of the last conv):
+# a conv with padding and ReLU, a dilated conv at the corner, a pool counting padding, a max pool,
+# a Linear with ReLU, a standalone ReLU, a conv with partial sums.
+EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
+           "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
+           "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]"}
+
 
 def _random_input(net, seed):
     return np.random.default_rng(seed).uniform(-1.0, 1.0, size=net.input_shape)
@@ -81,10 +90,13 @@ def _cases():
     cases = {
         "conv-example": (preset("conv-example"), digit(0)),
         "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
+        "conv-course": (preset("conv-course", seed=2), digit(1)),
     }
     for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums]):
         net = make().init_weights(10 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
+    cases["unfused-relu"] = cases["unfused"]
+    cases["dilated-corner"] = cases["unfused"]
     return cases
 
 
@@ -148,6 +160,16 @@ def set_constant(path, sheet, row, col, value):
 
 
 # ------------------------------------------------------------------ reading results
+
+def _formulas_outside(path, sheet):
+    """Formula cells of every sheet but ``sheet``."""
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return sum(isinstance(v, str) and v.startswith("=") for name in wb.sheetnames if name != sheet
+                   for row in wb[name].iter_rows(values_only=True) for v in row)
+    finally:
+        wb.close()
+
 
 def sheet_values(path, sheet):
     """All cell values of ``sheet`` as a list of rows (cached values, i.e. what the engine computed)."""
@@ -234,15 +256,16 @@ def books(tmp_path_factory, engine_required):
         if name in SMALL_FORMULA_LIMIT:
             layout = Layout.for_network(net, max_formula=SMALL_FORMULA_LIMIT[name])
             assert layout.partials(net.layers[-1].name), "the formula limit should force partial sums"
-            export.write_workbook(net, x, path, force=True, layout=layout)
         else:
-            export.write_workbook(net, x, path, force=True)
             layout = Layout.for_network(net)
+        export.write_workbook(net, x, path, force=True, layout=layout, explain=EXPLAIN[name])
         stored = sheet_values(path, layout.sheet)
+        extra_formulas = _formulas_outside(path, layout.sheet)
         if name == LIVE:    # the live copy keeps its stored values: stale after the edit, but plausible
             shutil.copy(path, d / "live.xlsx")
         replaced = corrupt_stored_values(path)
-        out[name] = dict(net=net, x=x, layout=layout, stored=stored, replaced=replaced, src=path)
+        out[name] = dict(net=net, x=x, layout=layout, stored=stored, replaced=replaced, src=path,
+                         extra_formulas=extra_formulas)
         sources.append(path)
     # the live case: edit one pixel and one weight inside the file
     layout = out[LIVE]["layout"]
@@ -253,9 +276,12 @@ def books(tmp_path_factory, engine_required):
     lo = recalc.recalc_libreoffice(sources, d / "lo")
     for name, p in zip(list(cases) + ["live"], lo):
         if name != "live":
-            out[name]["libreoffice"] = sheet_values(p, out[name]["layout"].sheet)
-            out[name]["gnumeric"] = sheet_values(
-                recalc.recalc_gnumeric(out[name]["src"], d / "gn" / p.name), out[name]["layout"].sheet)
+            gn = recalc.recalc_gnumeric(out[name]["src"], d / "gn" / p.name)
+            for engine, book in (("libreoffice", p), ("gnumeric", gn)):
+                out[name][engine] = sheet_values(book, out[name]["layout"].sheet)
+                out[name][engine + "/explain"] = sheet_values(book, EXPLAIN_SHEET)
+                if has_prediction(out[name]["net"]):
+                    out[name][engine + "/prediction"] = sheet_values(book, PREDICTION_SHEET)
         else:
             out["live"] = sheet_values(p, layout.sheet)
     return out
@@ -269,7 +295,7 @@ CASES = list(_cases())
 @pytest.mark.parametrize("case", CASES)
 def test_engine_matches_numpy_and_torch(books, case, engine):
     b = books[case]
-    assert b["replaced"] == export.formula_count(b["net"], b["layout"])   # every formula was corrupted
+    assert b["replaced"] == export.formula_count(b["net"], b["layout"]) + b["extra_formulas"]   # every formula
     check_constants(b["net"], b["x"], b["layout"], b[engine], f"{case}/{engine}")
     compare(b["net"], b["x"], b["layout"], b[engine], f"{case}/{engine}")
 
@@ -298,3 +324,39 @@ def test_live_edit_recomputes_downstream(books):
     # the edits really changed downstream cells, so the stale stored values could not pass
     last = net.layers[-1].name
     assert np.abs(net.forward(x) - net2.forward(x2)).max() > 1e-3, f"the edits do not reach {last}"
+
+
+@pytest.mark.engine("libreoffice", "gnumeric")
+@pytest.mark.parametrize("engine", ["libreoffice", "gnumeric"])
+@pytest.mark.parametrize("case", CASES)
+def test_the_worked_cell_recalculates_to_the_activation(books, case, engine):
+    """Every step of the explain sheet is a live formula; the last one equals torch's activation."""
+    b = books[case]
+    net, x = b["net"], b["x"]
+    ex = explain(net, b["layout"], net.activations(x, np.float64), EXPLAIN[case])
+    theirs = torch_activations(net, x, np.float64)
+    name, c, r, col = ex.cell
+    want = float(theirs[name].reshape(net.grid(name))[c, r, col])
+    rows = b[engine + "/explain"]
+    got = _at(rows, *ex.result)
+    assert isinstance(got, (int, float)) and not isinstance(got, bool) and got != SENTINEL, (case, engine, got)
+    assert abs(got - want) <= TOL, (case, engine, got, want)
+    link = _at(rows, ex.result[0] + 2, 0)                  # the last line links the activation cell itself
+    assert abs(link - want) <= TOL
+    if net[name].kind == "conv":
+        assert len([v for row in rows for v in row if isinstance(v, (int, float))]) > 3 * net[name].kernel_size[0]
+
+
+@pytest.mark.engine("libreoffice", "gnumeric")
+@pytest.mark.parametrize("engine", ["libreoffice", "gnumeric"])
+@pytest.mark.parametrize("case", [c for c in CASES if has_prediction(_cases()[c][0])])
+def test_softmax_and_predicted_class_equal_torchs(books, case, engine):
+    torch = pytest.importorskip("torch")
+    b = books[case]
+    net, x = b["net"], b["x"]
+    logits = torch.from_numpy(torch_activations(net, x, np.float64)[net.names[-1]].ravel())
+    want = torch.softmax(logits, dim=0).numpy()
+    rows = b[engine + "/prediction"]
+    got = np.array([_at(rows, *rc) for rc in prob_cells(net)], dtype=float)
+    assert np.abs(got - want).max() <= TOL, (case, engine, got, want)
+    assert _at(rows, *class_cell(net)) == int(torch.argmax(logits))

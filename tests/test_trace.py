@@ -169,7 +169,7 @@ def test_highlight_copy(books, tmp_path):
                 for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)}
     assert filled == expected
     book = openpyxl.load_workbook(out)
-    assert book.sheetnames == ["conv", "summary", "_sheetconv"]
+    assert book.sheetnames == ["conv", "summary", "explain", "_sheetconv"]
     assert book.active.title == "conv" and book.calculation.fullCalcOnLoad
     addr = openpyxl.utils.get_column_letter(root.column) + str(root.row)
     view = book["conv"].sheet_view
@@ -264,13 +264,13 @@ def test_references_are_case_insensitive_and_one_based(books):
     wb = open_workbook(books["conv-example"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")                           # no XlsxWriter warning reaches the user
-        lower, upper = wb.precedents("be6"), wb.precedents("BE6")
-        assert lower.levels == upper.levels and lower.meta["cell"] == "conv!BE6"
+        lower, upper = wb.precedents("bm6"), wb.precedents("BM6")
+        assert lower.levels == upper.levels and lower.meta["cell"] == "conv!BM6"
         assert lower.root == ("conv2", 0, 3, 3)
         assert wb.precedents("conv!$b$3").levels == wb.precedents("conv!B3").levels
-        result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "be6"])
-    assert result.exit_code == 0 and result.output.startswith("conv!BE6 = conv2[0,3,3]")
-    bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "BE0"])
+        result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "bm6"])
+    assert result.exit_code == 0 and result.output.startswith("conv!BM6 = conv2[0,3,3]")
+    bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "BM0"])
     assert bad.exit_code == 2 and "not a valid cell reference" in bad.output and "rows start at 1" in bad.output
     assert "-1" not in bad.output
 

@@ -1,8 +1,48 @@
-"""The convolution kernel of the forward pass: one matrix product per layer, in NumPy.
+"""The NumPy forward kernels: convolution, pooling, ReLU and linear, on NCHW batches.
 
-``conv2d`` is PyTorch's conv2d (cross-correlation, zero padding, stride, dilation) on an
-(N, C, H, W) batch. Layers (layers.py) call it; the spreadsheet never does: a cell's
-formula follows the per-cell arithmetic of ``Network.cell_value`` instead.
+Every function computes what the ``torch.nn.functional`` function of the same name
+computes (cross-correlation with zero padding, stride, dilation and groups; max pooling
+with -inf padding; average pooling with PyTorch's divisor rules), in the input's dtype,
+and never writes to its arguments. Layers call them; the spreadsheet never does: a
+cell's formula follows the per-cell arithmetic of ``Network.cell_value`` instead.
+
+Invariants:
+
+* Everything that depends on shapes alone (output sizes, phase layouts, slices, index
+  arrays, the choice of variant) is planned once per shape and cached (``lru_cache``):
+  a repeated call only moves data.
+* Large temporaries live in per-thread scratch buffers reused across calls (fresh
+  large arrays cost page faults); a result never aliases scratch memory, so results
+  survive later calls, in any thread.
+* Results may be strided views (a convolution returns a view of its matrix product);
+  callers that need raw memory order use ``np.ascontiguousarray``.
+
+Which variant runs for which shape, and why (measured on 2 cores, OpenBLAS, float32;
+see bench/bench_engine.py):
+
+* ``conv2d`` builds an im2col matrix and does one matrix product per group. The matrix
+  is built one of three ways, chosen by shape alone in ``_conv_plan``:
+  - "gather": matrices of at most ``_GATHER_MAX`` items (batch 1 and other tiny
+    layers, where per-call overhead dominates): one ``np.take`` through a cached index
+    array, rows in the weights' own memory order so the weights need no copy.
+  - "wide": the zero-padded input split into stride phases, each tap one contiguous
+    slice copy, the product computed on a slightly wider grid (see ``conv2d``); used
+    whenever that grid wastes at most half the work, i.e. almost always. With a batch
+    at least as large as a phase row is long, the batch is innermost in memory (copies
+    move runs of N values; an NCHW input is first transposed in cache-sized blocks).
+  - "direct": one strided copy from the padded input, when the wide grid would waste
+    more than half (kernel large against the image).
+  Measured and rejected: ``np.einsum(optimize=True)`` over a ``sliding_window_view``
+  (no faster than the im2col product on the 64-channel layer: it materialises the
+  same matrix); one GEMM per tap accumulated into the output (k*k products with
+  K = C run well under the BLAS rate and the accumulations cost more than the copies
+  they save: 9.5 ms against 6 ms on Conv2d(64, 64, 3, s2) over 8x64x56x56); building
+  and multiplying the matrix in column chunks that stay in cache (no clear gain).
+* ``max_pool2d`` / ``avg_pool2d`` are separable: one pass of strided ``np.maximum`` /
+  ``np.add`` per tap along the height, into scratch, then per tap along the width
+  (k_h + k_w passes instead of a k_h*k_w window reduction). Padding is never
+  materialised: each tap only touches the outputs whose window it falls in, which
+  is exactly -inf padding for max and zero padding for the sum.
 """
 from __future__ import annotations
 
@@ -13,8 +53,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["conv2d", "relu_"]
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_"]
 
+# im2col matrices of at most this many items are built by one gather (see the module docstring)
+_GATHER_MAX = 1 << 15
 
 _scratch_space = threading.local()
 
@@ -30,10 +72,29 @@ def _scratch(role: str, shape: tuple, dtype) -> np.ndarray:
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
+# ---------------------------------------------------------------- elementwise and linear
+
 def relu_(a: np.ndarray) -> None:
     """ReLU in place (NaN stays NaN, like torch.relu)."""
     np.maximum(a, 0, out=a)
 
+
+def relu(a: np.ndarray) -> np.ndarray:
+    """ReLU into a new array (NaN stays NaN, like torch.relu)."""
+    return np.maximum(a, 0)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool = False) -> np.ndarray:
+    """``torch.nn.functional.linear`` on an (N, F) batch: x @ weight.T + bias, in x's dtype."""
+    out = x @ weight.astype(x.dtype, copy=False).T
+    if bias is not None:
+        out += bias.astype(x.dtype, copy=False)
+    if relu:
+        relu_(out)
+    return out
+
+
+# ---------------------------------------------------------------- convolution
 
 def _row_length(size: int, itemsize: int) -> int:
     """A row stride of at least ``size`` items that is not a multiple of 4 KiB (cache aliasing)."""
@@ -41,17 +102,69 @@ def _row_length(size: int, itemsize: int) -> int:
     return length + 16 if (length * itemsize) % 4096 == 0 else length
 
 
+class _Plan(NamedTuple):
+    mode: str           # "gather", "wide" or "direct"
+    ho: int
+    wo: int
+    hq: int
+    wq: int
+    inner: bool         # batch innermost in the copies and the output (always so for "direct")
+    size: int           # columns of the im2col matrix
+    phases: int
+    phase_len: int
+    fills: tuple
+    taps: tuple
+    index: np.ndarray | None    # gather: (groups, rows, size) indices into [x..., 0]
+
+
+def _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo):
+    """Indices of the im2col matrix into ``[x.ravel()..., 0]``: rows (group, channel of the
+    group, tap), the order of the weights' own memory, columns (image, output row, output
+    column); taps on the padding read the trailing 0."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    cg = c // groups
+    y = (np.arange(kh)[:, None] * dh + np.arange(ho)[None, :] * sh - ph).reshape(1, 1, kh, 1, 1, ho, 1)
+    x = (np.arange(kw)[:, None] * dw + np.arange(wo)[None, :] * sw - pw).reshape(1, 1, 1, kw, 1, 1, wo)
+    chan = np.arange(c).reshape(groups, cg, 1, 1, 1, 1, 1)
+    flat = ((np.arange(n).reshape(1, 1, 1, 1, n, 1, 1) * c + chan) * h + y) * w + x
+    idx = np.where((y >= 0) & (y < h) & (x >= 0) & (x < w), flat, n * c * h * w)
+    idx = np.ascontiguousarray(idx.reshape(groups, cg * kh * kw, n * ho * wo), dtype=np.intp)
+    idx.flags.writeable = False
+    return idx
+
+
+def _conv_gather(x, weight, bias, plan, groups):
+    """The gather variant: one ``np.take`` builds the matrix, one product per group, bias added after."""
+    n, c, h, w = x.shape
+    dt = x.dtype
+    ext = _scratch("ext", (n * c * h * w + 1,), dt)
+    ext[:-1].reshape(x.shape, copy=False)[...] = x
+    ext[-1] = 0
+    o = weight.shape[0]
+    wmat = weight.astype(dt, copy=False)
+    if groups == 1:
+        out = np.dot(wmat.reshape(o, -1), ext.take(plan.index[0]))
+    else:
+        out = np.matmul(wmat.reshape(groups, o // groups, -1), ext.take(plan.index)).reshape(o, plan.size)
+    if bias is not None:
+        out += bias.astype(dt, copy=False)[:, None]
+    return out
+
+
 @lru_cache(maxsize=256)
-def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation):
+def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
     """Everything about a convolution's data movement that depends on shapes alone."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     hp, wp = h + 2 * ph, w + 2 * pw
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     hq, wq = -(-hp // sh), -(-wp // sw)
-    wide = hq * wq <= 2 * ho * wo
-    inner = n > 1 and n >= wq                          # batch innermost
-    if not wide:
-        return _Plan(ho, wo, hq, wq, False, inner, ho * wo * n, 0, 0, (), ())
+    rows = kh * kw * c // groups + bias
+    if rows * groups * n * ho * wo <= _GATHER_MAX:
+        index = _gather_index(n, c, h, w, kh, kw, stride, padding, dilation, groups, ho, wo)
+        return _Plan("gather", ho, wo, hq, wq, False, n * ho * wo, 0, 0, (), (), index)
+    if hq * wq > 2 * ho * wo:
+        return _Plan("direct", ho, wo, hq, wq, True, ho * wo * n, 0, 0, (), (), None)
+    inner = n > 1 and n >= wq                          # batch innermost: copies move runs of N values
     size = ho * wq * n if inner else n * hq * wq       # batch inner: rows past H_o are all at the end
     # the phases the taps read; where each phase's first real row and column go; tap offsets
     use = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
@@ -63,88 +176,228 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation):
             fills.append((m, y0, y0 + len(range(r0, h, sh)), x0, x0 + len(range(c0, w, sw)),
                           slice(r0, None, sh), slice(c0, None, sw)))
     step = n if inner else 1
-    taps = tuple((i, j, use.index(((i * dh) % sh, (j * dw) % sw)), ((i * dh // sh) * wq + j * dw // sw) * step)
+    taps = tuple((use.index(((i * dh) % sh, (j * dw) % sw)), ((i * dh // sh) * wq + j * dw // sw) * step)
                  for i in range(kh) for j in range(kw))
-    extra = max(off for *_, off in taps)
-    return _Plan(ho, wo, hq, wq, True, inner, size, len(use), max(n * hq * wq, size + extra), tuple(fills), taps)
+    extra = max(off for _, off in taps)
+    return _Plan("wide", ho, wo, hq, wq, inner, size, len(use), max(n * hq * wq, size + extra), tuple(fills), taps,
+                 None)
 
 
-class _Plan(NamedTuple):
-    ho: int
-    wo: int
-    hq: int
-    wq: int
-    wide: bool
-    inner: bool
-    size: int
-    phases: int
-    phase_len: int
-    fills: tuple
-    taps: tuple
+def _batch_last(x, dt):
+    """x (N, C, H, W) as a (C, H, W, N) array: a view if its memory is already in that
+    order, else a copy into scratch in blocks of 64 images (each block's reads stay in
+    cache, where one transposing copy would miss on every item)."""
+    n = x.shape[0]
+    if n == 1 or x.strides[0] == x.itemsize:
+        return x.transpose(1, 2, 3, 0)
+    out = _scratch("batch_last", x.shape[1:] + (n,), dt)
+    src = x.transpose(1, 2, 3, 0)
+    for i in range(0, n, 64):
+        out[..., i:i + 64] = src[..., i:i + 64]
+    return out
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, relu=False):
-    """2-D convolution (PyTorch's cross-correlation) of an (N, C, H, W) batch, as one matrix product.
+def _im2col_wide(x, plan, cols, groups, dt):
+    """Fill ``cols`` (groups, taps*C/groups, size) from the stride phases of the padded input."""
+    n, c, _, _ = x.shape
+    phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
+    phases.fill(0)
+    grid = phases[:, :, :n * plan.hq * plan.wq]
+    if plan.inner:                                     # (phase, C, H, W, N)
+        grid = grid.reshape(-1, c, plan.hq, plan.wq, n, copy=False)
+        src = _batch_last(x, dt)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, :, y0:y1, x0:x1] = src[:, rows_in, cols_in]
+    else:                                              # (phase, C, N, H, W)
+        grid = grid.reshape(-1, c, n, plan.hq, plan.wq, copy=False)
+        src = x.transpose(1, 0, 2, 3)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
+    size = plan.size
+    if groups == 1:
+        taps = cols[0].reshape(len(plan.taps), c, size, copy=False)
+        for t, (m, off) in enumerate(plan.taps):
+            taps[t] = phases[m, :, off:off + size]
+    else:
+        taps = cols.reshape(groups, len(plan.taps), c // groups, size, copy=False)
+        for t, (m, off) in enumerate(plan.taps):
+            taps[:, t] = phases[m, :, off:off + size].reshape(groups, c // groups, size)
 
-    The zero-padded input is split into stride phases: phase (a, b) holds padded rows
-    a, a+s_h, ... and columns b, b+s_w, ... of every image. Each channel of a phase is
-    stored flat, either image by image (N, H, W) or, for batches larger than a row is
-    long, with the batch innermost (H, W, N) so that copies move runs of N values. A
-    kernel tap then reads one phase at a fixed offset, so its im2col row is a plain slice
-    of that phase: building the (taps*C, L) matrix costs one contiguous copy per tap. The
-    product with the (O, taps*C) weights (bias as an extra column against a row of ones)
-    gives every output on a "wide" grid of W_q columns per row, of which the first W_o
-    are real. When that grid would waste more than half the work (kernel large against
-    the image), the matrix is gathered from the padded input directly instead.
 
-    Returns an (N, O, H_o, W_o) view in ``x.dtype``; it is not C-contiguous (with the
-    batch innermost its memory is (O, H_o, W_o, N)-ordered, which the next convolution
-    reads fastest).
+def _im2col_direct(x, plan, cols, kh, kw, stride, padding, dilation, groups, dt):
+    """Fill ``cols`` (groups, taps*C/groups, size), columns in (H_o, W_o, N) order, by one
+    strided copy from the padded input."""
+    n, c, h, w = x.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    cg = c // groups
+    xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
+    if ph or pw:
+        xp.fill(0)
+    xp[:, ph:ph + h, pw:pw + w] = _batch_last(x, dt)
+    bc, bh, bw, bn = xp.strides
+    shape = (groups, kh, kw, cg, plan.ho, plan.wo, n)
+    view = np.ndarray(shape, dt, xp, 0, (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
+    cols.reshape(shape, copy=False)[...] = view
+
+
+def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation):
+    """The wide and direct variants: im2col into scratch, the bias as a row of ones."""
+    n, c, _, _ = x.shape
+    o = weight.shape[0]
+    dt = x.dtype
+    k = kh * kw * c // groups
+    rows = k + (bias is not None)
+    og = o // groups
+    wmat = np.empty((groups, og, rows), dt)
+    wmat[:, :, :k] = weight.transpose(0, 2, 3, 1).reshape(groups, og, k)
+    if bias is not None:
+        wmat[:, :, k] = bias.reshape(groups, og)
+    size = plan.size
+    length = _row_length(size, dt.itemsize)
+    cols = _scratch("cols", (groups, rows, length), dt)[:, :, :size]
+    if plan.mode == "wide":
+        _im2col_wide(x, plan, cols[:, :k], groups, dt)
+    else:
+        _im2col_direct(x, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
+    if bias is not None:
+        cols[:, k] = 1
+    whole = np.empty((o, length), dt)
+    out = whole[:, :size]
+    if groups == 1:
+        np.matmul(wmat[0], cols[0], out=out)
+    else:
+        np.matmul(wmat, cols, out=out.reshape(groups, og, size))
+    return out
+
+
+def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
+    """``torch.nn.functional.conv2d`` (then ReLU if ``relu``) of an (N, C, H, W) batch.
+
+    ``weight`` is (O, C/groups, kh, kw) and ``bias`` (O,) or None, in any float dtype
+    (cast to x's); stride, padding and dilation are (h, w) pairs. Output channel o reads
+    the input channels of its group g = o // (O/groups) only, as in torch.
+
+    The im2col matrix has one row per (group, tap, input channel of the group) and one
+    column per output position; the product with the (O, rows) weights is one BLAS call
+    per group. The variant that builds it is chosen by shape (module docstring):
+
+    * gather: one ``np.take`` through a cached index array; the bias is added after.
+    * wide: the zero-padded input split into stride phases: phase (a, b) holds padded
+      rows a, a+s_h, ... and columns b, b+s_w, ... of every image, each channel stored
+      flat, image by image (N, H, W) or, for batches larger than a row is long, with
+      the batch innermost (H, W, N). A kernel tap reads one phase at a fixed offset, so
+      its rows are one contiguous slice copy. The product gives every output on a
+      "wide" grid of W_q columns per row, of which the first W_o are real. The bias is
+      a row of ones in the matrix against a bias column of the weights.
+    * direct: as wide, but one strided copy from the padded input (batch innermost).
+
+    Returns an (N, O, H_o, W_o) array in x's dtype, usually a non-contiguous view (with
+    the batch innermost its memory is (O, H_o, W_o, N)-ordered, which the next
+    convolution reads fastest).
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    plan = _conv_plan(n, c, h, w, kh, kw, tuple(stride), tuple(padding), tuple(dilation))
-    ho, wo, hq, wq, size = plan.ho, plan.wo, plan.hq, plan.wq, plan.size
-    dt = x.dtype
-    k = kh * kw * c
-    rows = k + (bias is not None)
-    length = _row_length(size, dt.itemsize)
-    cols = _scratch("cols", (rows, length), dt)[:, :size]
-    xt = x.transpose(1, 2, 3, 0)                                          # (C, H, W, N)
-    if plan.wide:
-        phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
-        phases.fill(0)
-        grid = phases[:, :, :n * hq * wq]
-        if plan.inner:
-            grid = grid.reshape(-1, c, hq, wq, n)
-        else:
-            grid = grid.reshape(-1, c, n, hq, wq).transpose(0, 1, 3, 4, 2)
-        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
-            grid[m, :, y0:y1, x0:x1] = xt[:, rows_in, cols_in]
-        taps = cols[:k].reshape(kh * kw, c, size)
-        for t, (_, _, m, off) in enumerate(plan.taps):
-            taps[t] = phases[m, :, off:off + size]
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None)
+    if plan.mode == "gather":
+        out = _conv_gather(x, weight, bias, plan, groups)
     else:
-        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-        xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-        if ph or pw:
-            xp.fill(0)
-        xp[:, ph:ph + h, pw:pw + w] = xt
-        bc, bh, bw, bn = xp.strides
-        view = np.ndarray((kh, kw, c, ho, wo, n), dt, xp, 0, (dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
-        cols[:k].reshape(kh, kw, c, ho, wo, n)[...] = view
-    wmat = np.empty((o, rows), dt)
-    wmat[:, :k] = weight.transpose(0, 2, 3, 1).reshape(o, k)
-    if bias is not None:
-        cols[k] = 1
-        wmat[:, k] = bias
-    whole = np.empty((o, length), dt)
-    out = whole[:, :size]
-    np.matmul(wmat, cols, out=out)
+        out = _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation)
     if relu:
         relu_(out)
-    if not plan.wide:
+    ho, wo = plan.ho, plan.wo
+    if plan.mode == "gather":
+        return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+    if plan.mode == "direct":
         return out.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
     if plan.inner:
-        return out.reshape(o, ho, wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
-    return out.reshape(o, n, hq, wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+        return out.reshape(o, ho, plan.wq, n)[:, :, :wo].transpose(3, 0, 1, 2)
+    return out.reshape(o, n, plan.hq, plan.wq)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+
+
+# ---------------------------------------------------------------- pooling
+
+@lru_cache(maxsize=512)
+def _pool_axis(n: int, k: int, s: int, p: int) -> tuple[int, tuple, bool, np.ndarray]:
+    """One axis of a pool: output size, per tap (output slice, input slice) over the taps
+    that land inside the input for some output, whether the first tap covers every output,
+    and how many taps land inside for each output (the divisor without padding)."""
+    o = (n + 2 * p - k) // s + 1
+    taps, count = [], np.zeros(o, np.int64)
+    for j in range(k):
+        lo = max(0, -((j - p) // s))                   # first output whose tap j is inside
+        hi = min(o, (n - 1 + p - j) // s + 1)          # one past the last
+        if hi > lo:
+            start = lo * s - p + j
+            taps.append((slice(lo, hi), slice(start, start + (hi - lo - 1) * s + 1, s), hi - lo == o))
+            count[lo:hi] += 1
+    taps.sort(key=lambda t: not t[2])                  # a tap that covers everything first
+    count.flags.writeable = False
+    return o, tuple((a, b) for a, b, _ in taps), taps[0][2], count
+
+
+def _pool_pass(x, axis, k, s, p, ufunc, fill, out=None):
+    """Reduce windows along ``axis`` (2 or 3) with ``ufunc``; out-of-range taps are skipped."""
+    o, taps, first_full, _ = _pool_axis(x.shape[axis], k, s, p)
+    shape = x.shape[:axis] + (o,) + x.shape[axis + 1:]
+    out = np.empty(shape, x.dtype) if out is None else out
+    at = (slice(None),) * axis
+    if first_full:
+        np.copyto(out, x[at + (taps[0][1],)])
+        taps = taps[1:]
+    else:
+        out.fill(fill)
+    for so, si in taps:
+        dst = out[at + (so,)]
+        ufunc(dst, x[at + (si,)], out=dst)
+    return out
+
+
+def _pool(x, kernel_size, stride, padding, ufunc, fill):
+    """Separable window reduction: along the height into scratch, then along the width."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = x.shape
+    if kh == 1 and sh == 1 and ph == 0:
+        rows = x
+    else:
+        ho = _pool_axis(h, kh, sh, ph)[0]
+        rows = _pool_pass(x, 2, kh, sh, ph, ufunc, fill, out=_scratch("pool", (n, c, ho, w), x.dtype))
+    if kw == 1 and sw == 1 and pw == 0:
+        return rows.copy()
+    return _pool_pass(rows, 3, kw, sw, pw, ufunc, fill)
+
+
+def max_pool2d(x: np.ndarray, kernel_size, stride, padding) -> np.ndarray:
+    """``torch.nn.functional.max_pool2d`` of an (N, C, H, W) batch: -inf padding, floor mode.
+
+    kernel_size, stride and padding are (h, w) pairs (padding at most half the kernel,
+    as torch requires, so every window holds at least one input cell). Exact: a max
+    does not depend on the order of its terms. NaN propagates as in torch.
+    """
+    return _pool(x, tuple(kernel_size), tuple(stride), tuple(padding), np.maximum, -np.inf)
+
+
+@lru_cache(maxsize=256)
+def _avg_divisor(h, w, kernel_size, stride, padding, dtype) -> np.ndarray:
+    """(H_o, W_o) count of the input cells each window covers (padding excluded)."""
+    rows = _pool_axis(h, kernel_size[0], stride[0], padding[0])[3]
+    cols = _pool_axis(w, kernel_size[1], stride[1], padding[1])[3]
+    d = np.outer(rows, cols).astype(dtype)
+    d.flags.writeable = False
+    return d
+
+
+def avg_pool2d(x: np.ndarray, kernel_size, stride, padding, count_include_pad: bool = True) -> np.ndarray:
+    """``torch.nn.functional.avg_pool2d`` of an (N, C, H, W) batch: zero padding, floor mode.
+
+    The window sum is divided by the kernel area when ``count_include_pad`` (torch's
+    default; without ceil mode no window reaches past the padding, so that is torch's
+    divisor), else by the number of input cells the window covers.
+    """
+    kernel_size, stride, padding = tuple(kernel_size), tuple(stride), tuple(padding)
+    total = _pool(x, kernel_size, stride, padding, np.add, 0)
+    if count_include_pad or padding == (0, 0):
+        total /= kernel_size[0] * kernel_size[1]
+    else:
+        total /= _avg_divisor(x.shape[2], x.shape[3], kernel_size, stride, padding, x.dtype)
+    return total

@@ -1,49 +1,66 @@
 """Where every cell of a network sits on the main worksheet ``conv``.
 
-The sheet reads like fastai's conv-example.xlsx. Row 0 is a frozen header naming each
-layer. Layers are vertical *stripes*, left to right by depth: the input first, one cell
-per pixel, then each layer. A stripe is a column of *slots*, one per output channel,
-stacked top to bottom; a slot holds the channel's activation block and, beside it, the
-blocks it is computed from: partial sums (if any), the kernel blocks (one per input
-channel, stacked) and the bias cell. Every block has a title in the row above it.
+The sheet reads like fastai's conv-example.xlsx, left to right in the order of the
+computation: the input, then for each layer its parameters (between its input and its
+output) and its output::
 
-A 1-D layer (Flatten, Linear, a ReLU after them) is a single slot holding one column:
-feature f is the cell ``(layer, f, 0, 0)``. A Linear layer's weights are laid out
-transposed, ``in`` rows by ``out`` columns, so that output o is
-``SUMPRODUCT(<input column>, <weight column o>)``; its biases form a column beside the
-outputs.
+    input | conv1 filters, bias | conv1 | conv2 filters, bias | conv2 | ... | softmax
 
-Excel's limits hold: a stripe too tall for 1,048,576 rows continues in further column
-groups to its right, and stripes that would pass column 16,384 start a new *band* of
-rows below the previous one.
+Each of these is a *group* of columns holding one or more *panels* stacked top to
+bottom (a conv's kernel panel with its bias panel below). A panel is a regular grid of
+equal *blocks*, each with its title in the row above it:
+
+* an activation (or partial-sum) panel tiles the layer's channels in a near-square grid
+  (``per_row`` channels across);
+* a kernel panel holds the ``out x in`` kernels: output channels across (``per_row`` of
+  them, further ones in another band of ``in`` grid rows below), input channels down, so
+  that all kernels of one output channel share their columns (a conv row's formulas
+  differ only in column letters); the block of kernel ``(o, i)`` is titled ``in i→out o``
+  and the group's header says it in words;
+* a 1-D layer (Flatten, Linear, a ReLU after them) is one block, one column: feature f
+  is the cell ``(layer, f, 0, 0)``; a Linear's weights are one block laid out
+  transposed, ``in`` rows by ``out`` columns, so that output o is
+  ``SUMPRODUCT(<input column>, <weight column o>)``; its biases are one column;
+
+The first row of each band of groups holds each group's header (row 0 is frozen). A
+block's pitch leaves room for its title: titles never overlap (``title_cols`` estimates
+a title's width from the column widths the layout chooses, the same the writer sets).
+Groups that would pass Excel's 16,384 columns start a new band of rows below; a panel
+taller than the rows left is widened instead, and one that cannot fit is an error.
 
 Partial sums. A conv cell that reads many input channels would need a formula longer
 than Excel's 8,192 characters. Such a layer splits its input channels into groups; for
-group g a *partial-sum block* per output channel holds the sum of the group's
+group g a *partial-sum panel* holds, per output channel, the sum of the group's
 SUMPRODUCTs, and the output cell adds the partial sums and the bias. A partial-sum cell
 is ``("<layer>:partial<g>", channel, row, col)``; ``Layout.partial(grid)`` tells which
-layer and which input channels ``[c0, c1)`` it sums. Replacing each partial-sum
-reference of an output formula by the partial cell's own references gives exactly the
-engine's precedents of the output cell.
+layer and which input channels ``[c0, c1)`` it sums.
 
-Everything is arithmetic on a few stripe records: ``cell_of`` and ``locate`` cost
-O(number of stripes), whatever the network's size.
+Everything is arithmetic on a few panel records: ``cell_of`` and ``locate`` cost
+O(number of panels), whatever the network's size.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 from ..errors import SheetconvError
 from .a1 import MAX_COLS, MAX_ROWS
 
-__all__ = ["Layout", "Block", "Stripe", "Part", "SHEET", "MAX_FORMULA", "LAYOUT_VERSION"]
+__all__ = ["Layout", "Block", "Panel", "Header", "what", "describe", "SHEET", "MAX_FORMULA", "LAYOUT_VERSION", "NARROW", "WIDE",
+           "ROW_HEIGHT", "HEADER_HEIGHT", "col_px", "title_cols", "partial_groups"]
 
 SHEET = "conv"
 MAX_FORMULA = 8192
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
-_HEADER_ROWS = 1          # row 0: the frozen header
+NARROW = 3.3              # column width (characters) of grids: square cells, the input reads as a picture
+WIDE = 8.0                # column width of 1-D blocks and Linear weights
+ROW_HEIGHT = 21           # points; about a narrow column's width in pixels
+HEADER_HEIGHT = 36        # points: three lines of header text
+HEADER_LINES = 3
+TITLE_PX = 6.5            # pixels per character of an 8-point bold title (a generous average)
+HEADER_PX = 7.5           # pixels per character of a 9-point bold header
 _FIRST_COL = 1            # column A stays a narrow margin
 _PARTIAL_RE = re.compile(r"^(.+):partial(\d+)$")
 
@@ -55,13 +72,23 @@ _TAP_TERM = _REF + 1 + _AREF + 1
 _OVERHEAD = len("MAX(0,)+") + _AREF + 8
 
 
+def col_px(width: float) -> int:
+    """Excel's pixel width of a column ``width`` characters wide (Calibri 11)."""
+    return int(width * 7 + 5) if width >= 1 else int(width * 12 + 0.5)
+
+
+def title_cols(text: str, width: float) -> int:
+    """Columns of width ``width`` a block title needs so that it is never cut."""
+    return max(1, math.ceil(len(text) * TITLE_PX / col_px(width)))
+
+
 @dataclass(frozen=True)
 class Block:
     """One rectangle of cells: a channel of a layer, a kernel, a bias, a weight matrix.
 
     ``grid``: the layer ('conv1'), parameter ('conv1.weight', 'conv1.bias') or partial-sum
-    grid ('conv3:partial0') it shows; ``key``: the channel (activations, partial sums and
-    conv biases), ``(out, in)`` for a conv kernel, None for a whole vector or matrix.
+    grid ('conv3:partial0') it shows; ``key``: the channel (activations,
+    partial sums), ``(out, in)`` for a conv kernel, None for a whole vector or matrix.
     The title sits in the row above ``top``.
     """
     grid: str
@@ -82,73 +109,112 @@ class Block:
 
 
 @dataclass(frozen=True)
-class Part:
-    """A block's place inside a slot: offset from the slot's top-left (row 0 is the title row).
-
-    role: 'act' (the layer's cells), 'partial', 'kernel' (``count`` blocks stacked
-    ``step`` rows apart, one per input channel), 'bias', 'weight' (a Linear's matrix).
-    """
-    role: str
-    grid: str
+class Header:
+    """A group's header: text over ``width`` columns from ``left`` in row ``row``, wrapped."""
     row: int
-    col: int
-    height: int
+    left: int
     width: int
-    count: int = 1
-    step: int = 0
-    channels: tuple = ()
-
-    def to_json(self) -> list:
-        return [self.role, self.grid, self.row, self.col, self.height, self.width, self.count, self.step,
-                list(self.channels)]
-
-    @classmethod
-    def from_json(cls, d) -> "Part":
-        role, grid, row, col, h, w, count, step, ch = d
-        return cls(role, grid, int(row), int(col), int(h), int(w), int(count), int(step), tuple(ch))
+    text: str
 
 
 @dataclass(frozen=True)
-class Stripe:
-    """One layer's column of slots. Slot o sits in column group o // per_col, row o % per_col."""
-    name: str
+class Panel:
+    """A grid of equal blocks. role: 'act', 'partial', 'kernel', 'bias' or 'weight'.
+
+    Block (grid row gr, grid column gc) has its title at ``(top + gr*ph, left + gc*pw)`` and
+    its cells right below. ``cin``: kernels per output channel (kernel panels).
+    """
+    grid: str
+    role: str
+    label: str
     vector: bool
     top: int
     left: int
-    slot_h: int            # slot pitch in rows (title row + content + one blank row)
-    slot_w: int            # slot pitch in columns (content + one blank column)
-    per_col: int
-    n: int                 # slots: output channels (1 for a vector layer)
-    parts: tuple[Part, ...]
-    label: str = ""
+    bh: int
+    bw: int
+    ph: int
+    pw: int
+    per_row: int
+    n: int
+    cin: int = 1
+    channels: tuple = ()
+    col_width: float = NARROW
 
     @property
-    def groups(self) -> int:
-        return -(-self.n // self.per_col)
+    def bands(self) -> int:
+        """Bands of ``per_row`` output channels (kernel panels), each ``cin`` grid rows tall."""
+        return -(-self.n // self.per_row)
+
+    @property
+    def grid_rows(self) -> int:
+        if self.role == "kernel":
+            return self.bands * self.cin
+        return -(-self.n // self.per_row)
+
+    @property
+    def grid_cols(self) -> int:
+        return min(self.per_row, self.n)
 
     @property
     def height(self) -> int:
-        return min(self.n, self.per_col) * self.slot_h
+        return self.grid_rows * self.ph
 
     @property
     def width(self) -> int:
-        return self.groups * self.slot_w
+        return self.grid_cols * self.pw
 
-    def origin(self, slot: int) -> tuple[int, int]:
-        """Sheet (row, col) of slot ``slot``'s top-left corner (its title row)."""
-        g, s = divmod(slot, self.per_col)
-        return self.top + s * self.slot_h, self.left + g * self.slot_w
+    def slot(self, key) -> tuple[int, int]:
+        """(grid row, grid column) of block ``key``."""
+        if self.role == "kernel":
+            o, i = key
+            return (o // self.per_row) * self.cin + i, o % self.per_row
+        if self.role in ("act", "partial") and not self.vector:
+            return divmod(key, self.per_row)
+        return 0, 0
 
-    def to_json(self) -> dict:
-        return {"name": self.name, "label": self.label, "vector": self.vector, "top": self.top,
-                "left": self.left, "slot_h": self.slot_h, "slot_w": self.slot_w, "per_col": self.per_col,
-                "n": self.n, "parts": [p.to_json() for p in self.parts]}
+    def keys(self):
+        if self.role == "kernel":
+            return [(o, i) for o in range(self.n) for i in range(self.cin)]
+        if self.role in ("act", "partial") and not self.vector:
+            return list(range(self.n))
+        return [None]
+
+    def block_origin(self, key) -> tuple[int, int]:
+        """Sheet (row, col) of the first cell of block ``key`` (its title is in the row above)."""
+        gr, gc = self.slot(key)
+        return self.top + gr * self.ph + 1, self.left + gc * self.pw
+
+    def title(self, key) -> str:
+        name = self.grid
+        if self.role == "act":
+            if self.vector:
+                return f"{self.label} ({self.bh})"
+            return name if self.n == 1 else f"{name} ch {key}"
+        if self.role == "partial":
+            a, b = self.channels
+            return f"{name.split(':')[0]} Σ in {a}-{b - 1} ch {key}"
+        if self.role == "kernel":
+            o, i = key
+            return f"in {i}→out {o}"
+        if self.role == "bias":
+            return "bias"
+        return f"weights ({self.bh} in x {self.bw} out)"
+
+    def to_json(self) -> list:
+        return [self.grid, self.role, self.label, self.vector, self.top, self.left, self.bh, self.bw, self.ph,
+                self.pw, self.per_row, self.n, self.cin, list(self.channels), self.col_width]
 
     @classmethod
-    def from_json(cls, d: dict) -> "Stripe":
-        return cls(d["name"], bool(d["vector"]), int(d["top"]), int(d["left"]), int(d["slot_h"]),
-                   int(d["slot_w"]), int(d["per_col"]), int(d["n"]),
-                   tuple(Part.from_json(p) for p in d["parts"]), d.get("label", ""))
+    def from_json(cls, d) -> "Panel":
+        grid, role, label, vector, top, left, bh, bw, ph, pw, per_row, n, cin, ch, cw = d
+        if role not in ("act", "partial", "kernel", "bias", "weight"):
+            raise ValueError(f"unknown panel role {role!r}")
+        p = cls(str(grid), role, str(label), bool(vector), *(int(v) for v in (top, left, bh, bw, ph, pw, per_row, n,
+                                                                              cin)),
+                tuple(int(v) for v in ch), float(cw))
+        if min(p.bh, p.bw, p.per_row, p.n, p.cin) < 1 or p.ph < p.bh + 1 or p.pw < p.bw or p.top < 0 or p.left < 0:
+            raise ValueError(f"panel {grid!r} has impossible sizes")
+        return p
 
 
 def partial_groups(layer, in_channels: int, max_formula: int = MAX_FORMULA) -> list[tuple[int, int]]:
@@ -175,143 +241,253 @@ def partial_groups(layer, in_channels: int, max_formula: int = MAX_FORMULA) -> l
     return [(a, min(a + size, in_channels)) for a in range(0, in_channels, size)]
 
 
-def _slot_parts(net, name: str, max_formula: int) -> tuple[bool, int, list[Part]]:
-    """(vector?, number of slots, parts) of the stripe showing ``name``."""
-    shape = net.shapes[name]
-    if name == "input" or len(shape) == 3:
-        c, h, w = net.grid(name)
-        parts = [Part("act", name, 1, 0, h, w)]
-        if name != "input":
-            layer = net[name]
-            if layer.kind == "conv":
-                cin = layer.in_channels
-                x = w + 1
-                for g, (a, b) in enumerate(partial_groups(layer, cin, max_formula)):
-                    parts.append(Part("partial", f"{name}:partial{g}", 1, x, h, w, channels=(a, b)))
-                    x += w + 1
-                kh, kw = layer.kernel_size
-                parts.append(Part("kernel", f"{name}.weight", 1, x, kh, kw, count=cin, step=kh + 1))
-                if layer.bias is not None:
-                    parts.append(Part("bias", f"{name}.bias", 1, x + kw + 1, 1, 1))
-        return False, c, parts
-    (f,) = shape
-    parts = [Part("act", name, 1, 0, f, 1)]
+# ---------------------------------------------------------------- planning
+
+@dataclass
+class _Spec:
+    """A panel before it has a place: what it shows and how big its blocks are."""
+    grid: str
+    role: str
+    label: str
+    vector: bool
+    bh: int
+    bw: int
+    n: int
+    cin: int = 1
+    channels: tuple = ()
+    col_width: float = NARROW
+
+    @property
+    def min_rows(self) -> int:
+        """Rows of the panel at its widest."""
+        return (self.bh + 2) * (self.cin if self.role == "kernel" else 1)
+
+    def place(self, top: int, left: int, rows_left: int, cols_left: int) -> Panel | None:
+        """The panel at (top, left) within ``rows_left`` rows and ``cols_left`` columns; None if it cannot fit.
+
+        Tiles near-square; a panel too tall for the rows left gets more blocks per grid row.
+        """
+        titles = [self._title(k) for k in self._keys()]
+        pw = max(self.bw, max(title_cols(t, self.col_width) for t in titles)) + 1
+        ph = self.bh + 2
+        fit = rows_left // ph                       # grid rows that fit below ``top``
+        across = cols_left // pw                    # blocks that fit side by side
+        if fit < 1 or across < 1:
+            return None
+        if self.role == "kernel":
+            if fit < self.cin:
+                return None
+            per_row = min(self.n, max(1, math.ceil(math.sqrt(self.n * self.cin * ph / pw))))
+            per_row = -(-self.n // -(-self.n // per_row))           # the same bands, evenly filled
+            least = -(-self.n // (fit // self.cin))
+        elif self.role in ("act", "partial") and not self.vector:
+            per_row = math.ceil(self.n / math.ceil(math.sqrt(self.n)))
+            least = -(-self.n // fit)
+        else:
+            per_row = least = 1
+        per_row = max(least, min(per_row, across))
+        if per_row > across:
+            return None
+        return Panel(self.grid, self.role, self.label, self.vector, top, left, self.bh, self.bw, ph, pw, per_row,
+                     self.n, self.cin, self.channels, self.col_width)
+
+    def _keys(self):
+        probe = Panel(self.grid, self.role, self.label, self.vector, 0, 0, self.bh, self.bw, self.bh + 2, self.bw,
+                      1, self.n, self.cin, self.channels, self.col_width)
+        keys = probe.keys()
+        return keys if len(keys) <= 2 else [keys[0], keys[-1]]     # the longest titles are the last ones
+
+    def _title(self, key) -> str:
+        return Panel(self.grid, self.role, self.label, self.vector, 0, 0, self.bh, self.bw, self.bh + 2, self.bw,
+                     1, self.n, self.cin, self.channels, self.col_width).title(key)
+
+
+def what(layer) -> str:
+    """The layer's operation in words: '3x3 conv, stride 2, padding 1' (the kind says it)."""
+    return layer.describe()
+
+
+def describe(net, name: str) -> str:
+    """A layer's header text: 'conv1 (ReLU): 2 x 14 x 14 (3x3 conv, stride 2, padding 1)'."""
+    shape = " x ".join(map(str, net.shapes[name]))
+    if name == "input":
+        return f"input {shape}"
     layer = net[name]
-    if layer.kind == "linear":
-        x = 2
-        if layer.bias is not None:
-            parts.append(Part("bias", f"{name}.bias", 1, x, f, 1))
-            x += 2
-        parts.append(Part("weight", f"{name}.weight", 1, x, layer.in_features, layer.out_features))
-    return True, 1, parts
+    return f"{layer.label}: {shape} ({what(layer)})"
+
+
+def _groups(net, max_formula: int):
+    """[(header text, [panel specs stacked top to bottom])] in reading order."""
+    out = []
+    for name in net.names:
+        c, h, w = net.grid(name)
+        vector = name != "input" and len(net.shapes[name]) == 1
+        layer = None if name == "input" else net[name]
+        label = "input" if layer is None else layer.label
+        if layer is not None and layer.kind == "conv":
+            cin = layer.in_channels
+            kh, kw = layer.kernel_size
+            specs = [_Spec(f"{name}.weight", "kernel", label, False, kh, kw, layer.out_channels, cin)]
+            words = f"{name} filters {layer.out_channels} x {cin} x {kh} x {kw} (input ch → output ch)"
+            if layer.bias is not None:
+                specs.append(_Spec(f"{name}.bias", "bias", label, False, layer.out_channels, 1, 1))
+                words += ", bias"
+            out.append((words, specs))
+            groups = partial_groups(layer, cin, max_formula)
+            if groups:
+                out.append((f"{name} partial sums over input channel groups",
+                            [_Spec(f"{name}:partial{g}", "partial", label, False, h, w, c, channels=(a, b))
+                             for g, (a, b) in enumerate(groups)]))
+        if layer is not None and layer.kind == "linear":
+            out.append((f"{name} weights: row i, column o joins input i to output o",
+                        [_Spec(f"{name}.weight", "weight", label, False, layer.in_features, layer.out_features, 1,
+                               col_width=WIDE)]))
+            if layer.bias is not None:
+                out.append((f"{name} bias", [_Spec(f"{name}.bias", "bias", label, True, layer.out_features, 1, 1,
+                                                   col_width=WIDE)]))
+        if vector:
+            out.append((describe(net, name), [_Spec(name, "act", label, True, c, 1, 1, col_width=WIDE)]))
+        else:
+            out.append((describe(net, name), [_Spec(name, "act", label, False, h, w, c)]))
+    return out
+
+
+def _header_cols(text: str, width: float) -> int:
+    """Columns a header needs to fit in HEADER_LINES wrapped lines (with slack for word breaks)."""
+    return math.ceil(len(text) * HEADER_PX * 1.3 / HEADER_LINES / col_px(width))
 
 
 @dataclass
 class Layout:
     """Positions of all cells of a network on the sheet ``sheet`` (0-based rows and columns)."""
-    stripes: list[Stripe]
+    panels: list[Panel]
+    headers: list[Header]
+    columns: list[tuple[int, int, float]]          # runs (first, last, width) of non-narrow columns
     sheet: str = SHEET
     max_formula: int = MAX_FORMULA
     _grids: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        self._grids = {}
-        for stripe in self.stripes:
-            for part in stripe.parts:
-                self._grids[part.grid] = (stripe, part)
-        self._order = sorted(self.stripes, key=lambda s: (s.top, s.left))
+        self._grids = {p.grid: p for p in self.panels}
+        self._order = sorted(self.panels, key=lambda p: (p.top, p.left))
 
     # ------------------------------------------------------------ construction
 
     @classmethod
     def for_network(cls, net, *, max_rows: int = MAX_ROWS, max_cols: int = MAX_COLS,
                     max_formula: int = MAX_FORMULA) -> "Layout":
-        """Lay out ``net``: stripes left to right, wrapping onto new row bands at ``max_cols``."""
-        stripes = []
-        top, left, bottom = _HEADER_ROWS, _FIRST_COL, _HEADER_ROWS
-        for name in net.names:
-            vector, n, parts = _slot_parts(net, name, max_formula)
-            rows = max(p.row + (p.count - 1) * p.step + p.height for p in parts)
-            cols = max(p.col + p.width for p in parts)
-            slot_h, slot_w = rows + 1, cols + 1
-            label = "input" if name == "input" else net[name].label
+        """Lay out ``net`` in reading order, wrapping onto new bands of rows at ``max_cols``."""
+        panels, headers, columns = [], [], []
+        band, left, bottom = 0, _FIRST_COL, 1
+        for text, specs in _groups(net, max_formula):
+            placed = cls._place_group(specs, band, left, max_rows, max_cols, text)
+            if (placed is None or left + placed[1] > max_cols) and left != _FIRST_COL:
+                band, left = bottom + 1, _FIRST_COL           # start a new band of rows
+                placed = cls._place_group(specs, band, left, max_rows, max_cols, text)
+            if placed is None or left + placed[1] > max_cols:
+                big = max(specs, key=lambda s: s.bh * s.bw)
+                raise SheetconvError(f"{big.grid}: its blocks ({big.bh} rows x {big.bw} columns each, {big.n} of "
+                                     f"them) do not fit the sheet's {max_rows} rows x {max_cols} columns")
+            group, width = placed
+            panels += group
+            headers.append(Header(band, left, width - 1, text))
+            if specs[0].col_width != NARROW:
+                columns.append((left, left + width - 1, specs[0].col_width))
+            bottom = max(bottom, max(p.top + p.height for p in group))
+            left += width
+        return cls(panels, headers, columns, SHEET, max_formula)
 
-            def place(top, left):
-                per_col = min(n, (max_rows - top) // slot_h)
-                if per_col < 1:
-                    return None
-                s = Stripe(name, vector, top, left, slot_h, slot_w, per_col, n, tuple(parts), label)
-                return s if left + s.width <= max_cols else None
-
-            stripe = place(top, left)
-            if stripe is None and left != _FIRST_COL:          # start a new band of rows
-                top, left = bottom + 1, _FIRST_COL
-                stripe = place(top, left)
-            if stripe is None:
-                raise SheetconvError(f"{name}: its blocks ({slot_h} rows x {slot_w} columns per channel) do not fit "
-                                     f"the sheet's {max_rows} rows x {max_cols} columns")
-            stripes.append(stripe)
-            left += stripe.width + 1
-            bottom = max(bottom, stripe.top + stripe.height)
-        return cls(stripes, SHEET, max_formula)
+    @staticmethod
+    def _place_group(specs, band: int, left: int, max_rows: int, max_cols: int, text: str):
+        """([panels], width in columns) of one group placed at band ``band``, column ``left``; None if too tall."""
+        top = band + 1
+        group = []
+        for k, spec in enumerate(specs):
+            reserve = sum(later.min_rows for later in specs[k + 1:])    # the panels below need room too
+            p = spec.place(top, left, max_rows - top - reserve, max_cols - left)
+            if p is None:
+                return None
+            group.append(p)
+            top += p.height
+        width = max(max(p.width for p in group), _header_cols(text, specs[0].col_width) + 1)
+        return group, width
 
     def to_json(self) -> dict:
         return {"version": LAYOUT_VERSION, "sheet": self.sheet, "max_formula": self.max_formula,
-                "stripes": [s.to_json() for s in self.stripes]}
+                "panels": [p.to_json() for p in self.panels],
+                "headers": [[h.row, h.left, h.width, h.text] for h in self.headers],
+                "columns": [list(c) for c in self.columns]}
 
     @classmethod
     def from_json(cls, d: dict, net=None) -> "Layout":
-        """Rebuild from ``to_json()``; with ``net``, check that the stripes fit its shapes."""
+        """Rebuild from ``to_json()``; with ``net``, check that the panels fit its shapes."""
         try:
-            if int(d.get("version", 0)) != LAYOUT_VERSION:
-                raise SheetconvError(f"layout version {d.get('version')!r} is not supported (expected {LAYOUT_VERSION})")
-            layout = cls([Stripe.from_json(s) for s in d["stripes"]], d.get("sheet", SHEET),
-                         int(d.get("max_formula", MAX_FORMULA)))
-        except (KeyError, TypeError, ValueError) as e:
+            version = d.get("version", 0)
+            if version == 1:
+                raise SheetconvError("the workbook was written by an older sheetconv (layout version 1); "
+                                     "rebuild it with `sheetconv build`")
+            if int(version) != LAYOUT_VERSION:
+                raise SheetconvError(f"layout version {version!r} is not supported (expected {LAYOUT_VERSION})")
+            layout = cls([Panel.from_json(p) for p in d["panels"]],
+                         [Header(int(r), int(c), int(w), str(t)) for r, c, w, t in d["headers"]],
+                         [(int(a), int(b), float(w)) for a, b, w in d["columns"]],
+                         d.get("sheet", SHEET), int(d.get("max_formula", MAX_FORMULA)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, SheetconvError):
                 raise
             raise SheetconvError(f"malformed layout in workbook metadata ({e.__class__.__name__}: {e})") from None
         if net is not None:
-            names = [s.name for s in layout.stripes]
-            if names != net.names:
-                raise SheetconvError(f"layout shows layers {names}, the network has {net.names}")
-            for stripe in layout.stripes:
-                vector, n, _ = _slot_parts(net, stripe.name, layout.max_formula)
-                act = stripe.parts[0]
-                c, h, w = net.grid(stripe.name)
-                if stripe.vector != vector or stripe.n != n or (act.height, act.width) != ((c, 1) if vector else (h, w)):
-                    raise SheetconvError(f"layout of {stripe.name} does not match the network's shape {net.shapes[stripe.name]}")
+            acts = [p.grid for p in layout.panels if p.role == "act"]
+            if acts != net.names:
+                raise SheetconvError(f"layout shows layers {acts}, the network has {net.names}")
+            for name in net.names:
+                p = layout._grids[name]
+                c, h, w = net.grid(name)
+                vector = name != "input" and len(net.shapes[name]) == 1
+                if p.vector != vector or (p.n, p.bh, p.bw) != ((1, c, 1) if vector else (c, h, w)):
+                    raise SheetconvError(f"layout of {name} does not match the network's shape {net.shapes[name]}")
         return layout
 
     # ------------------------------------------------------------ queries
 
-    def stripe(self, name: str) -> Stripe:
-        for s in self.stripes:
-            if s.name == name:
-                return s
-        raise SheetconvError(f"no layer {name!r} on the sheet (layers: {', '.join(s.name for s in self.stripes)})")
+    @property
+    def stripes(self) -> list[Panel]:
+        """The panels (the name earlier versions used)."""
+        return self.panels
+
+    def panel(self, grid: str) -> Panel:
+        p = self._grids.get(grid)
+        if p is None:
+            raise SheetconvError(f"no block {grid!r} on the sheet (layers: "
+                                 f"{', '.join(p.grid for p in self.panels if p.role == 'act')})")
+        return p
+
+    stripe = panel
 
     def partial(self, grid: str):
         """For a partial-sum grid 'conv3:partial1': (layer, group, (c0, c1)); otherwise None."""
         m = _PARTIAL_RE.match(grid)
         if not m or grid not in self._grids:
             return None
-        return m.group(1), int(m.group(2)), self._grids[grid][1].channels
+        return m.group(1), int(m.group(2)), self._grids[grid].channels
 
     def partials(self, name: str) -> list[tuple[int, int]]:
         """Input-channel groups of layer ``name``'s partial sums ([] when it has none)."""
-        return [p.channels for p in self.stripe(name).parts if p.role == "partial"]
+        out, g = [], 0
+        while f"{name}:partial{g}" in self._grids:
+            out.append(self._grids[f"{name}:partial{g}"].channels)
+            g += 1
+        return out
 
     def cell_of(self, cell) -> tuple[int, int]:
         """Sheet (row, col) of an activation, partial-sum or parameter cell."""
         if not (isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str)):
             raise SheetconvError(f"a cell is (layer, channel, row, col) or (param, index...), got {cell!r}")
-        hit = self._grids.get(cell[0])
-        if hit is None:
+        p = self._grids.get(cell[0])
+        if p is None:
             raise SheetconvError(f"no block {cell[0]!r} on the sheet")
-        stripe, part = hit
         idx = tuple(int(v) for v in cell[1:])
-        role = part.role
+        role = p.role
 
         def bad(expected):
             return SheetconvError(f"{cell[0]}{list(idx)} lies outside its block (expected {expected})")
@@ -320,110 +496,91 @@ class Layout:
             if len(idx) != 3:
                 raise bad("(channel, row, col)")
             o, r, c = idx
-            if stripe.vector:
-                if not (0 <= o < part.height and r == 0 and c == 0):
-                    raise bad(f"feature 0..{part.height - 1}, row 0, col 0")
-                y0, x0 = stripe.origin(0)
-                return y0 + part.row + o, x0 + part.col
-            if not (0 <= o < stripe.n and 0 <= r < part.height and 0 <= c < part.width):
-                raise bad(f"channel < {stripe.n}, row < {part.height}, col < {part.width}")
-            y0, x0 = stripe.origin(o)
-            return y0 + part.row + r, x0 + part.col + c
-        if role == "kernel":
+            if p.vector:
+                if not (0 <= o < p.bh and r == 0 and c == 0):
+                    raise bad(f"feature 0..{p.bh - 1}, row 0, col 0")
+                key, r, c = None, o, 0
+            else:
+                if not (0 <= o < p.n and 0 <= r < p.bh and 0 <= c < p.bw):
+                    raise bad(f"channel < {p.n}, row < {p.bh}, col < {p.bw}")
+                key = o
+        elif role == "kernel":
             if len(idx) != 4:
                 raise bad("(out, in, kh, kw)")
             o, i, r, c = idx
-            if not (0 <= o < stripe.n and 0 <= i < part.count and 0 <= r < part.height and 0 <= c < part.width):
-                raise bad(f"shape ({stripe.n}, {part.count}, {part.height}, {part.width})")
-            y0, x0 = stripe.origin(o)
-            return y0 + part.row + i * part.step + r, x0 + part.col + c
-        if role == "bias":
+            if not (0 <= o < p.n and 0 <= i < p.cin and 0 <= r < p.bh and 0 <= c < p.bw):
+                raise bad(f"shape ({p.n}, {p.cin}, {p.bh}, {p.bw})")
+            key = (o, i)
+        elif role == "bias":
             if len(idx) != 1:
                 raise bad("(out,)")
-            (o,) = idx
-            if stripe.vector:
-                if not 0 <= o < part.height:
-                    raise bad(f"0..{part.height - 1}")
-                y0, x0 = stripe.origin(0)
-                return y0 + part.row + o, x0 + part.col
-            if not 0 <= o < stripe.n:
-                raise bad(f"0..{stripe.n - 1}")
-            y0, x0 = stripe.origin(o)
-            return y0 + part.row, x0 + part.col
-        # a Linear's matrix, stored transposed: input i down, output o across
-        if len(idx) != 2:
-            raise bad("(out, in)")
-        o, i = idx
-        if not (0 <= o < part.width and 0 <= i < part.height):
-            raise bad(f"shape ({part.width}, {part.height})")
-        y0, x0 = stripe.origin(0)
-        return y0 + part.row + i, x0 + part.col + o
+            (r,) = idx
+            if not 0 <= r < p.bh:
+                raise bad(f"0..{p.bh - 1}")
+            key, c = None, 0
+        else:                      # a Linear's matrix, stored transposed: input i down, output o across
+            if len(idx) != 2:
+                raise bad("(out, in)")
+            c, r = idx
+            if not (0 <= c < p.bw and 0 <= r < p.bh):
+                raise bad(f"shape ({p.bw}, {p.bh})")
+            key = None
+        y, x = p.block_origin(key)
+        return y + r, x + c
 
     def locate(self, row: int, col: int):
         """The cell at sheet (row, col): an activation, partial-sum or parameter cell tuple, or None."""
-        for s in self._order:
-            if not (s.top <= row < s.top + s.height and s.left <= col < s.left + s.width):
+        for p in self._order:
+            if not (p.top <= row < p.top + p.height and p.left <= col < p.left + p.width):
                 continue
-            g, x = divmod(col - s.left, s.slot_w)
-            k, y = divmod(row - s.top, s.slot_h)
-            o = g * s.per_col + k
-            if o >= s.n:
+            gr, y = divmod(row - p.top, p.ph)
+            gc, x = divmod(col - p.left, p.pw)
+            y -= 1
+            if not (0 <= y < p.bh and 0 <= x < p.bw):
                 return None
-            for p in s.parts:
-                dx = x - p.col
-                if not 0 <= dx < p.width:
-                    continue
-                dy = y - p.row
-                if p.role == "kernel":
-                    i, dy = divmod(dy, p.step) if dy >= 0 else (-1, -1)
-                    if 0 <= i < p.count and dy < p.height:
-                        return (p.grid, o, i, dy, dx)
-                    continue
-                if not 0 <= dy < p.height:
-                    continue
-                if p.role in ("act", "partial"):
-                    return (p.grid, dy, 0, 0) if s.vector else (p.grid, o, dy, dx)
-                if p.role == "bias":
-                    return (p.grid, dy) if s.vector else (p.grid, o)
-                return (p.grid, dx, dy)          # Linear weight (out, in)
-            return None
+            if p.role == "kernel":
+                band, i = divmod(gr, p.cin)
+                o = band * p.per_row + gc
+                return (p.grid, o, i, y, x) if o < p.n else None
+            if p.role in ("act", "partial"):
+                if p.vector:
+                    return (p.grid, y, 0, 0)
+                o = gr * p.per_row + gc
+                return (p.grid, o, y, x) if o < p.n else None
+            if p.role == "bias":
+                return (p.grid, y)
+            return (p.grid, x, y)          # Linear weight (out, in)
         return None
 
     @property
     def blocks(self) -> list[Block]:
-        """Every block with its title, stripe by stripe, slot by slot."""
+        """Every block with its title, panel by panel."""
         return list(self.iter_blocks())
 
     def iter_blocks(self):
-        for s in self.stripes:
-            for o in range(s.n):
-                y0, x0 = s.origin(o)
-                for p in s.parts:
-                    for i in range(p.count):
-                        key = (o, i) if p.role == "kernel" else (None if s.vector else o)
-                        yield Block(p.grid, key, y0 + p.row + i * p.step, x0 + p.col, p.height, p.width,
-                                    block_title(s, p, o, i))
+        for p in self.panels:
+            for key in p.keys():
+                y, x = p.block_origin(key)
+                yield Block(p.grid, key, y, x, p.bh, p.bw, p.title(key))
+
+    def column_width(self, col: int) -> float:
+        for a, b, w in self.columns:
+            if a <= col <= b:
+                return w
+        return NARROW
+
+    @property
+    def header_rows(self) -> list[int]:
+        return sorted({h.row for h in self.headers})
 
     @property
     def extent(self) -> tuple[int, int]:
         """(rows, cols) the layout spans: one past the last used row and column."""
-        rows = max(s.top + s.height for s in self.stripes)
-        cols = max(s.left + s.width for s in self.stripes)
+        rows = max(p.top + p.height for p in self.panels)
+        cols = max(max(p.left + p.width for p in self.panels), max(h.left + h.width for h in self.headers))
         return rows, cols
 
 
-def block_title(stripe: Stripe, part: Part, slot: int, index: int = 0) -> str:
+def block_title(panel: Panel, key) -> str:
     """The label written above a block."""
-    label = stripe.label or stripe.name
-    if part.role == "act":
-        if stripe.vector:
-            return f"{label} ({part.height})"
-        return f"{label} {part.height} x {part.width}, channel {slot}"
-    if part.role == "partial":
-        a, b = part.channels
-        return f"{label} partial sum of inputs {a}-{b - 1}, channel {slot}"
-    if part.role == "kernel":
-        return f"filter {slot}/{index}"
-    if part.role == "bias":
-        return "bias"
-    return f"{stripe.name} weights ({part.height} in x {part.width} out)"
+    return panel.title(key)

@@ -3,13 +3,16 @@
 A very hidden worksheet ``_sheetconv`` holds, in column A from A1 down, chunks of at
 most 30,000 characters of one JSON document::
 
-    {"format": "sheetconv", "format_version": 1, "sheetconv_version": "0.1.0",
+    {"format": "sheetconv", "format_version": 2, "sheetconv_version": "0.1.0",
      "spec": <Network.spec()>, "layout": <Layout.to_json()>, "sheet": "conv",
      "dtype": "float64"}
 
 ``spec`` rebuilds the network (``Network.from_spec``) and ``layout`` maps every sheet
 cell to ``(layer, channel, row, col)`` (``Layout.from_json``), so trace and check need no
 guessing.
+
+Format 2 (this version) lays the sheet out in reading order (layout version 2); a
+format-1 workbook is still recognised, and loading it says to rebuild it.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ __all__ = ["META_SHEET", "FORMAT", "FORMAT_VERSION", "CHUNK", "build_meta", "to_
 
 META_SHEET = "_sheetconv"
 FORMAT = "sheetconv"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNK = 30000
 MAX_NESTING = 8                  # meta -> layout -> stripes -> stripe -> parts -> part -> channels: 7
 MAX_SHEET_CELLS = 20_000_000     # activations and parameters a workbook's metadata may describe

@@ -43,8 +43,10 @@ from ..sheet import meta as _meta
 from ..errors import SheetconvError
 from .files import atomic_output
 from ..sheet.formulas import LayerFormulas
-from ..sheet.layout import Layout, Stripe, block_title
-from ..sheet.a1 import column_names, rng
+from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, what
+from ..sheet.a1 import column_names
+from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
+from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
 from .metadata import read_meta, write_meta
 
 __all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "same_cells", "FIXED_DATE",
@@ -53,9 +55,6 @@ __all__ = ["write_workbook", "WriteResult", "formula_count", "check_finite", "sa
 SUMMARY_SHEET = "summary"
 FIXED_DATE = datetime(2024, 1, 1, 0, 0, 0)
 _COLS = column_names()
-_COL_WIDTH = 3.3            # narrow, square cells: the input reads as a picture
-_ROW_HEIGHT = 21            # points; about the column width in pixels
-_VECTOR_COL_WIDTH = 10
 # Signed grids (weights, conv outputs without ReLU): blue below zero, white at zero, red above.
 # Grids that hold no negative value (the image, ReLU outputs): white at zero up to red, so a
 # digit reads as red strokes on white.
@@ -78,19 +77,25 @@ class WriteResult:
 class _RowSheet(Worksheet):
     """A worksheet whose rows are handed over as finished <row> content, in order."""
 
-    def begin_rows(self, rows: int, cols: int, height: float):
+    def begin_rows(self, rows: int, cols: int, height: float, heights: dict | None = None):
         if not (self.constant_memory and self.fh is self.row_data_fh):
             raise RuntimeError("sheetconv needs XlsxWriter's constant_memory mode")
         self._check_dimensions(0, 0)
         self._check_dimensions(rows - 1, cols - 1)
         self._row_attrs = f' ht="{height:g}" customHeight="1"'
+        self._heights = {r: f' ht="{h:g}" customHeight="1"' for r, h in (heights or {}).items()}
         self._last = -1
+
+    def merge_header(self, row: int, first: int, last: int):
+        """Merge a header's cells (written later by put_row) so its text wraps over the group."""
+        if last > first:
+            self.merge.append([row, first, row, last])
 
     def put_row(self, row: int, cells_xml: str):
         if row <= self._last:
             raise RuntimeError(f"rows must be written in order (row {row} after {self._last})")
         self._last = row
-        self.fh.write(f'<row r="{row + 1}"{self._row_attrs}>{cells_xml}</row>')
+        self.fh.write(f'<row r="{row + 1}"{self._heights.get(row, self._row_attrs)}>{cells_xml}</row>')
 
 
 def formula_count(net, layout: Layout) -> int:
@@ -108,11 +113,11 @@ def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
 
 
 class _Rows:
-    """Generates the XML of the conv sheet's rows, stripe by stripe."""
+    """Generates the XML of the conv sheet's rows, panel by panel."""
 
     def __init__(self, net, layout, acts, styles, progress):
         self.net, self.layout, self.acts = net, layout, acts
-        self.s_form, self.s_const, self.s_title, self.s_head = styles
+        self.st = styles
         self.progress = progress
         self.pending = 0
         self.formulas = 0
@@ -132,134 +137,110 @@ class _Rows:
             self.pending = 0
 
     # -- cell XML
-    def nums(self, out, x, R, values):
-        s = self.s_const
+    def nums(self, out, x, R, values, s):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><v>{v!r}</v></c>' for j, v in enumerate(values)]
         self.cells += len(values)
 
-    def forms(self, out, x, R, texts, values):
-        s = self.s_form
+    def forms(self, out, x, R, texts, values, s, count=True):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><f>{t}</f><v>{v!r}</v></c>'
                 for j, (t, v) in enumerate(zip(texts, values))]
         self.cells += len(texts)
-        self._count(len(texts))
+        if count:
+            self._count(len(texts))
 
     def text(self, out, x, R, text, s=None):
-        out.append(f'<c r="{_COLS[x]}{R}" s="{self.s_title if s is None else s}" t="inlineStr">'
+        out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
                    f'<is><t>{escape(text)}</t></is></c>')
         self.cells += 1
 
     # -- rows
     def header(self):
-        out = []
-        for st in self.layout.stripes:
-            if st.top == self.layout.stripes[0].top:
-                self.text(out, st.left, 1, _describe(self.net, st.name), self.s_head)
-        yield 0, out
+        by_row = {}
+        for h in self.layout.headers:
+            by_row.setdefault(h.row, []).append(h)
+        for row in sorted(by_row):
+            out = []
+            for h in sorted(by_row[row], key=lambda h: h.left):
+                self.text(out, h.left, row + 1, h.text, self.st["head"])
+            yield row, out
 
-    def stripe(self, st: Stripe):
-        net, name = self.net, st.name
-        acts = self.acts[name]
-        lf = None if name == "input" else LayerFormulas(net, self.layout, name)
+    def panel(self, p: Panel):
+        """Rows of one panel, top to bottom: per grid row, the titles' row then the blocks' rows."""
+        net, st, role = self.net, self.st, p.role
+        name = p.grid if role == "act" else p.grid.split(":")[0].rsplit(".", 1)[0]
         layer = None if name == "input" else net[name]
-        partial_vals = []
-        if lf is not None and lf.partials:
-            partial_vals = _partial_values(layer, self.acts[net.input_of(name)], lf.partials)
-            if not all(np.all(np.isfinite(v)) for v in partial_vals):
+        lf = LayerFormulas(net, self.layout, name) if layer is not None and role in ("act", "partial") else None
+        acts = self.acts[name]
+        params = layer.params() if layer is not None else {}
+        weight, bias = params.get("weight"), params.get("bias")
+        if role == "partial":
+            g = int(p.grid.rsplit("partial", 1)[1])
+            (partial,) = _partial_values(layer, self.acts[net.input_of(name)], [p.channels])
+            if not np.all(np.isfinite(partial)):
                 raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
                                      f"overflow); scale the input or the weights down")
-        params = layer.params() if layer is not None else {}
-        weight = params.get("weight")
-        bias = params.get("bias")
-        if weight is not None and weight.ndim == 2:
-            weight_t = weight.T                    # Linear: input i down, output o across
-        for s in range(min(st.n, st.per_col)):
-            for y in range(st.slot_h - 1):
-                row = st.top + s * st.slot_h + y
+        s_num = {"kernel": st["weight"], "bias": st["weight"], "weight": st["matrix"]}.get(role, st["input"])
+        for gr in range(p.grid_rows):
+            keys = _row_keys(p, gr)
+            xs = [p.block_origin(k)[1] for k in keys]
+            top = p.top + gr * p.ph
+            out: list[str] = []
+            for k, x in zip(keys, xs):
+                self.text(out, x, top + 1, p.title(k))
+            yield top, out
+            for r in range(p.bh):
+                row = top + 1 + r
                 R = row + 1
-                out: list[str] = []
-                for g in range(st.groups):
-                    o = g * st.per_col + s
-                    if o >= st.n:
-                        break
-                    x0 = st.left + g * st.slot_w
-                    for p in st.parts:
-                        dy = y - p.row
-                        x = x0 + p.col
-                        role = p.role
-                        if role == "kernel":
-                            if dy < -1:
-                                continue
-                            q, k = divmod(dy + 1, p.step)
-                            if k == 0 and q < p.count:
-                                self.text(out, x, R, block_title(st, p, o, q))
-                            elif k > 0 and q < p.count and k - 1 < p.height:
-                                self.nums(out, x, R, weight[o, q, k - 1].tolist())
-                            continue
-                        if dy == -1:
-                            self.text(out, x, R, block_title(st, p, o))
-                            continue
-                        if not 0 <= dy < p.height:
-                            continue
-                        if role == "act":
-                            if lf is None:
-                                self.nums(out, x, R, acts[o, dy].tolist())
-                            elif st.vector:
-                                self.forms(out, x, R, lf.row(dy, 0), [float(acts[dy])])
-                            else:
-                                self.forms(out, x, R, lf.row(o, dy), acts[o, dy].tolist())
-                        elif role == "partial":
-                            gi = int(p.grid.rsplit("partial", 1)[1])
-                            self.forms(out, x, R, lf.partial_row(gi, o, dy), partial_vals[gi][o, dy].tolist())
-                        elif role == "bias":
-                            self.nums(out, x, R, [float(bias[dy if st.vector else o])])
+                out = []
+                for k, x in zip(keys, xs):
+                    if role == "act":
+                        if lf is None:
+                            self.nums(out, x, R, acts[k, r].tolist(), st["input"])
+                        elif p.vector:
+                            self.forms(out, x, R, lf.row(r, 0), [float(acts[r])], st["act"])
                         else:
-                            self.nums(out, x, R, weight_t[dy].tolist())
-                if out:
-                    yield row, out
+                            self.forms(out, x, R, lf.row(k, r), acts[k, r].tolist(), st["act"])
+                    elif role == "partial":
+                        self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
+                    elif role == "kernel":
+                        self.nums(out, x, R, weight[k[0], k[1], r].tolist(), s_num)
+                    elif role == "bias":
+                        self.nums(out, x, R, [float(bias[r])], s_num)
+                    else:
+                        self.nums(out, x, R, weight[:, r].tolist(), s_num)
+                yield row, out
 
 
-def _what(layer) -> str:
-    """The layer's operation in words: '3x3 conv, stride 2, padding 1'."""
-    return layer.describe()
-
-
-def _pair(a: int, b: int) -> str:
-    return str(a) if a == b else f"({a}, {b})"
-
-
-def _describe(net, name: str) -> str:
-    shape = " x ".join(map(str, net.shapes[name]))
-    if name == "input":
-        return f"input {shape}"
-    layer = net[name]
-    return f"{layer.label}: {shape} ({_what(layer)})"
+def _row_keys(p: Panel, gr: int) -> list:
+    """Keys of the blocks in grid row ``gr`` of panel ``p``, left to right."""
+    if p.role == "kernel":
+        band, i = divmod(gr, p.cin)
+        return [(o, i) for o in range(band * p.per_row, min(p.n, (band + 1) * p.per_row))]
+    if p.role in ("act", "partial") and not p.vector:
+        return list(range(gr * p.per_row, min(p.n, (gr + 1) * p.per_row)))
+    return [None]
 
 
 def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
-    """A colour scale per activation and partial-sum block; one per layer over all its
-    weights, and one over all its biases.
+    """A colour scale per activation and partial-sum block, one per kernel or weight panel
+    (the title cells inside hold text, which a colour scale ignores), one per bias panel."""
+    for p in layout.panels:
+        if p.role in ("act", "partial"):
+            heat = _HEAT_POS if p.grid in nonnegative else _HEAT
+            for key in p.keys():
+                top, left = p.block_origin(key)
+                ws.conditional_format(top, left, top + p.bh - 1, left + p.bw - 1, dict(heat))
+        else:
+            top, left = p.block_origin((0, 0) if p.role == "kernel" else None)
+            bottom = p.top + p.height - 2
+            right = p.left + p.width - 2 if p.role == "kernel" else left + p.bw - 1
+            ws.conditional_format(top, left, bottom, right, dict(_HEAT))
 
-    A slot's stacked kernel blocks share one rectangle (their title rows hold text, which
-    a colour scale ignores), so a layer's weight rule lists one range per output channel.
-    """
-    for st in layout.stripes:
-        weights, biases = [], []
-        for o in range(st.n):
-            y0, x0 = st.origin(o)
-            for p in st.parts:
-                top, left = y0 + p.row, x0 + p.col
-                if p.role in ("act", "partial"):
-                    heat = _HEAT_POS if p.grid in nonnegative else _HEAT
-                    ws.conditional_format(top, left, top + p.height - 1, left + p.width - 1, dict(heat))
-                elif p.role in ("kernel", "weight"):
-                    bottom = top + (p.count - 1) * p.step + p.height - 1
-                    weights.append(rng(top, left, bottom, left + p.width - 1))
-                elif p.role == "bias":
-                    biases.append(rng(top, left, top + p.height - 1, left + p.width - 1))
-        for ranges in (weights, biases):
-            if ranges:
-                ws.conditional_format(ranges[0], {**_HEAT, "multi_range": " ".join(ranges)})
+
+def _zoom(layout: Layout, net) -> int:
+    """The saved zoom: the largest (at most 80%) showing the input and the first two layers on SCREEN_PX."""
+    from ..sheet.view import fit_zoom
+    return fit_zoom(layout, net.names[:3])
 
 
 def _write_summary(wb, net, layout, title, styles):
@@ -293,7 +274,7 @@ def _write_summary(wb, net, layout, title, styles):
         first = layout.cell_of((name, 0, 0, 0))
         ws.write_string(row, 0, "input" if name == "input" else net[name].label)
         ws.write_string(row, 1, kind)
-        ws.write_string(row, 2, "" if name == "input" else _what(net[name]))
+        ws.write_string(row, 2, "" if name == "input" else what(net[name]))
         ws.write_string(row, 3, " x ".join(map(str, net.shapes[name])), centre)
         ws.write_number(row, 4, 0 if name == "input" else net[name].param_count(), num)
         ws.write_number(row, 5, 0 if name == "input" else net.macs(name), num)
@@ -325,12 +306,14 @@ def check_finite(net, acts: dict) -> None:
 
 
 def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: Layout | None = None,
-                   title: str | None = None) -> WriteResult:
+                   title: str | None = None, explain=None) -> WriteResult:
     """Write ``net`` run on input ``x`` (C, H, W) as a live workbook at ``path``.
 
     Refuses to overwrite an existing file unless ``force``. ``progress(n)`` is called as
     formula cells are written (n: cells since the last call); ``formula_count`` gives
-    the total. Raises SheetconvError, leaving no file behind, if anything goes wrong.
+    the total. ``explain``: the cell the sheet ``explain`` works through (a tuple or text
+    such as 'conv2[0,3,3]'; default: the centre of the last conv layer). Raises
+    SheetconvError, leaving no file behind, if anything goes wrong.
     """
     t0 = time.perf_counter()
     net.warn_zero_weights("write_workbook")
@@ -339,17 +322,50 @@ def write_workbook(net, x, path, *, force: bool = False, progress=None, layout: 
     check_finite(net, acts)
     layout = layout or Layout.for_network(net)
     title = title or "sheetconv workbook"
+    extra = _extra_sheets(net, layout, acts, explain)
     with atomic_output(path, force=force, what="workbook") as tmp:
-        rows = _write(net, layout, acts, tmp, title, progress)
+        rows = _write(net, layout, acts, tmp, title, progress, extra)
     return WriteResult(Path(path), rows.formulas, rows.cells, time.perf_counter() - t0)
 
 
-def _write(net, layout, acts, tmp, title, progress) -> _Rows:
+def _extra_sheets(net, layout, acts, explain) -> list:
+    """[(sheet name, cells, widths)] of the worked cell and, for a 1-D output, the prediction."""
+    out = []
+    if len(net.names) > 1:
+        ex = worked_cell(net, layout, acts, explain)
+        out.append((EXPLAIN_SHEET, ex.cells, [(0, 0, 12), (1, ex.grid_cols, 5.5)]))
+    if has_prediction(net):
+        out.append((PREDICTION_SHEET, prediction(net, layout, acts), [(0, 0, 16), (1, 3, 16)]))
+    return out
+
+
+def _write_cells(wb, name, cells, widths, formats):
+    """A small sheet of Cell records (explain.Cell), written in row order."""
+    ws = wb.add_worksheet(name)
+    for a, b, w in widths:
+        ws.set_column(a, b, w)
+    ws.hide_gridlines(2)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
+    for c in cells:
+        fmt = formats[c.style]
+        if c.kind == "text":
+            ws.write_string(c.row, c.col, c.content, fmt)
+        elif c.kind == "number":
+            ws.write_number(c.row, c.col, c.content, fmt)
+        else:
+            ws.write_formula(c.row, c.col, "=" + c.content, fmt, c.value)
+    return ws
+
+
+def _write(net, layout, acts, tmp, title, progress, extra=()) -> _Rows:
     """Write the workbook at ``tmp``; XlsxWriter's own temporary files live and die in a private folder."""
     with tempfile.TemporaryDirectory(prefix="sheetconv-") as scratch:
-        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch})
+        # use_zip64: a sheet part past 2 GiB (several million formulas) gets ZIP64 records
+        # instead of failing at the very end; smaller parts are written exactly as before.
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch, "use_zip64": True})
         try:
-            rows = _fill(wb, net, layout, acts, title, progress)
+            rows = _fill(wb, net, layout, acts, title, progress, extra)
             with _deflate_level(_ZIP_LEVEL):
                 wb.close()
         except XlsxWriterException as e:
@@ -364,42 +380,60 @@ def _write(net, layout, acts, tmp, title, progress) -> _Rows:
     return rows
 
 
-def _fill(wb, net, layout, acts, title, progress) -> _Rows:
+def _fill(wb, net, layout, acts, title, progress, extra=()) -> _Rows:
     wb.set_properties({"title": title, "subject": "A convolutional network as live spreadsheet formulas",
                        "author": "sheetconv", "company": "", "keywords": "sheetconv, CNN, receptive field",
                        "comments": "Generated by sheetconv. Every activation is a formula; "
                                    "Trace Precedents shows its receptive field.",
                        "created": FIXED_DATE})
     wb.set_calc_mode("auto")
-    f_form = wb.add_format({"font_size": 8, "align": "center"})
-    f_const = wb.add_format({"font_size": 8, "align": "center", "font_color": "#1F4E9E"})
-    f_title = wb.add_format({"font_size": 8, "bold": True})
+    fmt = {"font_size": 8, "align": "center"}
+    formats = {
+        "act": wb.add_format({**fmt, "num_format": "0.00"}),
+        "input": wb.add_format({**fmt, "num_format": "0.00", "font_color": "#1F4E9E"}),
+        "weight": wb.add_format({**fmt, "num_format": "0.00", "font_color": "#1F4E9E"}),
+        "matrix": wb.add_format({**fmt, "num_format": "0.000", "font_color": "#1F4E9E"}),
+        "prob": wb.add_format({**fmt, "num_format": "0.000"}),
+        "class": wb.add_format({"font_size": 11, "bold": True, "align": "center", "num_format": "0"}),
+        "title": wb.add_format({"font_size": 8, "bold": True}),
+        "head": wb.add_format({"font_size": 9, "bold": True, "text_wrap": True, "valign": "top"}),
+    }
     f_head = wb.add_format({"font_size": 10, "bold": True})
     f_num = wb.add_format({"num_format": "#,##0"})
     ws = wb.add_worksheet(layout.sheet, worksheet_class=_RowSheet)
     n_rows, n_cols = layout.extent
-    ws.set_column(0, n_cols, _COL_WIDTH)
-    for st in layout.stripes:
-        if st.vector:
-            for p in st.parts:
-                if p.role in ("act", "bias"):
-                    ws.set_column(st.left + p.col, st.left + p.col, _VECTOR_COL_WIDTH)
-    ws.set_default_row(_ROW_HEIGHT)
+    ws.set_column(0, n_cols, NARROW)
+    for a, b, width in layout.columns:
+        ws.set_column(a, b, width)
+    ws.set_default_row(ROW_HEIGHT)
+    ws.hide_gridlines(2)
     ws.freeze_panes(1, 0)
-    ws.set_zoom(80 if n_cols <= 200 else 50)
+    ws.set_zoom(_zoom(layout, net))
     ws.set_landscape()
     ws.fit_to_pages(1, 0)                  # print one page wide, as many tall as needed
     ws.activate()
     _heatmaps(ws, layout, {name for name, a in acts.items() if a.size and a.min() >= 0})
-    ws.begin_rows(n_rows, n_cols, _ROW_HEIGHT)
-    styles = tuple(f._get_xf_index() for f in (f_form, f_const, f_title, f_head))
+    ws.begin_rows(n_rows, n_cols, ROW_HEIGHT, {r: HEADER_HEIGHT for r in layout.header_rows})
+    for h in layout.headers:
+        ws.merge_header(h.row, h.left, h.left + h.width - 1)
+    styles = {k: f._get_xf_index() for k, f in formats.items()}
     rows = _Rows(net, layout, acts, styles, progress)
-    stripes = sorted(layout.stripes, key=lambda s: s.left)
-    merged = heapq.merge(rows.header(), *(rows.stripe(st) for st in stripes), key=itemgetter(0))
+    panels = sorted(layout.panels, key=lambda p: p.left)
+    merged = heapq.merge(rows.header(), *(rows.panel(p) for p in panels), key=itemgetter(0))
     for row, group in groupby(merged, key=itemgetter(0)):
         ws.put_row(row, "".join(chain.from_iterable(frags for _, frags in group)))
     rows.flush_progress()
     _write_summary(wb, net, layout, title, (wb.add_format({"bold": True}), f_num, f_head))
+    cell_formats = {
+        "num": wb.add_format({"font_size": 9, "align": "center", "num_format": "0.000"}),
+        "pad": wb.add_format({"font_size": 9, "align": "center", "num_format": "0", "font_color": "#A0A0A0"}),
+        "step": wb.add_format({"bold": True, "num_format": "0.000000", "align": "right"}),
+        "title": wb.add_format({"bold": True, "font_size": 9}),
+        "note": wb.add_format({"font_size": 10}),
+        "class": wb.add_format({"bold": True, "align": "center", "num_format": "0"}),
+    }
+    for name, cells, widths in extra:
+        _write_cells(wb, name, cells, widths, cell_formats)
     write_meta(wb, _meta.build_meta(net, layout))
     return rows
 
