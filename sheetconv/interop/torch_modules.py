@@ -329,6 +329,8 @@ def _from_fx(module, input_shape: tuple, fuse_relu: bool, fold: bool) -> Network
             layer = _convert_leaf(m, node.target)
             if layer is None:
                 st.value[node] = src
+            elif isinstance(layer, ReLU):
+                _relu(st, node, src, fuse_relu, readers)
             else:
                 st.add(node, layer, [src])
         elif node.op in ("call_function", "call_method"):
@@ -368,14 +370,7 @@ def _from_fx(module, input_shape: tuple, fuse_relu: bool, fold: bool) -> Network
                                          "channels (dim=1)")
                 st.add(node, Concat(), [st.key(x, where, "torch.cat") for x in tensors])
             elif op == "relu":
-                src = st.key(node.args[0], where, "relu")
-                prev = st.layers.get(src) if isinstance(src, int) else None
-                if fuse_relu and prev is not None and prev[0].fusable and not prev[0].relu \
-                        and readers.get(node.args[0], 0) == 1:
-                    prev[0].relu = True
-                    st.value[node] = src
-                else:
-                    st.add(node, ReLU(), [src])
+                _relu(st, node, st.key(node.args[0], where, "relu"), fuse_relu, readers)
             else:                                    # flatten, view
                 if not _flatten_dims(node, op):
                     raise SheetconvError(f"{where}: operation {_op_name(node)} with these sizes is not supported; "
@@ -387,6 +382,17 @@ def _from_fx(module, input_shape: tuple, fuse_relu: bool, fold: bool) -> Network
     if not isinstance(out_key, int):
         raise SheetconvError(f"{type(module).__name__} contains no layer that computes anything")
     return _network_of(st, out_key, input_shape, fuse_relu, module)
+
+
+def _relu(st: _FxState, node, src, fuse_relu: bool, readers: dict):
+    """A ReLU joins the layer it reads when that layer is fusable and read by nothing else."""
+    prev = st.layers.get(src) if isinstance(src, int) else None
+    if fuse_relu and prev is not None and prev[0].fusable and not prev[0].relu \
+            and readers.get(node.args[0], 0) == 1 and _node_of(st, src) is node.args[0]:
+        prev[0].relu = True
+        st.value[node] = src
+    else:
+        st.add(node, ReLU(), [src])
 
 
 def _node_of(st: _FxState, key: int):

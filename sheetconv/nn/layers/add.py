@@ -53,7 +53,7 @@ class Add(Layer):
         return f"MAX(0,{body})" if self.relu else body
 
     def describe(self):
-        return "sum of its inputs (residual add)"
+        return " + ".join(self.inputs) if self.inputs else "sum of its inputs (residual add)"
 
     def to_torch_module(self, torch):
         raise SheetconvError(f"{self.who}: an Add is an operation of a graph, not a torch module; "

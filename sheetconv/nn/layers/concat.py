@@ -52,7 +52,7 @@ class Concat(Layer):
         return terms.cell
 
     def describe(self):
-        return "its inputs stacked along channels"
+        return (" | ".join(self.inputs) if self.inputs else "its inputs") + " stacked along channels"
 
     def to_torch_module(self, torch):
         raise SheetconvError(f"{self.who}: a Concat is an operation of a graph, not a torch module; "
