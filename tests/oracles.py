@@ -6,6 +6,8 @@ out*stride - padding + tap*dilation, taps falling outside the grid skipped), rea
 ``acts`` of the layer's input and the layer's parameters. It shares nothing with the
 vectorised forward pass or with Window, so agreement between them is evidence.
 """
+import math
+
 import sheetconv as sc
 
 
@@ -33,6 +35,20 @@ def cell_value(net, cell, acts) -> float:
         return float(src[c // hw, (c % hw) // w, c % w])
     if isinstance(layer, sc.ReLU):
         return max(float(src[c, r, col]), 0.0)
+    if isinstance(layer, sc.BatchNorm2d):       # torch.nn.BatchNorm2d's documented eval-mode formula
+        v = (float(src[c, r, col]) - float(layer.running_mean[c])) / math.sqrt(float(layer.running_var[c]) + layer.eps)
+        if layer.affine:
+            v = v * float(layer.weight[c])
+        if layer.bias is not None:
+            v = v + float(layer.bias[c])
+        return max(v, 0.0) if layer.relu else v
+    if isinstance(layer, (sc.AdaptiveAvgPool2d, sc.AdaptiveMaxPool2d)):
+        # PyTorch's adaptive rule: start = floor(i * n / out), end = ceil((i + 1) * n / out)
+        (oh, ow) = layer.output_size
+        r0, r1 = math.floor(r * h / oh), math.ceil((r + 1) * h / oh)
+        c0, c1 = math.floor(col * w / ow), math.ceil((col + 1) * w / ow)
+        values = [float(src[c, i, j]) for i in range(r0, r1) for j in range(c0, c1)]
+        return max(values) if isinstance(layer, sc.AdaptiveMaxPool2d) else sum(values) / len(values)
     if isinstance(layer, sc.Linear):
         v = 0.0
         for i in range(layer.in_features):

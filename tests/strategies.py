@@ -1,4 +1,5 @@
 """Random small networks for property tests (hypothesis), shared by the engine's test modules."""
+import numpy as np
 from hypothesis import strategies as st
 
 import sheetconv as sc
@@ -12,15 +13,27 @@ def out_len(n, k, s, p, d=1):
 @st.composite
 def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_features=5):
     """Random chains: Conv2d (non-square kernels, stride 1-3, padding 0-2, dilation 1-2, with or
-    without bias and fused ReLU), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways), and
-    optionally Flatten with 0-2 Linear layers; seeded weights."""
+    without bias and fused ReLU), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
+    BatchNorm2d (random running statistics, affine or not), AdaptiveAvgPool2d /
+    AdaptiveMaxPool2d (output sizes 1 to one more than the input's), and optionally Flatten
+    with 0-2 Linear layers; seeded weights."""
     c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     shape = (c, h, w)
     layers = []
     for _ in range(draw(st.integers(1, max_layers))):
-        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool"]))
+        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool", "bn", "adaptive"]))
         if kind == "relu":
             layers.append(sc.ReLU())
+            continue
+        if kind == "bn":
+            layers.append(sc.BatchNorm2d(c, eps=draw(st.sampled_from([1e-5, 1e-3, 0.5])), affine=draw(st.booleans()),
+                                         bias=draw(st.booleans()), relu=draw(st.booleans())))
+            continue
+        if kind == "adaptive":
+            ho, wo = draw(st.integers(1, h + 1)), draw(st.integers(1, w + 1))
+            pool = draw(st.sampled_from([sc.AdaptiveAvgPool2d, sc.AdaptiveMaxPool2d]))
+            layers.append(pool((ho, wo)))
+            h, w = ho, wo
             continue
         kmax = max_conv_kernel if kind == "conv" else 4
         k = (draw(st.integers(1, kmax)), draw(st.integers(1, kmax)))
@@ -55,4 +68,12 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
     if not layers:
         layers.append(sc.ReLU())
     net = sc.Network(layers, input_shape=shape, fuse_relu=draw(st.booleans()))
-    return net.init_weights(draw(st.integers(0, 2 ** 16)))
+    seed = draw(st.integers(0, 2 ** 16))
+    net.init_weights(seed)
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:                    # BatchNorm starts as the identity: give it real statistics
+        if isinstance(layer, sc.BatchNorm2d):
+            for key, value in layer.params().items():
+                low = 0.05 if key == "running_var" else -2.0
+                setattr(layer, key, rng.uniform(low, 2.0, value.shape))
+    return net

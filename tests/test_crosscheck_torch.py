@@ -47,11 +47,32 @@ def torch_modules(net):
             m = nn.Flatten()
         elif layer.kind == "relu":
             m = nn.ReLU()
+        elif layer.kind == "batchnorm":
+            m = nn.BatchNorm2d(layer.num_features, eps=layer.eps, affine=layer.affine,
+                               bias=layer.bias is not None or not layer.affine, dtype=torch.float64).eval()
+            with torch.no_grad():
+                m.running_mean.copy_(torch.from_numpy(layer.running_mean))
+                m.running_var.copy_(torch.from_numpy(layer.running_var))
+        elif layer.kind == "adaptiveavgpool":
+            m = nn.AdaptiveAvgPool2d(layer.output_size)
+        elif layer.kind == "adaptivemaxpool":
+            m = nn.AdaptiveMaxPool2d(layer.output_size)
+        elif layer.kind == "leakyrelu":
+            m = nn.LeakyReLU(layer.negative_slope)
+        elif layer.kind == "sigmoid":
+            m = nn.Sigmoid()
+        elif layer.kind == "tanh":
+            m = nn.Tanh()
+        elif layer.kind == "silu":
+            m = nn.SiLU()
+        elif layer.kind == "gelu":
+            m = nn.GELU(approximate=layer.approximate)
         else:
             raise AssertionError(layer.kind)
-        if layer.kind in ("conv", "linear"):
+        if layer.kind in ("conv", "linear", "batchnorm"):
             with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.weight))
+                if layer.weight is not None:
+                    m.weight.copy_(torch.from_numpy(layer.weight))
                 if layer.bias is not None:
                     m.bias.copy_(torch.from_numpy(layer.bias))
             if layer.relu:

@@ -61,6 +61,19 @@ def brute_graph(net):
                     ps.add((f"{name}.bias", co))
                 preds[(name, co, oh, ow)] = ps
             shape = (c_out, ho, wo) if len(shape) == 3 else (c_out,)
+        elif layer.kind == "batchnorm":           # one cell and its channel's statistics
+            for ci, ih, iw in product(range(c_in), range(h_in), range(w_in)):
+                preds[(name, ci, ih, iw)] = {(src, ci, ih, iw)} | {(f"{name}.{k}", ci) for k in
+                                                                   ("weight", "bias", "running_mean", "running_var")
+                                                                   if getattr(layer, k) is not None}
+        elif layer.kind in ("adaptiveavgpool", "adaptivemaxpool"):
+            ho, wo = layer.output_size              # PyTorch: [floor(i*n/out), ceil((i+1)*n/out))
+            for co, oh, ow in product(range(c_in), range(ho), range(wo)):
+                preds[(name, co, oh, ow)] = {
+                    (src, co, ih, iw)
+                    for ih in range(oh * h_in // ho, -(-(oh + 1) * h_in // ho))
+                    for iw in range(ow * w_in // wo, -(-(ow + 1) * w_in // wo))}
+            shape = (c_in, ho, wo)
         elif layer.kind == "flatten":
             for ci, ih, iw in product(range(c_in), range(h_in), range(w_in)):
                 preds[(name, ci * h_in * w_in + ih * w_in + iw, 0, 0)] = {(src, ci, ih, iw)}
@@ -184,7 +197,8 @@ def test_receptive_field_region_is_bbox_of_input_precedents(net, data):
         if layer.kind == "linear":
             break
         (flat if flat or layer.kind == "flatten" else spatial).append(layer)
-    exact = all(l.kind == "relu" or (max(getattr(l, "dilation", (1, 1))) == 1
+    # element-wise kinds and the adaptive pools (contiguous windows that touch) keep boxes whole
+    exact = all(not hasattr(l, "kernel_size") or (max(getattr(l, "dilation", (1, 1))) == 1
                                      and all(s <= k for s, k in zip(l.stride, l.kernel_size)))
                 for l in spatial)
     for layer in spatial + flat:

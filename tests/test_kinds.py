@@ -23,6 +23,9 @@ EXAMPLES = {
     "AvgPool2d": (sc.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False), (2, 7, 6)),
     "Flatten": (sc.Flatten(), (2, 3, 4)),
     "Linear": (sc.Linear(6, 3, bias=False), (6,)),
+    "BatchNorm2d": (sc.BatchNorm2d(3, eps=1e-3, momentum=None), (3, 4, 5)),
+    "AdaptiveAvgPool2d": (sc.AdaptiveAvgPool2d((3, 2)), (2, 7, 5)),
+    "AdaptiveMaxPool2d": (sc.AdaptiveMaxPool2d((4, 3)), (2, 7, 5)),
 }
 
 RULES = ["_out_shape", "forward", "formula", "describe", "to_torch_module", "_torch_forward", "from_torch"]
@@ -55,7 +58,8 @@ def test_each_kind_against_its_torch_module(kind):
     layer = layer.copy()
     rng = np.random.default_rng(1)
     for key, value in layer.params().items():
-        setattr(layer, key, rng.standard_normal(value.shape))
+        draw = rng.standard_normal(value.shape)
+        setattr(layer, key, np.abs(draw) + 0.1 if key == "running_var" else draw)
     x = rng.standard_normal((2, *shape))
     module = layer.to_torch_module(torch)
     assert type(module) is getattr(torch.nn, layer.torch_class)
@@ -90,6 +94,14 @@ def test_formula_texts_of_each_kind():
     assert sc.AvgPool2d(3, 1, 1, count_include_pad=False).formula(Terms(window="B2:C3", covered=4)) == "AVERAGE(B2:C3)"
     assert sc.ReLU().formula(Terms(window="B2:B2", cell="B2")) == "MAX(0,B2)"
     assert sc.Flatten().formula(Terms(cell="C7")) == "C7"
+    bn = sc.BatchNorm2d(2)
+    refs = Terms(cell="C7", params=(("weight", "$K$2"), ("bias", "$L$2"), ("running_mean", "$M$2"),
+                                    ("running_var", "$N$2")))
+    assert bn.formula(refs) == "(C7-$M$2)/SQRT($N$2+1E-05)*$K$2+$L$2"
+    assert bn.copy(relu=True, eps=0.001).formula(refs) == "MAX(0,(C7-$M$2)/SQRT($N$2+0.001)*$K$2+$L$2)"
+    assert sc.BatchNorm2d(2, affine=False).formula(refs) == "(C7-$M$2)/SQRT($N$2+1E-05)"
+    assert sc.AdaptiveAvgPool2d(1).formula(Terms(window="B2:H8", covered=49)) == "AVERAGE(B2:H8)"
+    assert sc.AdaptiveMaxPool2d((2, 3)).formula(Terms(window="B2:D5", covered=12)) == "MAX(B2:D5)"
     assert sc.Linear(3, 2).formula(Terms(pairs=(("B1:B3", "$D$1:$D$3"),), bias="$F$1")) == "SUMPRODUCT(B1:B3,$D$1:$D$3)+$F$1"
 
 

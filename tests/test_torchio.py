@@ -191,6 +191,7 @@ def _with_running_stats(m, shape, seed=0):
     for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
         if bn.affine:
             nn.init.uniform_(bn.weight, 0.5, 2.0)
+        if bn.bias is not None:
             nn.init.uniform_(bn.bias, -1.0, 1.0)
     m.train()
     with torch.no_grad():
@@ -227,11 +228,31 @@ def test_fold_batchnorm_refusals(model, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-def test_batchnorm_hint_names_torch_fusion_helper():
-    from torch.nn.utils import fusion
-    assert callable(fusion.fuse_conv_bn_eval)                # the helper the message names exists
-    with pytest.raises(sc.SheetconvError, match="torch.nn.utils.fusion.fuse_conv_bn_eval"):
-        from_torch(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4).eval()), (1, 6, 6))
+def test_eval_batchnorm_becomes_visible_cells_and_matches_the_module():
+    m = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+                      nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, bias=False), nn.BatchNorm2d(6, eps=1e-3, affine=False)),
+                      nn.Conv2d(6, 2, 3), nn.BatchNorm2d(2, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _with_running_stats(m, (1, 12, 12))
+    net = from_torch(m, (1, 12, 12))
+    assert [l.label for l in net.layers] == ["conv1", "bn1 (ReLU)", "conv2", "bn2", "conv3", "bn3", "pool1",
+                                             "flatten"]
+    np.testing.assert_array_equal(net["bn1"].running_var, m[0][1].running_var.double().numpy())
+    assert net["bn2"].weight is None and net["bn3"].bias is None and net["bn3"].weight is not None
+    x = np.random.default_rng(1).standard_normal((4, 1, 12, 12))
+    np.testing.assert_allclose(net.forward(x), torch_out(m, x), rtol=1e-10, atol=1e-12)
+    # the module's own state dict loads onto the network; num_batches_tracked is not a cell
+    state = {k: v.double().numpy() for k, v in m.state_dict().items()}
+    assert any(k.endswith("num_batches_tracked") for k in state)
+    assert set(map_state_dict(state, net)) == set(net.state_dict())
+    assert "bn1.running_mean" in net.state_dict() and net.param_count() == sum(p.numel() for p in m.parameters())
+    back = to_torch(net, torch.float64)
+    np.testing.assert_allclose(torch_out(back, x), torch_out(m, x), rtol=1e-10, atol=1e-12)
+
+
+def test_training_mode_batchnorm_is_refused():
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(sc.SheetconvError, match=r"^1 \(BatchNorm2d\): in training mode .*module.eval\(\)"):
+        from_torch(m, (1, 6, 6))
 
 
 def test_dropout_in_eval_mode_is_dropped_and_hooks_refused():
@@ -290,7 +311,7 @@ def test_state_dict_wrong_count_and_order(tmp_path):
     m = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4))
     torch.save(m.state_dict(), tmp_path / "bn.pt")
     net = sc.Network([sc.Conv2d(1, 4, 3, stride=2, padding=1)], (1, 8, 8))
-    with pytest.raises(sc.SheetconvError, match="holds 7 tensors.*network has 2 parameters"):
+    with pytest.raises(sc.SheetconvError, match="holds 6 tensors.*network has 2 parameters"):
         load_state_dict_file(tmp_path / "bn.pt", net)
     torch.save({"a.bias": torch.zeros(4), "a.weight": torch.zeros(4, 1, 3, 3)}, tmp_path / "swapped.pt")
     with pytest.raises(sc.SheetconvError, match="'a.bias' would land on 'conv1.weight'"):

@@ -162,7 +162,8 @@ def map_state_dict(state: dict, net: Network, source: str = "state dict") -> dic
     Keys may be the network's own ('conv1.weight') or any others in the network's order —
     ``'0.0.weight', '0.0.bias', '1.0.weight', ...`` from a fastai-style nested Sequential.
     Every array's shape is checked against the parameter it lands on; an error names the
-    layer, the key in ``source`` and both shapes. Returns float64 copies keyed by the net's
+    layer, the key in ``source`` and both shapes. BatchNorm's ``num_batches_tracked`` counters
+    are skipped (only training uses them). Returns float64 copies keyed by the net's
     names (the network itself is not changed).
     """
     if not isinstance(state, dict) or not state:
@@ -172,6 +173,8 @@ def map_state_dict(state: dict, net: Network, source: str = "state dict") -> dic
     bad = [k for k in state if not isinstance(k, str)]
     if bad:
         raise SheetconvError(f"{source}: keys must be strings, got {bad[0]!r}")
+    # a BatchNorm's step counter only matters for training: not a cell, not kept
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] != "num_batches_tracked" or k in own}
     if set(state) == set(own):
         pairs = [(k, k) for k in own]
     else:

@@ -1,14 +1,15 @@
 """PyTorch interop: ``from_torch``, ``to_torch`` and ``load_state_dict_file``.
 
 ``from_torch(module, input_shape)`` converts an ``nn.Sequential`` tree — nested
-Sequentials, as fastai's ``conv()`` helper makes them — of Conv2d, ReLU, MaxPool2d,
-AvgPool2d, Flatten and Linear, weights included, into a :class:`~sheetconv.Network`.
-Dropout in eval mode and Identity are dropped (they compute nothing). With
-``fold_batchnorm=True`` an eval-mode BatchNorm2d right after a Conv2d is folded into that
-convolution's weights and bias (as ``torch.nn.utils.fusion.fuse_conv_bn_eval`` does).
-Anything else — other BatchNorm, Dropout in training mode, grouped or circular
-convolutions, ``ceil_mode`` — is refused with the module's type and its path in the tree
-(``features.3``).
+Sequentials, as fastai's ``conv()`` helper makes them — of the registered layer kinds
+(Conv2d, BatchNorm2d, ReLU, the pools, Flatten, Linear, ...: ``torch_kinds()``), weights
+and running statistics included, into a :class:`~sheetconv.Network`. Dropout in eval
+mode and Identity are dropped (they compute nothing). An eval-mode BatchNorm2d becomes
+its own layer of visible cells; with ``fold_batchnorm=True`` one right after a Conv2d is
+folded into that convolution's weights and bias instead (as
+``torch.nn.utils.fusion.fuse_conv_bn_eval`` does). Anything else — a BatchNorm in training
+mode, other BatchNorms, Dropout in training mode, circular convolutions, ``ceil_mode`` —
+is refused with the module's type and its path in the tree (``features.3``).
 
 A module whose tree holds a block that is not an ``nn.Sequential`` (fastbook's
 ``ResBlock``, torchvision's ``BasicBlock``: ``x + convs(x)``) is traced with
@@ -95,8 +96,7 @@ def _convert_leaf(m, path: str) -> Layer | None:
         return None
     hint = ""
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        hint = ("; call from_torch(..., fold_batchnorm=True) to fold an eval-mode BatchNorm2d into the Conv2d "
-                "right before it (as torch.nn.utils.fusion.fuse_conv_bn_eval does)")
+        hint = "; of the batch norms only BatchNorm2d (eval mode) is supported"
     elif list(m.children()):
         hint = "; only nn.Sequential may contain other modules (no residual or custom blocks)"
     raise SheetconvError(f"{where}: module type {t.__name__} is not supported "

@@ -34,6 +34,8 @@ __all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_region
 
 def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
     """Input indices in [0, n_in) read by the output indices ``runs``."""
+    if not isinstance(win, Window):                    # a rule of its own (AdaptiveWindow)
+        return clip_runs(win.back(runs), n_in)
     k, s, d = win.kernel, win.stride, win.dilation
     pieces = []
     for a, b in runs:
@@ -53,6 +55,8 @@ def back_runs(runs: Runs, win: Window, n_in: int) -> Runs:
 
 def forward_runs(runs: Runs, win: Window, n_out: int) -> Runs:
     """Output indices in [0, n_out) that read any input index in ``runs``."""
+    if not isinstance(win, Window):
+        return clip_runs(win.forward(runs), n_out)
     pieces = []
     for a, b in runs:
         for t in range(win.kernel):
@@ -87,10 +91,10 @@ def read_region(layer: Layer, out: Region, in_name: str, in_shape: tuple, span: 
         return Region.of(in_name, grid_in, [bx for bx in boxes if all(bx)])
     if layer.channels == "flatten":
         return Region.of(in_name, grid_in, _unflatten(out.axis_runs(0), grid_in))
-    wh, ww = layer.windows
+    wh, ww = layer.windows_for(grid_in)
     boxes = []
     for chans, rows, cols in out.boxes:
-        boxes.append(((((0, cin),) if layer.channels == "all" else chans),
+        boxes.append((layer.channel_back(chans, cin),
                       back_runs(rows, wh, hin), back_runs(cols, ww, win_)))
     return Region.of(in_name, grid_in, boxes)
 
@@ -106,10 +110,10 @@ def feed_region(layer: Layer, inp: Region, out_name: str, out_shape: tuple, span
         return Region.of(out_name, grid_out, [bx for bx in boxes if all(bx)])
     if layer.channels == "flatten":
         return Region.of(out_name, grid_out, [(_flatten(inp), ((0, 1),), ((0, 1),))])
-    wh, ww = layer.windows
+    wh, ww = layer.windows_for(inp.shape)
     boxes = []
     for chans, rows, cols in inp.boxes:
-        boxes.append(((((0, cout),) if layer.channels == "all" else chans),
+        boxes.append((layer.channel_forward(chans, cout),
                       forward_runs(rows, wh, hout), forward_runs(cols, ww, wout)))
     return Region.of(out_name, grid_out, [b for b in boxes if all(b)])
 
@@ -324,8 +328,8 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
             out[layer.name] = replace(out[srcs[0]], flat_grid=flat)
             state[layer.name] = dict(first, flat=flat)
             continue
-        wins = layer.windows
         hw = first["hw"]
+        wins = layer.windows_for((first["channels"], *hw))
         paths = {_step(p, wins) for i in ins for p in i["paths"]}
         new_hw = (wins[0].out_size(hw[0]), wins[1].out_size(hw[1]))
         channels = sum(i["channels"] for i in ins) if layer.channels == "concat" else \

@@ -26,6 +26,8 @@ Layer types and their keys (PyTorch's names and defaults; ``name`` is optional e
 - ``Linear``: in_features, out_features, bias=true, relu=false
 - ``MaxPool2d``: kernel_size, stride=kernel_size, padding=0
 - ``AvgPool2d``: kernel_size, stride=kernel_size, padding=0, count_include_pad=true
+- ``BatchNorm2d``: num_features, eps=1e-5, momentum=0.1, affine=true, bias=true, relu=false (eval mode)
+- ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``: output_size (int or [h, w]; 1 is the global pool)
 - ``ReLU``, ``Flatten``: no keys
 
 The layer types are the registered kinds (sheetconv.nn.layers.KINDS). Any other key, a

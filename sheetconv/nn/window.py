@@ -5,14 +5,22 @@ tap ``t`` in [0, kernel), the input index ``index(o, t) = o*stride - padding + t
 This is the only place that formula is written: the dependency arithmetic (deps.py),
 the formula text (sheet/formulas.py) and the receptive fields all ask a Window.
 Indices outside [0, n) are padding, not cells.
+
+``AdaptiveWindow(n_in, n_out)``: the adaptive pools' rule, PyTorch's: output ``o`` reads
+the input indices [floor(o*n_in/n_out), ceil((o+1)*n_in/n_out)) — windows whose length and
+step vary with ``o``, so it is bound to one input size. It answers the same questions
+(``index``, ``taps``, ``inputs``, ``out_size``) plus ``back(runs)`` / ``forward(runs)``,
+the run arithmetic deps.py asks of it. Its windows are contiguous and each starts no later
+than the previous one ends, so a run of outputs reads one run of inputs.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from .regions import Runs, merge_runs
 
-__all__ = ["Window"]
+__all__ = ["Window", "AdaptiveWindow"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +75,63 @@ class Window:
             if any(max(a, lo) < min(b, hi) for a, b in runs):
                 used.append((t, t + 1))
         return merge_runs(used)
+
+
+@dataclass(frozen=True)
+class AdaptiveWindow:
+    """PyTorch's adaptive-pool rule along one axis of ``n_in`` inputs and ``n_out`` outputs.
+
+    ``kernel`` is the longest window; ``index(o, t)`` = start(o) + t; ``stride``,
+    ``padding`` and ``dilation`` describe output 0's window and the step to output 1 (the
+    closed-form receptive field uses them; they are exact when n_out divides n_in).
+    """
+    n_in: int
+    n_out: int
+
+    def start(self, o: int) -> int:
+        return (o * self.n_in) // self.n_out
+
+    def end(self, o: int) -> int:
+        return -((-(o + 1) * self.n_in) // self.n_out)
+
+    @property
+    def kernel(self) -> int:
+        return max(self.end(o) - self.start(o) for o in range(self.n_out))
+
+    @property
+    def stride(self) -> int:
+        return self.start(1) - self.start(0)
+
+    padding = 0
+    dilation = 1
+
+    @property
+    def span(self) -> int:
+        return self.kernel
+
+    def index(self, out: int, tap: int) -> int:
+        return self.start(out) + tap
+
+    def out_size(self, n: int) -> int:
+        return self.n_out
+
+    def taps(self, o: int, n: int) -> tuple[int, int]:
+        return 0, self.end(o) - self.start(o)
+
+    def inputs(self, o: int, n: int) -> list[int]:
+        return list(range(self.start(o), self.end(o)))
+
+    def back(self, runs: Runs) -> Runs:
+        """Input indices read by the output indices ``runs``."""
+        return merge_runs([(self.start(a), self.end(b - 1)) for a, b in runs if b > a])
+
+    def forward(self, runs: Runs) -> Runs:
+        """Output indices that read any input index in ``runs``."""
+        outs = range(self.n_out)
+        pieces = []
+        for a, b in runs:
+            lo = bisect_right(outs, a, key=self.end)          # first o with end(o) > a
+            hi = bisect_left(outs, b, key=self.start)         # first o with start(o) >= b
+            if lo < hi:
+                pieces.append((lo, hi))
+        return merge_runs(pieces)

@@ -65,6 +65,9 @@ class LayerFormulas:
         cout = self.out_grid[0]
         self.bias_ref = ([_ref(cell_of((f"{name}.bias", o)), True) for o in range(cout)]
                          if "bias" in params else None)
+        # per-channel parameters of a layer reading its own channel (BatchNorm2d): one cell each
+        self.channel_params = ([tuple((k, _ref(cell_of((f"{name}.{k}", o)), True)) for k in params)
+                                for o in range(cout)] if self.reads == "window" and params else None)
         if self.reads == "weighted":
             self.k_origin = [[cell_of((f"{name}.weight", o, i, 0, 0)) for i in range(cin)] for o in range(cout)]
             self.p_origin = [[cell_of((f"{name}:partial{g}", o, 0, 0)) for o in range(cout)]
@@ -186,7 +189,7 @@ class LayerFormulas:
     # ------------------------------------------------------------ windows of one channel (pools, ReLU)
 
     def _window_cell(self, o: int, r: int, c: int) -> str:
-        wh, ww = self.layer.windows
+        wh, ww = self.layer.windows_for(self.in_grid)
         _, hin, win = self.in_grid
         t0, t1 = wh.taps(r, hin)
         u0, u1 = ww.taps(c, win)
@@ -194,7 +197,11 @@ class LayerFormulas:
         y0, x0 = iy + wh.index(r, t0), ix + ww.index(c, u0)
         cell = f"{_COLS[x0]}{y0 + 1}"
         rng = f"{cell}:{_COLS[x0 + u1 - u0 - 1]}{y0 + t1 - t0}"
-        return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0)))
+        return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0),
+                                        params=self._channel_params(o)))
+
+    def _channel_params(self, o: int) -> tuple:
+        return () if self.channel_params is None else self.channel_params[o]
 
     # ------------------------------------------------------------ several inputs (Add, Concat)
 
@@ -230,7 +237,8 @@ class LayerFormulas:
             return self.layer.formula(Terms(sums=tuple(refs)))
         if reads == "window":                        # a (F, 1, 1) grid: the feature's own cell
             ref = _ref(cell_of((src, f, 0, 0)))
-            return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1))
+            return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1,
+                                            params=self._channel_params(f)))
         raise SheetconvError(f"{self.name}: no formula for a 1-D layer reading {reads!r}")
 
 

@@ -9,8 +9,11 @@ of it:
   ``param_shapes()``;
 * ``out_shape(in_shape)`` and the vectorised ``forward(x)`` (NCHW, batch first);
 * what an output cell reads: ``windows`` (one :class:`~sheetconv.nn.window.Window` per
-  axis) and ``channels`` — ``"all"`` (every input channel), ``"same"`` (its own channel)
-  or ``"flatten"`` (renumbers (c, h, w) as c*H*W + h*W + w);
+  axis; ``windows_for(in_shape)`` for a kind whose windows depend on the input size, such
+  as the adaptive pools' :class:`~sheetconv.nn.window.AdaptiveWindow`) and ``channels`` —
+  ``"all"`` (every input channel), ``"same"`` (its own channel) or ``"flatten"``
+  (renumbers (c, h, w) as c*H*W + h*W + w); ``channel_back`` / ``channel_forward`` apply
+  the rule to runs of channels (a grouped convolution reads its own group's channels);
 * which parameter cells an output reads and the reverse (``param_regions``, ``param_feed``);
 * its formula text from ready A1 reference texts (``formula_reads`` says which references
   the sheet layer must compute, ``formula(terms)`` writes the text without '=');
@@ -85,7 +88,8 @@ class Terms:
     window lie inside the grid; ``pairs``: (input range, weight range) per SUMPRODUCT;
     ``products``: (input cell, weight cell) per product written out (a dilated window is not
     a range); ``sums``: partial-sum cells that replace the SUMPRODUCTs; ``bias``: the bias
-    cell; ``total``: False for a partial sum (no bias, no ReLU).
+    cell; ``total``: False for a partial sum (no bias, no ReLU); ``params``: (parameter
+    name, cell) pairs of the per-channel parameters of the cell's own channel (BatchNorm2d).
     """
     window: str = ""
     cell: str = ""
@@ -95,6 +99,7 @@ class Terms:
     sums: tuple = ()
     bias: str | None = None
     total: bool = True
+    params: tuple = ()
 
 
 def affine_formula(terms: Terms, relu: bool) -> str:
@@ -233,6 +238,19 @@ class Layer:
     def windows(self) -> tuple[Window, Window]:
         return Window(), Window()
 
+    def windows_for(self, in_shape: tuple) -> tuple:
+        """The (h, w) index rules for input shape ``in_shape``: ``windows`` unless a kind's
+        windows depend on the input size (adaptive pools)."""
+        return self.windows
+
+    def channel_back(self, runs, cin: int):
+        """Input channels read by the output channels ``runs`` (the ``channels`` rule)."""
+        return ((0, cin),) if self.channels == "all" else runs
+
+    def channel_forward(self, runs, cout: int):
+        """Output channels that read any of the input channels ``runs``."""
+        return ((0, cout),) if self.channels == "all" else runs
+
     def out_shape(self, in_shape: tuple, where: str | None = None) -> tuple:
         """The output shape (batch left out) for input shape ``in_shape``; a shape the layer
         cannot take is a SheetconvError starting with ``where`` (default: the layer's name)."""
@@ -358,8 +376,10 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-_BOOL_KEYS = ("bias", "relu", "count_include_pad")
-_PAIR_KEYS = ("kernel_size", "stride", "padding", "dilation")
+_BOOL_KEYS = ("bias", "relu", "count_include_pad", "affine")
+_PAIR_KEYS = ("kernel_size", "stride", "padding", "dilation", "output_size")
+_FLOAT_KEYS = ("eps", "momentum", "negative_slope")
+_TEXT_KEYS = ("approximate",)
 
 
 def check_value(key: str, value, where: str, strict_names: bool = True):
@@ -373,6 +393,14 @@ def check_value(key: str, value, where: str, strict_names: bool = True):
         ok = _is_int(value) or (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)))
         if not ok:
             raise SheetconvError(f"{where}: {key} must be an int or an [h, w] pair of ints, got {value!r}")
+    elif key in _FLOAT_KEYS:
+        if value is None and key == "momentum":
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise SheetconvError(f"{where}: {key} must be a finite number, got {value!r:.40}")
+    elif key in _TEXT_KEYS:
+        if not isinstance(value, str):
+            raise SheetconvError(f"{where}: {key} must be a string, got {value!r:.40}")
     elif key == "name":
         if value is None and not strict_names:
             return
