@@ -192,8 +192,9 @@ class ReceptiveField:
     end, for the first cell. ``aligned`` is False when the paths disagree on the jump or on
     the centre of the field (Araujo et al. call such a network's field misaligned); with
     different jumps the union's size then depends on the cell, and ``unclipped`` gives it
-    cell by cell. ``graph`` (set by the Network) holds the layers below, so that ``region``
-    is exact there too.
+    cell by cell (for a Concat, the union over all its channels). ``walk`` (set by the
+    Network for such a layer) finds a cell's input precedents along every path, so that
+    ``region`` is exact there too, channel by channel.
     """
     size: tuple[int, int]
     jump: tuple[int, int]
@@ -202,7 +203,8 @@ class ReceptiveField:
     chain: tuple = field(default=(), compare=False, repr=False)
     flat_grid: tuple | None = None
     paths: tuple = field(default=(), compare=False)
-    graph: tuple = field(default=(), compare=False, repr=False)
+    walk: object = field(default=None, compare=False, repr=False)   # (channel, row, col) -> region
+    input_hw: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def aligned(self) -> bool:
@@ -226,16 +228,18 @@ class ReceptiveField:
 
         An axis along which the cell reads only padding comes back empty, as (0, -1).
         """
+        if self.walk is not None and (input_hw is None or tuple(input_hw) == tuple(self.input_hw)):
+            if self.flat_grid is not None:
+                _, h, w = self.flat_grid
+                channel, (row, col) = channel // (h * w), divmod(channel % (h * w), w)
+            return self.walk(channel, row, col)
         row, col = self._spatial(row, col, channel)
         if input_hw is None:
-            if not self.chain and not self.graph and not self.is_global:
+            if not self.chain and not self.is_global:
                 raise ValueError("region() needs input_hw for a receptive field without a chain")
-            input_hw = self.chain[0][2] if self.chain else (self.graph[0][0] if self.graph else
-                                                             (self.size if self.is_global else None))
+            input_hw = self.chain[0][2] if self.chain else (self.size if self.is_global else None)
         if self.is_global:
             return (0, input_hw[0] - 1), (0, input_hw[1] - 1)
-        if self.graph and tuple(self.graph[0][0]) == tuple(input_hw):
-            return self._graph_region(row, col)
         if self.chain and tuple(self.chain[0][2]) == tuple(input_hw):
             out = []
             for axis, o in enumerate((row, col)):
@@ -248,23 +252,6 @@ class ReceptiveField:
         (u0, u1), (v0, v1) = self.unclipped(row, col)
         for lo, hi, n in ((u0, u1, input_hw[0]), (v0, v1, input_hw[1])):
             out.append((max(lo, 0), min(hi, n - 1)))
-        return out[0], out[1]
-
-    def _graph_region(self, row: int, col: int):
-        """Walk the layers below (``graph``: the input's (h, w), then (name, windows, n_in, inputs)
-        from the input up, this layer last): per axis the union of the runs read on every path."""
-        _, *nodes = self.graph
-        out = []
-        for axis, o in enumerate((row, col)):
-            runs = {nodes[-1][0]: ((o, o + 1),)}
-            for name, windows, n_in, srcs in reversed(nodes):
-                if name not in runs:
-                    continue
-                got = back_runs(runs.pop(name), windows[axis], n_in[axis])
-                for s in srcs:
-                    runs[s] = merge_runs(list(runs.get(s, ())) + list(got))
-            found = runs.get("input", ())
-            out.append((found[0][0], found[-1][1] - 1) if found else (0, -1))
         return out[0], out[1]
 
     def unclipped(self, row: int, col: int, channel: int = 0) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -308,7 +295,7 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
     hw0 = (int(input_shape[1]), int(input_shape[2]))
     out = {"input": ReceptiveField((1, 1), (1, 1), (0, 0))}
     state = {"input": dict(paths={((1, 1), (1, 1), (0, 0))}, hw=hw0, channels=int(input_shape[0]), flat=None,
-                           whole=False, chain=(), nodes={})}
+                           whole=False, chain=(), single=True)}
     prev = "input"
     for layer in layers:
         srcs = tuple(layer.inputs) if layer.inputs else (prev,)
@@ -334,23 +321,11 @@ def receptive_fields(layers: list[Layer], input_shape: tuple) -> dict[str, Recep
         new_hw = (wins[0].out_size(hw[0]), wins[1].out_size(hw[1]))
         channels = sum(i["channels"] for i in ins) if layer.channels == "concat" else \
             layer.out_shape(tuple([first["channels"], *hw]))[0] if layer.arity == 1 else first["channels"]
-        nodes = {}
-        for i in ins:
-            nodes.update(i["nodes"])
-        nodes[layer.name] = (layer.name, wins, hw, srcs)
-        single = len(srcs) == 1 and all(len(i["nodes"]) == len(i["chain"]) for i in ins)
+        single = len(srcs) == 1 and first["single"]
         chain = first["chain"] + ((wins, None, hw),) if single else ()
         size, jump, start = _union(paths)
-        graph = () if single else (hw0, *sorted(nodes.values(), key=lambda n: _order(n[0], layers)))
         out[layer.name] = ReceptiveField(size, jump, start, chain=chain,
-                                         paths=tuple(sorted(paths)) if len(paths) > 1 else (), graph=graph)
+                                         paths=tuple(sorted(paths)) if len(paths) > 1 else ())
         state[layer.name] = dict(paths=paths, hw=new_hw, channels=channels, flat=None, whole=False,
-                                 chain=chain, nodes=nodes)
+                                 chain=chain, single=single)
     return out
-
-
-def _order(name: str, layers: list[Layer]) -> int:
-    for k, layer in enumerate(layers):
-        if layer.name == name:
-            return k
-    return -1

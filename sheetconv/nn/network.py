@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from dataclasses import replace
+from functools import partial
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -152,6 +154,11 @@ class Network:
                 self._readers[src].append((layer.name, k))
         self._pos = {n: i for i, n in enumerate(self.names)}
         self._rf = deps.receptive_fields(self.layers, self.input_shape)
+        for name, rf in self._rf.items():       # below a join: the exact field walks every path
+            if name != "input" and not rf.chain and not rf.is_global:
+                src = name if rf.flat_grid is None else self._flat_source(name)
+                self._rf[name] = replace(rf, walk=partial(self._input_box, src),
+                                         input_hw=tuple(self.input_shape[1:]))
         rng = np.random.default_rng(int(seed))
         for layer in self.layers:
             layer.initialise(rng, keep_explicit=True)
@@ -404,6 +411,8 @@ class Network:
                 params += deps.param_regions(layer, region, self.shapes[layer.inputs[0]])
                 for k, src in enumerate(layer.inputs):
                     read = deps.read_region(layer, region, src, self.shapes[src], self._span(layer, k))
+                    if not read and layer.channels == "concat":
+                        continue                  # channels that come from the other inputs
                     acts[src] = acts[src].union(read) if src in acts else read
             frontier = dict(sorted(acts.items(), key=lambda kv: -self._pos[kv[0]]))
             levels.append(list(frontier.values()) + params)
@@ -442,6 +451,20 @@ class Network:
             frontier = dict(sorted(acts.items(), key=lambda kv: self._pos[kv[0]]))
             levels.append(list(frontier.values()))
         return Trace(root=root, direction="dependents", levels=levels)
+
+    def _flat_source(self, name: str) -> str:
+        """The spatial layer whose cells a flattened layer's features copy."""
+        while len(self.shapes[name]) != 3:
+            name = self[name].inputs[0]
+        return name
+
+    def _input_box(self, name: str, channel: int, row: int, col: int):
+        """Inclusive (rows, cols) bounding box of a cell's input precedents; (0, -1) where empty."""
+        region = self.precedents((name, channel, row, col), depth=None).region("input")
+        if region is None or not region:
+            return (0, -1), (0, -1)
+        _, rows, cols = region.bbox()
+        return tuple(rows), tuple(cols)
 
     def receptive_field(self, name: str) -> deps.ReceptiveField:
         """Size, jump and start (each an (h, w) pair) of ``name``'s cells on the input."""
