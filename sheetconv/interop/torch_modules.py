@@ -388,11 +388,18 @@ def _relu(st: _FxState, node, src, fuse_relu: bool, readers: dict):
     """A ReLU joins the layer it reads when that layer is fusable and read by nothing else."""
     prev = st.layers.get(src) if isinstance(src, int) else None
     if fuse_relu and prev is not None and prev[0].fusable and not prev[0].relu \
-            and readers.get(node.args[0], 0) == 1 and _node_of(st, src) is node.args[0]:
+            and _read_once(st, src, readers):
         prev[0].relu = True
         st.value[node] = src
     else:
         st.add(node, ReLU(), [src])
+
+
+def _read_once(st: _FxState, key: int, readers: dict) -> bool:
+    """Every node standing for layer ``key`` (the layer and the no-ops or folds after it) is
+    read by one node only, so a ReLU after them may join the layer."""
+    nodes = [n for n, v in st.value.items() if v == key]
+    return sum(readers.get(n, 0) for n in nodes) == len(nodes)
 
 
 def _node_of(st: _FxState, key: int):

@@ -155,8 +155,8 @@ class Network:
         self._pos = {n: i for i, n in enumerate(self.names)}
         self._rf = deps.receptive_fields(self.layers, self.input_shape)
         for name, rf in self._rf.items():       # below a join: the exact field walks every path
-            if name != "input" and not rf.chain and not rf.is_global:
-                src = name if rf.flat_grid is None else self._flat_source(name)
+            src = name if rf.flat_grid is None or name == "input" else self._flat_source(name)
+            if src != "input" and not self._rf[src].chain and not rf.is_global:
                 self._rf[name] = replace(rf, walk=partial(self._input_box, src),
                                          input_hw=tuple(self.input_shape[1:]))
         rng = np.random.default_rng(int(seed))
