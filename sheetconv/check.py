@@ -172,46 +172,36 @@ _INPUT, _PARAM, _FORMULA, _PARTIAL = range(4)
 _PROGRESS_EVERY = 16_384
 
 
-def _stripe_plan(st):
-    """(row, x, width, kind, payload) of one stripe's cells, by row: where the writer puts
-    the input, the parameters, the computed cells and the partial sums of this stripe."""
-    name = st.name
+def _panel_plan(p):
+    """(row, x, width, kind, payload) of one panel's cells, by row: where the writer puts the
+    input, the parameters, the computed cells and the partial sums (Panel.block_rows)."""
+    role = p.role
+    name = p.grid.split(":")[0].rsplit(".", 1)[0]
     computed = name != "input"
-    for s in range(min(st.n, st.per_col)):
-        for y in range(st.slot_h - 1):
-            row = st.top + s * st.slot_h + y
-            for g in range(st.groups):
-                o = g * st.per_col + s
-                if o >= st.n:
-                    break
-                x0 = st.left + g * st.slot_w
-                for p in st.parts:
-                    dy, x = y - p.row, x0 + p.col
-                    if p.role == "kernel":
-                        q, k = divmod(dy, p.step) if dy >= 0 else (p.count, 0)
-                        if q < p.count and k < p.height:
-                            yield row, x, p.width, _PARAM, (p.grid, (o, q, k, slice(None)))
-                    elif not 0 <= dy < p.height:
-                        continue
-                    elif p.role == "act":
-                        if not computed:
-                            yield row, x, p.width, _INPUT, (o, dy)
-                        elif st.vector:
-                            yield row, x, 1, _FORMULA, (name, dy, 0)
-                        else:
-                            yield row, x, p.width, _FORMULA, (name, o, dy)
-                    elif p.role == "partial":
-                        yield row, x, p.width, _PARTIAL, (name, int(p.grid.rsplit("partial", 1)[1]), o, dy)
-                    elif p.role == "bias":
-                        i = dy if st.vector else o
-                        yield row, x, 1, _PARAM, (p.grid, (slice(i, i + 1),))
-                    else:                                # a Linear's matrix: input dy down, outputs across
-                        yield row, x, p.width, _PARAM, (p.grid, (slice(None), dy))
-
+    g = int(p.grid.rsplit("partial", 1)[1]) if role == "partial" else None
+    for top, blocks in p.block_rows():
+        for r in range(p.bh):
+            row = top + 1 + r
+            for k, x in blocks:
+                if role == "act":
+                    if not computed:
+                        yield row, x, p.bw, _INPUT, (k, r)
+                    elif p.vector:
+                        yield row, x, 1, _FORMULA, (name, r, 0)
+                    else:
+                        yield row, x, p.bw, _FORMULA, (name, k, r)
+                elif role == "partial":
+                    yield row, x, p.bw, _PARTIAL, (name, g, k, r)
+                elif role == "kernel":
+                    yield row, x, p.bw, _PARAM, (p.grid, (k[0], k[1], r, slice(None)))
+                elif role == "bias":
+                    yield row, x, 1, _PARAM, (p.grid, (slice(r, r + 1),))
+                else:                                # a Linear's matrix: input r down, outputs across
+                    yield row, x, p.bw, _PARAM, (p.grid, (slice(None), r))
 
 def _plan(layout: Layout):
-    """Every stripe's plan merged into sheet-row order."""
-    return heapq.merge(*(_stripe_plan(st) for st in layout.stripes), key=itemgetter(0))
+    """Every panel's plan merged into sheet-row order."""
+    return heapq.merge(*(_panel_plan(p) for p in layout.panels), key=itemgetter(0))
 
 
 # ---------------------------------------------------------------- one pass over the sheet

@@ -328,15 +328,16 @@ def test_metadata_nested_deep_or_with_huge_integers(tmp_path):
 
 
 @pytest.mark.parametrize("edit, words", [
-    (lambda m: m["layout"]["stripes"][1].update(per_col=0), "layout stripe 1 'per_col' must be an int >= 1, got 0"),
-    (lambda m: m["layout"]["stripes"][0].update(top=-3), "layout stripe 0 'top' must be an int >= 0, got -3"),
-    (lambda m: m["layout"]["stripes"][2]["parts"][0].__setitem__(4, -7), "part 0 height must be an int >= 1"),
-    (lambda m: m["layout"]["stripes"][1].update(n=True), "'n' must be an int >= 1, got true"),
-    (lambda m: m["layout"]["stripes"][0].update(left=20000), "a sheet has 1,048,576 rows and 16,384 columns"),
+    (lambda m: m["layout"]["panels"][1].__setitem__(10, 0), "layout panel 1 'per_row' must be an int >= 1, got 0"),
+    (lambda m: m["layout"]["panels"][0].__setitem__(4, -3), "layout panel 0 'top' must be an int >= 0, got -3"),
+    (lambda m: m["layout"]["panels"][2].__setitem__(6, -7), "layout panel 2 'bh' must be an int >= 1, got -7"),
+    (lambda m: m["layout"]["panels"][1].__setitem__(11, True), "'n' must be an int >= 1, got true"),
+    (lambda m: m["layout"]["panels"][0].__setitem__(5, 20000), "a sheet has 1,048,576 rows and 16,384 columns"),
+    (lambda m: m["layout"]["panels"].__setitem__(0, [1, 2]), "layout panel 0 must be a list of 15 items"),
     (lambda m: m["spec"].update(input_shape=[1, 7000, 7000]), "input_shape [1, 7000, 7000] has 49,000,000 cells"),
     (lambda m: m["spec"]["layers"][1].update(in_channels=5000, out_channels=5000),
      "the network has 225,005,020 parameters"),
-    (lambda m: m["layout"]["stripes"][1].update(n=10 ** 9), "the layout claims more than 20,000,000 cells"),
+    (lambda m: m["layout"]["panels"][1].__setitem__(11, 10 ** 9), "the layout claims more than 20,000,000 cells"),
 ])
 def test_forged_metadata_is_refused_before_anything_is_built(edit, words):
     meta = _meta()
@@ -362,8 +363,8 @@ def _forged_workbook(path: Path, meta: dict):
 def test_small_workbook_claiming_a_huge_input_is_refused_quickly(tmp_path, command):
     meta = _meta()
     meta["spec"]["input_shape"] = [1, 7000, 7000]
-    part = meta["layout"]["stripes"][0]["parts"][0]
-    part[4] = part[5] = 7000
+    panel = meta["layout"]["panels"][0]
+    panel[6] = panel[7] = 7000
     _forged_workbook(tmp_path / "forged.xlsx", meta)
     assert (tmp_path / "forged.xlsx").stat().st_size < 4096
     args = ["check", "forged.xlsx"] if command == "check" else ["trace", "forged.xlsx", "conv1[0,0,0]"]

@@ -174,7 +174,7 @@ def test_a_file_size_limit_mid_write_is_one_line(tmp_path):
 def test_a_full_disk_is_one_line(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
                              capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("cannot mount a small tmpfs here (needs root)")

@@ -80,9 +80,16 @@ def test_conv_example_grows_from_one_to_three_to_seven(books):
     assert [p.layer for p in fig.sheetconv_panels] == ["conv2", "conv1", "input"]
 
 
+def _addr(cell) -> str:
+    """The sheet address of a conv-example cell, from the layout (not written out by hand)."""
+    from sheetconv.sheet.a1 import cell as a1
+    from sheetconv.sheet.layout import Layout
+    return a1(*Layout.for_network(sc.preset("conv-example")).cell_of(cell))
+
+
 def test_text_shows_value_and_formula_first(books):
     wb = open_workbook(books["conv-example"])
-    stored = openpyxl.load_workbook(books["conv-example"])["conv"]["BE6"].value
+    stored = openpyxl.load_workbook(books["conv-example"])["conv"][_addr(("conv2", 0, 3, 3))].value
     lines = wb.precedents("conv2[0,3,3]").text().splitlines()
     assert lines[1].strip().startswith("value: ")
     assert lines[2].strip() == f"formula: {stored}"
@@ -188,7 +195,8 @@ def test_edited_sheetconv_workbook_answers_from_its_formulas(books, tmp_path):
     path = tmp_path / "edited.xlsx"
     shutil.copy(books["conv-example"], path)
     book = openpyxl.load_workbook(path)
-    book["conv"]["BE6"] = "=MAX(0,K12)"
+    root, way = _addr(("conv2", 0, 3, 3)), _addr(("conv1", 0, 5, 5))
+    book["conv"][root] = "=MAX(0,K12)"
     book.save(path)
     wb = open_workbook(path)
     trace = wb.precedents("conv2[0,3,3]")
@@ -203,9 +211,9 @@ def test_edited_sheetconv_workbook_answers_from_its_formulas(books, tmp_path):
     # a cell whose formulas were left alone is still answered analytically, without a note
     other = wb.precedents("conv2[1,3,3]")
     assert other.meta["engine"] == "analytic" and not other.meta.get("notes")
-    # an edit on the way is found: conv1 cell AK8 (read by conv2[0,3,3]) now reads B2
-    book["conv"]["BE6"] = openpyxl.load_workbook(books["conv-example"])["conv"]["BE6"].value
-    book["conv"]["AK8"] = "=B2"
+    # an edit on the way is found: conv1[0,5,5] (read by conv2[0,3,3]) now reads B2
+    book["conv"][root] = openpyxl.load_workbook(books["conv-example"])["conv"][root].value
+    book["conv"][way] = "=B2"
     book.save(path)
     deep = open_workbook(path).precedents("conv2[0,3,3]")
     assert deep.meta["engine"] == "formulas" and deep.meta["edited_level"] == 2

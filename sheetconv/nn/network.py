@@ -34,6 +34,7 @@ from ..errors import SheetconvError
 from .layers import Layer
 from .layers.base import MAX_PARAMS, layer_from_config
 from .regions import Region
+from .html import summary_html
 from .summary import summary as _summary
 from .trace import Trace
 
@@ -474,10 +475,13 @@ class Network:
 
     # ------------------------------------------------------------ description
 
-
     def summary(self, batch: int = 1) -> str:
         """A per-layer table like fastai's ``learn.summary()`` (see summary.summary)."""
         return _summary(self, batch)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the summary as an HTML table (see nn.html)."""
+        return summary_html(self)
 
     def spec(self) -> dict:
         """The architecture as JSON-ready data (no weights); ``Network.from_spec`` inverts it."""
@@ -564,10 +568,6 @@ def network_from_spec_data(data: dict, source: str = "spec", *, fuse_relu: bool 
         return Network(layers, tuple(shape), fuse_relu=fuse, seed=spec_seed if seed is None else seed)
     except SheetconvError as e:
         raise SheetconvError(f"{source}: {e}") from None
-
-    def _repr_html_(self) -> str:
-        from .html import summary_html
-        return summary_html(self)
 
 
 def parse_depth(depth):

@@ -179,6 +179,22 @@ class Panel:
             return list(range(self.n))
         return [None]
 
+    def row_keys(self, gr: int) -> list:
+        """Keys of the blocks in grid row ``gr``, left to right."""
+        if self.role == "kernel":
+            band, i = divmod(gr, self.cin)
+            return [(o, i) for o in range(band * self.per_row, min(self.n, (band + 1) * self.per_row))]
+        if self.role in ("act", "partial") and not self.vector:
+            return list(range(gr * self.per_row, min(self.n, (gr + 1) * self.per_row)))
+        return [None]
+
+    def block_rows(self):
+        """Per grid row, top to bottom: ``(top, [(key, col), ...])`` — the blocks' titles sit in
+        sheet row ``top``, row ``r`` of every block in sheet row ``top + 1 + r``. The writer and
+        the checker both walk the sheet in this order."""
+        for gr in range(self.grid_rows):
+            yield self.top + gr * self.ph, [(k, self.block_origin(k)[1]) for k in self.row_keys(gr)]
+
     def block_origin(self, key) -> tuple[int, int]:
         """Sheet (row, col) of the first cell of block ``key`` (its title is in the row above)."""
         gr, gc = self.slot(key)

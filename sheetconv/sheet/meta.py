@@ -23,7 +23,7 @@ from ..nn.nesting import nesting
 from ..nn.network import Network
 from ..version import __version__
 from .a1 import MAX_COLS, MAX_ROWS
-from .layout import Layout
+from .layout import LAYOUT_VERSION, Layout
 
 __all__ = ["META_SHEET", "FORMAT", "FORMAT_VERSION", "CHUNK", "build_meta", "to_chunks", "parse_chunks",
            "load_model", "MAX_SHEET_CELLS", "MAX_NESTING"]
@@ -32,9 +32,9 @@ META_SHEET = "_sheetconv"
 FORMAT = "sheetconv"
 FORMAT_VERSION = 2
 CHUNK = 30000
-MAX_NESTING = 8                  # meta -> layout -> stripes -> stripe -> parts -> part -> channels: 7
+MAX_NESTING = 8                  # meta -> layout -> panels -> panel -> channels: 5
 MAX_SHEET_CELLS = 20_000_000     # activations and parameters a workbook's metadata may describe
-_MAX_STRIPES = 100_000
+_MAX_PANELS = 100_000
 
 
 def build_meta(net, layout) -> dict:
@@ -132,34 +132,32 @@ def _int(value, where: str, least: int) -> int:
 
 
 def _layout_cells(layout: dict) -> int:
-    """The cells the layout's stripes claim, every number checked (no zero or negative sizes)."""
-    stripes = layout.get("stripes")
-    if not isinstance(stripes, list) or not stripes or len(stripes) > _MAX_STRIPES:
-        raise SheetconvError(f"workbook metadata: layout 'stripes' must be a list of 1..{_MAX_STRIPES:,} "
-                             f"stripes, got {_kind(stripes)}")
+    """The cells the layout's panels claim, every number checked (no zero or negative sizes).
+
+    A panel is ``[grid, role, label, vector, top, left, bh, bw, ph, pw, per_row, n, cin,
+    channels, col_width]`` (sheet.layout.Panel.to_json): ``n`` blocks of ``bh`` x ``bw``
+    cells (kernel panels: ``n`` x ``cin`` blocks). A layout of another version is left to
+    Layout.from_json, which refuses it with its own message.
+    """
+    if layout.get("version") != LAYOUT_VERSION:
+        return 0
+    panels = layout.get("panels")
+    if not isinstance(panels, list) or not panels or len(panels) > _MAX_PANELS:
+        raise SheetconvError(f"workbook metadata: layout 'panels' must be a list of 1..{_MAX_PANELS:,} "
+                             f"panels, got {_kind(panels)}")
     total = 0
-    for i, stripe in enumerate(stripes):
-        where = f"layout stripe {i}"
-        if not isinstance(stripe, dict):
-            raise SheetconvError(f"workbook metadata: {where} must be an object, got {_kind(stripe)}")
-        for key, least in (("top", 0), ("left", 0), ("slot_h", 1), ("slot_w", 1), ("per_col", 1), ("n", 1)):
-            _int(stripe.get(key), f"{where} {key!r}", least)
-        if stripe["top"] >= MAX_ROWS or stripe["left"] >= MAX_COLS:
-            raise SheetconvError(f"workbook metadata: {where} starts at row {stripe['top']}, column "
-                                 f"{stripe['left']}; a sheet has {MAX_ROWS:,} rows and {MAX_COLS:,} columns")
-        parts = stripe.get("parts")
-        if not isinstance(parts, list) or not parts:
-            raise SheetconvError(f"workbook metadata: {where} 'parts' must be a non-empty list, got {_kind(parts)}")
-        per_slot = 0
-        for j, part in enumerate(parts):
-            if not isinstance(part, list) or len(part) != 9:
-                raise SheetconvError(f"workbook metadata: {where} part {j} must be a list of 9 items, "
-                                     f"got {_kind(part)}")
-            for k, (key, least) in enumerate((("row", 0), ("col", 0), ("height", 1), ("width", 1),
-                                             ("count", 1), ("step", 0)), 2):
-                _int(part[k], f"{where} part {j} {key}", least)
-            per_slot += part[4] * part[5] * part[6]
-        total += stripe["n"] * per_slot
+    for i, panel in enumerate(panels):
+        where = f"layout panel {i}"
+        if not isinstance(panel, list) or len(panel) != 15:
+            raise SheetconvError(f"workbook metadata: {where} must be a list of 15 items, got {_kind(panel)}")
+        top, left, bh, bw, ph, pw, per_row, n, cin = (
+            _int(panel[k], f"{where} {key!r}", least) for k, (key, least) in enumerate(
+                (("top", 0), ("left", 0), ("bh", 1), ("bw", 1), ("ph", 1), ("pw", 1), ("per_row", 1), ("n", 1),
+                 ("cin", 1)), 4))
+        if top >= MAX_ROWS or left >= MAX_COLS:
+            raise SheetconvError(f"workbook metadata: {where} starts at row {top}, column {left}; "
+                                 f"a sheet has {MAX_ROWS:,} rows and {MAX_COLS:,} columns")
+        total += n * (cin if panel[1] == "kernel" else 1) * bh * bw
         if total > MAX_SHEET_CELLS:
             break
     return total

@@ -180,19 +180,16 @@ class _Rows:
                 raise SheetconvError(f"a partial sum of {layer.label} is not finite (NaN or Inf, e.g. an "
                                      f"overflow); scale the input or the weights down")
         s_num = {"kernel": st["weight"], "bias": st["weight"], "weight": st["matrix"]}.get(role, st["input"])
-        for gr in range(p.grid_rows):
-            keys = _row_keys(p, gr)
-            xs = [p.block_origin(k)[1] for k in keys]
-            top = p.top + gr * p.ph
+        for top, blocks in p.block_rows():
             out: list[str] = []
-            for k, x in zip(keys, xs):
+            for k, x in blocks:
                 self.text(out, x, top + 1, p.title(k))
             yield top, out
             for r in range(p.bh):
                 row = top + 1 + r
                 R = row + 1
                 out = []
-                for k, x in zip(keys, xs):
+                for k, x in blocks:
                     if role == "act":
                         if lf is None:
                             self.nums(out, x, R, acts[k, r].tolist(), st["input"])
@@ -210,15 +207,6 @@ class _Rows:
                         self.nums(out, x, R, weight[:, r].tolist(), s_num)
                 yield row, out
 
-
-def _row_keys(p: Panel, gr: int) -> list:
-    """Keys of the blocks in grid row ``gr`` of panel ``p``, left to right."""
-    if p.role == "kernel":
-        band, i = divmod(gr, p.cin)
-        return [(o, i) for o in range(band * p.per_row, min(p.n, (band + 1) * p.per_row))]
-    if p.role in ("act", "partial") and not p.vector:
-        return list(range(gr * p.per_row, min(p.n, (gr + 1) * p.per_row)))
-    return [None]
 
 
 def _heatmaps(ws, layout: Layout, nonnegative: set[str]):
