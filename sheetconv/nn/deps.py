@@ -249,13 +249,16 @@ class ReceptiveField:
                 out.append((runs[0][0], runs[-1][1] - 1) if runs else (0, -1))
             return out[0], out[1]
         out = []
-        (u0, u1), (v0, v1) = self.unclipped(row, col)
+        (u0, u1), (v0, v1) = self._box(row, col)
         for lo, hi, n in ((u0, u1, input_hw[0]), (v0, v1, input_hw[1])):
             out.append((max(lo, 0), min(hi, n - 1)))
         return out[0], out[1]
 
     def unclipped(self, row: int, col: int, channel: int = 0) -> tuple[tuple[int, int], tuple[int, int]]:
-        row, col = self._spatial(row, col, channel)
+        return self._box(*self._spatial(row, col, channel))
+
+    def _box(self, row: int, col: int):
+        """The union of the paths' unclipped fields of the cell at (row, col) of a spatial grid."""
         if self.is_global:
             return (0, self.size[0] - 1), (0, self.size[1] - 1)
         paths = self.paths or ((self.size, self.jump, self.start),)
