@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 from defusedxml import ElementTree
 
-from sheetconv import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, preset
+from sheetconv import Add, AvgPool2d, Concat, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, preset
 from sheetconv.sheet import a1 as xlref
 from sheetconv.xlsx import recalc
 from sheetconv.xlsx import writer as export
@@ -62,6 +62,21 @@ def net_wide():
     ], input_shape=(3, 8, 11))
 
 
+def net_residual():
+    """A graph: a residual add with a fused ReLU, a strided block whose shortcut is an average
+    pool and a 1x1 conv, a concatenation along channels, then Flatten and Linear."""
+    def named(layer, name, inputs=None):
+        layer.name, layer.inputs = name, None if inputs is None else tuple(inputs)
+        return layer
+    return Network([
+        named(Conv2d(2, 3, 3, padding=1, relu=True), "stem"),
+        named(Conv2d(3, 3, 3, padding=1), "b1"), named(Add(relu=True), "res1", ["b1", "stem"]),
+        named(Conv2d(3, 4, 3, stride=2, padding=1), "down"), named(AvgPool2d(2), "short", ["res1"]),
+        named(Conv2d(3, 4, 1), "proj"), named(Add(), "res2", ["down", "proj"]),
+        named(Concat(), "cat", ["res2", "proj"]), Flatten(), Linear(8 * 4 * 4, 3),
+    ], input_shape=(2, 8, 8))
+
+
 def net_partial_sums():
     """Convs whose formulas are split into partial sums (with a 400-character formula limit)."""
     return Network([
@@ -78,7 +93,8 @@ SMALL_FORMULA_LIMIT = {"partial_sums": 400}
 # a Linear with ReLU, a standalone ReLU, a conv with partial sums.
 EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
-           "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]"}
+           "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]",
+           "residual": "res2[1,2,1]"}
 
 
 def _random_input(net, seed):
@@ -92,7 +108,7 @@ def _cases():
         "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
         "conv-course": (preset("conv-course", seed=2), digit(1)),
     }
-    for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums]):
+    for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_residual]):
         net = make().init_weights(10 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
     cases["unfused-relu"] = cases["unfused"]
