@@ -94,7 +94,7 @@ SMALL_FORMULA_LIMIT = {"partial_sums": 400}
 EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
            "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]",
-           "residual": "res2[1,2,1]"}
+           "residual": "down[1,2,1]"}
 
 
 def _random_input(net, seed):
