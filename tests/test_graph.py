@@ -288,6 +288,62 @@ def test_spec_round_trip_keeps_the_graph(net):
     np.testing.assert_array_equal(again.forward(x), net.forward(x))
 
 
+SPEC = """
+input_shape = [1, 8, 8]
+
+[[layers]]
+type = "Conv2d"
+name = "stem"
+out_channels = 2
+kernel_size = 3
+padding = 1
+relu = true
+
+[[layers]]
+type = "Conv2d"
+name = "branch"
+out_channels = 2
+kernel_size = 3
+padding = 1
+
+[[layers]]
+type = "Add"
+name = "res"
+inputs = ["branch", "stem"]
+relu = true
+
+[[layers]]
+type = "Conv2d"
+inputs = ["input"]
+out_channels = 3
+kernel_size = 1
+
+[[layers]]
+type = "Concat"
+inputs = ["res", "input"]
+"""
+
+
+def test_spec_file_names_inputs(tmp_path):
+    from sheetconv.nn.specfile import load_spec
+    path = tmp_path / "res.toml"
+    path.write_text(SPEC)
+    net = load_spec(path)
+    assert [l.inputs for l in net.layers] == [("input",), ("stem",), ("branch", "stem"), ("input",), ("res", "input")]
+    assert net.shapes["cat1"] == (3, 8, 8) and net["res"].relu
+    x = np.random.default_rng(0).standard_normal((1, 8, 8))
+    acts = net.activations(x)
+    np.testing.assert_array_equal(acts["res"], np.maximum(acts["branch"] + acts["stem"], 0))
+    for bad, words in [(SPEC.replace('["branch", "stem"]', '["branch", "nope"]'), "'nope', which is not a named layer"),
+                       (SPEC.replace('["branch", "stem"]', '"stem"'), "inputs must be a non-empty list"),
+                       (SPEC.replace('["res", "input"]', '["res"]'), "two or more inputs"),
+                       (SPEC.replace('["branch", "stem"]', '["branch", "input"]'), "same shape")]:
+        path.write_text(bad)
+        with pytest.raises(sc.SheetconvError, match=words) as e:
+            load_spec(path)
+        assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
 # ---------------------------------------------------------------- torch
 
 torch = pytest.importorskip("torch")
