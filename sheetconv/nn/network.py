@@ -189,7 +189,9 @@ class Network:
         return len(self.layers)
 
     def __repr__(self):
-        body = "\n".join(f"  {l.label}: {l!r} -> {self.shapes[l.name]}" for l in self.layers)
+        names = self.names
+        body = "\n".join(f"  {l.label}: {l!r}" + ("" if l.inputs == (names[i],) else f" <- {', '.join(l.inputs)}")
+                         + f" -> {self.shapes[l.name]}" for i, l in enumerate(self.layers))
         return f"Network(input {self.input_shape}\n{body}\n)"
 
     def grid(self, name: str) -> tuple[int, int, int]:
