@@ -244,7 +244,7 @@ def touching_groups(rects: list[tuple]) -> list[list[tuple]]:
 # ---------------------------------------------------------------- drawing
 
 def trace_title(trace) -> str:
-    """'conv!BE6 = conv2[0,3,3], value 0: precedents' for a figure's title."""
+    """'conv!BM6 = conv2[0,3,3], value 0: precedents' for a figure's title."""
     m = trace.meta
     where = m.get("cell") or str(trace.root)
     if m.get("grid_cell"):

@@ -13,9 +13,12 @@ import openpyxl
 from openpyxl.formula import Tokenizer
 from openpyxl.utils.cell import range_boundaries
 
-from sheetconv import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, SheetconvError
+from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten,
+                       LeakyReLU, Linear, MaxPool2d, Network, ReLU, SheetconvError, Sigmoid, SiLU, Tanh)
 
-ALLOWED_FUNCTIONS = {"SUMPRODUCT", "SUM", "AVERAGE", "MAX"}
+ALLOWED_FUNCTIONS = {"SUMPRODUCT", "SUM", "AVERAGE", "MAX",
+                     # BatchNorm2d and the activations: built-ins of Excel, LibreOffice and Gnumeric alike
+                     "SQRT", "IF", "EXP", "TANH", "SIGN", "ERF", "ABS", "PI"}
 
 
 def read_sheet(path, sheet="conv", data_only=False) -> dict[tuple[int, int], object]:
@@ -94,6 +97,14 @@ def handmade_nets() -> dict[str, tuple[Network, np.ndarray]]:
         "pad-only-corners": Network([Conv2d(2, 2, 1, stride=2, padding=1), Conv2d(2, 1, 1, padding=1, bias=False)],
                                     (2, 3, 3)),
         "big-kernel-stride3": Network([Conv2d(1, 2, 5, stride=3, padding=2, bias=False), ReLU()], (1, 8, 10)),
+        "batchnorm+groups+adaptive": Network(
+            [Conv2d(2, 4, 3, padding=1), BatchNorm2d(4), ReLU(), Conv2d(4, 4, 3, groups=4, padding=1, bias=False),
+             BatchNorm2d(4, affine=False), AdaptiveAvgPool2d((3, 2)), AdaptiveMaxPool2d(1), Flatten(), Linear(4, 3),
+             Sigmoid()], (2, 7, 6)),
+        "grouped-conv": Network([Conv2d(4, 6, (2, 3), groups=2, padding=(1, 0), dilation=(2, 1)), ReLU(),
+                                 Conv2d(6, 6, 3, groups=3, stride=2)], (4, 7, 7)),
+        "activations": Network([Conv2d(1, 2, 3), LeakyReLU(0.2), Tanh(), SiLU(), GELU(), GELU("tanh"),
+                                Flatten(), Linear(18, 3), Tanh()], (1, 5, 5)),
     }
     out = {}
     for i, (key, net) in enumerate(nets.items()):

@@ -35,6 +35,19 @@ def cell_value(net, cell, acts) -> float:
         return float(src[c // hw, (c % hw) // w, c % w])
     if isinstance(layer, sc.ReLU):
         return max(float(src[c, r, col]), 0.0)
+    if isinstance(layer, (sc.LeakyReLU, sc.Sigmoid, sc.Tanh, sc.SiLU, sc.GELU)):   # torch.nn's documented formulas
+        x = float(src[c, r, col])
+        if isinstance(layer, sc.LeakyReLU):
+            return x if x >= 0 else layer.negative_slope * x
+        if isinstance(layer, sc.Sigmoid):
+            return 1 / (1 + math.exp(-x))
+        if isinstance(layer, sc.Tanh):
+            return math.tanh(x)
+        if isinstance(layer, sc.SiLU):
+            return x / (1 + math.exp(-x))
+        if layer.approximate == "tanh":
+            return 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return x * 0.5 * (1 + math.erf(x / math.sqrt(2)))
     if isinstance(layer, sc.BatchNorm2d):       # torch.nn.BatchNorm2d's documented eval-mode formula
         v = (float(src[c, r, col]) - float(layer.running_mean[c])) / math.sqrt(float(layer.running_var[c]) + layer.eps)
         if layer.affine:
@@ -60,11 +73,15 @@ def cell_value(net, cell, acts) -> float:
     dh, dw = getattr(layer, "dilation", (1, 1))
     rows, cols = _taps(r, kh, sh, ph, dh, h), _taps(col, kw, sw, pw, dw, w)
     if isinstance(layer, sc.Conv2d):
+        # groups (torch.nn.Conv2d): output c belongs to group c // (out/groups) and reads that
+        # group's in/groups input channels, its kernel k applied to the group's k-th channel
+        per_in, per_out = cin // layer.groups, layer.out_channels // layer.groups
         v = 0.0
-        for ci in range(cin):
+        for k in range(per_in):
+            ci = (c // per_out) * per_in + k
             for t, i in rows:
                 for u, j in cols:
-                    v += float(src[ci, i, j]) * float(layer.weight[c, ci, t, u])
+                    v += float(src[ci, i, j]) * float(layer.weight[c, k, t, u])
         if layer.bias is not None:
             v += float(layer.bias[c])
         return max(v, 0.0) if layer.relu else v

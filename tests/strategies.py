@@ -10,20 +10,28 @@ def out_len(n, k, s, p, d=1):
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+ACTIVATIONS = st.one_of(st.floats(-2, 2).map(sc.LeakyReLU), st.just(sc.Sigmoid()), st.just(sc.Tanh()),
+                        st.just(sc.SiLU()), st.sampled_from(["none", "tanh"]).map(sc.GELU))
+
+
 @st.composite
 def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_features=5):
     """Random chains: Conv2d (non-square kernels, stride 1-3, padding 0-2, dilation 1-2, with or
-    without bias and fused ReLU), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
-    BatchNorm2d (random running statistics, affine or not), AdaptiveAvgPool2d /
+    without bias and fused ReLU, grouped by any common divisor of its channel counts), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
+    BatchNorm2d (random running statistics, affine or not), the element-wise activations
+    (LeakyReLU with any slope in [-2, 2], Sigmoid, Tanh, SiLU, GELU exact and tanh), AdaptiveAvgPool2d /
     AdaptiveMaxPool2d (output sizes 1 to one more than the input's), and optionally Flatten
     with 0-2 Linear layers; seeded weights."""
     c, h, w = draw(st.integers(1, max_ch)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     shape = (c, h, w)
     layers = []
     for _ in range(draw(st.integers(1, max_layers))):
-        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool", "bn", "adaptive"]))
+        kind = draw(st.sampled_from(["conv", "conv", "relu", "maxpool", "avgpool", "bn", "adaptive", "act"]))
         if kind == "relu":
             layers.append(sc.ReLU())
+            continue
+        if kind == "act":
+            layers.append(draw(ACTIVATIONS))
             continue
         if kind == "bn":
             layers.append(sc.BatchNorm2d(c, eps=draw(st.sampled_from([1e-5, 1e-3, 0.5])), affine=draw(st.booleans()),
@@ -48,8 +56,9 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
             continue
         if kind == "conv":
             co = draw(st.integers(1, max_ch))
+            groups = draw(st.sampled_from([g for g in range(1, min(c, co) + 1) if c % g == 0 and co % g == 0]))
             layers.append(sc.Conv2d(c, co, k, stride=s, padding=p, dilation=d, bias=draw(st.booleans()),
-                                    relu=draw(st.booleans())))
+                                    relu=draw(st.booleans()), groups=groups))
             c = co
         elif kind == "maxpool":
             layers.append(sc.MaxPool2d(k, stride=s, padding=p))
@@ -63,7 +72,7 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
             out = draw(st.integers(1, max_features))
             layers.append(sc.Linear(feats, out, bias=draw(st.booleans()), relu=draw(st.booleans())))
             if draw(st.booleans()):
-                layers.append(sc.ReLU())
+                layers.append(draw(st.one_of(st.just(sc.ReLU()), ACTIVATIONS)))
             feats = out
     if not layers:
         layers.append(sc.ReLU())

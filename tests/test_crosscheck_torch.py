@@ -35,7 +35,7 @@ def torch_modules(net):
         if layer.kind == "conv":
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                           padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None,
-                          dtype=torch.float64)
+                          groups=layer.groups, dtype=torch.float64)
         elif layer.kind == "linear":
             m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
         elif layer.kind == "maxpool":

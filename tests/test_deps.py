@@ -40,23 +40,27 @@ def brute_graph(net):
     for layer in net.layers:
         name = layer.name
         c_in, h_in, w_in = shape if len(shape) == 3 else (shape[0], 1, 1)
-        if layer.kind in ("conv", "maxpool", "avgpool", "relu"):
-            if layer.kind == "relu":
+        if layer.kind in ("conv", "maxpool", "avgpool", "relu", "leakyrelu", "sigmoid", "tanh", "silu", "gelu"):
+            if not hasattr(layer, "kernel_size"):        # element-wise: its own cell
                 (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (1, 1), (1, 1), (0, 0), (1, 1)
             else:
                 (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
                 dh, dw = layer.dilation if layer.kind == "conv" else (1, 1)
             ho, wo = out_len(h_in, kh, sh, ph, dh), out_len(w_in, kw, sw, pw, dw)
             c_out = layer.out_channels if layer.kind == "conv" else c_in
+            groups = getattr(layer, "groups", 1)          # conv: output co reads its group's channels
+            per_in, per_out = c_in // groups, c_out // groups
             for co, oh, ow in product(range(c_out), range(ho), range(wo)):
                 ps = set()
-                for ci in (range(c_in) if layer.kind == "conv" else [co]):
+                chans = ([(co // per_out * per_in + k, k) for k in range(per_in)] if layer.kind == "conv"
+                         else [(co, None)])
+                for ci, k in chans:
                     for i, j in product(range(kh), range(kw)):
                         ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
                         if 0 <= ih < h_in and 0 <= iw < w_in:
                             ps.add((src, ci, ih, iw))
                             if layer.kind == "conv":
-                                ps.add((f"{name}.weight", co, ci, i, j))
+                                ps.add((f"{name}.weight", co, k, i, j))
                 if layer.kind == "conv" and layer.bias is not None:
                     ps.add((f"{name}.bias", co))
                 preds[(name, co, oh, ow)] = ps

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import get_column_letter
 
-from sheetconv.formulagraph.references import Ref, ShapeCache, parse_ref, references
+from sheetconv.formulagraph.references import Ref, ShapeCache, StructRef, parse_ref, references
 
 
 def R(sheet, a1):
@@ -64,7 +64,8 @@ def test_shape_cache_matches_tokenizer(formula, expected):
 def test_parse_ref_forms():
     assert parse_ref("'My sheet (2)'!$A$1:B2") == R("My sheet (2)", "A1:B2")
     assert parse_ref("a1") == R(None, "A1")                        # lower case, as some writers do
-    assert parse_ref("Tbl[Col]") is None
+    assert parse_ref("Tbl[Col]") == Ref(None, None, None, None, None, table=StructRef("Tbl", frozenset(), "Col", "Col"))
+    assert parse_ref("[1]Sheet1!A1") is None                      # another workbook
     assert parse_ref("#REF!") is None
 
 

@@ -52,7 +52,7 @@ def test_formula_references_equal_engine_precedents(key):
 
 
 @pytest.mark.parametrize("key, limit", [("simple-cnn", 400), ("pad-stride-nonsquare+maxpool", 100),
-                                        ("avgpool-exclude-pad+dilated-w", 200)])
+                                        ("avgpool-exclude-pad+dilated-w", 200), ("grouped-conv", 200)])
 def test_partial_sums_still_reference_exactly_the_precedents(key, limit):
     net = NETS[key]
     layout = Layout.for_network(net, max_formula=limit)        # a low limit forces splitting on small layers

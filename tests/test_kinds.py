@@ -17,7 +17,7 @@ F = torch.nn.functional
 
 # One instance per kind with an input shape it takes. A new kind must add itself here.
 EXAMPLES = {
-    "Conv2d": (sc.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (2, 7, 6)),
+    "Conv2d": (sc.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2), (4, 7, 6)),
     "ReLU": (sc.ReLU(), (2, 4, 5)),
     "MaxPool2d": (sc.MaxPool2d(3, 2, 1), (2, 7, 6)),
     "AvgPool2d": (sc.AvgPool2d((2, 3), (1, 2), (1, 1), count_include_pad=False), (2, 7, 6)),
@@ -26,6 +26,11 @@ EXAMPLES = {
     "BatchNorm2d": (sc.BatchNorm2d(3, eps=1e-3, momentum=None), (3, 4, 5)),
     "AdaptiveAvgPool2d": (sc.AdaptiveAvgPool2d((3, 2)), (2, 7, 5)),
     "AdaptiveMaxPool2d": (sc.AdaptiveMaxPool2d((4, 3)), (2, 7, 5)),
+    "LeakyReLU": (sc.LeakyReLU(0.2), (2, 3, 4)),
+    "Sigmoid": (sc.Sigmoid(), (2, 3, 4)),
+    "Tanh": (sc.Tanh(), (5,)),
+    "SiLU": (sc.SiLU(), (2, 3, 4)),
+    "GELU": (sc.GELU(), (2, 3, 4)),
 }
 
 RULES = ["_out_shape", "forward", "formula", "describe", "to_torch_module", "_torch_forward", "from_torch"]
@@ -102,9 +107,27 @@ def test_formula_texts_of_each_kind():
     assert sc.BatchNorm2d(2, affine=False).formula(refs) == "(C7-$M$2)/SQRT($N$2+1E-05)"
     assert sc.AdaptiveAvgPool2d(1).formula(Terms(window="B2:H8", covered=49)) == "AVERAGE(B2:H8)"
     assert sc.AdaptiveMaxPool2d((2, 3)).formula(Terms(window="B2:D5", covered=12)) == "MAX(B2:D5)"
+    cell = Terms(window="B2:B2", cell="B2", covered=1)
+    assert sc.LeakyReLU().formula(cell) == "IF(B2>0,B2,B2*0.01)"
+    assert sc.LeakyReLU(1e-20).formula(cell) == "IF(B2>0,B2,B2*1E-20)"
+    assert sc.Sigmoid().formula(cell) == "1/(1+EXP(-B2))"
+    assert sc.Tanh().formula(cell) == "TANH(B2)"
+    assert sc.SiLU().formula(cell) == "B2/(1+EXP(-B2))"
+    assert sc.GELU().formula(cell) == "0.5*B2*(1+SIGN(B2)*ERF(ABS(B2)/SQRT(2)))"
+    assert sc.GELU("tanh").formula(cell) == "0.5*B2*(1+TANH(SQRT(2/PI())*(B2+0.044715*B2^3)))"
     assert sc.Linear(3, 2).formula(Terms(pairs=(("B1:B3", "$D$1:$D$3"),), bias="$F$1")) == "SUMPRODUCT(B1:B3,$D$1:$D$3)+$F$1"
 
 
 def test_from_torch_uses_the_registry():
     from sheetconv.interop.torch_modules import torch_kinds
     assert {name: cls.__name__ for name, cls in torch_kinds().items()} == {k: k for k in KINDS if k not in GRAPH_KINDS}
+
+
+
+@pytest.mark.parametrize("layer", [sc.LeakyReLU(0.3), sc.Sigmoid(), sc.Tanh(), sc.SiLU(), sc.GELU(), sc.GELU("tanh")])
+def test_elementwise_kinds_at_extreme_inputs(layer):
+    # large, tiny, negative and zero inputs against PyTorch (the tanh GELU on both sides of 0 too)
+    x = np.array([-700.0, -30.0, -3.5, -1e-8, 0.0, 1e-8, 0.7, 3.5, 30.0, 700.0]).reshape(1, 1, 2, 5)
+    with torch.no_grad():
+        want = layer.to_torch_module(torch).double()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer.forward(x), want, rtol=1e-12, atol=1e-300)

@@ -334,3 +334,36 @@ def test_workbook_saved_by_libreoffice(tmp_path):
         for depth in (None, 1):
             assert cells_of(book.precedents(cell, depth)) == oracle.precedents(cell, depth), cell
             assert cells_of(book.dependents(cell, depth)) == oracle.dependents(cell, depth), cell
+
+
+def test_compact_rects_sweep_on_a_huge_bounding_box():
+    """Rectangles spread too far apart to paint (the sweep path): the same cells as a brute
+    force over the cell sets, as disjoint rectangles, and the same answer as painting."""
+    rnd = random.Random(3)
+    for _ in range(30):
+        rects = []
+        for _ in range(rnd.randint(2, 25)):
+            r0, c0 = rnd.choice([0, 5, 900_000]) + rnd.randint(0, 6), rnd.choice([0, 3, 9_000]) + rnd.randint(0, 6)
+            rects.append((r0, c0, r0 + rnd.randint(0, 4), c0 + rnd.randint(0, 4)))
+        cells = lambda rs: [(r, c) for a, b, c1, d in rs for r in range(a, c1 + 1) for c in range(b, d + 1)]
+        out = compact_rects(rects)
+        got = cells(out)
+        assert len(got) == len(set(got)) and set(got) == set(cells(rects))
+        near = [r for r in rects if r[0] < 900_000 and r[1] < 9_000]
+        if near:                                   # the painted path on the near ones agrees
+            assert compact_rects(near) == [r for r in out if r[0] < 900_000 and r[1] < 9_000]
+
+
+def test_compact_rects_few_and_many_paths_agree():
+    """Up to 8 rectangles take a plain-Python path; adding far duplicates forces the array path."""
+    rnd = random.Random(11)
+    for _ in range(300):
+        rects = [(a, b, a + rnd.randrange(4), b + rnd.randrange(4))
+                 for a, b in ((rnd.randrange(12), rnd.randrange(12)) for _ in range(rnd.randint(2, 8)))]
+        few = compact_rects(rects)
+        padded = rects + [(500 + i, 500, 500 + i, 500) for i in range(9)]
+        many = [r for r in compact_rects(padded) if r[0] < 500]
+        assert few == many
+        cells = {(y, x) for a, b, c, d in rects for y in range(a, c + 1) for x in range(b, d + 1)}
+        listed = [(y, x) for a, b, c, d in few for y in range(a, c + 1) for x in range(b, d + 1)]
+        assert len(listed) == len(set(listed)) and set(listed) == cells

@@ -17,7 +17,8 @@ import openpyxl
 import pytest
 from defusedxml import ElementTree
 
-from sheetconv import Add, AvgPool2d, Concat, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, digit, preset
+from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Flatten,
+                       LeakyReLU, Linear, MaxPool2d, Network, ReLU, Sigmoid, SiLU, Tanh, digit, preset)
 from sheetconv.sheet import a1 as xlref
 from sheetconv.xlsx import recalc
 from sheetconv.xlsx import writer as export
@@ -86,14 +87,50 @@ def net_partial_sums():
     ], input_shape=(2, 7, 6))
 
 
-SMALL_FORMULA_LIMIT = {"partial_sums": 400}
+def net_batchnorm():
+    """BatchNorm2d (fused ReLU, no affine, no bias), grouped and depthwise convs, adaptive pools that overlap."""
+    return Network([
+        Conv2d(2, 4, 3, padding=1), BatchNorm2d(4), ReLU(),
+        Conv2d(4, 4, 3, groups=4, bias=False), BatchNorm2d(4, eps=1e-3, affine=False), LeakyReLU(0.1),
+        Conv2d(4, 6, (2, 1), groups=2), BatchNorm2d(6, bias=False),
+        AdaptiveAvgPool2d((3, 2)), AdaptiveMaxPool2d((2, 1)),
+        Flatten(), Linear(12, 3),
+    ], input_shape=(2, 9, 8))
+
+
+def net_activations():
+    """Sigmoid, Tanh, SiLU, GELU (exact and tanh), a grouped conv with partial sums, a global average pool."""
+    return Network([
+        Conv2d(2, 4, 3, padding=1), Sigmoid(), Conv2d(4, 4, 3, groups=2, padding=1), Tanh(),
+        Conv2d(4, 6, 3, padding=1, groups=2), SiLU(), GELU(), Conv2d(6, 6, 1), GELU("tanh"),
+        AdaptiveAvgPool2d(1), Flatten(), Linear(6, 3), LeakyReLU(-0.5),
+    ], input_shape=(2, 7, 6))
+
+
+def _random_statistics(net, seed):
+    """Running statistics and affine parameters of every BatchNorm2d (a seeded init leaves them 1s and 0s).
+
+    Kept inside (-1, 1) like the weights: LibreOffice saves 15 significant digits, so the
+    constants it writes back are exact to 1e-15 only below 1 in magnitude (check_constants)."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if isinstance(layer, BatchNorm2d):
+            for key, value in layer.params().items():
+                setattr(layer, key, rng.uniform(0.2 if key == "running_var" else -0.95, 0.95, value.shape))
+    return net
+
+
+SMALL_FORMULA_LIMIT = {"partial_sums": 400, "activations": 130}
 
 # The cell each case's explain sheet works through (None: the default, the centre of the last conv):
 # a conv with padding and ReLU, a dilated conv at the corner, a pool counting padding, a max pool,
 # a Linear with ReLU, a standalone ReLU, a conv with partial sums.
+# (batchnorm-bn / activations-gelu / adaptive: the kind's own formula over conv-sheet references)
 EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
-           "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]",
+           "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]", "batchnorm": "conv2[3,0,5]",
+           "activations": "conv3[4,3,2]", "batchnorm-bn": "bn1[2,3,4]", "batchnorm-adaptive": "pool1[1,2,1]",
+           "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]",
            "residual": "down[1,2,1]"}
 
 
@@ -108,9 +145,12 @@ def _cases():
         "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
         "conv-course": (preset("conv-course", seed=2), digit(1)),
     }
-    for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_residual]):
-        net = make().init_weights(10 + i)
+    for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_batchnorm,
+                              net_activations, net_residual]):
+        net = _random_statistics(make().init_weights(10 + i), 30 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
+    for extra in ("batchnorm-bn", "batchnorm-adaptive", "activations-gelu", "activations-leaky"):
+        cases[extra] = cases[extra.split("-")[0]]
     cases["unfused-relu"] = cases["unfused"]
     cases["dilated-corner"] = cases["unfused"]
     return cases
@@ -271,7 +311,7 @@ def books(tmp_path_factory, engine_required):
         path = d / f"{name}.xlsx"
         if name in SMALL_FORMULA_LIMIT:
             layout = Layout.for_network(net, max_formula=SMALL_FORMULA_LIMIT[name])
-            assert layout.partials(net.layers[-1].name), "the formula limit should force partial sums"
+            assert any(layout.partials(n) for n in net.names[1:]), "the formula limit should force partial sums"
         else:
             layout = Layout.for_network(net)
         export.write_workbook(net, x, path, force=True, layout=layout, explain=EXPLAIN[name])

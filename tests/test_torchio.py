@@ -172,13 +172,13 @@ class MySequential(nn.Sequential):
     (nn.Sequential(conv(1, 4), nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))), "1.1", ["BatchNorm2d"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.2)), "1", ["Dropout", "training", "eval()"]),
     (nn.Sequential(conv(1, 4), Scaled(4)), "1", ["Scaled", "operator.mul", "not supported"]),
-    (nn.Sequential(conv(1, 4), nn.Conv2d(4, 4, 3, groups=2)), "1", ["Conv2d", "groups=2"]),
+    (nn.Sequential(conv(1, 4), nn.ConvTranspose2d(4, 4, 3)), "1", ["ConvTranspose2d"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect")), "0", ["padding_mode", "reflect"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding="same")), "0", ["string padding", "same"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2, ceil_mode=True)), "1", ["MaxPool2d", "ceil_mode"]),
     (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), "0", ["MaxPool2d", "return_indices"]),
     (nn.Sequential(nn.AvgPool2d(2, ceil_mode=True)), "0", ["AvgPool2d", "ceil_mode"]),
-    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid()), "1", ["Sigmoid"]),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Softplus()), "1", ["Softplus"]),
     (nn.Sequential(MySequential(nn.Conv2d(1, 4, 3))), "0", ["MySequential"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Linear(26, 3)), "1", ["Linear", "Flatten"]),
 ])
@@ -256,6 +256,17 @@ def test_eval_batchnorm_becomes_visible_cells_and_matches_the_module():
     assert "bn1.running_mean" in net.state_dict() and net.param_count() == sum(p.numel() for p in m.parameters())
     back = to_torch(net, torch.float64)
     np.testing.assert_allclose(torch_out(back, x), torch_out(m, x), rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_and_depthwise_convolutions_and_activations_round_trip():
+    m = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1, groups=2), nn.LeakyReLU(0.1),
+                      nn.Conv2d(6, 6, 3, stride=2, groups=6, bias=False), nn.BatchNorm2d(6), nn.SiLU(),
+                      nn.Conv2d(6, 4, 1, groups=2), nn.GELU(), nn.AdaptiveMaxPool2d((2, 3)), nn.Tanh(),
+                      nn.Flatten(), nn.Linear(24, 3), nn.Sigmoid())
+    _with_running_stats(m, (2, 9, 9))
+    net = assert_roundtrip(m, (2, 9, 9))
+    assert [l.groups for l in net.layers if l.kind == "conv"] == [2, 6, 2]
+    assert net["conv2"].weight.shape == (6, 1, 3, 3)
 
 
 def test_training_mode_batchnorm_is_refused():

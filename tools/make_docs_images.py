@@ -12,6 +12,8 @@ Writes, reproducibly (bundled digits, seed 0):
   docs/img/levels-course-style.png   the level panels of examples/course-style.xlsx's BI1
   docs/img/workbook.png           the conv-example workbook as LibreOffice prints it
   docs/img/highlight.png          the --highlight copy of conv2[0,3,3], printed the same way
+  docs/img/explain.png            conv-example's sheet 'explain' (the worked cell conv2[0,3,3])
+  docs/img/prediction.png         conv-course's sheet 'prediction' (softmax and predicted class)
 
 The two printed pictures need LibreOffice (`soffice`) and poppler (`pdftoppm`); without them
 they are skipped with a message.
@@ -69,26 +71,28 @@ def course_style(path: Path) -> Path:
     return path
 
 
-def printed(book: Path, out: Path, area: str, tmp: Path) -> None:
-    """The sheet 'conv' of ``book`` (cells ``area``) printed by LibreOffice on one page, as a PNG."""
+def printed(book: Path, out: Path, tmp: Path, sheet: str = "conv", dpi: int = 220, area: str = "") -> None:
+    """The sheet ``sheet`` of ``book`` (cells ``area``, by default its whole used range) printed by LibreOffice
+    on one landscape page at ``dpi``, cropped to the ink, as a PNG."""
     if not (shutil.which("soffice") and shutil.which("pdftoppm")):
         print(f"skipped {out.name}: needs soffice and pdftoppm")
         return
     wb = openpyxl.load_workbook(book)
     for ws in wb.worksheets:
-        if ws.title != "conv":
+        if ws.title != sheet:
             ws.sheet_state = "hidden"
-    ws = wb["conv"]
-    ws.print_area = area
+    ws = wb[sheet]
+    wb.active = wb.worksheets.index(ws)
+    ws.print_area = area or ws.dimensions
     ws.page_setup.orientation = "landscape"
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
-    ws.print_options.gridLines = True
+    ws.print_options.gridLines = False
     copy = tmp / f"{out.stem}.xlsx"
     wb.save(copy)
     subprocess.run(["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp), str(copy)],
                    check=True, capture_output=True, timeout=300)
-    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(tmp / f"{out.stem}.pdf"),
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(tmp / f"{out.stem}.pdf"),
                     str(tmp / out.stem)], check=True, timeout=120)
     page = Image.open(tmp / f"{out.stem}.png").convert("RGB")
     ink = np.nonzero(np.asarray(page.convert("L")) < 250)
@@ -111,8 +115,11 @@ def main() -> None:
         open_workbook(simple).precedents("conv3[0,2,2]").to_png(IMG / "levels-simple-cnn.png", force=True)
         open_workbook(course).precedents("BI1").to_png(IMG / "levels-course-style.png", force=True)
         highlighted = open_workbook(conv).highlight("conv2[0,3,3]", tmp / "highlight.xlsx")
-        printed(conv, IMG / "workbook.png", "A1:BO32", tmp)
-        printed(highlighted, IMG / "highlight.png", "A1:BO32", tmp)
+        printed(conv, IMG / "workbook.png", tmp)
+        printed(highlighted, IMG / "highlight.png", tmp)
+        printed(conv, IMG / "explain.png", tmp, sheet="explain", dpi=110, area="A1:S19")
+        conv_course = sc.write_workbook(sc.preset("conv-course"), sc.digit(0), tmp / "conv-course.xlsx").path
+        printed(conv_course, IMG / "prediction.png", tmp, sheet="prediction", dpi=110, area="A1:I16")
     for name in ("digit.png", "simple-cnn-weights.npz", "course-style.xlsx"):
         print(f"wrote {EXAMPLES / name}")
     for name in ("levels-conv-example.png", "levels-simple-cnn.png", "levels-course-style.png"):

@@ -34,7 +34,7 @@ book = sc.open_workbook(book_path)
 book"""),
     ("md", """## Trace Precedents, one press at a time
 
-One press on `conv2[0,3,3]` (cell BE6): a 3 x 3 window of each of conv1's two channels,
+One press on `conv2[0,3,3]` (cell BM6): a 3 x 3 window of each of conv1's two channels,
 plus the kernels and the bias. The panels show the traced cell on conv2's grid, then the
 cells it reads on conv1's grid."""),
     ("code", """one = book.precedents("conv2[0,3,3]", depth=1)
@@ -90,7 +90,10 @@ last"""),
 
 
 def main():
-    nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS])
+    cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i:02d}"           # stable ids: regenerating changes only what the cells say
+    nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     out = Path(__file__).resolve().parent.parent / "docs" / "chapter13.ipynb"
     nbformat.write(nb, out)

@@ -1,0 +1,2 @@
+"""Dependencies from any workbook's formulas: references found with openpyxl's tokenizer
+(defined names, structured references, shape cache) and the streaming precedent index."""

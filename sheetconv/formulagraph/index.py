@@ -7,6 +7,12 @@ array formulas (``<f t="array" ref=..>``) cover their whole range. Nothing is al
 a sheet's claimed dimensions: whole-row and whole-column references are bounded by the
 cells actually present. :class:`Index` answers precedent and dependent queries level by
 level (see :meth:`Index.precedents`), storing references as ranges, never cell lists.
+
+Formulas are tokenized lazily (see :class:`ShapeCache`): a precedent trace tokenizes only the
+formulas on its path; a dependent query needs every formula's references and tokenizes each
+shape once. Defined names resolve through chains of any length; a name that refers back to
+itself is reported in :attr:`Index.warnings` and resolves to nothing more. Structured
+references resolve against the sheets' Excel Tables (:mod:`.structured`).
 """
 from __future__ import annotations
 
@@ -19,20 +25,17 @@ import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.regions import merge_runs
-from ..sheet.a1 import MAX_ROWS, cell as a1, quote_sheet
+from ..sheet.a1 import cell as a1, key_of, parse_range, quote_sheet
 from ..xlsx import package
-from ..xlsx.package import LIMITS, NS_MAIN as _NS_MAIN, SheetInfo, open_zip, read_workbook_parts
-from .references import COLNUM, Ref, ShapeCache, references
+from ..xlsx.cells import CellCursor
+from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tags
+from .references import Ref, ShapeCache, references
+from .structured import StructRef, resolve as resolve_table
 
 __all__ = ["build_index", "Index", "key_of", "compact_rects", "rect_boxes"]
 
 # ---------------------------------------------------------------- the index
 
-def key_of(row: int, col: int) -> int:
-    return (row << 14) | col
-
-
-_DIG = "0123456789"
 GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
 _BUCKET = 64
@@ -65,8 +68,9 @@ class _SheetParser:
         self.arrays = []
         self.masters = {}
         self.key = -1
-        self.last_key = -1
-        self.rowbase = -(1 << 14)
+        self.pos = CellCursor()
+        self._C, self._F, self._ROW = tags(index.infos[sheet_idx].ns if index.infos else package.NS_MAIN,
+                                           "c", "f", "row")
         self.has_value = False
         self.is_formula = False
         self.in_f = False
@@ -74,37 +78,24 @@ class _SheetParser:
         self.buf = []
 
     def start(self, tag, attrs):
-        if tag == _C:
-            r = attrs.get("r")
-            if r is None:                        # position implied: the next column
-                key = self.last_key + 1
-            else:
-                letters = r.rstrip(_DIG)
-                col = COLNUM.get(letters)
-                digits = r[len(letters):]
-                if col is None or not digits.isdigit() or not 0 < int(digits) <= MAX_ROWS:
-                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
-                key = ((int(digits) - 1) << 14) | col
-            self.key = self.last_key = key
+        if tag == self._C:
+            self.key = self.pos.cell(attrs)
             self.has_value = self.is_formula = False
-        elif tag == _F:
+        elif tag == self._F:
             self.in_f = self.is_formula = True
             self.fattrs = attrs
             self.buf = []
-        elif tag == _ROW:
-            r = attrs.get("r")
-            row = int(r) - 1 if r is not None and r.isdigit() else (self.rowbase >> 14) + 1
-            if not 0 <= row < MAX_ROWS:
-                raise SheetconvError(f"row {r[:20]!r} lies outside the sheet; the workbook is corrupt")
-            self.rowbase = row << 14
-            self.last_key = self.rowbase - 1
+        elif tag == self._ROW:
+            self.pos.row(attrs)
 
     def end(self, tag):
-        if tag == _C:
+        if tag == self._C:
             if self.has_value and not self.is_formula:
                 self.vkeys.append(self.key)
             self.key = -1
-        elif tag == _F:
+        elif tag == self._ROW:
+            self.pos.end_row()
+        elif tag == self._F:
             self.in_f = False
             self._formula("".join(self.buf), self.fattrs)
 
@@ -113,8 +104,11 @@ class _SheetParser:
             self.buf.append(text)
             if len(text) > 4096 and sum(map(len, self.buf)) > LIMITS.max_formula_chars:
                 self._formula("".join(self.buf), self.fattrs)     # refuses it, before it grows further
-        elif self.key >= 0 and not self.has_value and text.strip():
-            self.has_value = True
+        elif self.key >= 0:
+            if not self.has_value and text.strip():
+                self.has_value = True
+        else:                                    # between cells: squeezed empty cells
+            self.pos.skip(text)
 
     def _formula(self, text, attrs):
         key = self.key
@@ -139,17 +133,10 @@ class _SheetParser:
         elif text:
             fid = ix._add(text, key)
             if t == "array":
-                ref = attrs.get("ref")
                 try:
-                    refs = references(ref) if ref else []
+                    self.arrays.append((*parse_range(attrs.get("ref") or ""), fid))
                 except SheetconvError:
-                    refs = []
-                if refs and refs[0].r0 is not None and refs[0].c0 is not None:
-                    a = refs[0]
-                    self.arrays.append((a.r0, a.c0, a.r1, a.c1, fid))
-
-
-_C, _F, _V, _IS, _ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "row"))
+                    pass                         # no range: the formula fills its own cell
 
 
 class Index:
@@ -167,6 +154,8 @@ class Index:
         self.by_name = {s.name.lower(): i for i, s in enumerate(sheets)}
         self.cache = ShapeCache()
         self.names: dict[tuple, list[Ref]] = {}
+        self.tables = {t.name.lower(): (i, t) for i, s in enumerate(sheets) for t in s.tables}
+        self.warnings: list[str] = []            # e.g. defined names that refer to themselves
         self._fkey, self._fsid, self._voff = array("q"), array("i"), array("q")
         self._blob = bytearray()
         self._refs_cache: dict[int, list] = {}
@@ -252,6 +241,9 @@ class Index:
     def formula_at(self, s: int, row: int, col: int) -> int | None:
         """Formula id of a cell (the anchor's for a cell inside an array formula), or None."""
         sh = self.sheets[s]
+        if sh.grid is not None:                  # a small sheet: array formulas are in the grid
+            g = sh.grid
+            return int(g[row, col]) - 1 if row < g.shape[0] and col < g.shape[1] and g[row, col] else None
         k = key_of(row, col)
         i = np.searchsorted(sh.fkeys, k)
         if i < len(sh.fkeys) and sh.fkeys[i] == k:
@@ -285,31 +277,32 @@ class Index:
         if out is not None:
             return out
         sid, vf, dr, dc = self._shape(fid)
-        a = self._voff[vf]
-        b = self._voff[vf + 1] if vf + 1 < len(self._voff) else len(self._blob)
-        vals = self._blob[a:b].split()
         host = int(self.fsheet[fid])
+        key = self._fkey[fid]
         out = []
-        for ref in self.cache.refs(sid, vals, dr, dc):
-            out.extend(self._resolve(ref, host, 0))
+        for ref in self.cache.refs(sid, self._runs(vf), dr, dc):
+            if ref.sheet is None and ref.r0 is not None and ref.c0 is not None:
+                out.append((host, ref.r0, ref.c0, ref.r1, ref.c1))    # the common case, inline
+            else:
+                out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
         if len(self._refs_cache) < 200_000:
             self._refs_cache[fid] = out
         return out
 
-    def _resolve(self, ref: Ref, host: int, depth: int) -> list[tuple]:
+    def _runs(self, fid: int) -> list[bytes]:
+        a = self._voff[fid]
+        b = self._voff[fid + 1] if fid + 1 < len(self._voff) else len(self._blob)
+        return bytes(self._blob[a:b]).split()
+
+    def _resolve(self, ref: Ref, host: int, row: int, col: int, stack: tuple = ()) -> list[tuple]:
+        """A reference of a formula on sheet ``host`` at (row, col) -> rectangles. ``stack``:
+        the defined names being resolved (a name met again is a cycle: reported, not looped)."""
+        if ref.table is not None:
+            return self._resolve_table(ref, host, row, col)
+        if ref.parts is not None:
+            return self._resolve_chain(ref, host, row, col, stack)
         if ref.name is not None:
-            if depth > 8:
-                return []
-            scope = self.by_name.get(ref.sheet.lower()) if isinstance(ref.sheet, str) else None
-            found = None
-            for local in ([scope] if scope is not None else [host]) + [None]:
-                found = self.names.get((local, ref.name.lower()))
-                if found is not None:
-                    break
-            out = []
-            for r in found or ():
-                out.extend(self._resolve(r, host, depth + 1))
-            return out
+            return self._resolve_name(ref, host, row, col, stack)
         if ref.sheet is None:
             targets = [host]
         elif isinstance(ref.sheet, tuple):
@@ -337,6 +330,57 @@ class Index:
                     continue
             out.append((t, r0, c0, r1, c1))
         return out
+
+    def _resolve_name(self, ref: Ref, host: int, row: int, col: int, stack: tuple) -> list[tuple]:
+        scope = self.by_name.get(ref.sheet.lower()) if isinstance(ref.sheet, str) else None
+        lname = ref.name.lower()
+        found = key = None
+        for local in ([scope] if scope is not None else [host]) + [None]:
+            found = self.names.get((local, lname))
+            if found is not None:
+                key = (local, lname)
+                break
+        if found is None:
+            if ref.sheet is None and lname in self.tables:      # a table's name alone: its data
+                return self._resolve_table(Ref(None, None, None, None, None, table=StructRef(ref.name, frozenset())),
+                                           host, row, col)
+            return []
+        if key in stack:
+            chain = " -> ".join(n for _, n in stack[stack.index(key):]) + f" -> {lname}"
+            msg = f"defined name {ref.name!r} refers to itself ({chain}); its references end there"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+            return []
+        out = []
+        for r in found:
+            out.extend(self._resolve(r, host, row, col, stack + (key,)))
+        return out
+
+    def _resolve_chain(self, ref: Ref, host: int, row: int, col: int, stack: tuple) -> list[tuple]:
+        """A1:B2:name -> the bounding range of every piece (all on one sheet, else nothing)."""
+        rects = []
+        for part in ref.parts:
+            got = self._resolve(part, host, row, col, stack)
+            if not got:
+                return []                        # a piece that is no range: #REF! / #NAME?
+            rects.extend(got)
+        if len({t for t, *_ in rects}) != 1:
+            return []
+        return [(rects[0][0], min(r[1] for r in rects), min(r[2] for r in rects),
+                 max(r[3] for r in rects), max(r[4] for r in rects))]
+
+    def _resolve_table(self, ref: Ref, host: int, row: int, col: int) -> list[tuple]:
+        sref = ref.table
+        if sref.table is None:                   # [Col] inside a table: the one holding the cell
+            hit = next(((i, t) for i, t in self.tables.values()
+                        if i == host and t.ref[0] <= row <= t.ref[2] and t.ref[1] <= col <= t.ref[3]), None)
+        else:
+            hit = self.tables.get(sref.table.lower())
+        if hit is None:
+            return []
+        sheet, table = hit
+        rect = resolve_table(sref, table, row)
+        return [] if rect is None else [(sheet, *rect)]
 
     def formulas_in(self, s: int, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
         """Ids of the formula cells inside a rectangle (array formulas touching it included)."""
@@ -401,35 +445,45 @@ class Index:
             return [], None
         seen = {root: 0}                         # formula id -> level it was reached at
         frontier = [root]
-        levels, edges, revisit = [], {}, False
+        levels, revisit = [], False
         while frontier and (depth is None or len(levels) < depth):
             rects: dict[int, list] = {}
             nxt = []
             here = len(levels)
             for f in frontier:
-                kids = []
-                todo = list(self.refs(f))
-                while todo:
-                    t, r0, c0, r1, c1 = todo.pop()
-                    found = self.formulas_in(t, r0, c0, r1, c1).tolist()
-                    if transparent and r0 == r1 and c0 == c1 and len(found) == 1 and found[0] in transparent \
-                            and found[0] not in edges and found[0] != f:
-                        edges[found[0]] = []
-                        todo.extend(self.refs(found[0]))
-                        continue
-                    rects.setdefault(t, []).append((r0, c0, r1, c1))
+                for t, rect, found in self._expand(f, transparent):
+                    rects.setdefault(t, []).append(rect)
                     for g in found:
-                        kids.append(g)
                         lv = seen.get(g)
                         if lv is None:
                             seen[g] = here + 1
                             nxt.append(g)
                         elif lv <= here:             # an edge back up: maybe a cycle
                             revisit = True
-                edges[f] = kids
             levels.append(rects)
             frontier = nxt
-        return levels, (_find_cycle(root, edges) if revisit else None)
+        if not revisit:
+            return levels, None
+        return levels, _find_cycle(root, lambda f: [g for _, _, found in self._expand(f, transparent) for g in found])
+
+    def _expand(self, f: int, transparent):
+        """(sheet, rect, formula ids inside it) for each reference of formula ``f``; single-cell
+        references to ``transparent`` formulas are replaced by their own references."""
+        todo = list(self.refs(f))
+        passed = set()
+        while todo:
+            t, r0, c0, r1, c1 = todo.pop()
+            if r0 == r1 and c0 == c1:
+                g = self.formula_at(t, r0, c0)
+                found = () if g is None else (g,)
+            else:
+                found = self.formulas_in(t, r0, c0, r1, c1).tolist()
+            if transparent and len(found) == 1 and r0 == r1 and c0 == c1 and found[0] in transparent \
+                    and found[0] not in passed and found[0] != f:
+                passed.add(found[0])
+                todo.extend(self.refs(found[0]))
+                continue
+            yield t, (r0, c0, r1, c1), found
 
     def dependents(self, s: int, row: int, col: int, depth: int | None = None, transparent=frozenset()):
         """Levels of dependent rectangles (formula cells reading the previous level).
@@ -518,10 +572,10 @@ class Index:
         src = np.where(child, -raw.astype(np.int64) - 1, np.arange(n))       # formula holding the runs
         sids = raw.astype(np.int64).copy()
         sids[child] = raw[src[child]]
-        nruns = np.array([t.nruns for t in self.cache.templates] or [0], dtype=np.int64)
+        nruns = np.array(self.cache.nruns or [0], dtype=np.int64)
         counts = np.where(child, 0, nruns[np.maximum(raw, 0)])
         roff = np.concatenate([[0], np.cumsum(counts)])[:-1]
-        allvals = np.fromstring(self._blob.decode("ascii"), sep=" ", dtype=np.int64) if self._blob else np.zeros(0, np.int64)
+        allvals = _parse_runs(self._blob)
         if len(allvals) != counts.sum():
             raise SheetconvError(f"{self.path}: internal index mismatch ({len(allvals)} vs {counts.sum()} numbers)")
         keys = self.fkey
@@ -533,33 +587,10 @@ class Index:
         special = []
         for sid in range(len(self.cache)):
             fids = order[bounds[sid]:bounds[sid + 1]]
-            tmpl = self.cache.templates[sid]
-            if not len(fids) or not tmpl.refs:
+            if not len(fids):
                 continue
-            simple = [r for r in tmpl.refs if r[5] is None and r[1] is not None and r[2] is not None
-                      and not isinstance(r[0], tuple)]
-            if len(simple) < len(tmpl.refs):
-                special.extend(fids.tolist())
-            if not simple:
-                continue
-            nv = tmpl.nruns
-            mat = allvals[roff[src[fids]][:, None] + np.arange(nv)]
-            ri0, ci0, ri1, ci1 = (np.array([r[k] for r in simple]) for k in (1, 2, 3, 4))
-            rel = np.array([r[6] for r in simple], dtype=np.int64)            # (refs, 4)
-            d_r, d_c = dr[fids][:, None], dc[fids][:, None]
-            R0 = mat[:, ri0] - 1 + d_r * rel[:, 0]
-            R1 = mat[:, ri1] - 1 + d_r * rel[:, 2]
-            C0 = ci0[None, :] + d_c * rel[:, 1]
-            C1 = ci1[None, :] + d_c * rel[:, 3]
-            hosts = self.fsheet[fids].astype(np.int64)[:, None]
-            tconst = np.array([-1 if r[0] is None else self.by_name.get(r[0].lower(), -2) for r in simple])
-            T = np.where(tconst[None, :] == -1, hosts, tconst[None, :])
-            cols["T"].append(T.ravel().astype(np.int16))
-            cols["R"].append(np.minimum(R0, R1).ravel().astype(np.int32))
-            cols["r"].append(np.maximum(R0, R1).ravel().astype(np.int32))
-            cols["C"].append(np.minimum(C0, C1).ravel().astype(np.int32))
-            cols["c"].append(np.maximum(C0, C1).ravel().astype(np.int32))
-            cols["F"].append(np.repeat(fids, len(simple)).astype(np.int64))
+            for tmpl, group in self._templates_of(sid, fids, src):
+                self._flatten(tmpl, group, allvals, roff, src, dr, dc, cols, special)
         flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
         B = _BUCKET
         tall = ((flat["r"] - flat["R"]) > B) | ((flat["c"] - flat["C"]) > B) | (flat["T"] < 0)
@@ -572,6 +603,51 @@ class Index:
         return self._by_sid
 
 
+    def _templates_of(self, sid: int, fids: np.ndarray, src: np.ndarray):
+        """(template, formula ids) pairs covering ``fids`` (all of shape ``sid``): one pair,
+        unless digits in names or sheet names differ between them."""
+        first = self._runs(int(src[fids[0]]))
+        tmpl = self.cache.template(sid, first)
+        if not tmpl.fixed:
+            return [(tmpl, fids)]
+        groups: dict[tuple, list] = {}
+        for f in fids.tolist():
+            runs = self._runs(int(src[f]))
+            groups.setdefault(tuple(runs[k] for k in tmpl.fixed), []).append(f)
+        return [(self.cache.template(sid, self._runs(int(src[g[0]]))), np.asarray(g, np.int64))
+                for g in groups.values()]
+
+    def _flatten(self, tmpl, fids, allvals, roff, src, dr, dc, cols, special):
+        """Append the plain references of formulas ``fids`` (one template) to ``cols``;
+        formulas with names, tables, whole rows/columns or 3-D references go to ``special``."""
+        simple = [e for e in tmpl.refs if e[0] == "rect" and e[2] and e[3] and not isinstance(e[1], tuple)]
+        if len(simple) < len(tmpl.refs):
+            special.extend(fids.tolist())
+        if not simple:
+            return
+        nv = tmpl.nruns
+        mat = allvals[roff[src[fids]][:, None] + np.arange(nv)]
+        d_r, d_c = dr[fids], dc[fids]
+        hosts = self.fsheet[fids].astype(np.int64)
+        for _, sheet, rows, cs in simple:
+            rr = [mat[:, k] - 1 + (d_r if rel else 0) for k, rel in rows]
+            cc = [np.full(len(fids), c, np.int64) + (d_c if rel else 0) for c, rel in cs]
+            t = hosts if sheet is None else np.full(len(fids), self.by_name.get(sheet.lower(), -2), np.int64)
+            cols["T"].append(t.astype(np.int16))
+            cols["R"].append(np.minimum.reduce(rr).astype(np.int32))
+            cols["r"].append(np.maximum.reduce(rr).astype(np.int32))
+            cols["C"].append(np.minimum.reduce(cc).astype(np.int32))
+            cols["c"].append(np.maximum.reduce(cc).astype(np.int32))
+            cols["F"].append(fids.astype(np.int64))
+
+
+def _parse_runs(blob: bytearray) -> np.ndarray:
+    """Space-separated ASCII numbers -> int64 array (empty for an empty or blank buffer)."""
+    if not blob or not blob.strip():
+        return np.zeros(0, np.int64)
+    return np.fromstring(blob.decode("ascii"), sep=" ", dtype=np.int64)
+
+
 def _rects_by_sheet(host_rects) -> dict[int, list]:
     out: dict[int, list] = {}
     for t, r0, c0, r1, c1 in host_rects:
@@ -579,30 +655,27 @@ def _rects_by_sheet(host_rects) -> dict[int, list]:
     return out
 
 
-def _find_cycle(root: int, edges: dict[int, list]) -> list[int] | None:
-    """A cycle among the walked formula cells (iterative depth-first search), or None."""
-    color: dict[int, int] = {}
-    for start in [root] + list(edges):
-        if color.get(start):
+def _find_cycle(root: int, kids) -> list[int] | None:
+    """A cycle among the formula cells reachable from ``root`` (``kids(f)``: the formula
+    ids ``f`` reads), by an iterative depth-first search; None if there is none."""
+    color: dict[int, int] = {root: 1}
+    stack = [(root, iter(kids(root)))]
+    path = [root]
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            color[node] = 2
+            stack.pop()
+            path.pop()
             continue
-        stack = [(start, iter(edges.get(start, ())))]
-        path = [start]
-        color[start] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = 2
-                stack.pop()
-                path.pop()
-                continue
-            c = color.get(nxt, 0)
-            if c == 1:
-                return path[path.index(nxt):] + [nxt]
-            if c == 0 and nxt in edges:
-                color[nxt] = 1
-                stack.append((nxt, iter(edges[nxt])))
-                path.append(nxt)
+        c = color.get(nxt, 0)
+        if c == 1:
+            return path[path.index(nxt):] + [nxt]
+        if c == 0:
+            color[nxt] = 1
+            stack.append((nxt, iter(kids(nxt))))
+            path.append(nxt)
     return None
 
 
@@ -615,6 +688,8 @@ def compact_rects(rects) -> list[tuple]:
     rects = list(set(rects))
     if len(rects) <= 1:
         return rects
+    if len(rects) <= 8:                          # a few: plain Python, no arrays (one per trace level)
+        return _join(_bands(rects))
     arr = np.asarray(rects, dtype=np.int64)
     R0, C0 = int(arr[:, 0].min()), int(arr[:, 1].min())
     h, w = int(arr[:, 2].max()) - R0 + 1, int(arr[:, 3].max()) - C0 + 1
@@ -631,13 +706,13 @@ def compact_rects(rects) -> list[tuple]:
         _, stops = np.nonzero(sub == -1)          # row-major: each start pairs with the next stop
         pieces = list(zip((starts + C0).tolist(), (stops + C0 - 1).tolist(), (new[ys] + R0).tolist(),
                           (ends[ys] + R0).tolist()))
-    else:
-        bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1]))
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            live = arr[(arr[:, 0] <= a) & (arr[:, 2] >= a)]
-            if len(live):
-                for c0, c1 in merge_runs(zip(live[:, 1].tolist(), (live[:, 3] + 1).tolist())):
-                    pieces.append((c0, c1 - 1, a, b - 1))
+    else:                                        # sweep the row boundaries, rectangles live in a set
+        pieces = _sweep(arr)
+    return _join(pieces)
+
+
+def _join(pieces: list[tuple]) -> list[tuple]:
+    """(c0, c1, r0, r1) band pieces -> rectangles, vertically touching equal pieces joined."""
     pieces.sort()
     out = []
     for c0, c1, r0, r1 in pieces:
@@ -646,6 +721,46 @@ def compact_rects(rects) -> list[tuple]:
         else:
             out.append((r0, c0, r1, c1))
     return sorted(out)
+
+
+def _bands(rects: list[tuple]) -> list[tuple]:
+    """The band pieces of a few rectangles, without numpy."""
+    bounds = sorted({r[0] for r in rects} | {r[2] + 1 for r in rects})
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        live = [(c0, c1 + 1) for r0, c0, r1, c1 in rects if r0 <= a <= r1]
+        for c0, c1 in (live if len(live) == 1 else merge_runs(live)):
+            pieces.append((c0, c1 - 1, a, b - 1))
+    return pieces
+
+
+def _sweep(arr: np.ndarray) -> list[tuple]:
+    """Bands between distinct row boundaries, each band's live columns merged into runs:
+    (c0, c1, r0, r1) pieces. Each rectangle enters and leaves the live set once, so the work
+    is the sum of live rectangles over bands (linear for scattered cells), never all x all."""
+    r0s, ends = arr[:, 0], arr[:, 2] + 1
+    by_start, by_end = np.argsort(r0s, kind="stable").tolist(), np.argsort(ends, kind="stable").tolist()
+    r0s, ends = r0s.tolist(), ends.tolist()
+    cols = list(zip(arr[:, 1].tolist(), (arr[:, 3] + 1).tolist()))
+    bounds = np.unique(np.concatenate([arr[:, 0], arr[:, 2] + 1])).tolist()
+    live: dict[int, tuple] = {}
+    si = ei = 0
+    n = len(cols)
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        while si < n and r0s[by_start[si]] <= a:
+            live[by_start[si]] = cols[by_start[si]]
+            si += 1
+        while ei < n and ends[by_end[ei]] <= a:
+            live.pop(by_end[ei], None)
+            ei += 1
+        if len(live) == 1:
+            (c0, c1), = live.values()
+            pieces.append((c0, c1 - 1, a, b - 1))
+        elif live:
+            for c0, c1 in merge_runs(live.values()):
+                pieces.append((c0, c1 - 1, a, b - 1))
+    return pieces
 
 
 def rect_boxes(rects) -> tuple:
@@ -670,7 +785,7 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
             ix._finish_sheet(i, _SheetParser(ix, i))
             continue
         p = _SheetParser(ix, i)
-        package.parse_part(zf, info.part, path, p)
+        package.parse_part(zf, info.part, path, p, squeeze=True)
         ix._finish_sheet(i, p)
     for name, local, text in names:
         try:

@@ -2,82 +2,191 @@
 
 :func:`references` tokenizes one formula and returns its :class:`Ref` s: cells and ranges
 (relative or absolute), cross-sheet references with quoted names (``'My sheet (2)'!A1``),
-whole rows and columns (``A:C``, ``3:5``: unbounded, the reader bounds them to the used
-range), 3-D references (``Sheet1:Sheet3!A1``) and defined names. Array formulas may be
-given as Excel displays them, ``{=MAX(0,SUM(A2:C4*$AD$11:$AF$13))}``. References into
-other workbooks (``[1]Sheet1!A1``) and structured table references are not cells of this
-workbook and are left out.
+ranges with the sheet on both ends (``Sheet1!A1:Sheet1!B2``), range chains (``A1:B2:C3``,
+the bounding range, as Excel's ``:`` operator), whole rows and columns (``A:C``, ``3:5``:
+unbounded, the index bounds them to the used range), 3-D references (``Sheet1:Sheet3!A1``),
+defined names, chains ending in a name (``B2:E5:f``: resolved by the index) and structured
+table references (``Table1[[#This Row],[Col]]``, see :mod:`.structured`). Array formulas
+may be given as Excel displays them, ``{=MAX(0,SUM(A2:C4*$AD$11:$AF$13))}``. References into
+other workbooks (``[1]Sheet1!A1``) are not cells of this workbook and are left out.
+
+Before tokenizing, text is normalised without changing its length (so offsets hold): tabs
+and line breaks between tokens become spaces, error literals are upper-cased (``#ref!``),
+and escaped brackets inside structured references are masked (openpyxl's tokenizer does not
+know the ``'`` escape).
 
 :class:`ShapeCache` makes a million formulas cheap. A formula's *shape* is its text with
 the digit runs taken out; formulas that differ only in row numbers (and numeric constants)
-share it — in a conv layer, all cells of one output column, whatever the stride. The
-tokenizer runs once per shape and leaves a template tying each reference's rows to digit
-runs (columns are part of the shape). Each formula then costs two byte translations and a
-dict lookup; its digit runs are kept as ASCII, and its references are the template filled
-with them. Shared formulas reuse their master's shape, moved by (drow, dcol).
-Coordinates are 0-based throughout.
+share it. Adding a formula costs two byte translations and a dict lookup; the tokenizer
+runs only when a shape's references are first asked for (lazily: a trace tokenizes only the
+formulas on its path), once per shape, and leaves a template tying each reference's rows to
+digit runs (columns are part of the shape). Digit runs inside sheet names, defined names or
+table references must match the template's, else the formula gets a template of its own.
+Building a template is linear in the formula's length. Coordinates are 0-based throughout.
 """
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import NamedTuple
 
 from openpyxl.formula import Tokenizer
 from openpyxl.formula.tokenizer import Token, TokenizerError
 
 from ..errors import SheetconvError
-from ..sheet.a1 import MAX_COLS, MAX_ROWS, column_names, unquote_sheet
+from ..sheet.a1 import COLNUM, MAX_COLS, MAX_ROWS, unquote_sheet
+from .structured import StructRef, mask_escapes, parse_structured
 
-__all__ = ["Ref", "references", "parse_ref", "ShapeCache", "COLNUM"]
-
-# Column letters -> 0-based index, for every column of the grid (a dict is the fastest lookup).
-COLNUM = {letters: i for i, letters in enumerate(column_names())}
+__all__ = ["Ref", "StructRef", "references", "parse_ref", "ShapeCache", "COLNUM"]
 
 
 class Ref(NamedTuple):
     """One reference. ``sheet`` is None for the formula's own sheet, a name, or a
     ``(first, last)`` pair for a 3-D reference. Rows/cols are 0-based and inclusive;
     ``r0 = r1 = None`` for whole columns, ``c0 = c1 = None`` for whole rows. A defined
-    name has ``name`` set and no coordinates."""
+    name has ``name`` set and no coordinates; a structured reference has ``table`` set; a
+    range chain holding a name (``A1:B2:f``) has ``parts`` (Refs whose bounding range it is)."""
     sheet: object
     r0: int | None
     c0: int | None
     r1: int | None
     c1: int | None
     name: str | None = None
+    table: StructRef | None = None
+    parts: tuple | None = None
 
 
 # A formula's digit runs: row numbers and the like. Everything else is its shape.
-_DIGITS = re.compile(r"([0-9]+)")
-_ADDR = re.compile(r"^(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})(?::(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7}))?$")
-_ROWS_ADDR = re.compile(r"^(\$?)([0-9]{1,7}):(\$?)([0-9]{1,7})$")
-_COLS_ADDR = re.compile(r"^(\$?)([A-Za-z]{1,3}):(\$?)([A-Za-z]{1,3})$")
+_DIGITS = re.compile(r"[0-9]+")
+_CELL = re.compile(r"^(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})$")
+_COL = re.compile(r"^(\$?)([A-Za-z]{1,3})$")
+_ROW = re.compile(r"^(\$?)([0-9]{1,7})$")
 _NAME = re.compile(r"^[A-Za-z_\\][A-Za-z0-9_.\\?]*$")
 _LEADING_REF = re.compile(r"^([^(]*?):[A-Za-z_.]+\($")   # 'A1:INDEX(' -> 'A1'
+_ERRORS = re.compile(r"#(?:null!|div/0!|value!|ref!|name\?|num!|n/a|getting_data|spill!|calc!)", re.I)
+_BLANKS = str.maketrans("\t\r\n", "   ")
 
 
-def _split_operand(text: str) -> tuple[object, str, int] | None:
-    """'Sheet 1'!A1:B2 -> (sheet, address, offset of the address). None for external refs."""
-    lead = 1 if text.startswith("@") else 0                # implicit intersection: @A1
-    text = text[lead:]
-    if text.startswith("[") or "[" in text.partition("!")[2]:
-        return None                                        # another workbook or a table
-    if "!" not in text:
-        return None, text, lead
-    sheet, _, addr = text.rpartition("!")
-    offset = lead + len(sheet) + 1
-    if sheet.startswith("["):
-        return None
-    if sheet.startswith("'"):
-        name = unquote_sheet(sheet)
-        if name.startswith("["):
+class _Part(NamedTuple):
+    kind: str                  # 'cell', 'col', 'row' or 'name'
+    sheet: object              # as in Ref
+    offset: int                # where the address starts in the operand text
+    groups: tuple              # the regular expression's groups (or (name,))
+
+
+def _scan_top(text: str, seps: str) -> list[int]:
+    """Positions of ``seps`` characters outside quotes ('...', "...") and brackets."""
+    out, depth, quote = [], 0, None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"" and depth == 0:
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif depth == 0 and ch in seps:
+            out.append(i)
+    return out
+
+
+def _part(text: str, start: int) -> _Part | None:
+    """One piece of a range ('Sheet1!$A$1', 'B', '3', 'f') starting at ``start``."""
+    bang = _scan_top(text, "!")
+    sheet, addr, off = None, text, start
+    if bang:
+        raw = text[:bang[-1]]
+        if not raw or "[" in raw:
+            return None                                    # another workbook
+        sheet = unquote_sheet(raw)
+        if not sheet or sheet.startswith("["):
             return None
-    else:
-        name = sheet
-    if ":" in name:                                        # 3-D: Sheet1:Sheet3!A1
-        first, _, last = name.partition(":")
-        return (first, last), addr, offset
-    return name, addr, offset
+        if ":" in sheet:                                   # 3-D: 'Sheet1:Sheet3'!A1
+            first, _, last = sheet.partition(":")
+            sheet = (first, last)
+        addr, off = text[bang[-1] + 1:], start + bang[-1] + 1
+    for kind, rx in (("cell", _CELL), ("col", _COL), ("row", _ROW)):
+        m = rx.match(addr)
+        if m:
+            return _Part(kind, sheet, off, m.groups())
+    if _NAME.match(addr) and addr.upper() not in ("TRUE", "FALSE"):
+        return _Part("name", sheet, off, (addr,))
+    return None
+
+
+def _parts(text: str) -> tuple[str, list[_Part]] | None:
+    """An operand -> ('range', parts) / ('table', StructRef) / None (not a reference here)."""
+    lead = 1 if text.startswith("@") else 0                # implicit intersection: @A1
+    body = text[lead:]
+    if not body:
+        return None
+    if "[" in body:
+        if body.endswith("]") and not body.startswith("'"):
+            sref = parse_structured(body)
+            return None if sref is None else ("table", sref)
+        return None                                        # another workbook
+    cuts = _scan_top(body, ":")
+    pieces, prev = [], 0
+    for c in cuts + [len(body)]:
+        pieces.append((body[prev:c], lead + prev))
+        prev = c + 1
+    # unquoted 3-D prefix: Sheet1:Sheet3!A1 -> the first piece is a sheet name
+    if len(pieces) >= 2 and "!" not in pieces[0][0] and "!" in pieces[1][0] \
+            and not any(rx.match(pieces[0][0]) for rx in (_CELL, _COL, _ROW)):
+        first = pieces[0][0]
+        t1, off1 = pieces[1]
+        cut = _scan_top(t1, "!")[-1]
+        if "[" in t1[:cut] or "[" in first:
+            return None
+        sheet = (unquote_sheet(first), unquote_sheet(t1[:cut]))
+        p = _part(t1[cut + 1:], off1 + cut + 1)
+        if p is None:
+            return None
+        out = [p._replace(sheet=sheet)]
+        for t, off in pieces[2:]:
+            q = _part(t, off)
+            if q is None:
+                return None
+            out.append(q._replace(sheet=sheet) if q.sheet is None else q)
+        return "range", out
+    out = []
+    for t, off in pieces:
+        q = _part(t, off)
+        if q is None:
+            return None
+        out.append(q)
+    return "range", out
+
+
+def _combine(parts: list[_Part]) -> tuple[object, str] | None:
+    """The sheet of a range and its form: 'cells', 'cols', 'rows', 'name' or 'chain'."""
+    sheets = {(s.lower() if isinstance(s, str) else tuple(x.lower() for x in s))
+              for s in (p.sheet for p in parts) if s is not None}
+    if len(sheets) > 1:
+        return None                                        # Sheet1!A1:Sheet2!B2: #VALUE!
+    sheet = next((p.sheet for p in parts if p.sheet is not None), None)
+    kinds = {p.kind for p in parts}
+    if (len(parts) == 1 or "cell" in kinds) and "col" in kinds:   # 'tax', B2:E5:f: names there
+        parts[:] = [_Part("name", p.sheet, p.offset, (p.groups[1],)) if p.kind == "col" and not p.groups[0]
+                    else p for p in parts]
+        kinds = {p.kind for p in parts}
+    if len(parts) == 1:
+        return sheet, {"cell": "cells", "name": "name"}.get(parts[0].kind)
+    if kinds == {"cell"}:
+        return sheet, "cells"
+    if kinds == {"col"}:
+        return sheet, "cols"
+    if kinds == {"row"}:
+        return sheet, "rows"
+    if kinds <= {"cell", "name"}:
+        return sheet, "chain"
+    return None
+
+
+def _col(letters: str) -> int:
+    return COLNUM.get(letters.upper(), MAX_COLS)
 
 
 def _inside(r0, c0, r1, c1) -> bool:
@@ -85,227 +194,283 @@ def _inside(r0, c0, r1, c1) -> bool:
     return 0 <= r0 <= r1 < MAX_ROWS and 0 <= c0 <= c1 < MAX_COLS
 
 
+def _part_ref(p: _Part, sheet) -> Ref | None:
+    if p.kind == "name":
+        return Ref(p.sheet if p.sheet is not None else sheet, None, None, None, None, p.groups[0])
+    r, c = int(p.groups[3]) - 1, _col(p.groups[1])
+    return Ref(sheet, r, c, r, c) if _inside(r, c, r, c) else None
+
+
 def parse_ref(text: str) -> Ref | None:
     """One operand as the tokenizer gives it -> Ref (None: not a reference into this workbook)."""
-    split = _split_operand(text.strip())
-    if split is None:
+    got = _parts(text.strip())
+    if got is None:
         return None
-    sheet, addr, _ = split
-    m = _ADDR.match(addr)
-    if m:
-        _, ca, _, ra, _, cb, _, rb = m.groups()
-        r0, c0 = int(ra) - 1, COLNUM.get(ca.upper(), MAX_COLS)
-        r1, c1 = (int(rb) - 1, COLNUM.get(cb.upper(), MAX_COLS)) if cb else (r0, c0)
-        r0, r1, c0, c1 = min(r0, r1), max(r0, r1), min(c0, c1), max(c0, c1)
+    if got[0] == "table":
+        return Ref(None, None, None, None, None, table=got[1])
+    parts = got[1]
+    form = _combine(parts)
+    if form is None or form[1] is None:
+        return None
+    sheet, kind = form
+    if kind == "name":
+        return Ref(sheet, None, None, None, None, parts[0].groups[0])
+    if kind == "cells":
+        rows = [int(p.groups[3]) - 1 for p in parts]
+        cols = [_col(p.groups[1]) for p in parts]
+        r0, c0, r1, c1 = min(rows), min(cols), max(rows), max(cols)
         return Ref(sheet, r0, c0, r1, c1) if _inside(r0, c0, r1, c1) else None
-    m = _COLS_ADDR.match(addr)
-    if m:
-        c0, c1 = sorted((COLNUM.get(m.group(2).upper(), MAX_COLS), COLNUM.get(m.group(4).upper(), MAX_COLS)))
+    if kind == "cols":
+        cols = [_col(p.groups[1]) for p in parts]
+        c0, c1 = min(cols), max(cols)
         return Ref(sheet, None, c0, None, c1) if _inside(0, c0, 0, c1) else None
-    m = _ROWS_ADDR.match(addr)
-    if m:
-        r0, r1 = sorted((int(m.group(2)) - 1, int(m.group(4)) - 1))
+    if kind == "rows":
+        rows = [int(p.groups[1]) - 1 for p in parts]
+        r0, r1 = min(rows), max(rows)
         return Ref(sheet, r0, None, r1, None) if _inside(r0, 0, r1, 0) else None
-    if _NAME.match(addr) and addr.upper() not in ("TRUE", "FALSE"):
-        return Ref(sheet, None, None, None, None, addr)
-    return None
+    refs = tuple(_part_ref(p, sheet) for p in parts)       # a chain with a defined name
+    if any(r is None for r in refs):
+        return None
+    return Ref(sheet, None, None, None, None, parts=refs)
+
+
+def clean(formula: str) -> str:
+    """Formula text as the tokenizer can read it, the same length: blanks between tokens
+    as spaces, error literals in upper case, escaped brackets in table references masked."""
+    text = formula.translate(_BLANKS)
+    if "#" in text:
+        text = _ERRORS.sub(lambda m: m.group(0).upper(), text)
+    if "[" in text and "'" in text:
+        text = mask_escapes(text)
+    return text
 
 
 def _tokens(formula: str) -> list[Token]:
-    text = formula.strip()
+    text = clean(formula.strip())
     if text.startswith("{") and text.endswith("}"):        # array formula as Excel shows it
         text = text[1:-1]
     if not text.startswith("="):
         text = "=" + text
     try:
         return Tokenizer(text).items
-    except TokenizerError as e:
+    except (TokenizerError, ValueError, IndexError, KeyError) as e:
         raise SheetconvError(f"cannot read formula {formula[:80]!r}: {e}") from None
 
 
-def _ref_texts(items: list[Token]):
-    """The operand texts of a token list that may be references."""
-    for tok in items:
-        if tok.type == Token.OPERAND and tok.subtype == Token.RANGE:
-            yield tok.value
-        elif tok.type == Token.FUNC and tok.subtype == Token.OPEN:
-            m = _LEADING_REF.match(tok.value)
-            if m:
-                yield m.group(1)
+def _operand(tok: Token) -> str | None:
+    """The text of a token that may be a reference."""
+    if tok.type == Token.OPERAND and tok.subtype == Token.RANGE:
+        return tok.value
+    if tok.type == Token.FUNC and tok.subtype == Token.OPEN:
+        m = _LEADING_REF.match(tok.value)
+        if m:
+            return m.group(1)
+    return None
 
 
 def references(formula: str) -> list[Ref]:
     """Every reference of one formula (``=...``, ``{=...}`` or the bare text of an xlsx ``<f>``)."""
     out = []
-    for text in _ref_texts(_tokens(formula)):
-        ref = parse_ref(text)
-        if ref is not None:
-            out.append(ref)
+    for tok in _tokens(formula):
+        text = _operand(tok)
+        if text is not None:
+            ref = parse_ref(text)
+            if ref is not None:
+                out.append(ref)
     return out
 
 
 class _Template(NamedTuple):
-    # per reference: (sheet, r0, c0, r1, c1, name, relative flags (r0, c0, r1, c1)); a row is
-    # the index of the digit run holding it (1-based in the text), a column a constant
+    # entries: ("rect", sheet, rows, cols) with rows ((digit run index, relative), ...) and
+    # cols ((column, relative), ...) (empty: whole rows / columns; the range is the bounding
+    # box of the pieces), or ("ref", Ref) for a reference without row digits (names, tables)
     refs: tuple
     fixed: tuple                   # indices of digit runs that are not coordinates but text
-    fixed_values: tuple            # (names, sheet names): they must match for the shape to apply
+    fixed_values: tuple            # their text: it must match for the template to apply
     nruns: int = 0                 # digit runs of a formula of this shape
 
 
 _TO_ZERO = bytes.maketrans(b"0123456789", b"\x00" * 10)
 _TO_SPACE = bytes(b if 48 <= b <= 57 else 32 for b in range(256))
+_UNREADABLE = ()
+
+
+def _text(v) -> str:
+    return v.decode("ascii") if isinstance(v, (bytes, bytearray)) else str(v)
 
 
 class ShapeCache:
     """Formula text -> (shape id, digit runs); shape id + digit runs -> references.
 
     The shape is the text with its digit runs taken out: formulas that differ only in row
-    numbers (and numeric constants) share it. Column letters stay in the shape. Digit runs
-    that belong to a sheet or defined name (``Sheet2!A1``) must match the template's, else
-    the formula gets a shape of its own. :meth:`digits` is the fast path used for every
-    formula of a workbook: two byte translations and a dict lookup, the regular expression
-    and the tokenizer only for texts whose digit layout was not seen before.
+    numbers (and numeric constants) share it. Column letters stay in the shape. Templates
+    (one tokenizer run) are made on first use of a shape by :meth:`refs` / :meth:`template`;
+    a formula whose digit runs in names, sheet names or tables differ from its template's
+    gets a template of its own (text rebuilt from the shape and its runs).
     """
 
     def __init__(self):
         self._ids: dict[str, int] = {}
         self._fast: dict[bytes, int] = {}
-        self.templates: list[_Template] = []
+        self.shapes: list[str] = []
+        self.nruns: list[int] = []
+        self._tmpl: list[_Template | None] = []
+        self._variants: dict[tuple, _Template] = {}
         self.unreadable: list[str] = []
+        self.tokenized = 0                                 # tokenizer runs so far
 
     def __len__(self):
-        return len(self.templates)
+        return len(self.shapes)
 
     def digits(self, text: str) -> tuple[int, bytes]:
-        """The formula's shape id and its digit runs as ASCII, space-separated (b'3 5 33 ')."""
+        """The formula's shape id and its digit runs as ASCII, space-separated (b'3 5 33 ';
+        b'' for a formula without digits)."""
         b = text.encode()
         key = b.translate(_TO_ZERO)
         sid = self._fast.get(key)
-        if sid is None or sid < 0:
-            sid = self._slow(text, key)
-        return sid, b" ".join(b.translate(_TO_SPACE).split()) + b" "
-
-    def _slow(self, text: str, key: bytes) -> int:
-        sid, _ = self.split(text)
-        self._fast[key] = -1 if self.templates[sid].fixed else sid
-        return sid
+        if sid is None:
+            sid = self._fast[key] = self.split(text)[0]
+        runs = b.translate(_TO_SPACE).split()
+        return sid, (b" ".join(runs) + b" ") if runs else b""
 
     def split(self, text: str) -> tuple[int, list[str]]:
         """The formula's shape id and its digit runs (as text, in text order)."""
-        parts = _DIGITS.split(text)
-        runs = parts[1::2]
-        shape = "\x00".join(parts[0::2])
+        runs = _DIGITS.findall(text)
+        shape = _DIGITS.sub("\x00", text)
         sid = self._ids.get(shape)
         if sid is None:
-            sid = self._new(shape, text)
-        tmpl = self.templates[sid]
-        if tmpl.fixed and tuple(runs[k] for k in tmpl.fixed) != tmpl.fixed_values:
-            key = shape + "\x02" + "\x02".join(runs[k] for k in tmpl.fixed)
-            sid = self._ids.get(key)
-            if sid is None:
-                sid = self._new(key, text)
+            sid = self._ids[shape] = len(self.shapes)
+            self.shapes.append(shape)
+            self.nruns.append(len(runs))
+            self._tmpl.append(None)
         return sid, runs
 
-    def _new(self, key: str, text: str) -> int:
-        sid = self._ids[key] = len(self.templates)
-        try:
-            tmpl = _template(text)
-        except (SheetconvError, TokenizerError, ValueError, IndexError):
-            tmpl = _Template((), (), (), len(_DIGITS.findall(text)))   # unreadable: no references
-            self.unreadable.append(text[:200])
-        self.templates.append(tmpl)
-        return sid
+    def rebuild(self, sid: int, vals) -> str:
+        """A formula's text from its shape and digit runs."""
+        pieces = self.shapes[sid].split("\x00")
+        out = [pieces[0]]
+        for v, p in zip(vals, pieces[1:]):
+            out += (_text(v), p)
+        return "".join(out)
 
-    def nvals(self, sid: int) -> int:
-        return self.templates[sid].nruns
+    def _build(self, text: str) -> _Template:
+        self.tokenized += 1
+        try:
+            return _template(text)
+        except (SheetconvError, TokenizerError, ValueError, IndexError, KeyError):
+            if len(self.unreadable) < 1000:
+                self.unreadable.append(text[:200])
+            return _Template(_UNREADABLE, (), (), len(_DIGITS.findall(text)))
+
+    def template(self, sid: int, vals) -> _Template:
+        """The template that applies to a formula of shape ``sid`` with digit runs ``vals``."""
+        tmpl = self._tmpl[sid]
+        if tmpl is None:
+            tmpl = self._tmpl[sid] = self._build(self.rebuild(sid, vals))
+        if tmpl.fixed:
+            own = tuple(_text(vals[k]) for k in tmpl.fixed)
+            if own != tmpl.fixed_values:
+                var = self._variants.get((sid, own))
+                if var is None:
+                    var = self._variants[(sid, own)] = self._build(self.rebuild(sid, vals))
+                tmpl = var
+        return tmpl
 
     def refs(self, sid: int, vals, drow: int = 0, dcol: int = 0) -> list[Ref]:
         """References of a formula of shape ``sid`` with digit runs ``vals`` (ints or text);
         (drow, dcol) moves its relative references: the other cells of a shared formula."""
-        out = []
-        for sheet, r0, c0, r1, c1, name, rel in self.templates[sid].refs:
-            if name is not None:
-                out.append(Ref(sheet, None, None, None, None, name))
+        return entry_refs(self.template(sid, vals).refs, vals, drow, dcol)
+
+
+def entry_refs(entries, vals, drow: int = 0, dcol: int = 0) -> list[Ref]:
+    """Template entries filled with a formula's digit runs, moved by (drow, dcol)."""
+    out = []
+    for e in entries:
+        if e[0] == "ref":
+            out.append(e[1])
+            continue
+        _, sheet, rows, cols = e
+        r0 = r1 = c0 = c1 = None
+        if rows:
+            k, rel = rows[0]
+            r0 = r1 = int(vals[k]) - 1 + (drow if rel else 0)
+            for k, rel in rows[1:]:
+                r = int(vals[k]) - 1 + (drow if rel else 0)
+                r0, r1 = (r, r1) if r < r0 else (r0, r if r > r1 else r1)
+            if r0 < 0 or r1 >= MAX_ROWS:
+                continue                                   # moved off the sheet: #REF!
+        if cols:
+            c, rel = cols[0]
+            c0 = c1 = c + (dcol if rel else 0)
+            for c, rel in cols[1:]:
+                c += dcol if rel else 0
+                c0, c1 = (c, c1) if c < c0 else (c0, c if c > c1 else c1)
+            if c0 < 0 or c1 >= MAX_COLS:
                 continue
-            if r0 is not None:
-                r0 = int(vals[r0]) - 1 + (drow if rel[0] else 0)
-                r1 = int(vals[r1]) - 1 + (drow if rel[2] else 0)
-                if r0 > r1:
-                    r0, r1 = r1, r0
-                if r0 < 0 or r1 >= MAX_ROWS:
-                    continue                        # moved off the sheet: #REF!
-            if c0 is not None:
-                c0 += dcol if rel[1] else 0
-                c1 += dcol if rel[3] else 0
-                if c0 > c1:
-                    c0, c1 = c1, c0
-                if c0 < 0 or c1 >= MAX_COLS:
-                    continue
-            out.append(Ref(sheet, r0, c0, r1, c1))
-        return out
+        out.append(Ref(sheet, r0, c0, r1, c1))
+    return out
 
 
 def _template(text: str) -> _Template:
-    """Tokenize once; tie each reference's rows to the digit runs that hold them."""
+    """Tokenize once; tie each reference's rows to the digit runs that hold them (linear:
+    each digit run is looked up by binary search, never scanned per token)."""
     body = text[1:] if text.startswith("=") else text
-    runs = [(m.start(), m.end()) for m in _DIGITS.finditer(body)]
-    role = ["fixed"] * len(runs)                   # "fixed", "free" or "row"
+    starts, ends = [], []
+    for m in _DIGITS.finditer(body):
+        starts.append(m.start())
+        ends.append(m.end())
+    role = ["fixed"] * len(starts)                        # "fixed", "free" or "row"
 
     def runs_in(a, b):
-        return [k for k, (s, e) in enumerate(runs) if a <= s and e <= b]
+        k = bisect_left(starts, a)
+        while k < len(starts) and ends[k] <= b:
+            yield k
+            k += 1
 
+    cleaned = clean(body)
     refs = []
     pos = 0
     for tok in _tokens(text):
-        if tok.type == Token.WSPACE:               # the tokenizer shortens runs of spaces
+        if tok.type == Token.WSPACE:                       # the tokenizer shortens runs of spaces
             continue
-        start = body.find(tok.value, pos)
+        start = cleaned.find(tok.value, pos)
         if start < 0:
             raise SheetconvError(f"cannot read formula {text[:80]!r}")
         pos = start + len(tok.value)
-        value = None
-        if tok.type == Token.OPERAND and tok.subtype == Token.RANGE:
-            value = tok.value
-        elif tok.type == Token.FUNC and tok.subtype == Token.OPEN:
-            m = _LEADING_REF.match(tok.value)
-            value = m.group(1) if m else None
-        elif tok.type == Token.OPERAND:            # numbers, strings, logicals, errors
-            for k in runs_in(start, pos):
-                role[k] = "free"
+        value = _operand(tok)
         if value is None:
+            if tok.type == Token.OPERAND:                  # numbers, strings, logicals, errors
+                for k in runs_in(start, pos):
+                    role[k] = "free"
             continue
-        split = _split_operand(value)
         ref = parse_ref(value)
-        if split is None or ref is None:           # another workbook, a table, #REF!: no cell
+        if ref is None:                                    # another workbook, #REF!: no cell
             for k in runs_in(start, start + len(value)):
                 role[k] = "free"
             continue
-        sheet, addr, off = split
-        a = start + off
-        if ref.name is not None:
-            refs.append((ref.sheet, None, None, None, None, ref.name, None))
+        if ref.name is not None or ref.table is not None or ref.parts is not None:
+            refs.append(("ref", ref))                      # its digits stay fixed
             continue
-        m = _ADDR.match(addr) or _ROWS_ADDR.match(addr)
-        if m is None:                              # whole columns: no digits
-            m = _COLS_ADDR.match(addr)
-            rel = (False, not m.group(1), False, not m.group(3))
-            refs.append((ref.sheet, None, ref.c0, None, ref.c1, None, rel))
-            continue
-        ks = runs_in(a, a + len(addr))
-        for k in ks:
-            role[k] = "row"
-        ka, kb = ks[0], ks[-1]
-        if m.re is _ADDR:
-            d0, col0, d1, _, d2, col1, d3, _ = m.groups()
-            if col1 is None:
-                d2, col1, d3 = d0, col0, d1
-            c0, c1 = COLNUM.get(col0.upper(), MAX_COLS), COLNUM.get(col1.upper(), MAX_COLS)
-            refs.append((ref.sheet, ka, c0, kb, c1, None, (not d1, not d0, not d3, not d2)))
-        else:
-            refs.append((ref.sheet, ka, None, kb, None, None, (not m.group(1), False, not m.group(3), False)))
-    if body[pos:].strip():
+        parts = _parts(value.strip())[1]
+        rows, cols = [], []
+        lead = len(value) - len(value.lstrip())
+        for p in parts:
+            a = start + lead + p.offset
+            if p.kind == "cell":
+                d0, letters, d1, digits = p.groups
+                k = next(runs_in(a, a + len(d0) + len(letters) + len(d1) + len(digits)))
+                role[k] = "row"
+                rows.append((k, not d1))
+                cols.append((_col(letters), not d0))
+            elif p.kind == "col":
+                cols.append((_col(p.groups[1]), not p.groups[0]))
+            else:
+                k = next(runs_in(a, a + len(p.groups[0]) + len(p.groups[1])))
+                role[k] = "row"
+                rows.append((k, not p.groups[0]))
+        refs.append(("rect", ref.sheet, tuple(rows), tuple(cols)))
+    if cleaned[pos:].strip():
         raise SheetconvError(f"cannot read formula {text[:80]!r}")
     fixed = tuple(k for k, r in enumerate(role) if r == "fixed")
-    values = tuple(body[runs[k][0]:runs[k][1]] for k in fixed)
-    return _Template(tuple(refs), fixed, values, len(runs))
+    values = tuple(body[starts[k]:ends[k]] for k in fixed)
+    return _Template(tuple(refs), fixed, values, len(starts))

@@ -4,7 +4,7 @@ Every function computes what the ``torch.nn.functional`` function of the same na
 computes (cross-correlation with zero padding, stride, dilation and groups; max pooling
 with -inf padding; average pooling with PyTorch's divisor rules), in the input's dtype,
 and never writes to its arguments. Layers call them; the spreadsheet never does: a
-cell's formula follows the per-cell arithmetic of ``Network.cell_value`` instead.
+cell's formula follows its layer kind's formula text instead.
 
 Invariants:
 

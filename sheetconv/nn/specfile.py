@@ -22,13 +22,15 @@ JSON (``.json``): the same keys, ``{"input_shape": [1, 28, 28], "layers": [{"typ
 
 Layer types and their keys (PyTorch's names and defaults; ``name`` is optional everywhere):
 
-- ``Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=true, relu=false
+- ``Conv2d``: in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=true, relu=false,
+  groups=1
 - ``Linear``: in_features, out_features, bias=true, relu=false
 - ``MaxPool2d``: kernel_size, stride=kernel_size, padding=0
 - ``AvgPool2d``: kernel_size, stride=kernel_size, padding=0, count_include_pad=true
 - ``BatchNorm2d``: num_features, eps=1e-5, momentum=0.1, affine=true, bias=true, relu=false (eval mode)
 - ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``: output_size (int or [h, w]; 1 is the global pool)
-- ``ReLU``, ``Flatten``: no keys
+- ``LeakyReLU``: negative_slope=0.01; ``GELU``: approximate="none" (or "tanh")
+- ``ReLU``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``Flatten``: no keys
 - ``Add``: relu=false (the element-wise sum of its inputs, all of one shape; a residual connection)
 - ``Concat``: no keys (its inputs stacked along channels; they share H and W)
 

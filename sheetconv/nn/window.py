@@ -81,9 +81,11 @@ class Window:
 class AdaptiveWindow:
     """PyTorch's adaptive-pool rule along one axis of ``n_in`` inputs and ``n_out`` outputs.
 
-    ``kernel`` is the longest window; ``index(o, t)`` = start(o) + t; ``stride``,
-    ``padding`` and ``dilation`` describe output 0's window and the step to output 1 (the
-    closed-form receptive field uses them; they are exact when n_out divides n_in).
+    ``index(o, t)`` = start(o) + t. ``kernel`` (the longest window) and ``stride`` (the
+    step from output 0 to output 1) feed the closed-form receptive field of the summary:
+    exact when n_out divides n_in (every window alike), otherwise the largest window and
+    the first step. Precedents, dependents and ``ReceptiveField.region`` use ``back`` /
+    ``forward`` and are exact always.
     """
     n_in: int
     n_out: int

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SheetconvError
+from ..nn.layers import Terms
 from .a1 import cell as a1, quote_sheet, rng
 
 __all__ = ["EXPLAIN_SHEET", "Cell", "Explanation", "default_cell", "explain"]
@@ -122,6 +123,8 @@ def explain(net, layout, acts, cell=None) -> Explanation:
         last = s.step(row, f"flatten reads {src}[{ch},{i},{j}] ({s.link((src, ch, i, j))}): feature "
                            f"{o} = channel x {h * w} + row x {w} + column", s.link((src, ch, i, j)), x)
         row += 1
+    elif layer.formula_reads == "window":
+        row, last = _own_channel(s, net, layout, layer, src, cell, want)
     else:
         raise SheetconvError(f"{name}: no worked example for layer kind {kind!r}")
     row += 1
@@ -133,7 +136,9 @@ def explain(net, layout, acts, cell=None) -> Explanation:
 
 def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     x = acts[src].reshape(net.grid(src))
-    cin, hin, win = x.shape
+    _, hin, win = x.shape
+    reads = layer.group_inputs(o)          # the input channels output o reads (its group's)
+    cin = len(reads)
     kh, kw = layer.kernel_size
     wh, ww = layer.windows
     weight = layer.weight
@@ -146,7 +151,7 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     row = 3
     sums = []
     total = 0.0
-    for i in range(cin):
+    for j, i in enumerate(reads):
         s.text(row, _GRID, f"window, input ch {i}", "title")
         s.text(row, k0, f"kernel in {i}→out {o}", "title")
         s.text(row, p0, "products", "title")
@@ -161,8 +166,8 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
                     s.formula(R, _GRID + u, s.link((src, i, y, xx)), v)
                 else:
                     s.number(R, _GRID + u, 0.0)
-                wv = float(weight[o, i, t, u])
-                s.formula(R, k0 + u, s.link((f"{layer.name}.weight", o, i, t, u)), wv)
+                wv = float(weight[o, j, t, u])
+                s.formula(R, k0 + u, s.link((f"{layer.name}.weight", o, j, t, u)), wv)
                 s.formula(R, p0 + u, f"{a1(R, _GRID + u)}*{a1(R, k0 + u)}", v * wv)
                 prods.append(v * wv)
         ch_sum = float(np.sum(prods))
@@ -173,19 +178,7 @@ def _conv(s: _Sheet, net, layer, src, acts, o, r, c):
     row += 1
     last = s.step(row, f"sum of the products over the {cin} input channel{'s' if cin > 1 else ''}",
                   "+".join(sums) if len(sums) <= 30 else f"SUM({','.join(sums)})", total)
-    value = total
-    row += 1
-    if layer.bias is not None:
-        b = float(layer.bias[o])
-        value = total + b
-        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
-                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
-        row += 1
-    if layer.relu:
-        value = max(0.0, value)
-        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
-        row += 1
-    return row, last
+    return _bias_and_relu(s, layer, o, row + 1, last, total)
 
 
 def _pool(s: _Sheet, layer, src, acts, o, r, c):
@@ -217,6 +210,41 @@ def _pool(s: _Sheet, layer, src, acts, o, r, c):
     return row + 1, last
 
 
+def _own_channel(s: _Sheet, net, layout, layer, src, cell, want):
+    """Any other kind reading a window of its own channel (BatchNorm2d, adaptive pools, the
+    activations): the kind's own formula over the cells it reads on the main sheet."""
+    _, o, r, c = cell
+    _, hin, win = net.grid(src)
+    wh, ww = layer.windows_for(net.grid(src))
+    t0, t1 = wh.taps(r, hin)
+    u0, u1 = ww.taps(c, win)
+    y0, x0 = wh.index(r, t0), ww.index(c, u0)
+    first = s.link((src, o, y0, x0))
+    window = f"{first}:{a1(*layout.cell_of((src, o, y0 + t1 - t0 - 1, x0 + u1 - u0 - 1)))}"
+    params = tuple((k, s.link((f"{layer.name}.{k}", o))) for k in layer.param_shapes())
+    text = layer.formula(Terms(window=window, cell=first, covered=(t1 - t0) * (u1 - u0), params=params))
+    reads = f"{src} cells {window}" if (t1 - t0) * (u1 - u0) > 1 else f"the cell {first}"
+    extra = f" and {', '.join(f'{layer.name}.{k}[{o}]' for k, _ in params)}" if params else ""
+    s.text(1, 0, f"{layer.describe()}: the formula reads {reads}{extra}")
+    last = s.step(2, f"{layer.label}'s formula, over the cells on sheet {s.layout.sheet}", text, want)
+    return 3, last
+
+
+def _bias_and_relu(s: _Sheet, layer, o: int, row: int, last: str, total: float):
+    """The worked cell's last steps for Conv2d and Linear: plus the bias, then a fused ReLU."""
+    value = total
+    if layer.bias is not None:
+        value = total + float(layer.bias[o])
+        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
+                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
+        row += 1
+    if layer.relu:
+        value = max(0.0, value)
+        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
+        row += 1
+    return row, last
+
+
 def _linear(s: _Sheet, net, layer, src, acts, o):
     x = acts[src].ravel()
     n = layer.in_features
@@ -234,15 +262,4 @@ def _linear(s: _Sheet, net, layer, src, acts, o):
     row = 4 + n
     total = float(np.sum(prods))
     last = s.step(row, f"sum of the {n} products", f"SUM({rng(3, _GRID + 2, 2 + n, _GRID + 2)})", total)
-    row += 1
-    value = total
-    if layer.bias is not None:
-        value = total + float(layer.bias[o])
-        last = s.step(row, f"plus the bias {layer.name}.bias[{o}] ({s.link((f'{layer.name}.bias', o))})",
-                      f"{last}+{s.link((f'{layer.name}.bias', o))}", value)
-        row += 1
-    if layer.relu:
-        value = max(0.0, value)
-        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", value)
-        row += 1
-    return row, last
+    return _bias_and_relu(s, layer, o, row + 1, last, total)

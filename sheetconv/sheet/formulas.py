@@ -69,7 +69,10 @@ class LayerFormulas:
         self.channel_params = ([tuple((k, _ref(cell_of((f"{name}.{k}", o)), True)) for k in params)
                                 for o in range(cout)] if self.reads == "window" and params else None)
         if self.reads == "weighted":
-            self.k_origin = [[cell_of((f"{name}.weight", o, i, 0, 0)) for i in range(cin)] for o in range(cout)]
+            # output o reads one run of input channels (all of them, or its group's); kernel j the j-th
+            self.inputs_of = [range(*layer.channel_back(((o, o + 1),), cin)[0]) for o in range(cout)]
+            self.k_origin = [{i: cell_of((f"{name}.weight", o, j, 0, 0)) for j, i in enumerate(ins)}
+                             for o, ins in enumerate(self.inputs_of)]
             self.p_origin = [[cell_of((f"{name}:partial{g}", o, 0, 0)) for o in range(cout)]
                              for g in range(len(self.partials))]
             wh, ww = layer.windows
@@ -94,7 +97,7 @@ class LayerFormulas:
         if reads == "weighted":
             if self.partials:
                 return self._weighted_total_row(o, r)
-            return self._weighted_row(o, r, range(self.in_grid[0]), True)
+            return self._weighted_row(o, r, self.inputs_of[o], True)
         if reads == "window":
             return [self._window_cell(o, r, c) for c in range(self.out_grid[2])]
         if reads == "inputs":
@@ -102,8 +105,9 @@ class LayerFormulas:
         raise SheetconvError(f"{self.name}: no formula for a layer reading {reads!r} on a grid")
 
     def partial_row(self, g: int, o: int, r: int) -> list[str]:
-        a, b = self.partials[g]
-        return self._weighted_row(o, r, range(a, b), False)
+        a, b = self.partials[g]                 # kernels [a, b) of the output's own channels
+        base = self.inputs_of[o].start
+        return self._weighted_row(o, r, range(base + a, base + b), False)
 
     def cell(self, o: int, r: int, c: int, partial: int | None = None) -> str:
         if self.vector:
@@ -134,7 +138,7 @@ class LayerFormulas:
             return [formula(self._weighted_terms(o, r, c, chans, bias, total)) for c in range(wo)]
         # One template per output row; the columns differ from cell to cell only in letters.
         y0, y1 = wh.index(r, t0), wh.index(r, t1 - 1)
-        kx = self.k_origin[o][0][1]
+        kx = self.k_origin[o][chans.start][1]
         pairs = []
         for i in chans:
             iy = self.in_origin[i][0]

@@ -211,9 +211,13 @@ class Panel:
             return f"{name.split(':')[0]} Σ in {a}-{b - 1} ch {key}"
         if self.role == "kernel":
             o, i = key
+            if self.channels:                                   # grouped: (kernels, outputs) per group
+                per_in, per_out = self.channels
+                i += o // per_out * per_in
             return f"in {i}→out {o}"
         if self.role == "bias":
-            return "bias"
+            return self.grid.rsplit(".", 1)[-1]              # the parameter's name: 'bias', 'running_var'
+
         return f"weights ({self.bh} in x {self.bw} out)"
 
     def to_json(self) -> list:
@@ -238,7 +242,7 @@ def partial_groups(layer, in_channels: int, max_formula: int = MAX_FORMULA) -> l
 
     The bound assumes the longest possible addresses, so every real formula fits.
     """
-    if layer.kind != "conv":
+    if layer.formula_reads != "weighted":
         return []
     kh, kw = layer.kernel_size
     dilated = max(layer.dilation) > 1
@@ -340,27 +344,8 @@ def _groups(net, max_formula: int):
         vector = name != "input" and len(net.shapes[name]) == 1
         layer = None if name == "input" else net[name]
         label = "input" if layer is None else layer.label
-        if layer is not None and layer.kind == "conv":
-            cin = layer.in_channels
-            kh, kw = layer.kernel_size
-            specs = [_Spec(f"{name}.weight", "kernel", label, False, kh, kw, layer.out_channels, cin)]
-            words = f"{name} filters {layer.out_channels} x {cin} x {kh} x {kw} (input ch → output ch)"
-            if layer.bias is not None:
-                specs.append(_Spec(f"{name}.bias", "bias", label, False, layer.out_channels, 1, 1))
-                words += ", bias"
-            out.append((words, specs))
-            groups = partial_groups(layer, cin, max_formula)
-            if groups:
-                out.append((f"{name} partial sums over input channel groups",
-                            [_Spec(f"{name}:partial{g}", "partial", label, False, h, w, c, channels=(a, b))
-                             for g, (a, b) in enumerate(groups)]))
-        if layer is not None and layer.kind == "linear":
-            out.append((f"{name} weights: row i, column o joins input i to output o",
-                        [_Spec(f"{name}.weight", "weight", label, False, layer.in_features, layer.out_features, 1,
-                               col_width=WIDE)]))
-            if layer.bias is not None:
-                out.append((f"{name} bias", [_Spec(f"{name}.bias", "bias", label, True, layer.out_features, 1, 1,
-                                                   col_width=WIDE)]))
+        if layer is not None:
+            out += _param_groups(layer, label, max_formula, (c, h, w))
         if vector:
             out.append((describe(net, name), [_Spec(name, "act", label, True, c, 1, 1, col_width=WIDE)]))
         else:
@@ -368,9 +353,48 @@ def _groups(net, max_formula: int):
     return out
 
 
+def _param_groups(layer, label: str, max_formula: int, out_grid: tuple) -> list:
+    """The groups showing a layer's parameters (and partial sums), chosen by their shapes
+    (``param_shapes()``): a 4-D weight (out, in, kh, kw) is a kernel panel, its layer's 1-D
+    parameters below it; a 2-D weight (out, in) a matrix laid out transposed; the 1-D
+    parameters of a layer without kernels one column each, side by side."""
+    name = layer.name
+    shapes = layer.param_shapes()
+    kernels = {k: s for k, s in shapes.items() if len(s) == 4}
+    vectors = {k: s for k, s in shapes.items() if len(s) == 1}
+    out = []
+    for key, (cout, kin, kh, kw) in kernels.items():
+        groups = getattr(layer, "groups", 1)
+        # a grouped conv's kernel (o, j) reads input channel (o // (cout/groups)) * kin + j
+        specs = [_Spec(f"{name}.{key}", "kernel", label, False, kh, kw, cout, kin,
+                       channels=(kin, cout // groups) if groups > 1 else ())]
+        words = f"{name} filters {cout} x {kin} x {kh} x {kw} (input ch → output ch)"
+        if groups > 1:
+            words += f", {groups} groups of {kin} input ch"
+        for vec, (n,) in vectors.items():
+            specs.append(_Spec(f"{name}.{vec}", "bias", label, False, n, 1, 1))
+            words += f", {vec}"
+        out.append((words, specs))
+        c, h, w = out_grid
+        groups = partial_groups(layer, kin, max_formula)
+        if groups:
+            out.append((f"{name} partial sums over input channel groups",
+                        [_Spec(f"{name}:partial{g}", "partial", label, False, h, w, c, channels=(a, b))
+                         for g, (a, b) in enumerate(groups)]))
+    for key, (fout, fin) in ((k, s) for k, s in shapes.items() if len(s) == 2):
+        out.append((f"{name} weights: row i, column o joins input i to output o",
+                    [_Spec(f"{name}.{key}", "weight", label, False, fin, fout, 1, col_width=WIDE)]))
+    if not kernels:
+        for key, (n,) in vectors.items():
+            out.append((f"{name} {key}", [_Spec(f"{name}.{key}", "bias", label, True, n, 1, 1, col_width=WIDE)]))
+    return out
+
+
 def _header_cols(text: str, width: float) -> int:
     """Columns a header needs to fit in HEADER_LINES wrapped lines (with slack for word breaks)."""
-    return math.ceil(len(text) * HEADER_PX * 1.3 / HEADER_LINES / col_px(width))
+    longest = max((len(w) for w in text.split()), default=0)          # a word is never broken
+    return max(math.ceil(len(text) * HEADER_PX * 1.3 / HEADER_LINES / col_px(width)),
+               math.ceil(longest * HEADER_PX / col_px(width)))
 
 
 @dataclass

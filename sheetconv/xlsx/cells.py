@@ -1,41 +1,99 @@
 """Stored cell values of a worksheet, streamed: one ``<c>`` parser for every reader of values.
 
 :func:`read_values` gives ``{(row, col): value}`` of one worksheet, :func:`read_column_a`
-the text of its column A (how the metadata sheet is read).
+the text of its column A (how the metadata sheet is read). :class:`CellCursor` is the one
+parser of ``<row r=...>`` / ``<c r=...>`` positions (explicit, lower-case or implied), shared
+with the formula index: both readers place every cell of a file at the same position.
 """
 from __future__ import annotations
 
 import zipfile
 
 from ..errors import SheetconvError
-from ..sheet.a1 import cell as a1, parse_cell, quote_sheet
+from ..sheet.a1 import MAX_COLS, MAX_ROWS, cell as a1, cell_key, quote_sheet
 from . import package
-from .package import NS_MAIN as _NS_MAIN, SheetInfo
+from .package import EMPTY_CELL_MARK, NS_MAIN, SheetInfo, tags
 
-__all__ = ["read_values", "read_column_a"]
+__all__ = ["read_values", "read_column_a", "read_shared_strings", "value_of", "CellCursor"]
+
+
+class CellCursor:
+    """Where the current cell is: ``row(attrs)`` at each ``<row>``, ``cell(attrs)`` at each
+    ``<c>`` returns its key (row << 14 | col). A cell without ``r`` follows the previous one,
+    a row without ``r`` the previous row, as Excel and openpyxl read them. A position outside
+    the grid is a one-line SheetconvError."""
+
+    __slots__ = ("rowbase", "last_key", "in_row")
+
+    def __init__(self):
+        self.rowbase = -(1 << 14)
+        self.last_key = -1
+        self.in_row = False
+
+    def row(self, attrs) -> None:
+        r = attrs.get("r")
+        if r is None:
+            row = (self.rowbase >> 14) + 1
+        elif r.isascii() and r.isdigit() and len(r) <= 7:
+            row = int(r) - 1
+        else:
+            row = -1
+        if not 0 <= row < MAX_ROWS:
+            raise SheetconvError(f"row {(r or str(row + 1))[:20]!r} lies outside the sheet; the workbook is corrupt")
+        self.rowbase = row << 14
+        self.last_key = self.rowbase - 1
+        self.in_row = True
+
+    def end_row(self) -> None:
+        self.in_row = False
+
+    def skip(self, text: str) -> None:
+        """Text between cells: each EMPTY_CELL_MARK in it is an empty ``<c/>`` (see
+        package.parse_part); move past them."""
+        n = text.count(EMPTY_CELL_MARK) if self.in_row else 0
+        if n:
+            first = self.cell({})                 # the first of the run, checked as any cell
+            last = first + n - 1
+            if last >> 14 != first >> 14:
+                raise SheetconvError(f"a cell after column XFD (at most {MAX_COLS} columns); the workbook is corrupt")
+            self.last_key = last
+
+    def cell(self, attrs) -> int:
+        r = attrs.get("r")
+        if r is None:
+            key = self.last_key + 1
+            if key < 0 or (key & 0x3FFF) == 0 and key > self.rowbase:
+                raise SheetconvError(f"a cell after column XFD (at most {MAX_COLS} columns); the workbook is corrupt")
+        else:
+            key = cell_key(r)
+            if key is None:
+                raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
+        self.last_key = key
+        return key
 
 # ---------------------------------------------------------------- one column of text
 
 class _SharedStrings:
     """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
 
-    def __init__(self):
+    def __init__(self, ns: str = NS_MAIN):
         self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
+        self._T, self._SI, self._RPH = tags(ns, "t", "si", "rPh")
 
     def start(self, tag, attrs):
-        if tag == _SI:
+        if tag == self._SI:
             self.buf = []
-        elif tag == _RPH:
+        elif tag == self._RPH:
             self.depth_rph += 1
-        elif tag == _T and not self.depth_rph:
+        elif tag == self._T and not self.depth_rph:
             self.in_t = True
 
     def end(self, tag):
-        if tag == _SI:
+        if tag == self._SI:
             self.items.append("".join(self.buf or ()))
-        elif tag == _RPH:
+        elif tag == self._RPH:
             self.depth_rph -= 1
-        elif tag == _T:
+        elif tag == self._T:
             self.in_t = False
 
     def data(self, text):
@@ -43,36 +101,25 @@ class _SharedStrings:
             self.buf.append(text)
 
 
-_T, _SI, _RPH = (f"{_NS_MAIN}}}{t}" for t in ("t", "si", "rPh"))
-
-
 class _Values:
     """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
 
-    def __init__(self):
-        self.C, self.V, self.T, self.IS, self.ROW = (f"{_NS_MAIN}}}{t}" for t in ("c", "v", "t", "is", "row"))
+    def __init__(self, ns: str = NS_MAIN):
+        self.C, self.V, self.T, self.IS, self.ROW = tags(ns, "c", "v", "t", "is", "row")
         self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
-        self.row, self.col = -1, -1
+        self.pos = CellCursor()
+        self.key = -1
         self.type = None
         self.buf: list[str] | None = None
         self.in_text = self.in_is = False
 
     def start(self, tag, attrs):
         if tag == self.C:
-            r = attrs.get("r")
-            if r is None:
-                self.col += 1
-            else:
-                try:
-                    self.row, self.col = parse_cell(r)
-                except SheetconvError:
-                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt") from None
+            self.key = self.pos.cell(attrs)
             self.type = attrs.get("t")
             self.buf = []
         elif tag == self.ROW:
-            r = attrs.get("r")
-            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
-            self.col = -1
+            self.pos.row(attrs)
         elif tag == self.IS:
             self.in_is = True
         elif self.buf is not None and (tag == self.V or (tag == self.T and self.in_is)):
@@ -83,17 +130,21 @@ class _Values:
             self.in_text = False
         elif tag == self.IS:
             self.in_is = False
+        elif tag == self.ROW:
+            self.pos.end_row()
         elif tag == self.C:
             if self.buf:
-                self.out[(self.row, self.col)] = (self.type, "".join(self.buf))
+                self.out[(self.key >> 14, self.key & 0x3FFF)] = (self.type, "".join(self.buf))
             self.buf = None
 
     def data(self, text):
         if self.in_text:
             self.buf.append(text)
+        elif self.buf is None:                    # between cells: squeezed empty cells
+            self.pos.skip(text)
 
 
-def _value(t: str | None, text: str, shared, where: str):
+def value_of(t: str | None, text: str, shared, where: str):
     """One cell's stored value: float, str (text or an error such as '#VALUE!') or bool."""
     if t == "s":
         k = text.strip()
@@ -112,6 +163,15 @@ def _value(t: str | None, text: str, shared, where: str):
         return text                                   # not a number: reported where a number is needed
 
 
+def read_shared_strings(zf, path: str, ns: str = NS_MAIN) -> list[str] | None:
+    """The workbook's shared strings (xl/sharedStrings.xml), or None if it has none."""
+    if "xl/sharedStrings.xml" not in zf.namelist():
+        return None
+    sst = _SharedStrings(ns)
+    package.parse_part(zf, "xl/sharedStrings.xml", path, sst)
+    return sst.items
+
+
 def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
     """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
 
@@ -120,16 +180,14 @@ def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
     """
     if info.part is None:
         raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
-    handler = _Values()
-    package.parse_part(zf, info.part, path, handler)
+    handler = _Values(info.ns)
+    package.parse_part(zf, info.part, path, handler, squeeze=True)
     raw = handler.out
     shared = None
-    if any(t == "s" for t, _ in raw.values()) and "xl/sharedStrings.xml" in zf.namelist():
-        sst = _SharedStrings()
-        package.parse_part(zf, "xl/sharedStrings.xml", path, sst)
-        shared = sst.items
+    if any(t == "s" for t, _ in raw.values()):
+        shared = read_shared_strings(zf, path, info.ns)
     sheet = quote_sheet(info.name)
-    return {rc: _value(t, text, shared, f"{path}: cell {sheet}!{a1(*rc)}") for rc, (t, text) in raw.items()}
+    return {rc: value_of(t, text, shared, f"{path}: cell {sheet}!{a1(*rc)}") for rc, (t, text) in raw.items()}
 
 
 def read_column_a(zf: zipfile.ZipFile, path: str, sheets: list[SheetInfo], name: str) -> list[str] | None:

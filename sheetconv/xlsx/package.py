@@ -6,7 +6,10 @@ stores a password-protected workbook) and zip bombs: too many members, declared 
 compression ratios past sane bounds; every read is also counted against the declared size.
 Every XML part goes through defusedxml's parser (entity declarations and DTDs refused);
 :func:`parse_part` streams a part through expat handlers, :func:`read_workbook_parts`
-lists the sheets and defined names.
+lists the sheets, their Excel Tables and the defined names. Strict Open XML workbooks (ISO
+29500 strict namespaces) are read as transitional ones: each SheetInfo carries the main
+namespace its parts use. A member compressed with a method zipfile cannot read (PPMd, ...)
+is refused in :func:`open_zip`, before any parsing.
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ExpatError
 
 from ..errors import SheetconvError
+from ..sheet.a1 import parse_range
 
-__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "read_workbook_parts", "parse_part", "open_part", "relationships", "NS_MAIN"]
+__all__ = ["open_zip", "Limits", "LIMITS", "SheetInfo", "TableInfo", "read_workbook_parts", "parse_part", "open_part",
+           "relationships", "active_sheet", "NS_MAIN", "NS_MAIN_STRICT", "tags"]
 
 # ---------------------------------------------------------------- safe opening
 
@@ -40,15 +45,26 @@ class Limits:
     max_ratio: float = 250.0                 # uncompressed / compressed, for parts over min_ratio_bytes
     min_ratio_bytes: int = 1 << 20
     max_small_part_bytes: int = 64 << 20     # workbook.xml, rels, content types
+    max_cells: int = 32_000_000              # <c> elements per worksheet (sheetconv's largest: ~2.3M)
 
 
 LIMITS = Limits()
 
 NS_MAIN = _NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_MAIN_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
 _NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_NS_REL_STRICT = "http://purl.oclc.org/ooxml/officeDocument/relationships"
+_READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                     zipfile.ZIP_LZMA: "lzma"}
 _NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _OFFICE_DOC = ("/officeDocument",)
 _WORKSHEET = "/worksheet"
+_TABLE = "/table"
+
+
+def tags(ns: str, *names: str) -> tuple[str, ...]:
+    """Element names as expat reports them for namespace ``ns``: tags(NS_MAIN, "c") -> ('...main}c',)."""
+    return tuple(f"{ns}}}{n}" for n in names)
 
 
 def open_zip(path) -> zipfile.ZipFile:
@@ -94,6 +110,10 @@ def _check_members(zf: zipfile.ZipFile, path: str):
         if info.compress_size > file_size:
             raise SheetconvError(f"{path}: zip member {info.filename} claims {info.compress_size:,} compressed bytes "
                                  f"in a {file_size:,}-byte file; the file is corrupt")
+        if info.compress_type not in _READABLE_METHODS:
+            method = zipfile.compressor_names.get(info.compress_type, "unknown")
+            raise SheetconvError(f"{path}: zip member {info.filename} is compressed with method {info.compress_type} "
+                                 f"({method}); expected {', '.join(_READABLE_METHODS.values())}")
         if info.flag_bits & 0x1:
             raise SheetconvError(f"{path}: zip member {info.filename} is encrypted; expected a plain .xlsx")
         size = info.file_size
@@ -184,36 +204,127 @@ def relationships(zf: zipfile.ZipFile, part: str, path: str) -> dict[str, tuple[
     return _rels(zf, part, path)
 
 
+@dataclass(frozen=True)
+class TableInfo:
+    """An Excel Table (xl/tables/tableN.xml): its name as formulas use it, the rectangle it
+    covers (r0, c0, r1, c1, header and totals rows included), the number of header and
+    totals rows, and its column names, left to right."""
+    name: str
+    ref: tuple
+    header_rows: int
+    totals_rows: int
+    columns: tuple
+
+
 @dataclass
 class SheetInfo:
     name: str
     part: str | None            # worksheet XML part (None: a chart sheet or missing)
     state: str = "visible"
+    ns: str = NS_MAIN           # the main namespace of its XML (transitional or strict)
+    tables: tuple = ()          # its TableInfo s
+
+
+def _count(text: str | None, default: int, what: str, path: str) -> int:
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 7:
+        raise SheetconvError(f"{path}: {what} {text[:20]!r} is not a row count; the workbook is corrupt")
+    return int(text)
+
+
+def _tables(zf, part: str, path: str) -> tuple:
+    """The Excel Tables of one worksheet, from its relationships."""
+    out = []
+    for typ, target in _rels(zf, part, path).values():
+        if not typ.endswith(_TABLE) or target not in zf.namelist():
+            continue
+        root = _xml(zf, target, path)
+        ns = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
+        name = root.get("displayName") or root.get("name") or ""
+        where = f"table {name[:40]!r} ({target})"
+        try:
+            ref = parse_range(root.get("ref", ""))
+        except SheetconvError:
+            raise SheetconvError(f"{path}: {where} covers {root.get('ref', '')[:40]!r}, not a range "
+                                 "such as A1:C9; the workbook is corrupt") from None
+        header = _count(root.get("headerRowCount"), 1, f"{where} headerRowCount", path)
+        totals = _count(root.get("totalsRowCount"), 0, f"{where} totalsRowCount", path)
+        cols = tuple(c.get("name", "") for c in root.iter(f"{{{ns}}}tableColumn"))
+        out.append(TableInfo(name, ref, header, totals, cols[:ref[3] - ref[1] + 1]))
+    return tuple(out)
 
 
 def read_workbook_parts(zf: zipfile.ZipFile, path: str) -> tuple[list[SheetInfo], list[tuple]]:
-    """Sheets (in workbook order) and defined names (name, local sheet index or None, text)."""
+    """Sheets (in workbook order, with their tables) and defined names (name, local sheet
+    index or None, text)."""
     root_rels = _rels(zf, "", path) if "_rels/.rels" in zf.namelist() else {}
     wb_part = next((t for typ, t in root_rels.values() if typ.endswith(_OFFICE_DOC)), "xl/workbook.xml")
     if wb_part not in zf.namelist():
         raise SheetconvError(f"{path} is a zip file but not an xlsx workbook (no {wb_part})")
     wb = _xml(zf, wb_part, path)
+    ns = NS_MAIN_STRICT if wb.tag == f"{{{NS_MAIN_STRICT}}}workbook" else NS_MAIN
     rels = _rels(zf, wb_part, path)
     sheets = []
-    for el in wb.iter(f"{{{_NS_MAIN}}}sheet"):
-        typ, target = rels.get(el.get(f"{{{_NS_REL}}}id"), ("", None))
+    for el in wb.iter(f"{{{ns}}}sheet"):
+        rid = el.get(f"{{{_NS_REL}}}id") or el.get(f"{{{_NS_REL_STRICT}}}id")
+        typ, target = rels.get(rid, ("", None))
         part = target if typ.endswith(_WORKSHEET) and target in zf.namelist() else None
-        sheets.append(SheetInfo(el.get("name", ""), part, el.get("state", "visible")))
+        tables = _tables(zf, part, path) if part else ()
+        sheets.append(SheetInfo(el.get("name", ""), part, el.get("state", "visible"), ns, tables))
     if not sheets:
         raise SheetconvError(f"{path}: the workbook lists no sheets")
     names = []
-    for el in wb.iter(f"{{{_NS_MAIN}}}definedName"):
+    for el in wb.iter(f"{{{ns}}}definedName"):
         local = el.get("localSheetId")
         names.append((el.get("name", ""), int(local) if local and local.isdigit() else None, el.text or ""))
     return sheets, names
 
 
-def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
+EMPTY_CELL_MARK = "~"                           # what an empty <c/> reaches the handler as
+
+
+class _Squeezed:
+    """Worksheet bytes with each empty ``<c/>`` replaced by one character of text (see
+    :func:`parse_part`); chunks are cut after a '>' so no tag is split. Counts the other
+    ``<c`` elements against Limits.max_cells before they are parsed."""
+
+    def __init__(self, where: str):
+        self.tail = b""
+        self.off = False                         # CDATA, comments or PIs seen: pass bytes through
+        self.cells = 0
+        self.where = where
+        self.first = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.tail + chunk
+        body = data[data.find(b"?>") + 2:] if self.first and data.startswith(b"<?xml") else data
+        self.first = False
+        if self.off or b"<![CDATA[" in body or b"<!--" in body or b"<?" in body:
+            self.off, self.tail = True, b""
+            out = data
+        else:
+            cut = data.rfind(b">") + 1
+            self.tail = data[cut:]
+            out = data[:cut].replace(b"<c/>", b"~")
+        self.cells += out.count(b"<c")
+        if self.cells > LIMITS.max_cells:
+            raise SheetconvError(f"{self.where} holds more than {LIMITS.max_cells:,} cells; refusing it")
+        return out
+
+    def close(self) -> bytes:
+        out, self.tail = self.tail, b""
+        return out
+
+
+def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler, squeeze: bool = False):
+    """Stream one XML part through ``handler`` (start, end, data callbacks) with expat.
+
+    ``squeeze=True`` (worksheets): each empty ``<c/>`` (no position, value or formula) reaches
+    the handler as the character EMPTY_CELL_MARK in the text between cells, so a sheet padded
+    with millions of them costs a byte replacement, not a Python call per cell (readers
+    place cells with xlsx.cells.CellCursor, whose ``skip`` counts them); other cells are
+    counted against Limits.max_cells before they are parsed."""
     defused = DefusedXMLParser(forbid_dtd=True)
     parser = defused.parser                      # expat with defusedxml's entity/DTD guards
     parser.ordered_attributes = False
@@ -221,21 +332,23 @@ def parse_part(zf: zipfile.ZipFile, part: str, path: str, handler):
     parser.EndElementHandler = handler.end
     parser.CharacterDataHandler = handler.data
     parser.buffer_text = True
+    sq = _Squeezed(f"{path}: {part}") if squeeze else None
     try:
         fh = _Counted(zf, zf.getinfo(part), path)
         while True:
             chunk = fh.read(1 << 20)
             if not chunk:
                 break
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
+            parser.Parse(sq.feed(chunk) if sq else chunk, False)
+        parser.Parse(sq.close() if sq else b"", True)
     except DefusedXmlException as e:
         raise SheetconvError(f"{path}: {part} declares XML entities or a DTD ({type(e).__name__}); refusing it") from None
     except ExpatError as e:
         raise SheetconvError(f"{path}: {part} is not well-formed XML ({e})") from None
     except SheetconvError as e:
-        raise SheetconvError(f"{path}: {part}: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        msg = str(e)
+        raise SheetconvError(msg if msg.startswith(f"{path}: ") else f"{path}: {part}: {msg}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
 
 

@@ -36,21 +36,20 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from ..errors import SheetconvError
-from ..sheet.a1 import MAX_ROWS, column_names
+from ..sheet.a1 import COLNUM, MAX_ROWS
 from ..sheet.a1 import cell as a1
-from .package import NS_MAIN, open_part, parse_part
+from .cells import CellCursor, read_shared_strings, value_of
+from .package import NS_MAIN, open_part
 
 __all__ = ["iter_rows", "cell_value", "read_shared_strings"]
 
-_COLNUM = {letters: i for i, letters in enumerate(column_names())}
-_DIGITS = "0123456789"
 _CHUNK = 1 << 20
 
 
 def _handlers(rows: list):
     """expat handlers (closures: the hot loop) appending each complete row to ``rows``."""
     C, F, V, T, IS, ROW = (f"{NS_MAIN}}}{t}" for t in ("c", "f", "v", "t", "is", "row"))
-    colnum, digits_of = _COLNUM, _DIGITS
+    cursor = CellCursor()            # the one reader of <row r> / <c r> positions (shared with the index)
     cells: list = []
     row = col = -1
     ctype = fattrs = formula = value = None
@@ -67,20 +66,11 @@ def _handlers(rows: list):
     def start(tag, attrs):
         nonlocal row, col, ctype, fattrs, formula, value, buf, target, in_is
         if tag == C:
-            r = attrs.get("r")
-            if r is None:
-                col += 1
-            else:
-                letters = r.rstrip(digits_of)
-                c = colnum.get(letters)
-                digits = r[len(letters):]
-                if c is None or not digits.isdigit() or not 0 < int(digits) <= MAX_ROWS:
-                    raise SheetconvError(f"cell reference {r[:20]!r} lies outside the sheet; the workbook is corrupt")
-                rr = int(digits) - 1
-                if rr != row:
-                    close_row()
-                    row = rr
-                col = c
+            key = cursor.cell(attrs)
+            if key >> 14 != row:
+                close_row()
+                row = key >> 14
+            col = key & 0x3FFF
             ctype = attrs.get("t")
             formula = fattrs = value = None
         elif tag == F:
@@ -95,11 +85,8 @@ def _handlers(rows: list):
             value = ""
         elif tag == ROW:
             close_row()
-            r = attrs.get("r")
-            rr = int(r) - 1 if r is not None and r.isdigit() else row + 1
-            if not 0 <= rr < MAX_ROWS:
-                raise SheetconvError(f"row {str(r)[:20]!r} lies outside the sheet; the workbook is corrupt")
-            row, col = rr, -1
+            cursor.row(attrs)
+            row, col = cursor.rowbase >> 14, -1
 
     def end(tag):
         nonlocal formula, value, target, in_is
@@ -194,7 +181,7 @@ def _text(s: str):
 
 def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
     """The fast reader (see the module docstring); raises _NotPlain where it cannot go on."""
-    colnum = _COLNUM
+    colnum = COLNUM
     with _errors(part, path):
         fh = open_part(zf, part, path)
         decode = codecs.getincrementaldecoder("utf-8")().decode
@@ -282,66 +269,8 @@ def _general_rows(zf: zipfile.ZipFile, part: str, path: str):
         yield from rows
 
 
-def read_shared_strings(zf: zipfile.ZipFile, path: str) -> list[str] | None:
-    """The workbook's shared strings, or None when it has none."""
-    if "xl/sharedStrings.xml" not in zf.namelist():
-        return None
-    sst = _SharedStrings()
-    parse_part(zf, "xl/sharedStrings.xml", path, sst)
-    return sst.items
-
-
-class _SharedStrings:
-    """expat handlers reading xl/sharedStrings.xml (phonetic runs left out)."""
-
-    def __init__(self):
-        self.SI, self.T, self.RPH = (f"{NS_MAIN}}}{t}" for t in ("si", "t", "rPh"))
-        self.items, self.buf, self.in_t, self.depth_rph = [], None, False, 0
-
-    def start(self, tag, attrs):
-        if tag == self.SI:
-            self.buf = []
-        elif tag == self.RPH:
-            self.depth_rph += 1
-        elif tag == self.T and not self.depth_rph:
-            self.in_t = True
-
-    def end(self, tag):
-        if tag == self.SI:
-            self.items.append("".join(self.buf or ()))
-        elif tag == self.RPH:
-            self.depth_rph -= 1
-        elif tag == self.T:
-            self.in_t = False
-
-    def data(self, text):
-        if self.in_t and self.buf is not None:
-            self.buf.append(text)
-
 
 def cell_value(cell: tuple, shared, where: str):
-    """A cell's stored value: None (none stored), float, str (text or an error such as
-    '#VALUE!'), or bool. A shared-string index that does not exist is a SheetconvError."""
-    t, text = cell[1], cell[2]
-    if text is None:
-        return None
-    if t is None or t == "n":
-        try:
-            return float(text)
-        except ValueError:
-            return text
-    if t == "s":
-        k = text.strip()
-        if shared is None or not k.isdigit() or int(k) >= len(shared):
-            have = 0 if shared is None else len(shared)
-            raise SheetconvError(f"{where} points at shared string {k[:20]!r}, which does not exist (the workbook "
-                                 f"has {have}); the workbook is corrupt")
-        return shared[int(k)]
-    if t == "b":
-        return text.strip() in ("1", "true")
-    if t in ("str", "inlineStr", "e"):
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    """A streamed cell's stored value: None (none stored), else as cells.value_of reads it
+    (float, str — text or an error such as '#VALUE!' —, or bool)."""
+    return None if cell[2] is None else value_of(cell[1], cell[2], shared, where)

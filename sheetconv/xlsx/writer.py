@@ -172,7 +172,7 @@ class _Rows:
         lf = LayerFormulas(net, self.layout, name) if layer is not None and role in ("act", "partial") else None
         acts = self.acts[name]
         params = layer.params() if layer is not None else {}
-        weight, bias = params.get("weight"), params.get("bias")
+        weight = params.get("weight")
         if role == "partial":
             g = int(p.grid.rsplit("partial", 1)[1])
             (partial,) = _partial_values(layer, self.acts[net.input_of(name)], [p.channels])
@@ -201,8 +201,8 @@ class _Rows:
                         self.forms(out, x, R, lf.partial_row(g, k, r), partial[k, r].tolist(), st["act"])
                     elif role == "kernel":
                         self.nums(out, x, R, weight[k[0], k[1], r].tolist(), s_num)
-                    elif role == "bias":
-                        self.nums(out, x, R, [float(bias[r])], s_num)
+                    elif role == "bias":                 # any per-channel vector: its own parameter
+                        self.nums(out, x, R, [float(params[p.grid.rsplit(".", 1)[1]][r])], s_num)
                     else:
                         self.nums(out, x, R, weight[:, r].tolist(), s_num)
                 yield row, out

@@ -14,9 +14,15 @@ from .linear import Linear
 from .batchnorm2d import BatchNorm2d
 from .adaptiveavgpool2d import AdaptiveAvgPool2d
 from .adaptivemaxpool2d import AdaptiveMaxPool2d
+from .leakyrelu import LeakyReLU
+from .sigmoid import Sigmoid
+from .tanh import Tanh
+from .silu import SiLU
+from .gelu import GELU
 from .add import Add
 from .concat import Concat
 
 __all__ = ["Window", "AdaptiveWindow", "Layer", "Terms", "KINDS", "MAX_PARAMS", "layer_from_config",
            "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear",
-           "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Add", "Concat"]
+           "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+           "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU", "Add", "Concat"]

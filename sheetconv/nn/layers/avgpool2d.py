@@ -6,12 +6,12 @@ or ``SUM(<window>)/(kh*kw)`` where padding counts and the window hits it.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ..window import Window
 from ...errors import SheetconvError
 from .base import Layer, Terms
-from .maxpool2d import pool_init, pool_text, pool_windows
+from ..kernels import avg_pool2d
+from .maxpool2d import pool_init, pool_text
 
 __all__ = ["AvgPool2d"]
 
@@ -35,11 +35,7 @@ class AvgPool2d(Layer):
         return (c, *self._check_windows(in_shape))
 
     def forward(self, x):
-        total = pool_windows(self, x, 0.0).sum(axis=(4, 5))
-        if self.count_include_pad or self.padding == (0, 0):
-            return total / (self.kernel_size[0] * self.kernel_size[1])
-        ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
-        return total / pool_windows(self, ones, 0.0).sum(axis=(4, 5))
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad)
 
     def config(self):
         return {"type": "AvgPool2d", "kernel_size": list(self.kernel_size), "stride": list(self.stride),

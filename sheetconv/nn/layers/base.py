@@ -45,7 +45,8 @@ from ...errors import SheetconvError
 from ..regions import Region
 from ..window import Window
 
-__all__ = ["Layer", "Terms", "KINDS", "layer_from_config", "MAX_PARAMS", "pair", "count", "affine_formula"]
+__all__ = ["Layer", "Terms", "KINDS", "layer_from_config", "MAX_PARAMS", "pair", "count", "affine_formula",
+           "number_text"]
 
 MAX_PARAMS = 50_000_000          # weights and biases of the whole network
 
@@ -72,6 +73,11 @@ def count(value, what: str, layer: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise SheetconvError(f"{layer}: {what} must be a positive int, got {value!r}")
     return int(value)
+
+
+def number_text(value: float) -> str:
+    """A float as formula text that reads back to the same double: 1e-05 -> '1E-05', 0.01 -> '0.01'."""
+    return repr(float(value)).upper()
 
 
 def grid(shape: tuple) -> tuple[int, int, int]:

@@ -20,14 +20,9 @@ import numpy as np
 
 from ..regions import Region
 from ...errors import SheetconvError
-from .base import Layer, Terms, count, grid
+from .base import Layer, Terms, count, grid, number_text
 
 __all__ = ["BatchNorm2d"]
-
-
-def _number(value: float) -> str:
-    """A float as formula text that reads back to the same double: 1e-05 -> '1E-05'."""
-    return repr(float(value)).upper()
 
 
 class BatchNorm2d(Layer):
@@ -117,7 +112,7 @@ class BatchNorm2d(Layer):
 
     def formula(self, terms: Terms) -> str:
         p = dict(terms.params)
-        body = f"({terms.cell}-{p['running_mean']})/SQRT({p['running_var']}+{_number(self.eps)})"
+        body = f"({terms.cell}-{p['running_mean']})/SQRT({p['running_var']}+{number_text(self.eps)})"
         if self.affine:
             body = f"{body}*{p['weight']}"
         if self.has_bias:

@@ -4,11 +4,16 @@ Output (o, r, c) = bias[o] + sum over input channels i and taps (t, u) inside th
 x[i, Window_h.index(r, t), Window_w.index(c, u)] * weight[o, i, t, u]. Reads every input
 channel; its formula is one SUMPRODUCT(window, kernel) per input channel (or the products
 written out for a dilated window), plus the bias.
+
+Grouped (``groups=g``; depthwise when g = in_channels): the channels split into g groups;
+output o belongs to group o // (out/g) and reads that group's in/g input channels only,
+weight (out, in/g, kh, kw), its kernel j applied to input channel group*(in/g) + j
+(``group_inputs(o)``). The formula has one SUMPRODUCT per channel of the group.
 """
 from __future__ import annotations
 
 from ..kernels import conv2d
-from ..regions import Region, merge_runs
+from ..regions import Region, Runs, merge_runs
 from ..window import Window
 from ...errors import SheetconvError
 from .base import Layer, Terms, affine_formula, count, grid, pair
@@ -29,7 +34,7 @@ class Conv2d(Layer):
     fusable = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, relu=False):
+                 bias=True, relu=False, groups=1):
         super().__init__()
         who = "Conv2d"
         self.in_channels = count(in_channels, "in_channels", who)
@@ -40,13 +45,17 @@ class Conv2d(Layer):
         self.dilation = pair(dilation, "dilation", who, 1)
         self.has_bias = bool(bias)
         self.relu = bool(relu)
+        self.groups = count(groups, "groups", who)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise SheetconvError(f"{who}: in_channels {self.in_channels} and out_channels {self.out_channels} must "
+                                 f"both be divisible by groups {self.groups}")
 
     @classmethod
     def inferred_from_input(cls, current):
         return {"in_channels": current[0]}
 
     def param_shapes(self):
-        shapes = {"weight": (self.out_channels, self.in_channels, *self.kernel_size)}
+        shapes = {"weight": (self.out_channels, self.in_channels // self.groups, *self.kernel_size)}
         if self.has_bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
@@ -64,20 +73,45 @@ class Conv2d(Layer):
 
     def macs(self, in_shape):
         _, ho, wo = self.out_shape(in_shape)
-        return self.out_channels * ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return self.out_channels * ho * wo * (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
 
     def forward(self, x):
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.relu)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.relu,
+                      groups=self.groups)
 
     def partial_forward(self, x, a: int, b: int):
-        """The sum over input channels [a, b) only: no bias, no ReLU (a partial-sum block)."""
-        return conv2d(x[:, a:b], self.weight[:, a:b], None, self.stride, self.padding, self.dilation, False)
+        """The sum over the kernels [a, b) of each output's group only (input channels
+        [a, b) when ungrouped): no bias, no ReLU (a partial-sum block)."""
+        per = self.in_channels // self.groups
+        xs = x.reshape(x.shape[0], self.groups, per, *x.shape[2:])[:, :, a:b]
+        return conv2d(xs.reshape(x.shape[0], self.groups * (b - a), *x.shape[2:]), self.weight[:, a:b], None,
+                      self.stride, self.padding, self.dilation, False, groups=self.groups)
+
+    # ---------------------------------------------------------------- channels
+
+    def group_inputs(self, o: int) -> range:
+        """The input channels output channel ``o`` reads (kernel j reads the j-th of them)."""
+        per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
+        g = o // per_out
+        return range(g * per_in, (g + 1) * per_in)
+
+    def channel_back(self, runs: Runs, cin: int) -> Runs:
+        if self.groups == 1:
+            return ((0, cin),)
+        per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
+        return merge_runs((a // per_out * per_in, ((b - 1) // per_out + 1) * per_in) for a, b in runs)
+
+    def channel_forward(self, runs: Runs, cout: int) -> Runs:
+        if self.groups == 1:
+            return ((0, cout),)
+        per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
+        return merge_runs((a // per_in * per_out, ((b - 1) // per_in + 1) * per_out) for a, b in runs)
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation),
-                "bias": self.has_bias, "relu": self.relu}
+                "bias": self.has_bias, "relu": self.relu, **({"groups": self.groups} if self.groups > 1 else {})}
 
     # ---------------------------------------------------------------- cells
 
@@ -111,13 +145,17 @@ class Conv2d(Layer):
     def describe(self):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         text = f"{kh}x{kw} conv, stride {_pair_text(sh, sw)}, padding {_pair_text(ph, pw)}"
-        return text + (f", dilation {_pair_text(dh, dw)}" if max(dh, dw) > 1 else "")
+        text += f", dilation {_pair_text(dh, dw)}" if max(dh, dw) > 1 else ""
+        if self.groups > 1:
+            text += ", depthwise" if self.groups == self.in_channels else f", {self.groups} groups"
+        return text
 
     # ---------------------------------------------------------------- torch
 
     def to_torch_module(self, torch):
         m = torch.nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                            padding=self.padding, dilation=self.dilation, bias=self.has_bias, dtype=torch.float64)
+                            padding=self.padding, dilation=self.dilation, bias=self.has_bias, groups=self.groups,
+                            dtype=torch.float64)
         with torch.no_grad():
             m.weight.copy_(torch.from_numpy(self.weight))
             if self.has_bias:
@@ -127,18 +165,16 @@ class Conv2d(Layer):
     def _torch_forward(self, F, x):
         bias = None if self.bias is None else x.new_tensor(self.bias)
         return F.conv2d(x, x.new_tensor(self.weight), bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation)
+                        dilation=self.dilation, groups=self.groups)
 
     @classmethod
     def from_torch(cls, m, where, array):
-        if m.groups != 1:
-            raise SheetconvError(f"{where}: grouped convolution (groups={m.groups}) is not supported; groups must be 1")
         if m.padding_mode != "zeros":
             raise SheetconvError(f"{where}: padding_mode={m.padding_mode!r} is not supported; only 'zeros'")
         if isinstance(m.padding, str):
             raise SheetconvError(f"{where}: string padding {m.padding!r} is not supported; give it as numbers")
         layer = cls(m.in_channels, m.out_channels, tuple(m.kernel_size), stride=tuple(m.stride),
-                    padding=tuple(m.padding), dilation=tuple(m.dilation), bias=m.bias is not None)
+                    padding=tuple(m.padding), dilation=tuple(m.dilation), bias=m.bias is not None, groups=m.groups)
         layer.weight = array(m.weight)
         if m.bias is not None:
             layer.bias = array(m.bias)
@@ -150,6 +186,8 @@ class Conv2d(Layer):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if not self.has_bias:
             s += ", bias=False"
         return s

@@ -6,7 +6,7 @@ convolution over a (F, 1, 1) grid: every output reads every input feature. Its f
 """
 from __future__ import annotations
 
-from ..kernels import relu_
+from ..kernels import linear
 from ..regions import Region
 from ...errors import SheetconvError
 from .base import Layer, Terms, affine_formula, count, grid
@@ -51,12 +51,7 @@ class Linear(Layer):
         return self.in_features * self.out_features
 
     def forward(self, x):
-        out = x @ self.weight.astype(x.dtype, copy=False).T
-        if self.bias is not None:
-            out += self.bias.astype(x.dtype, copy=False)
-        if self.relu:
-            relu_(out)
-        return out
+        return linear(x, self.weight, self.bias, self.relu)
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features, "out_features": self.out_features,

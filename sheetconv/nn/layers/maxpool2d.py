@@ -4,24 +4,14 @@ Formula ``MAX(<window>)``, the window clipped to the grid (padding is not a cell
 """
 from __future__ import annotations
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from ..kernels import max_pool2d
 from ..window import Window
 from ...errors import SheetconvError
 from .base import Layer, Terms, pair
 
-__all__ = ["MaxPool2d", "pool_windows"]
+__all__ = ["MaxPool2d"]
 
-
-def pool_windows(layer, x: np.ndarray, fill: float) -> np.ndarray:
-    """The (N, C, Ho, Wo, kh, kw) windows of a pool over ``x``, padded with ``fill``."""
-    ph, pw = layer.padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    v = sliding_window_view(xp, layer.kernel_size, axis=(2, 3))
-    sh, sw = layer.stride
-    ho, wo = layer.windows[0].out_size(x.shape[2]), layer.windows[1].out_size(x.shape[3])
-    return v[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
 
 
 def pool_init(layer, kernel_size, stride, padding):
@@ -59,7 +49,7 @@ class MaxPool2d(Layer):
         return (c, *self._check_windows(in_shape))
 
     def forward(self, x):
-        return pool_windows(self, x, -np.inf).max(axis=(4, 5))
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def config(self):
         return {"type": "MaxPool2d", "kernel_size": list(self.kernel_size),
