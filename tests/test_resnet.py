@@ -158,3 +158,15 @@ def test_resnet18_front_workbook_traces_a_cell(front, tmp_path):
     assert trace.depth == engine.depth
     inp = engine.region("input")
     assert inp.bbox()[1:] == ((7 * 4 - 21, 7 * 4 + 21), (7 * 4 - 21, 7 * 4 + 21))     # 43 x 43 around 4*7
+
+
+def test_resnet_mini_formulas_reference_exactly_the_precedents():
+    from sheetconv.sheet.formulas import formula
+    from _xlsx_oracle import computed_cells, references
+    net = sc.preset("resnet-mini")
+    layout = Layout.for_network(net)
+    cells = list(computed_cells(net))
+    for cell in cells[::37] + [c for c in cells if c[0] in ("res1", "res3") and c[1] == 0]:
+        text = formula(net, layout, cell)
+        refs = {layout.locate(*pos) for pos in references(text)}
+        assert refs == net.precedents(cell, depth=1).cells(), (cell, text)

@@ -131,7 +131,7 @@ EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "p
            "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]", "batchnorm": "conv2[3,0,5]",
            "activations": "conv3[4,3,2]", "batchnorm-bn": "bn1[2,3,4]", "batchnorm-adaptive": "pool1[1,2,1]",
            "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]",
-           "residual": "down[1,2,1]"}
+           "residual": "down[1,2,1]", "resnet-mini": "res2_conv1[1,3,3]"}
 
 
 def _random_input(net, seed):
@@ -144,6 +144,7 @@ def _cases():
         "conv-example": (preset("conv-example"), digit(0)),
         "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
         "conv-course": (preset("conv-course", seed=2), digit(1)),
+        "resnet-mini": (preset("resnet-mini", seed=3), digit(4)),
     }
     for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_batchnorm,
                               net_activations, net_residual]):
