@@ -8,7 +8,7 @@
 from .nn.inputs import digit, digit_label, load_input
 from .nn.deps import ReceptiveField
 from .errors import SheetconvError
-from .nn.layers import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Layer,
+from .nn.layers import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Flatten, Layer,
                         LeakyReLU, Linear, MaxPool2d, ReLU, Sigmoid, SiLU, Tanh, Window)
 from .nn.network import Network
 from .nn.presets import PRESETS, preset
@@ -39,7 +39,7 @@ def write_workbook(net, x, path, *, force: bool = False, **kwargs):
 
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d", "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d", "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU", "Add", "Concat",
     "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
     "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "write_workbook",

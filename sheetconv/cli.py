@@ -69,7 +69,7 @@ def _Bar(total: int, label: str):
 
 
 @cli.command()
-@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course"]), default=None,
+@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course", "simple-cnn-bn", "resnet-mini"]), default=None,
               help="A ready-made network (default conv-example).")
 @click.option("--spec", "spec_file", type=str, default=None,
               help="A network described in a JSON or TOML spec file instead of a preset.")
@@ -186,7 +186,7 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
 # ---------------------------------------------------------------- summary, check
 
 @cli.command()
-@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course"]), default=None,
+@click.option("--preset", "preset_name", type=click.Choice(["conv-example", "simple-cnn", "conv-course", "simple-cnn-bn", "resnet-mini"]), default=None,
               help="A ready-made network (default: conv-example).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
               help="An architecture spec file (.json or .toml; see sheetconv.nn.specfile).")

@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 from defusedxml import ElementTree
 
-from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten,
+from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Flatten,
                        LeakyReLU, Linear, MaxPool2d, Network, ReLU, Sigmoid, SiLU, Tanh, digit, preset)
 from sheetconv.sheet import a1 as xlref
 from sheetconv.xlsx import recalc
@@ -61,6 +61,21 @@ def net_wide():
         MaxPool2d(2),
         Conv2d(4, 2, 2, dilation=(2, 1), padding=(1, 0)),
     ], input_shape=(3, 8, 11))
+
+
+def net_residual():
+    """A graph: a residual add with a fused ReLU, a strided block whose shortcut is an average
+    pool and a 1x1 conv, a concatenation along channels, then Flatten and Linear."""
+    def named(layer, name, inputs=None):
+        layer.name, layer.inputs = name, None if inputs is None else tuple(inputs)
+        return layer
+    return Network([
+        named(Conv2d(2, 3, 3, padding=1, relu=True), "stem"),
+        named(Conv2d(3, 3, 3, padding=1), "b1"), named(Add(relu=True), "res1", ["b1", "stem"]),
+        named(Conv2d(3, 4, 3, stride=2, padding=1), "down"), named(AvgPool2d(2), "short", ["res1"]),
+        named(Conv2d(3, 4, 1), "proj"), named(Add(), "res2", ["down", "proj"]),
+        named(Concat(), "cat", ["res2", "proj"]), Flatten(), Linear(8 * 4 * 4, 3),
+    ], input_shape=(2, 8, 8))
 
 
 def net_partial_sums():
@@ -115,7 +130,8 @@ EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "p
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
            "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]", "batchnorm": "conv2[3,0,5]",
            "activations": "conv3[4,3,2]", "batchnorm-bn": "bn1[2,3,4]", "batchnorm-adaptive": "pool1[1,2,1]",
-           "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]"}
+           "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]",
+           "residual": "down[1,2,1]", "resnet-mini": "res2_conv1[1,3,3]"}
 
 
 def _random_input(net, seed):
@@ -128,9 +144,10 @@ def _cases():
         "conv-example": (preset("conv-example"), digit(0)),
         "simple-cnn": (preset("simple-cnn", seed=1), digit(3)),
         "conv-course": (preset("conv-course", seed=2), digit(1)),
+        "resnet-mini": (preset("resnet-mini", seed=3), digit(4)),
     }
     for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_batchnorm,
-                              net_activations]):
+                              net_activations, net_residual]):
         net = _random_statistics(make().init_weights(10 + i), 30 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
     for extra in ("batchnorm-bn", "batchnorm-adaptive", "activations-gelu", "activations-leaky"):

@@ -154,6 +154,15 @@ class Residual(nn.Module):
         return x + self.conv(x)
 
 
+class Scaled(nn.Module):         # a block torch.fx traces, with an operation sheetconv has no formula for
+    def __init__(self, n):
+        super().__init__()
+        self.conv = nn.Conv2d(n, n, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) * 2
+
+
 class MySequential(nn.Sequential):
     def forward(self, x):
         return super().forward(x) * 2
@@ -162,7 +171,7 @@ class MySequential(nn.Sequential):
 @pytest.mark.parametrize("model, path, words", [
     (nn.Sequential(conv(1, 4), nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))), "1.1", ["BatchNorm2d"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout(0.2)), "1", ["Dropout", "training", "eval()"]),
-    (nn.Sequential(conv(1, 4), Residual(4)), "1", ["Residual", "residual"]),
+    (nn.Sequential(conv(1, 4), Scaled(4)), "1", ["Scaled", "operator.mul", "not supported"]),
     (nn.Sequential(conv(1, 4), nn.ConvTranspose2d(4, 4, 3)), "1", ["ConvTranspose2d"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect")), "0", ["padding_mode", "reflect"]),
     (nn.Sequential(nn.Conv2d(1, 4, 3, padding="same")), "0", ["string padding", "same"]),

@@ -31,12 +31,10 @@ def torch_activations(net: Network, x, dtype=np.float64) -> dict[str, np.ndarray
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
 
-    h = t(x)
-    out = {"input": h}
+    out = {"input": t(x)}
     with torch.no_grad():
         for layer in net.layers:
-            h = layer.torch_forward(F, h)
-            out[layer.name] = h
+            out[layer.name] = layer.torch_forward_many(F, [out[n] for n in layer.inputs])
     res = {k: v.numpy() for k, v in out.items()}
     return {k: v[0] for k, v in res.items()} if single else res
 

@@ -1,4 +1,9 @@
-"""A Network: an ordered chain of named layers over an input shape (C, H, W).
+"""A Network: named layers over an input shape (C, H, W), in topological order.
+
+A layer reads the layer listed before it unless its ``inputs`` name others ('input' for
+the network's input): a chain is the special case, a residual block an ``Add`` reading
+two layers, a U-Net join a ``Concat``. Every input must be listed before the layer that
+reads it, so the list is a topological order; the last layer is the output.
 
 It computes (``forward``, ``activations``) and answers dependency questions
 (``precedents``, ``dependents``, ``receptive_field``) with the window arithmetic of deps.py.
@@ -18,6 +23,8 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from dataclasses import replace
+from functools import partial
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -60,14 +67,18 @@ class IncompatibleKeys(NamedTuple):
 
 
 def _own_layers(layers: list[Layer], fuse_relu: bool) -> list[Layer]:
-    """Copies of ``layers``: a ReLU right after a fusable layer joins it; unnamed ones named."""
+    """Copies of ``layers``: a ReLU right after a fusable layer joins it (unless another layer
+    reads that layer by name); unnamed ones named; every ``inputs`` resolved and checked."""
     own: list[Layer] = []
-    for layer in layers:
+    given = [None if layer.default_inputs else layer.inputs for layer in layers]
+    named_reads = {n for g in given if g for n in g}
+    for layer, inputs in zip(layers, given):
         prev = own[-1] if own else None
-        if fuse_relu and layer.fuses and layer.name is None and prev is not None and prev.fusable and not prev.relu:
+        if fuse_relu and layer.fuses and layer.name is None and inputs is None and prev is not None \
+                and prev.fusable and not prev.relu and prev.name not in named_reads:
             prev.relu = True                      # prev is already our copy
         else:
-            own.append(layer.copy())
+            own.append(layer.copy(inputs=inputs, default_inputs=False))
     counts: Counter = Counter()
     taken = {l.name for l in own if l.name}
     for layer in own:
@@ -84,17 +95,33 @@ def _own_layers(layers: list[Layer], fuse_relu: bool) -> list[Layer]:
     dup = [n for n, k in Counter(names).items() if k > 1]
     if dup or "input" in names:
         raise SheetconvError(f"layer names must be unique and not 'input', got {names}")
+    before = ["input"]
+    for layer in own:
+        if layer.inputs is None:
+            layer.inputs, layer.default_inputs = (before[-1],), True
+        for src in layer.inputs:
+            if src not in before:
+                later = src in names
+                raise SheetconvError(f"{layer.name}: reads {src!r}, which " + (
+                    "comes after it; list every layer after the layers it reads" if later else
+                    f"is not a layer (layers before it: {', '.join(before)})"))
+        layer.inputs = tuple(layer.inputs)
+        before.append(layer.name)
     return own
 
 
 class Network:
-    """An ordered chain of layers.
+    """Layers in topological order: a chain, or a graph of residual adds and concatenations.
 
     ``Network([Conv2d(1, 4, 3, stride=2, padding=1), ReLU(), ...], input_shape=(1, 28, 28))``.
     With ``fuse_relu`` (the default) a ReLU right after a Conv2d or Linear becomes part of
     it — one layer "conv1 (ReLU)", one spreadsheet cell ``=MAX(0, ...)`` per activation.
     Unnamed layers are named by kind and order: conv1, conv2, pool1, flatten, fc1, relu1.
     The given layers are not changed: the network holds copies.
+
+    A graph: give a layer ``inputs`` (layer names; 'input' is the network's input), e.g.
+    ``Add()`` with ``inputs = ("conv3", "pool1")``; every layer reads its predecessor
+    otherwise. A ReLU after a layer that another layer also reads by name is not fused.
 
     ``seed`` (default 0): every parameter that was never set explicitly (by assignment,
     ``load_state_dict`` or ``from_torch``) is drawn, layer by layer in order, from
@@ -119,10 +146,20 @@ class Network:
         self.input_shape = shape
         self.shapes: dict[str, tuple] = {"input": shape}
         for layer in self.layers:
-            shape = layer.out_shape(shape)
+            shape = layer.out_shape_many([self.shapes[n] for n in layer.inputs])
             self.shapes[layer.name] = shape
         self._by_name = {layer.name: layer for layer in self.layers}
+        self._readers: dict[str, list[tuple[str, int]]] = {n: [] for n in self.names}
+        for layer in self.layers:
+            for k, src in enumerate(layer.inputs):
+                self._readers[src].append((layer.name, k))
+        self._pos = {n: i for i, n in enumerate(self.names)}
         self._rf = deps.receptive_fields(self.layers, self.input_shape)
+        for name, rf in self._rf.items():       # below a join: the exact field walks every path
+            src = name if rf.flat_grid is None or name == "input" else self._flat_source(name)
+            if src != "input" and not self._rf[src].chain and not rf.is_global:
+                self._rf[name] = replace(rf, walk=partial(self._input_box, src),
+                                         input_hw=tuple(self.input_shape[1:]))
         rng = np.random.default_rng(int(seed))
         for layer in self.layers:
             layer.initialise(rng, keep_explicit=True)
@@ -152,7 +189,9 @@ class Network:
         return len(self.layers)
 
     def __repr__(self):
-        body = "\n".join(f"  {l.label}: {l!r} -> {self.shapes[l.name]}" for l in self.layers)
+        names = self.names
+        body = "\n".join(f"  {l.label}: {l!r}" + ("" if l.inputs == (names[i],) else f" <- {', '.join(l.inputs)}")
+                         + f" -> {self.shapes[l.name]}" for i, l in enumerate(self.layers))
         return f"Network(input {self.input_shape}\n{body}\n)"
 
     def grid(self, name: str) -> tuple[int, int, int]:
@@ -162,9 +201,34 @@ class Network:
         return deps._grid(self.shapes[name])
 
     def input_of(self, name: str) -> str:
-        """Name of the layer that feeds ``name``."""
-        i = self.names.index(self[name].name)
-        return self.names[i - 1]
+        """Name of the layer that feeds ``name`` (a layer with one input)."""
+        inputs = self[name].inputs
+        if len(inputs) != 1:
+            raise SheetconvError(f"{name} reads {len(inputs)} inputs ({', '.join(inputs)}); use inputs_of")
+        return inputs[0]
+
+    def inputs_of(self, name: str) -> tuple[str, ...]:
+        """Names of the layers that ``name`` reads, in order ('input' for the network's input)."""
+        return self[name].inputs
+
+    def readers_of(self, name: str) -> list[str]:
+        """Names of the layers that read ``name`` (once each, in order)."""
+        if name not in self._readers:
+            self[name]
+        return list(dict.fromkeys(n for n, _ in self._readers[name]))
+
+    @property
+    def is_graph(self) -> bool:
+        """True unless every layer reads the one listed before it (a chain)."""
+        names = self.names
+        return any(l.inputs != (names[i],) for i, l in enumerate(self.layers))
+
+    def _span(self, layer: Layer, k: int) -> tuple[int, int] | None:
+        """For a Concat, the output channels [a, b) that input k fills; None otherwise."""
+        if layer.channels != "concat":
+            return None
+        a = sum(self.grid(n)[0] for n in layer.inputs[:k])
+        return a, a + self.grid(layer.inputs[k])[0]
 
     def param_count(self) -> int:
         return sum(l.param_count() for l in self.layers)
@@ -173,7 +237,7 @@ class Network:
         """Multiply-accumulates of one layer, or of the whole network for one image."""
         if name is None:
             return sum(self.macs(l.name) for l in self.layers)
-        return self[name].macs(self.shapes[self.input_of(name)])
+        return self[name].macs(self.shapes[self.inputs_of(name)[0]])
 
     # ------------------------------------------------------------ parameters
 
@@ -269,10 +333,11 @@ class Network:
         self._check_params()
         x, single = self._check_input(x)
         out = {"input": x.astype(dtype, copy=False)}
-        h = out["input"]
         for layer in self.layers:
-            h = layer.forward(h)
-            out[layer.name] = h
+            if layer.arity == 1:
+                out[layer.name] = layer.forward(out[layer.inputs[0]])
+            else:
+                out[layer.name] = layer.forward_many([out[n] for n in layer.inputs])
         return {k: v[0] for k, v in out.items()} if single else out
 
     def forward(self, x, dtype=np.float64) -> np.ndarray:
@@ -337,16 +402,23 @@ class Network:
             lname, idx, _ = self.check_param_cell(cell)
             return Trace(root=(cell[0], *idx), direction="precedents", levels=[])
         name, *idx = self.check_cell(cell)
-        region = Region.point(name, self.grid(name), idx)
+        frontier = {name: Region.point(name, self.grid(name), idx)}
         levels = []
-        i = self.names.index(name)
-        while i > 0 and (depth is None or len(levels) < depth):
-            layer, src = self.layers[i - 1], self.names[i - 1]
-            src_shape = self.shapes[src]
-            params = deps.param_regions(layer, region, src_shape)
-            region = deps.read_region(layer, region, src, src_shape)
-            levels.append([region] + params)
-            i -= 1
+        while any(n != "input" for n in frontier) and (depth is None or len(levels) < depth):
+            acts: dict[str, Region] = {}
+            params: list[Region] = []
+            for grid_name, region in frontier.items():
+                if grid_name == "input":
+                    continue
+                layer = self[grid_name]
+                params += deps.param_regions(layer, region, self.shapes[layer.inputs[0]])
+                for k, src in enumerate(layer.inputs):
+                    read = deps.read_region(layer, region, src, self.shapes[src], self._span(layer, k))
+                    if not read and layer.channels == "concat":
+                        continue                  # channels that come from the other inputs
+                    acts[src] = acts[src].union(read) if src in acts else read
+            frontier = dict(sorted(acts.items(), key=lambda kv: -self._pos[kv[0]]))
+            levels.append(list(frontier.values()) + params)
         return Trace(root=(name, *idx), direction="precedents", levels=levels)
 
     def trace(self, cell, depth: int | str | None = None) -> Trace:
@@ -364,19 +436,38 @@ class Network:
         cell = self.ref(cell)
         if _is_param(cell):
             lname, idx, shape = self.check_param_cell(cell)
-            layer, src = self[lname], self.input_of(lname)
+            layer, src = self[lname], self.inputs_of(lname)[0]
             region = deps.param_feed_region(layer, Region.point(cell[0], shape, idx), self.shapes[src],
                                             lname, self.shapes[lname])
-            root, i, levels = (cell[0], *idx), self.names.index(lname), [[region]]
+            root, frontier, levels = (cell[0], *idx), {lname: region}, [[region]]
         else:
             name, *idx = self.check_cell(cell)
-            region, root, i, levels = Region.point(name, self.grid(name), idx), (name, *idx), self.names.index(name), []
-        while i < len(self.layers) and region and (depth is None or len(levels) < depth):
-            layer, dst = self.layers[i], self.names[i + 1]
-            region = deps.feed_region(layer, region, dst, self.shapes[dst])
-            levels.append([region])
-            i += 1
+            root, frontier, levels = (name, *idx), {name: Region.point(name, self.grid(name), idx)}, []
+        while any(frontier.values()) and (depth is None or len(levels) < depth):
+            acts: dict[str, Region] = {}
+            for grid_name, region in frontier.items():
+                for dst, k in self._readers[grid_name]:
+                    fed = deps.feed_region(self[dst], region, dst, self.shapes[dst], self._span(self[dst], k))
+                    acts[dst] = acts[dst].union(fed) if dst in acts else fed
+            if not acts:
+                break
+            frontier = dict(sorted(acts.items(), key=lambda kv: self._pos[kv[0]]))
+            levels.append(list(frontier.values()))
         return Trace(root=root, direction="dependents", levels=levels)
+
+    def _flat_source(self, name: str) -> str:
+        """The spatial layer whose cells a flattened layer's features copy."""
+        while len(self.shapes[name]) != 3:
+            name = self[name].inputs[0]
+        return name
+
+    def _input_box(self, name: str, channel: int, row: int, col: int):
+        """Inclusive (rows, cols) bounding box of a cell's input precedents; (0, -1) where empty."""
+        region = self.precedents((name, channel, row, col), depth=None).region("input")
+        if region is None or not region:
+            return (0, -1), (0, -1)
+        _, rows, cols = region.bbox()
+        return tuple(rows), tuple(cols)
 
     def receptive_field(self, name: str) -> deps.ReceptiveField:
         """Size, jump and start (each an (h, w) pair) of ``name``'s cells on the input."""
@@ -396,8 +487,11 @@ class Network:
 
     def spec(self) -> dict:
         """The architecture as JSON-ready data (no weights); ``Network.from_spec`` inverts it."""
+        names = self.names
         return {"input_shape": list(self.input_shape),
-                "layers": [{"name": l.name, **l.config()} for l in self.layers]}
+                "layers": [{"name": l.name, **l.config(),
+                            **({"inputs": list(l.inputs)} if l.inputs != (names[i],) else {})}
+                           for i, l in enumerate(self.layers)]}
 
     @classmethod
     def from_spec(cls, spec: dict, seed: int = 0) -> "Network":
@@ -449,17 +543,28 @@ def network_from_spec_data(data: dict, source: str = "spec", *, fuse_relu: bool 
     if current[0] * current[1] * current[2] > MAX_CELLS:
         raise SheetconvError(f"{source}: input_shape {list(shape)} has more than {MAX_CELLS:,} cells")
     layers, total = [], 0
+    known = {"input": current}
     for i, cfg in enumerate(specs, 1):
         where = f"{source}: layer {i}"
-        layer = layer_from_config(cfg, where, current, strict_names, MAX_PARAMS - total)
+        srcs = cfg.get("inputs") if isinstance(cfg, dict) else None
+        in_shapes = [current]
+        if isinstance(srcs, (list, tuple)) and srcs and all(isinstance(v, str) for v in srcs):
+            missing = [v for v in srcs if v not in known]
+            if missing:
+                raise SheetconvError(f"{where}: inputs names {missing[0]!r:.60}, which is not a named layer before it "
+                                     f"(named so far: {', '.join(known)})")
+            in_shapes = [known[v] for v in srcs]
+        layer = layer_from_config(cfg, where, in_shapes[0], strict_names, MAX_PARAMS - total)
         where = f"{where} ({cfg['type']})"
         total += layer.param_count()
-        current = layer.out_shape(current, where if layer.name is None else f"{where} {layer.name!r}")
+        current = layer.out_shape_many(in_shapes, where if layer.name is None else f"{where} {layer.name!r}")
         cells = 1
         for v in current:
             cells *= v
         if cells > MAX_CELLS:
             raise SheetconvError(f"{where}: output shape {current} has more than {MAX_CELLS:,} cells")
+        if layer.name is not None:
+            known[layer.name] = current
         layers.append(layer)
     try:
         return Network(layers, tuple(shape), fuse_relu=fuse, seed=spec_seed if seed is None else seed)

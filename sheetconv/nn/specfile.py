@@ -31,6 +31,19 @@ Layer types and their keys (PyTorch's names and defaults; ``name`` is optional e
 - ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``: output_size (int or [h, w]; 1 is the global pool)
 - ``LeakyReLU``: negative_slope=0.01; ``GELU``: approximate="none" (or "tanh")
 - ``ReLU``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``Flatten``: no keys
+- ``Add``: relu=false (the element-wise sum of its inputs, all of one shape; a residual connection)
+- ``Concat``: no keys (its inputs stacked along channels; they share H and W)
+
+Graphs: a layer reads the layer before it unless it names its ``inputs`` — a list of
+names of layers before it (``"input"`` is the network's input)::
+
+    [[layers]]
+    type = "Add"
+    name = "res1"
+    inputs = ["conv3", "conv1"]
+
+Every input must come before the layer that reads it (the list is a topological order);
+``Add`` and ``Concat`` take two or more. An unknown or later name is a one-line error.
 
 The layer types are the registered kinds (sheetconv.nn.layers.KINDS). Any other key, a
 missing one, or a value of the wrong kind is a one-line SheetconvError

@@ -6,6 +6,11 @@ count, trainable, multiply-accumulates for the whole batch (bias additions not c
 and the receptive field on the input and its jump (effective stride). For fastbook's
 simple_cnn it shows each stride-2 layer halving the grid and doubling the channels while
 the computation per layer stays level.
+
+A graph network (residual adds, concatenations) gets a second table after the totals:
+per layer with several inputs or several paths from the input, what it reads and the
+receptive field of every path — the field shown in the main table is their union — and
+whether the paths agree on the jump and the centre ("aligned").
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ class SummaryRow:
     rf_size: tuple[int, int]
     jump: tuple[int, int] | None   # None once the field covers the whole input (after Flatten)
     is_global: bool
+    inputs: tuple = ()             # the layers it reads
+    paths: tuple = ()              # (size, jump, start) of each distinct path, when there are several
+    aligned: bool = True
 
     @property
     def cells(self) -> int:
@@ -53,7 +61,8 @@ def summary_rows(net: "Network", batch: int = 1) -> list[SummaryRow]:
             name=layer.name, type=layer.summary_type,
             output_shape=(batch, *net.shapes[layer.name]), params=params,
             trainable=True if params else None, macs=batch * net.macs(layer.name),
-            rf_size=tuple(rf.size), jump=None if rf.is_global else tuple(rf.jump), is_global=rf.is_global))
+            rf_size=tuple(rf.size), jump=None if rf.is_global else tuple(rf.jump), is_global=rf.is_global,
+            inputs=tuple(layer.inputs), paths=tuple(rf.paths), aligned=rf.aligned))
     return rows
 
 
@@ -87,4 +96,24 @@ def summary(net: "Network", batch: int = 1) -> str:
             f"Non-trainable params: {total - trainable:,}",
             f"Total MACs: {sum(r.macs for r in rows):,} (batch of {batch})",
             f"Activation cells per image: {sum(r.cells for r in rows[1:]):,}"]
+    if net.is_graph:
+        out += _graph_lines(rows)
     return "\n".join(out)
+
+
+def _graph_lines(rows: list[SummaryRow]) -> list[str]:
+    """Per join (a layer reading several layers): its inputs and its paths' fields."""
+    out = ["", "Joins (a layer's receptive field above is the union over its paths from the input):"]
+    for r in rows[1:]:
+        if len(r.inputs) < 2:
+            continue
+        line = f"  {r.name} = {' + '.join(r.inputs) if r.type.startswith('Add') else ' | '.join(r.inputs)}"
+        if r.paths:
+            sizes = sorted({p[0] for p in r.paths})
+            jumps = sorted({p[1] for p in r.paths})
+            line += (f": {len(r.paths)} paths, fields {_pair(sizes[0])} to {_pair(sizes[-1])}, "
+                     f"jump {' or '.join(_pair(j) for j in jumps)}")
+            if not r.aligned:
+                line += ", not aligned (" + ("different jumps" if len(jumps) > 1 else "their centres differ") + ")"
+        out.append(line)
+    return out

@@ -90,6 +90,9 @@ def explain(net, layout, acts, cell=None) -> Explanation:
         raise SheetconvError("the input is a constant; --explain takes a computed cell, e.g. "
                              f"{'%s[%d,%d,%d]' % default_cell(net)}")
     layer = net[name]
+    if len(layer.inputs) != 1:
+        raise SheetconvError(f"--explain shows a layer with one input; {name} joins {', '.join(layer.inputs)} "
+                             f"(its formula adds or copies their cells), e.g. {'%s[%d,%d,%d]' % default_cell(net)}")
     src = net.input_of(name)
     s = _Sheet(layout)
     vector = len(net.shapes[name]) == 1

@@ -7,7 +7,9 @@ range and the kernel block, clipped where the window hangs over the padded borde
 padding is not a cell, or the products written out for a dilated window; or the
 partial-sum cells of a layer that has them, layout.py), ``"dense"`` (the input column and
 the weight column), ``"window"`` (the window range in the cell's own channel and how many
-cells it covers), ``"cell"`` (the one cell copied) — and hands them to the kind.
+cells it covers), ``"cell"`` (the one cell copied), ``"inputs"`` (a layer of several
+inputs: for an Add the cell at the same place in every input, as ``sums``; for a Concat
+the one cell its channel copies) — and hands them to the kind.
 
 A formula names exactly the cells the engine says the cell is computed from
 (``Network.precedents(cell, depth=1)``), and nothing else. Only SUMPRODUCT, SUM, AVERAGE
@@ -45,14 +47,18 @@ class LayerFormulas:
             raise SheetconvError(f"{name!r} is not a computed layer (layers: {', '.join(net.names[1:])})")
         self.net, self.layout, self.name = net, layout, name
         self.layer = layer = net[name]
-        self.src = src = net.input_of(name)
+        self.srcs = net.inputs_of(name)
+        self.src = src = self.srcs[0]
         self.reads = layer.formula_reads
         self.vector = len(net.shapes[name]) == 1
         self.in_grid = net.grid(src)
         self.out_grid = net.grid(name)
         cin = self.in_grid[0]
         cell_of = layout.cell_of
-        if not self.vector and self.reads != "cell":
+        if self.reads == "inputs":
+            self.src_origin = [[cell_of((s, i, 0, 0)) for i in range(net.grid(s)[0])] for s in self.srcs]
+            self.spans = [net._span(layer, k) for k in range(len(self.srcs))]
+        elif not self.vector and self.reads != "cell":
             self.in_origin = [cell_of((src, i, 0, 0)) for i in range(cin)]
         self.partials = layout.partials(name) if not self.vector else []
         params = layer.param_shapes()
@@ -94,6 +100,8 @@ class LayerFormulas:
             return self._weighted_row(o, r, self.inputs_of[o], True)
         if reads == "window":
             return [self._window_cell(o, r, c) for c in range(self.out_grid[2])]
+        if reads == "inputs":
+            return [self._inputs_cell(o, r, c) for c in range(self.out_grid[2])]
         raise SheetconvError(f"{self.name}: no formula for a layer reading {reads!r} on a grid")
 
     def row_template(self, o: int, r: int, partial: int | None = None):
@@ -224,6 +232,23 @@ class LayerFormulas:
     def _channel_params(self, o: int) -> tuple:
         return () if self.channel_params is None else self.channel_params[o]
 
+    # ------------------------------------------------------------ several inputs (Add, Concat)
+
+    def _inputs_cell(self, o: int, r: int, c: int) -> str:
+        """An Add's cell: the cells at (o, r, c) of every input; a Concat's: the one cell it copies."""
+        if self.spans[0] is None:
+            refs = []
+            for origin in self.src_origin:
+                y, x = origin[o]
+                refs.append(f"{_COLS[x + c]}{y + r + 1}")
+            return self.layer.formula(Terms(sums=tuple(refs)))
+        for origin, (a, b) in zip(self.src_origin, self.spans):
+            if a <= o < b:
+                y, x = origin[o - a]
+                ref = f"{_COLS[x + c]}{y + r + 1}"
+                return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1))
+        raise SheetconvError(f"{self.name}: channel {o} comes from no input")
+
     # ------------------------------------------------------------ 1-D layers
 
     def _vector_cell(self, f: int) -> str:
@@ -236,6 +261,9 @@ class LayerFormulas:
             return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1))
         if reads == "dense":
             return self.layer.formula(Terms(pairs=((self.in_range, self.w_range[f]),), bias=self._bias(f)))
+        if reads == "inputs":
+            refs = [_ref(cell_of((s, f, 0, 0))) for s in self.srcs]
+            return self.layer.formula(Terms(sums=tuple(refs)))
         if reads == "window":                        # a (F, 1, 1) grid: the feature's own cell
             ref = _ref(cell_of((src, f, 0, 0)))
             return self.layer.formula(Terms(window=f"{ref}:{ref}", cell=ref, covered=1,

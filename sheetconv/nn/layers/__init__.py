@@ -19,8 +19,10 @@ from .sigmoid import Sigmoid
 from .tanh import Tanh
 from .silu import SiLU
 from .gelu import GELU
+from .add import Add
+from .concat import Concat
 
 __all__ = ["Window", "AdaptiveWindow", "Layer", "Terms", "KINDS", "MAX_PARAMS", "layer_from_config",
            "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Linear",
            "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
-           "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU"]
+           "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "GELU", "Add", "Concat"]

@@ -21,6 +21,12 @@ of it:
   and converter (``from_torch(module, where, array)``, for the torch class ``torch_class``);
 * its words: ``describe()`` ('3x3 conv, stride 2, padding 1') and ``summary_type``.
 
+Inputs. A layer reads the layer before it unless ``inputs`` names others (a tuple of layer
+names, 'input' for the network's input): a chain is the special case where every layer
+reads its predecessor. ``arity`` is how many inputs a kind takes: 1 for most, None for
+"two or more" (Add, Concat), whose rules take the list of input shapes
+(``out_shape_many``, ``forward_many``).
+
 Invariants: a layer never changes what it is given; parameters are validated when they
 are assigned (shape and finiteness); a parameter never set explicitly starts from
 PyTorch's default initialisation, uniform in +-1/sqrt(fan_in), drawn from
@@ -131,6 +137,8 @@ class Layer:
     fusable = False            # a ReLU right after it may join it (Conv2d, Linear)
     fuses = False              # joins a fusable layer right before it (ReLU)
     relu = False               # a fused ReLU
+    arity: int | None = 1      # inputs it takes; None: two or more (Add, Concat)
+    default_inputs = False     # a Network's copy whose inputs it filled in (the previous layer)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -139,6 +147,7 @@ class Layer:
 
     def __init__(self):
         self.name: str | None = None
+        self.inputs: tuple[str, ...] | None = None      # None: the previous layer
         self._values: dict[str, np.ndarray] = {}
         self._explicit: set[str] = set()
 
@@ -259,6 +268,22 @@ class Layer:
     def _out_shape(self, in_shape: tuple) -> tuple:
         raise NotImplementedError
 
+    def out_shape_many(self, in_shapes: list[tuple], where: str | None = None) -> tuple:
+        """The output shape for the shapes of all its inputs (one for a single-input kind)."""
+        if self.arity is not None and len(in_shapes) != self.arity:
+            raise SheetconvError(f"{where or self.who}: takes {self.arity} input{'s' if self.arity != 1 else ''}, "
+                                 f"got {len(in_shapes)}")
+        if self.arity is None and len(in_shapes) < 2:
+            raise SheetconvError(f"{where or self.who}: takes two or more inputs, got {len(in_shapes)}")
+        return self.out_shape(in_shapes[0], where) if self.arity == 1 else self._out_shape_many(in_shapes, where)
+
+    def _out_shape_many(self, in_shapes: list[tuple], where: str | None) -> tuple:
+        raise NotImplementedError
+
+    def forward_many(self, xs: list) -> np.ndarray:
+        """The output for all its inputs (each batched NCHW)."""
+        return self.forward(xs[0])
+
     def macs(self, in_shape: tuple) -> int:
         return 0
 
@@ -300,6 +325,10 @@ class Layer:
 
     def _torch_forward(self, F, x):
         raise NotImplementedError
+
+    def torch_forward_many(self, F, xs):
+        """The output computed by torch for all its inputs (one for a single-input kind)."""
+        return self.torch_forward(F, xs[0])
 
     @classmethod
     def from_torch(cls, module, where: str, array) -> "Layer":
@@ -408,10 +437,13 @@ def layer_from_config(cfg, where: str, current: tuple | None = None, strict_name
     for key, value in cfg.items():
         if key == "type":
             continue
+        if key == "inputs":
+            check_inputs(value, where, strict_names)
+            continue
         if key != "name" and key not in allowed:
-            raise SheetconvError(f"{where}: unknown key {key!r:.40} (expected {', '.join(allowed + ['name'])})")
+            raise SheetconvError(f"{where}: unknown key {key!r:.40} (expected {', '.join(allowed + ['name', 'inputs'])})")
         check_value(key, value, where, strict_names)
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in ("type", "name")}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in ("type", "name", "inputs")}
     inferred = cls.inferred_from_input(current) if current is not None else {}
     for key, value in inferred.items():
         if key not in kwargs:
@@ -434,5 +466,18 @@ def layer_from_config(cfg, where: str, current: tuple | None = None, strict_name
                              f"the most supported")
     if cfg.get("name") is not None:
         layer.name = cfg["name"]
+    if cfg.get("inputs") is not None:
+        layer.inputs = tuple(cfg["inputs"])
     return layer
+
+
+def check_inputs(value, where: str, strict_names: bool = True):
+    """A layer's ``inputs``: a non-empty list of layer names ('input' for the network's input)."""
+    if value is None and not strict_names:
+        return
+    if not isinstance(value, (list, tuple)) or not value or len(value) > 64:
+        raise SheetconvError(f"{where}: inputs must be a non-empty list of layer names, got {value!r:.60}")
+    for v in value:
+        if not isinstance(v, str) or not v or len(v) > 200:
+            raise SheetconvError(f"{where}: inputs must be a non-empty list of layer names, got {value!r:.60}")
 
