@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import zipfile
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tag
 from .references import Ref, ShapeCache, references
 from .structured import StructRef, resolve as resolve_table
 
-__all__ = ["build_index", "Index", "key_of", "compact_rects", "rect_boxes"]
+__all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rect_boxes"]
 
 # ---------------------------------------------------------------- the index
 
@@ -253,6 +254,24 @@ class Index:
                 return fid
         return None
 
+    def has_formulas(self, s: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Per cell (rows[i], cols[i]) of sheet ``s``: whether it holds a formula (array
+        formulas' ranges included), for many cells at once."""
+        sh = self.sheets[s]
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        if sh.grid is not None:
+            g = sh.grid
+            ok = (rows < g.shape[0]) & (cols < g.shape[1])
+            out = np.zeros(len(rows), bool)
+            out[ok] = g[rows[ok], cols[ok]] > 0
+            return out
+        keys = (rows << 14) | cols
+        i = np.minimum(np.searchsorted(sh.fkeys, keys), max(len(sh.fkeys) - 1, 0))
+        out = sh.fkeys[i] == keys if len(sh.fkeys) else np.zeros(len(keys), bool)
+        for r0, c0, r1, c1, _ in sh.arrays:
+            out |= (rows >= r0) & (rows <= r1) & (cols >= c0) & (cols <= c1)
+        return out
+
     def is_value(self, s: int, row: int, col: int) -> bool:
         sh = self.sheets[s]
         k = key_of(row, col)
@@ -285,7 +304,7 @@ class Index:
                 out.append((host, ref.r0, ref.c0, ref.r1, ref.c1))    # the common case, inline
             else:
                 out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
-        if len(self._refs_cache) < 200_000:
+        if len(self._refs_cache) < 50_000:          # a bounded cache: long walks pass through
             self._refs_cache[fid] = out
         return out
 
@@ -438,30 +457,42 @@ class Index:
         circular reference ends the walk; the cycle is found and returned. A single-cell
         reference to a formula in ``transparent`` (formula ids: intermediate cells such as
         partial sums) is replaced by that formula's own references, at the same level.
-        Returns (levels: list[dict sheet -> list of rects], cycle: list of fids or None).
+        Returns (levels: :class:`LevelRects`, whose ``levels[k]`` is a dict sheet -> list of
+        rects, cycle: list of fids or None).
         """
         root = self.formula_at(s, row, col)
         if root is None:
-            return [], None
-        seen = {root: 0}                         # formula id -> level it was reached at
+            return LevelRects.empty(), None
+        seen = array("i", [0]) * self.nformulas   # per formula: 1 + the level it was reached at (0: not yet)
+        seen[root] = 1
         frontier = [root]
-        levels, revisit = [], False
-        while frontier and (depth is None or len(levels) < depth):
-            rects: dict[int, list] = {}
+        buf = array("q")                         # (level, sheet, r0, c0, r1, c1) per rectangle
+        here, revisit = 0, False
+        refs, cell_formula, inside = self.refs, self.formula_at, self.formulas_in
+        while frontier and (depth is None or here < depth):
             nxt = []
-            here = len(levels)
             for f in frontier:
-                for t, rect, found in self._expand(f, transparent):
-                    rects.setdefault(t, []).append(rect)
+                pieces = self._expand(f, transparent) if transparent else \
+                    ((t, (r0, c0, r1, c1), None) for t, r0, c0, r1, c1 in refs(f))
+                for t, rect, found in pieces:
+                    r0, c0, r1, c1 = rect
+                    buf.extend((here, t, r0, c0, r1, c1))
+                    if found is None:            # the plain walk: look the cells up here
+                        if r0 == r1 and c0 == c1:
+                            g = cell_formula(t, r0, c0)
+                            found = () if g is None else (g,)
+                        else:
+                            found = inside(t, r0, c0, r1, c1).tolist()
                     for g in found:
-                        lv = seen.get(g)
-                        if lv is None:
-                            seen[g] = here + 1
+                        lv = seen[g]
+                        if not lv:
+                            seen[g] = here + 2
                             nxt.append(g)
-                        elif lv <= here:             # an edge back up: maybe a cycle
+                        elif lv <= here + 1:         # an edge back up: maybe a cycle
                             revisit = True
-            levels.append(rects)
+            here += 1
             frontier = nxt
+        levels = LevelRects.from_buffer(buf, here)
         if not revisit:
             return levels, None
         return levels, _find_cycle(root, lambda f: [g for _, _, found in self._expand(f, transparent) for g in found])
@@ -495,8 +526,8 @@ class Index:
         start = self.formula_at(s, row, col)
         if start is not None:
             seen.add(start)
-        levels, cycle = [], None
-        while frontier and (depth is None or len(levels) < depth):
+        buf, nlevels, cycle = array("q"), 0, None
+        while frontier and (depth is None or nlevels < depth):
             hits = set(self._readers(frontier))
             passed: set[int] = set()
             while transparent:
@@ -516,12 +547,13 @@ class Index:
             for f in new:
                 t, r0, c0, r1, c1 = self.host_rect(f)
                 rects.setdefault(t, []).append((r0, c0, r1, c1))
-            levels.append(rects)
+                buf.extend((nlevels, t, r0, c0, r1, c1))
+            nlevels += 1
             frontier = {t: compact_rects(v) for t, v in rects.items()}
         if cycle is not None and start is not None:
             _, cyc = self.precedents(s, row, col)
             cycle = cyc or cycle
-        return levels, cycle
+        return LevelRects.from_buffer(buf, nlevels), cycle
 
     def _readers(self, frontier: dict[int, list]) -> list[int]:
         """Formula ids whose references touch any rectangle of ``frontier``."""
@@ -685,19 +717,22 @@ def compact_rects(rects) -> list[tuple]:
     Sweeps the distinct row boundaries (each band's columns merged into runs), then joins
     vertically touching pieces with the same columns. Exact; no cell is ever listed.
     """
-    rects = list(set(rects))
-    if len(rects) <= 1:
-        return rects
-    if len(rects) <= 8:                          # a few: plain Python, no arrays (one per trace level)
-        return _join(_bands(rects))
-    arr = np.asarray(rects, dtype=np.int64)
+    if isinstance(rects, np.ndarray):            # an (n, 4) array: no tuples made
+        arr = np.unique(rects.reshape(-1, 4).astype(np.int64), axis=0)
+        if len(arr) <= 1:
+            return [tuple(r) for r in arr.tolist()]
+    else:
+        rects = list(set(rects))
+        if len(rects) <= 1:
+            return rects
+        if len(rects) <= 8:                      # a few: plain Python, no arrays (one per trace level)
+            return _join(_bands(rects))
+        arr = np.asarray(rects, dtype=np.int64)
     R0, C0 = int(arr[:, 0].min()), int(arr[:, 1].min())
     h, w = int(arr[:, 2].max()) - R0 + 1, int(arr[:, 3].max()) - C0 + 1
     pieces = []
     if h * w <= 1 << 22:                         # paint the bounding box, read runs row by row
-        g = np.zeros((h, w + 2), np.int8)
-        for a, b, c, d in rects:
-            g[a - R0:c - R0 + 1, b - C0 + 1:d - C0 + 2] = 1
+        g = _paint(arr - [R0, C0, R0, C0], h, w)
         d = np.diff(g, axis=1)
         new = np.flatnonzero(np.concatenate([[True], np.any(g[1:] != g[:-1], axis=1)]))
         ends = np.concatenate([new[1:], [h]]) - 1
@@ -709,6 +744,16 @@ def compact_rects(rects) -> list[tuple]:
     else:                                        # sweep the row boundaries, rectangles live in a set
         pieces = _sweep(arr)
     return _join(pieces)
+
+
+def _paint(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(n, 4) inclusive rectangles inside an h x w box -> an int8 (h, w + 2) grid, 1 inside
+    (one column of margin either side), by summing corner marks (no loop over rectangles)."""
+    marks = np.zeros((h + 1, w + 3), np.int32)
+    a, b, c, d = arr[:, 0], arr[:, 1] + 1, arr[:, 2] + 1, arr[:, 3] + 2
+    for rr, cc, sign in ((a, b, 1), (a, d, -1), (c, b, -1), (c, d, 1)):
+        np.add.at(marks, (rr, cc), sign)
+    return (marks.cumsum(axis=0).cumsum(axis=1)[:h, :w + 2] > 0).astype(np.int8)
 
 
 def _join(pieces: list[tuple]) -> list[tuple]:
@@ -761,6 +806,113 @@ def _sweep(arr: np.ndarray) -> list[tuple]:
             for c0, c1 in merge_runs(live.values()):
                 pieces.append((c0, c1 - 1, a, b - 1))
     return pieces
+
+
+class LevelRects(Sequence):
+    """Levels of rectangles held as one array, never as objects per level.
+
+    ``data`` is an (n, 6) int64 array: per rectangle its level, sheet and inclusive
+    (r0, c0, r1, c1), sorted by level (rectangles of one level keep their order). A level may
+    be empty (a formula with no references). ``levels[k]`` is the dict {sheet: [rects]} of
+    level k, built on access; iteration, ``len`` and ``==`` with a list behave as for the
+    list of those dicts.
+    """
+
+    def __init__(self, data: np.ndarray, nlevels: int):
+        self.data = data
+        self.nlevels = nlevels
+        self.starts = np.searchsorted(data[:, 0], np.arange(nlevels + 1)) if len(data) else \
+            np.zeros(nlevels + 1, np.int64)
+
+    @classmethod
+    def empty(cls) -> "LevelRects":
+        return cls(np.zeros((0, 6), np.int64), 0)
+
+    @classmethod
+    def from_buffer(cls, buf: array, nlevels: int) -> "LevelRects":
+        data = np.frombuffer(buf, dtype=np.int64).reshape(-1, 6).copy() if len(buf) else np.zeros((0, 6), np.int64)
+        return cls(data, nlevels)
+
+    def __len__(self) -> int:
+        return self.nlevels
+
+    def rows(self, k: int) -> np.ndarray:
+        """The (level, sheet, r0, c0, r1, c1) rows of level ``k``."""
+        return self.data[self.starts[k]:self.starts[k + 1]]
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.nlevels))]
+        if k < 0:
+            k += self.nlevels
+        if not 0 <= k < self.nlevels:
+            raise IndexError(k)
+        out: dict[int, list] = {}
+        for _, t, r0, c0, r1, c1 in self.rows(k).tolist():
+            out.setdefault(t, []).append((r0, c0, r1, c1))
+        return out
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, LevelRects):
+            return self.nlevels == other.nlevels and np.array_equal(self.data, other.data)
+        if isinstance(other, (list, tuple)):
+            return len(other) == self.nlevels and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<LevelRects: {self.nlevels} levels, {len(self.data)} rectangles>"
+
+    def compact(self) -> "LevelRects":
+        """Each level's rectangles, per sheet, as :func:`compact_rects` gives them (same
+        rectangles, same order), computed for all levels at once where every rectangle of a
+        (level, sheet) group is one cell; other groups go through compact_rects one by one."""
+        d = self.data
+        if not len(d):
+            return self
+        order = np.lexsort((d[:, 1], d[:, 0]))
+        d = d[order]
+        group = np.concatenate([[True], (d[1:, 0] != d[:-1, 0]) | (d[1:, 1] != d[:-1, 1])])
+        gid = np.cumsum(group) - 1
+        single = (d[:, 2] == d[:, 4]) & (d[:, 3] == d[:, 5])
+        ngroups = int(gid[-1]) + 1
+        size = np.bincount(gid, minlength=ngroups)
+        all_single = np.bincount(gid, weights=single, minlength=ngroups) == size
+        cells = all_single[gid] & (size[gid] > 1)
+        alone = size[gid] == 1
+        parts = [d[alone], _compact_cells(d[cells])]
+        rest = d[~cells & ~alone]
+        if len(rest):
+            bounds = np.flatnonzero(np.concatenate([[True], (rest[1:, :2] != rest[:-1, :2]).any(axis=1), [True]]))
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                lv, t = int(rest[a, 0]), int(rest[a, 1])
+                rr = compact_rects([tuple(r) for r in rest[a:b, 2:].tolist()])
+                parts.append(np.array([(lv, t, *r) for r in rr], np.int64).reshape(-1, 6))
+        out = np.concatenate(parts)
+        out = out[np.lexsort((out[:, 5], out[:, 4], out[:, 3], out[:, 2], out[:, 1], out[:, 0]))]
+        return LevelRects(out, self.nlevels)
+
+
+def _compact_cells(d: np.ndarray) -> np.ndarray:
+    """(level, sheet, r, c, r, c) one-cell rows -> per (level, sheet), the maximal runs along
+    rows joined down equal columns: the rectangles compact_rects gives for those cells."""
+    if not len(d):
+        return d.reshape(0, 6)
+    d = np.unique(d[:, :4], axis=0)              # sorted by level, sheet, row, col; duplicates gone
+    lv, t, r, c = d.T
+    same = (lv[1:] == lv[:-1]) & (t[1:] == t[:-1])
+    new_run = np.concatenate([[True], ~(same & (r[1:] == r[:-1]) & (c[1:] == c[:-1] + 1))])
+    starts = np.flatnonzero(new_run)
+    ends = np.concatenate([starts[1:], [len(d)]]) - 1
+    runs = np.stack([lv[starts], t[starts], r[starts], c[starts], c[ends]], axis=1)   # lv, t, r, c0, c1
+    runs = runs[np.lexsort((runs[:, 2], runs[:, 4], runs[:, 3], runs[:, 1], runs[:, 0]))]
+    lv, t, r, c0, c1 = runs.T
+    join = np.concatenate([[False], (lv[1:] == lv[:-1]) & (t[1:] == t[:-1]) & (c0[1:] == c0[:-1])
+                           & (c1[1:] == c1[:-1]) & (r[1:] == r[:-1] + 1)])
+    starts = np.flatnonzero(~join)
+    ends = np.concatenate([starts[1:], [len(runs)]]) - 1
+    return np.stack([lv[starts], t[starts], r[starts], c0[starts], r[ends], c1[starts]], axis=1)
 
 
 def rect_boxes(rects) -> tuple:
