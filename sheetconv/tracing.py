@@ -22,7 +22,7 @@ from .sheet.prediction import PREDICTION_SHEET
 from .nn.network import parse_depth, parse_grid_ref
 from .formulagraph.index import Index, LevelRects, build_index, compact_rects, rect_boxes
 from .xlsx import package as _package
-from .xlsx.cells import read_values
+from .xlsx.cells import read_shared_strings, read_values, value_of
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
@@ -110,13 +110,20 @@ def _sheet_region(name: str, boxes, extent=(1, 1)) -> Region:
     return Region(name, (rows, cols), tuple(boxes))
 
 
+class _PastTarget(Exception):
+    """Raised by _CellFormula's handler once the parse has passed the cell it looks for."""
+
+
 class _CellFormula:
     """expat handlers finding one cell's formula text: its own ``<f>``, a shared formula's
     master (translated to the cell), or the array formula whose range holds the cell."""
 
     def __init__(self, row: int, col: int):
-        self.C, self.F, self.ROW = (f"{_package.NS_MAIN}}}{t}" for t in ("c", "f", "row"))
+        self.C, self.F, self.ROW, self.V, self.T, self.IS = (f"{_package.NS_MAIN}}}{t}"
+                                                            for t in ("c", "f", "row", "v", "t", "is"))
         self.target = (row, col)
+        self.at = self.in_v = False                              # inside the target cell; its <v> or <is><t>
+        self.vtype, self.vtext = None, None                      # the target's stored value: t attribute, text
         self.row, self.col = -1, -1
         self.masters: dict[str, tuple[str, int, int]] = {}      # shared index -> (text, row, col)
         self.arrays: list[tuple[tuple[int, int, int, int], str]] = []
@@ -133,18 +140,33 @@ class _CellFormula:
                     self.row, self.col = parse_cell(r)
                 except SheetconvError:
                     self.row, self.col = -1, -1
+            if (self.row, self.col) > self.target:
+                raise _PastTarget                # masters and array anchors come before their cells
+            self.at = (self.row, self.col) == self.target
+            if self.at:
+                self.vtype, self.vtext = attrs.get("t"), []
         elif tag == self.ROW:
             r = attrs.get("r")
             self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
             self.col = -1
+            if self.row > self.target[0]:
+                raise _PastTarget
         elif tag == self.F:
             self.attrs, self.buf = dict(attrs), []
+        elif self.at and (tag == self.V or tag == self.T):
+            self.in_v = True
 
     def data(self, text):
         if self.buf is not None:
             self.buf.append(text)
+        elif self.in_v:
+            self.vtext.append(text)
 
     def end(self, tag):
+        if tag == self.C:
+            self.at = False
+        elif tag == self.V or tag == self.T:
+            self.in_v = False
         if tag != self.F or self.attrs is None:
             return
         text, attrs = "".join(self.buf), self.attrs
@@ -210,9 +232,16 @@ class Workbook:
             if info is None or info.part is None:
                 return None, None
             handler = _CellFormula(row, col)
-            _package.parse_part(zf, info.part, self.path, handler)
-            cached = (self._value_cache or {}).get(sheet.lower())
-            value = (cached if cached is not None else read_values(zf, self.path, info, only=(row, col))).get((row, col))
+            try:
+                _package.parse_part(zf, info.part, self.path, handler)
+            except _PastTarget:
+                pass                             # the rest of the sheet cannot change the answer
+            value = None
+            if handler.vtext:
+                t = handler.vtype
+                shared = read_shared_strings(zf, self.path, info.ns) if t == "s" else None
+                value = value_of(t, "".join(handler.vtext), shared, f"{self.path}: cell {quote_sheet(sheet)}!"
+                                 f"{cell_a1(row, col)}")
         return value, handler.formula()
 
     def _stamp(self, trace: "Trace", sheet: str, row: int, col: int, spec: str | None = None) -> "Trace":
@@ -319,7 +348,7 @@ class SheetLevels(Sequence):
         for arr in self.by_sheet().values():
             one = (arr[:, 0] == arr[:, 2]) & (arr[:, 1] == arr[:, 3])
             if one.all():
-                total += len(np.unique((arr[:, 0] << 14) | arr[:, 1]))
+                total += len(np.unique((arr[:, 0].astype(np.int64) << 14) | arr[:, 1]))
             else:
                 total += sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in compact_rects(arr))
         return total

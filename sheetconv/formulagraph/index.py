@@ -466,7 +466,7 @@ class Index:
         seen = array("i", [0]) * self.nformulas   # per formula: 1 + the level it was reached at (0: not yet)
         seen[root] = 1
         frontier = [root]
-        buf = array("q")                         # (level, sheet, r0, c0, r1, c1) per rectangle
+        buf = array("i")                         # (level, sheet, r0, c0, r1, c1) per rectangle
         here, revisit = 0, False
         refs, cell_formula, inside = self.refs, self.formula_at, self.formulas_in
         while frontier and (depth is None or here < depth):
@@ -526,7 +526,7 @@ class Index:
         start = self.formula_at(s, row, col)
         if start is not None:
             seen.add(start)
-        buf, nlevels, cycle = array("q"), 0, None
+        buf, nlevels, cycle = array("i"), 0, None
         while frontier and (depth is None or nlevels < depth):
             hits = set(self._readers(frontier))
             passed: set[int] = set()
@@ -811,7 +811,7 @@ def _sweep(arr: np.ndarray) -> list[tuple]:
 class LevelRects(Sequence):
     """Levels of rectangles held as one array, never as objects per level.
 
-    ``data`` is an (n, 6) int64 array: per rectangle its level, sheet and inclusive
+    ``data`` is an (n, 6) int32 array: per rectangle its level, sheet and inclusive
     (r0, c0, r1, c1), sorted by level (rectangles of one level keep their order). A level may
     be empty (a formula with no references). ``levels[k]`` is the dict {sheet: [rects]} of
     level k, built on access; iteration, ``len`` and ``==`` with a list behave as for the
@@ -826,11 +826,11 @@ class LevelRects(Sequence):
 
     @classmethod
     def empty(cls) -> "LevelRects":
-        return cls(np.zeros((0, 6), np.int64), 0)
+        return cls(np.zeros((0, 6), np.int32), 0)
 
     @classmethod
     def from_buffer(cls, buf: array, nlevels: int) -> "LevelRects":
-        data = np.frombuffer(buf, dtype=np.int64).reshape(-1, 6).copy() if len(buf) else np.zeros((0, 6), np.int64)
+        data = np.frombuffer(buf, dtype=np.int32).reshape(-1, 6) if len(buf) else np.zeros((0, 6), np.int32)
         return cls(data, nlevels)
 
     def __len__(self) -> int:
@@ -866,53 +866,79 @@ class LevelRects(Sequence):
 
     def compact(self) -> "LevelRects":
         """Each level's rectangles, per sheet, as :func:`compact_rects` gives them (same
-        rectangles, same order), computed for all levels at once where every rectangle of a
-        (level, sheet) group is one cell; other groups go through compact_rects one by one."""
-        d = self.data
-        if not len(d):
-            return self
-        order = np.lexsort((d[:, 1], d[:, 0]))
-        d = d[order]
-        group = np.concatenate([[True], (d[1:, 0] != d[:-1, 0]) | (d[1:, 1] != d[:-1, 1])])
-        gid = np.cumsum(group) - 1
-        single = (d[:, 2] == d[:, 4]) & (d[:, 3] == d[:, 5])
-        ngroups = int(gid[-1]) + 1
-        size = np.bincount(gid, minlength=ngroups)
-        all_single = np.bincount(gid, weights=single, minlength=ngroups) == size
-        cells = all_single[gid] & (size[gid] > 1)
-        alone = size[gid] == 1
-        parts = [d[alone], _compact_cells(d[cells])]
-        rest = d[~cells & ~alone]
-        if len(rest):
-            bounds = np.flatnonzero(np.concatenate([[True], (rest[1:, :2] != rest[:-1, :2]).any(axis=1), [True]]))
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                lv, t = int(rest[a, 0]), int(rest[a, 1])
-                rr = compact_rects([tuple(r) for r in rest[a:b, 2:].tolist()])
-                parts.append(np.array([(lv, t, *r) for r in rr], np.int64).reshape(-1, 6))
-        out = np.concatenate(parts)
-        out = out[np.lexsort((out[:, 5], out[:, 4], out[:, 3], out[:, 2], out[:, 1], out[:, 0]))]
-        return LevelRects(out, self.nlevels)
+        rectangles, same order), computed for many levels at once (in chunks of about
+        _CHUNK rectangles, whole levels each, so the scratch memory stays bounded)."""
+        d, starts = self.data, self.starts
+        pieces, k = [], 0
+        while k < self.nlevels:
+            stop = max(int(np.searchsorted(starts, starts[k] + _CHUNK, side="right")) - 1, k + 1)
+            stop = min(stop, self.nlevels)
+            pieces.append(_compact_rows(d[starts[k]:starts[stop]]))
+            k = stop
+        return LevelRects(np.concatenate(pieces) if pieces else d, self.nlevels)
 
 
-def _compact_cells(d: np.ndarray) -> np.ndarray:
-    """(level, sheet, r, c, r, c) one-cell rows -> per (level, sheet), the maximal runs along
-    rows joined down equal columns: the rectangles compact_rects gives for those cells."""
+_CHUNK = 1 << 16
+
+
+def _compact_rows(d: np.ndarray) -> np.ndarray:
+    """:meth:`LevelRects.compact` on rows (level, sheet, r0, c0, r1, c1) sorted by level:
+    all at once where every rectangle of a (level, sheet) group is one cell; other groups
+    go through compact_rects one by one."""
     if not len(d):
-        return d.reshape(0, 6)
-    d = np.unique(d[:, :4], axis=0)              # sorted by level, sheet, row, col; duplicates gone
-    lv, t, r, c = d.T
-    same = (lv[1:] == lv[:-1]) & (t[1:] == t[:-1])
-    new_run = np.concatenate([[True], ~(same & (r[1:] == r[:-1]) & (c[1:] == c[:-1] + 1))])
+        return d
+    if d[:, 1].min() != d[:, 1].max():       # several sheets: group each level's by sheet
+        d = d[np.lexsort((d[:, 1], d[:, 0]))]
+    lv, t = d[:, 0], d[:, 1]
+    first = np.flatnonzero(np.concatenate([[True], (lv[1:] != lv[:-1]) | (t[1:] != t[:-1])]))
+    gid = np.repeat(np.arange(len(first)), np.diff(np.append(first, len(d))))
+    size = np.diff(np.append(first, len(d)))[gid]
+    single = (d[:, 2] == d[:, 4]) & (d[:, 3] == d[:, 5])
+    multi = np.bincount(gid[~single], minlength=len(first))[gid] > 0
+    cells = ~multi & (size > 1)
+    alone = size == 1
+    del single, size
+    key = (gid[alone].astype(np.int64) << 34) | (d[alone, 2].astype(np.int64) << 14) | d[alone, 3]
+    parts = [(key, d[alone, 4], d[alone, 5])]
+    parts.append(_compact_cells(gid[cells].astype(np.int64), d[cells, 2], d[cells, 3]))
+    rest = np.flatnonzero(multi & ~alone)
+    if len(rest):
+        bounds = np.flatnonzero(np.concatenate([[True], gid[rest][1:] != gid[rest][:-1], [True]]))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            g = int(gid[rest[a]])
+            rr = np.array(compact_rects(d[rest[a:b], 2:]), np.int64).reshape(-1, 4)
+            parts.append(((g << 34) | (rr[:, 0] << 14) | rr[:, 1], rr[:, 2], rr[:, 3]))
+    key = np.concatenate([p[0] for p in parts])
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    g = key >> 34
+    out = np.empty((len(key), 6), d.dtype)
+    out[:, 0], out[:, 1] = lv[first][g], t[first][g]
+    out[:, 2], out[:, 3] = (key >> 14) & 0xFFFFF, key & 0x3FFF
+    out[:, 4] = np.concatenate([p[1] for p in parts])[order]
+    out[:, 5] = np.concatenate([p[2] for p in parts])[order]
+    return out
+
+
+def _compact_cells(gid: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple:
+    """One-cell rectangles (group, row, col) -> per group, the maximal runs along rows
+    joined down equal columns (what compact_rects gives for those cells), as
+    (group << 34 | r0 << 14 | c0 keys, r1, c1)."""
+    key = np.unique((gid << 34) | (r.astype(np.int64) << 14) | c)   # sorted by group, row, col
+    if not len(key):
+        return key, key, key
+    new_run = np.concatenate([[True], np.diff(key) != 1])   # same group and row, next column
     starts = np.flatnonzero(new_run)
-    ends = np.concatenate([starts[1:], [len(d)]]) - 1
-    runs = np.stack([lv[starts], t[starts], r[starts], c[starts], c[ends]], axis=1)   # lv, t, r, c0, c1
-    runs = runs[np.lexsort((runs[:, 2], runs[:, 4], runs[:, 3], runs[:, 1], runs[:, 0]))]
-    lv, t, r, c0, c1 = runs.T
-    join = np.concatenate([[False], (lv[1:] == lv[:-1]) & (t[1:] == t[:-1]) & (c0[1:] == c0[:-1])
-                           & (c1[1:] == c1[:-1]) & (r[1:] == r[:-1] + 1)])
+    ends = np.append(starts[1:], len(key)) - 1
+    head, c1 = key[starts], key[ends] & 0x3FFF
+    g, r, c0 = head >> 34, (head >> 14) & 0xFFFFF, head & 0x3FFF
+    order = np.lexsort((r, c1, c0, g))              # runs of equal columns, top to bottom
+    g, r, c0, c1 = g[order], r[order], c0[order], c1[order]
+    join = np.concatenate([[False], (g[1:] == g[:-1]) & (c0[1:] == c0[:-1]) & (c1[1:] == c1[:-1])
+                           & (r[1:] == r[:-1] + 1)])
     starts = np.flatnonzero(~join)
-    ends = np.concatenate([starts[1:], [len(runs)]]) - 1
-    return np.stack([lv[starts], t[starts], r[starts], c0[starts], r[ends], c1[starts]], axis=1)
+    ends = np.append(starts[1:], len(g)) - 1
+    return (g[starts] << 34) | (r[starts] << 14) | c0[starts], r[ends], c1[starts]
 
 
 def rect_boxes(rects) -> tuple:

@@ -104,9 +104,8 @@ class _SharedStrings:
 class _Values:
     """expat handlers collecting one worksheet's cell values as {(row, col): (type, text)}."""
 
-    def __init__(self, ns: str = NS_MAIN, only: int | None = None):
+    def __init__(self, ns: str = NS_MAIN):
         self.C, self.V, self.T, self.IS, self.ROW = tags(ns, "c", "v", "t", "is", "row")
-        self.only = only                          # a cell key: keep that cell's value only
         self.out: dict[tuple[int, int], tuple[str | None, str]] = {}
         self.pos = CellCursor()
         self.key = -1
@@ -134,7 +133,7 @@ class _Values:
         elif tag == self.ROW:
             self.pos.end_row()
         elif tag == self.C:
-            if self.buf and (self.only is None or self.key == self.only):
+            if self.buf:
                 self.out[(self.key >> 14, self.key & 0x3FFF)] = (self.type, "".join(self.buf))
             self.buf = None
 
@@ -173,16 +172,15 @@ def read_shared_strings(zf, path: str, ns: str = NS_MAIN) -> list[str] | None:
     return sst.items
 
 
-def read_values(zf, path: str, info, only: tuple[int, int] | None = None) -> dict[tuple[int, int], object]:
+def read_values(zf, path: str, info) -> dict[tuple[int, int], object]:
     """Stored values of one worksheet (reader.SheetInfo) of an open, checked xlsx zip.
 
     {(row, col): value}, 0-based; cells without a stored value (a formula never
     calculated, an empty cell) are absent. A malformed cell is a one-line SheetconvError.
-    ``only`` (row, col): read that one cell's value (the dict holds at most it).
     """
     if info.part is None:
         raise SheetconvError(f"{path}: sheet {info.name!r} is not a worksheet")
-    handler = _Values(info.ns, None if only is None else (only[0] << 14) | only[1])
+    handler = _Values(info.ns)
     package.parse_part(zf, info.part, path, handler, squeeze=True)
     raw = handler.out
     shared = None
