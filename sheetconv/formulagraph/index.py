@@ -623,15 +623,19 @@ class Index:
                 continue
             for tmpl, group in self._templates_of(sid, fids, src):
                 self._flatten(tmpl, group, allvals, roff, src, dr, dc, cols, special)
-        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
+        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int32)) for k, v in cols.items()}
+        del cols
         B = _BUCKET
         tall = ((flat["r"] - flat["R"]) > B) | ((flat["c"] - flat["C"]) > B) | (flat["T"] < 0)
-        short = ~tall
+        short = np.flatnonzero(~tall)
         key = (flat["T"][short].astype(np.int64) << 40) | ((flat["R"][short].astype(np.int64) // B) << 20) \
             | (flat["C"][short].astype(np.int64) // B)
-        o = np.argsort(key, kind="stable")
-        pick = lambda m, idx=None: tuple((flat[k][m] if idx is None else flat[k][m][idx]) for k in "TRCrcF")
-        self._by_sid = {"short": pick(short, o), "keys": key[o], "tall": pick(tall), "special": special}
+        o = np.argsort(key)
+        key = key[o]
+        short = short[o]
+        del o
+        pick = lambda idx: tuple(flat[k][idx] for k in "TRCrcF")
+        self._by_sid = {"short": pick(short), "keys": key, "tall": pick(np.flatnonzero(tall)), "special": special}
         return self._by_sid
 
 
@@ -651,26 +655,36 @@ class Index:
 
     def _flatten(self, tmpl, fids, allvals, roff, src, dr, dc, cols, special):
         """Append the plain references of formulas ``fids`` (one template) to ``cols``;
-        formulas with names, tables, whole rows/columns or 3-D references go to ``special``."""
+        formulas with names, tables, whole rows/columns or 3-D references go to ``special``.
+
+        All of the template's references are filled for a block of formulas at once: an
+        (formulas x references x ends) array of rows and one of columns, reduced to each
+        rectangle's min and max (a cell's one end is repeated, which changes neither)."""
         simple = [e for e in tmpl.refs if e[0] == "rect" and e[2] and e[3] and not isinstance(e[1], tuple)]
         if len(simple) < len(tmpl.refs):
             special.extend(fids.tolist())
         if not simple:
             return
-        nv = tmpl.nruns
-        mat = allvals[roff[src[fids]][:, None] + np.arange(nv)]
-        d_r, d_c = dr[fids], dc[fids]
-        hosts = self.fsheet[fids].astype(np.int64)
-        for _, sheet, rows, cs in simple:
-            rr = [mat[:, k] - 1 + (d_r if rel else 0) for k, rel in rows]
-            cc = [np.full(len(fids), c, np.int64) + (d_c if rel else 0) for c, rel in cs]
-            t = hosts if sheet is None else np.full(len(fids), self.by_name.get(sheet.lower(), -2), np.int64)
-            cols["T"].append(t.astype(np.int16))
-            cols["R"].append(np.minimum.reduce(rr).astype(np.int32))
-            cols["r"].append(np.maximum.reduce(rr).astype(np.int32))
-            cols["C"].append(np.minimum.reduce(cc).astype(np.int32))
-            cols["c"].append(np.maximum.reduce(cc).astype(np.int32))
-            cols["F"].append(fids.astype(np.int64))
+        m = max(max(len(e[2]), len(e[3])) for e in simple)
+        pad = lambda items: list(items) + [items[0]] * (m - len(items))
+        K = np.array([[k for k, _ in pad(e[2])] for e in simple], np.int64)          # (refs, ends): digit run
+        RREL = np.array([[rel for _, rel in pad(e[2])] for e in simple], bool)
+        CC = np.array([[c for c, _ in pad(e[3])] for e in simple], np.int64)        # (refs, ends): column
+        CREL = np.array([[rel for _, rel in pad(e[3])] for e in simple], bool)
+        own = np.array([e[1] is None for e in simple])                              # on the formula's sheet
+        other = np.array([-2 if e[1] is None else self.by_name.get(e[1].lower(), -2) for e in simple], np.int64)
+        step = max(1, (1 << 21) // (len(simple) * m))
+        for i in range(0, len(fids), step):
+            f = fids[i:i + step]
+            rows = allvals[roff[src[f]][:, None, None] + K[None]] - 1 + dr[f][:, None, None] * RREL[None]
+            cs = CC[None] + dc[f][:, None, None] * CREL[None]
+            hosts = self.fsheet[f].astype(np.int64)
+            cols["T"].append(np.where(own[None], hosts[:, None], other[None]).astype(np.int16).ravel())
+            cols["R"].append(rows.min(axis=2).astype(np.int32).ravel())
+            cols["r"].append(rows.max(axis=2).astype(np.int32).ravel())
+            cols["C"].append(cs.min(axis=2).astype(np.int32).ravel())
+            cols["c"].append(cs.max(axis=2).astype(np.int32).ravel())
+            cols["F"].append(np.repeat(f.astype(np.int32), len(simple)))
 
 
 def _parse_runs(blob: bytearray) -> np.ndarray:
