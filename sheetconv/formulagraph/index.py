@@ -630,7 +630,7 @@ class Index:
         short = np.flatnonzero(~tall)
         key = (flat["T"][short].astype(np.int64) << 40) | ((flat["R"][short].astype(np.int64) // B) << 20) \
             | (flat["C"][short].astype(np.int64) // B)
-        o = np.argsort(key)
+        o = np.argsort(key, kind="stable")    # timsort: the keys come in long sorted runs
         key = key[o]
         short = short[o]
         del o
@@ -680,10 +680,10 @@ class Index:
             cs = CC[None] + dc[f][:, None, None] * CREL[None]
             hosts = self.fsheet[f].astype(np.int64)
             cols["T"].append(np.where(own[None], hosts[:, None], other[None]).astype(np.int16).ravel())
-            cols["R"].append(rows.min(axis=2).astype(np.int32).ravel())
-            cols["r"].append(rows.max(axis=2).astype(np.int32).ravel())
-            cols["C"].append(cs.min(axis=2).astype(np.int32).ravel())
-            cols["c"].append(cs.max(axis=2).astype(np.int32).ravel())
+            for lo, hi, v in (("R", "r", rows), ("C", "c", cs)):
+                ends = [v[:, :, j] for j in range(m)]       # elementwise over the ends: no reduction axis
+                cols[lo].append(np.minimum.reduce(ends).astype(np.int32).ravel())
+                cols[hi].append(np.maximum.reduce(ends).astype(np.int32).ravel())
             cols["F"].append(np.repeat(f.astype(np.int32), len(simple)))
 
 
