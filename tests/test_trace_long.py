@@ -128,3 +128,33 @@ def test_running_total_200k_rows_bounded_memory(tmp_path):
     assert got["first"] == [f"B{n - 1}", f"A{n}"] and got["last"] == ["A1"]
     assert got["blocks"] == [f"A1:A{n}"] and got["lines"] < 110
     assert got["peak_kb"] < 250_000, f"peak {got['peak_kb'] / 1024:.0f} MB for a {n:,}-level trace"
+
+
+def test_levels_compacted_at_once_match_each_level_alone(monkeypatch):
+    """LevelRects.compact (vectorised, in chunks) against compact_rects level by level, and
+    against brute-force cell sets: the same cells, disjoint rectangles."""
+    import random
+    from array import array
+
+    import sheetconv.formulagraph.index as index
+    from sheetconv.formulagraph.index import LevelRects, compact_rects
+
+    rnd = random.Random(7)
+    for chunk in (1 << 16, 5):                    # one chunk, and chunks of a few rectangles
+        monkeypatch.setattr(index, "_CHUNK", chunk)
+        for trial in range(200):
+            buf, nlevels = array("i"), rnd.randint(1, 8)
+            for lv in range(nlevels):
+                for _ in range(rnd.randint(0, 12)):
+                    t, r, c = rnd.randint(0, 2) if trial % 2 else 0, rnd.randint(0, 6), rnd.randint(0, 6)
+                    big = trial % 3 and rnd.random() < 0.3
+                    buf.extend((lv, t, r, c, r + rnd.randint(0, 3) * big, c + rnd.randint(0, 3) * big))
+            raw = LevelRects.from_buffer(buf, nlevels)
+            got = list(raw.compact())
+            assert got == [{t: compact_rects(v) for t, v in sorted(level.items())} for level in raw]
+            for before, after in zip(raw, got):
+                for t in before:
+                    cells = [(y, x) for a, b, c, d in after[t] for y in range(a, c + 1) for x in range(b, d + 1)]
+                    assert len(cells) == len(set(cells))
+                    assert set(cells) == {(y, x) for a, b, c, d in before[t]
+                                          for y in range(a, c + 1) for x in range(b, d + 1)}

@@ -883,13 +883,18 @@ class LevelRects(Sequence):
         rectangles, same order), computed for many levels at once (in chunks of about
         _CHUNK rectangles, whole levels each, so the scratch memory stays bounded)."""
         d, starts = self.data, self.starts
-        pieces, k = [], 0
+        out, n, more, k = np.empty_like(d), 0, [], 0     # compacting rarely adds rectangles: then `more`
         while k < self.nlevels:
             stop = max(int(np.searchsorted(starts, starts[k] + _CHUNK, side="right")) - 1, k + 1)
             stop = min(stop, self.nlevels)
-            pieces.append(_compact_rows(d[starts[k]:starts[stop]]))
+            piece = _compact_rows(d[starts[k]:starts[stop]])
+            if more or n + len(piece) > len(out):
+                more.append(piece)
+            else:
+                out[n:n + len(piece)] = piece
+                n += len(piece)
             k = stop
-        return LevelRects(np.concatenate(pieces) if pieces else d, self.nlevels)
+        return LevelRects(np.concatenate([out[:n]] + more) if more else out[:n], self.nlevels)
 
 
 _CHUNK = 1 << 16

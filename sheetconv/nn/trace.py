@@ -4,6 +4,12 @@
 ``levels[1]`` what a second press adds, and so on. Each level is a list of
 :class:`~sheetconv.nn.regions.Region`: in the analytic model a layer's activations and the
 weights and bias it uses; in a worksheet, one region per sheet.
+
+``levels`` is a sequence, not necessarily a list: a workbook's formula trace keeps its
+levels as arrays of rectangles and builds each level's Regions on access (a running total
+down a million rows is a million levels). Renderers index it, never copy it: the text
+shows the first and last few levels of a long trace and counts the rest; the JSON
+(:meth:`Trace.iter_json`) is written one level at a time.
 """
 from __future__ import annotations
 
