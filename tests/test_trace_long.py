@@ -158,3 +158,20 @@ def test_levels_compacted_at_once_match_each_level_alone(monkeypatch):
                     assert len(cells) == len(set(cells))
                     assert set(cells) == {(y, x) for a, b, c, d in before[t]
                                           for y in range(a, c + 1) for x in range(b, d + 1)}
+
+
+def test_compact_rects_of_a_cell_array_matches_tuples():
+    import random
+
+    import numpy as np
+
+    from sheetconv.formulagraph.index import compact_rects
+
+    rnd = random.Random(3)
+    for _ in range(200):
+        cells = [(rnd.randint(0, 12), rnd.randint(0, 12)) for _ in range(rnd.randint(1, 60))]
+        rects = [(r, c, r, c) for r, c in cells]
+        got = compact_rects(np.asarray(rects, np.int32))
+        assert got == compact_rects(rects)
+        covered = [(y, x) for a, b, c, d in got for y in range(a, c + 1) for x in range(b, d + 1)]
+        assert sorted(covered) == sorted(set(cells))

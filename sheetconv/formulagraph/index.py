@@ -732,7 +732,12 @@ def compact_rects(rects) -> list[tuple]:
     vertically touching pieces with the same columns. Exact; no cell is ever listed.
     """
     if isinstance(rects, np.ndarray):            # an (n, 4) array: no tuples made
-        arr = np.unique(rects.reshape(-1, 4).astype(np.int64), axis=0)
+        arr = rects.reshape(-1, 4)
+        if len(arr) and (arr[:, 0] == arr[:, 2]).all() and (arr[:, 1] == arr[:, 3]).all():   # cells: by keys
+            key, r1, c1 = _compact_cells(np.zeros(len(arr), np.int64), arr[:, 0], arr[:, 1])
+            out = np.stack([(key >> 14) & 0xFFFFF, key & 0x3FFF, r1, c1], axis=1)
+            return [tuple(r) for r in out[np.lexsort(out.T[::-1])].tolist()]
+        arr = np.unique(arr.astype(np.int64), axis=0)
         if len(arr) <= 1:
             return [tuple(r) for r in arr.tolist()]
     else:
