@@ -10,16 +10,19 @@ ranges per level, the layer and channel of each, the receptive field on the inpu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from itertools import product
+
+import numpy as np
 
 from .sheet import meta as _meta
 from .errors import SheetconvError
 from .sheet.explain import EXPLAIN_SHEET
 from .sheet.prediction import PREDICTION_SHEET
 from .nn.network import parse_depth, parse_grid_ref
-from .formulagraph.index import Index, build_index, compact_rects, rect_boxes
+from .formulagraph.index import Index, LevelRects, build_index, compact_rects, rect_boxes
 from .xlsx import package as _package
-from .xlsx.cells import read_values
+from .xlsx.cells import read_shared_strings, read_values, value_of
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
@@ -51,6 +54,11 @@ class SheetTrace(Trace):
         return r1 - r0, c1 - c0
 
     workbook = None                  # the Workbook that answered (set by it; pictures read its values)
+
+    def count(self) -> int:
+        if isinstance(self.levels, SheetLevels):
+            return self.levels.count_cells()
+        return super().count()
 
     def panels(self):
         """The data of the level pictures (see :func:`sheetconv.pictures.level_panels`)."""
@@ -102,13 +110,20 @@ def _sheet_region(name: str, boxes, extent=(1, 1)) -> Region:
     return Region(name, (rows, cols), tuple(boxes))
 
 
+class _PastTarget(Exception):
+    """Raised by _CellFormula's handler once the parse has passed the cell it looks for."""
+
+
 class _CellFormula:
     """expat handlers finding one cell's formula text: its own ``<f>``, a shared formula's
     master (translated to the cell), or the array formula whose range holds the cell."""
 
     def __init__(self, row: int, col: int):
-        self.C, self.F, self.ROW = (f"{_package.NS_MAIN}}}{t}" for t in ("c", "f", "row"))
+        self.C, self.F, self.ROW, self.V, self.T, self.IS = (f"{_package.NS_MAIN}}}{t}"
+                                                            for t in ("c", "f", "row", "v", "t", "is"))
         self.target = (row, col)
+        self.at = self.in_v = False                              # inside the target cell; its <v> or <is><t>
+        self.vtype, self.vtext = None, None                      # the target's stored value: t attribute, text
         self.row, self.col = -1, -1
         self.masters: dict[str, tuple[str, int, int]] = {}      # shared index -> (text, row, col)
         self.arrays: list[tuple[tuple[int, int, int, int], str]] = []
@@ -125,18 +140,33 @@ class _CellFormula:
                     self.row, self.col = parse_cell(r)
                 except SheetconvError:
                     self.row, self.col = -1, -1
+            if (self.row, self.col) > self.target:
+                raise _PastTarget                # masters and array anchors come before their cells
+            self.at = (self.row, self.col) == self.target
+            if self.at:
+                self.vtype, self.vtext = attrs.get("t"), []
         elif tag == self.ROW:
             r = attrs.get("r")
             self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
             self.col = -1
+            if self.row > self.target[0]:
+                raise _PastTarget
         elif tag == self.F:
             self.attrs, self.buf = dict(attrs), []
+        elif self.at and (tag == self.V or tag == self.T):
+            self.in_v = True
 
     def data(self, text):
         if self.buf is not None:
             self.buf.append(text)
+        elif self.in_v:
+            self.vtext.append(text)
 
     def end(self, tag):
+        if tag == self.C:
+            self.at = False
+        elif tag == self.V or tag == self.T:
+            self.in_v = False
         if tag != self.F or self.attrs is None:
             return
         text, attrs = "".join(self.buf), self.attrs
@@ -202,8 +232,17 @@ class Workbook:
             if info is None or info.part is None:
                 return None, None
             handler = _CellFormula(row, col)
-            _package.parse_part(zf, info.part, self.path, handler)
-        return self.values(sheet).get((row, col)), handler.formula()
+            try:
+                _package.parse_part(zf, info.part, self.path, handler)
+            except _PastTarget:
+                pass                             # the rest of the sheet cannot change the answer
+            value = None
+            if handler.vtext:
+                t = handler.vtype
+                shared = read_shared_strings(zf, self.path, info.ns) if t == "s" else None
+                value = value_of(t, "".join(handler.vtext), shared, f"{self.path}: cell {quote_sheet(sheet)}!"
+                                 f"{cell_a1(row, col)}")
+        return value, handler.formula()
 
     def _stamp(self, trace: "Trace", sheet: str, row: int, col: int, spec: str | None = None) -> "Trace":
         """Link the trace to this workbook; its description (on first rendering) adds the
@@ -265,6 +304,71 @@ class Workbook:
                 f"<br/>sheets: {sheets} (default {html.escape(self.default_sheet)})</div>")
 
 
+class SheetLevels(Sequence):
+    """A formula trace's levels: ``levels[k]`` is the list of Regions (one per sheet, in
+    sheet order) of level k, built on access from the compact rectangle arrays
+    (:class:`~sheetconv.formulagraph.index.LevelRects`), so a million levels cost arrays,
+    not a million lists of objects. Compares equal to the list of those levels."""
+
+    def __init__(self, index: Index, rects: LevelRects):
+        self.index = index
+        self.rects = rects
+
+    def __len__(self) -> int:
+        return len(self.rects)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        level = self.rects[k]
+        out = []
+        for t in sorted(level):
+            sh = self.index.sheets[t]
+            out.append(_sheet_region(sh.name, rect_boxes(level[t]), sh.shape))
+        return out
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (list, tuple, SheetLevels)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<SheetLevels: {len(self)} levels>"
+
+    def by_sheet(self) -> dict[int, np.ndarray]:
+        """Every level's rectangles together: sheet -> (n, 4) array of (r0, c0, r1, c1)."""
+        d = self.rects.data
+        return {int(t): d[d[:, 1] == t, 2:] for t in np.unique(d[:, 1])}
+
+    def count_cells(self) -> int:
+        """Distinct cells over all levels (one-cell rectangles counted as keys, others merged)."""
+        total = 0
+        for arr in self.by_sheet().values():
+            one = (arr[:, 0] == arr[:, 2]) & (arr[:, 1] == arr[:, 3])
+            if one.all():
+                total += len(np.unique((arr[:, 0].astype(np.int64) << 14) | arr[:, 1]))
+            else:
+                total += sum((r[2] - r[0] + 1) * (r[3] - r[1] + 1) for r in compact_rects(arr))
+        return total
+
+
+class _EntryLevels(Sequence):
+    """The text-ready entries of each level (``meta['sheet_levels']``), made on access."""
+
+    def __init__(self, levels):
+        self.levels = levels
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return [_plain_entry(r) for r in self.levels[k]]
+
+
 # ---------------------------------------------------------------- any xlsx: formulas
 
 class FormulaWorkbook(Workbook):
@@ -309,21 +413,19 @@ class FormulaWorkbook(Workbook):
             return "formula"
         return "constant" if self.index.is_value(s, row, col) else "empty"
 
-    def _levels(self, raw) -> list[list[Region]]:
-        out, skipped_only = [], []
-        for level in raw:
-            regions = []
-            for t in sorted(level):
-                if t in self.skip:
-                    continue
-                sh = self.index.sheets[t]
-                regions.append(_sheet_region(sh.name, rect_boxes(compact_rects(level[t])), sh.shape))
-            out.append(regions)
-            skipped_only.append(bool(level) and not regions)
-        while out and skipped_only[-1]:          # levels reached only on skipped sheets
-            out.pop()
-            skipped_only.pop()
-        return out
+    def _levels(self, raw: LevelRects) -> "SheetLevels":
+        """The index's levels, compacted per sheet, without skipped sheets (and without
+        trailing levels reached only on them), as a lazy sequence of Region lists."""
+        rects = raw.compact()
+        d, n = rects.data, rects.nlevels
+        if self.skip and len(d):
+            keep = ~np.isin(d[:, 1], sorted(self.skip))
+            reached = np.bincount(d[:, 0], minlength=n) > 0
+            kept = np.bincount(d[keep, 0], minlength=n) > 0
+            good = np.flatnonzero(~(reached & ~kept))      # levels not reached only on skipped sheets
+            n = int(good[-1]) + 1 if len(good) else 0
+            d = d[keep & (d[:, 0] < n)]
+        return SheetLevels(self.index, LevelRects(d, n))
 
     def _trace(self, direction, ref, depth) -> Trace:
         depth = parse_depth(depth)
@@ -349,7 +451,7 @@ class FormulaWorkbook(Workbook):
         """Per level its entries; for precedents, the leaf cells (constants and empty cells)
         grouped into contiguous blocks, the largest one described as the input field."""
         levels = trace.levels
-        trace.meta["sheet_levels"] = [[_plain_entry(r) for r in level] for level in levels]
+        trace.meta["sheet_levels"] = _EntryLevels(levels)
         if trace.direction != "precedents" or not levels:
             return
         blocks = leaf_blocks(self.index, levels)
@@ -369,20 +471,30 @@ class FormulaWorkbook(Workbook):
         return self._trace("dependents", ref, depth)
 
 
-def leaf_blocks(index: Index, levels: list[list[Region]]) -> list[dict]:
+def leaf_blocks(index: Index, levels) -> list[dict]:
     """The traced cells that hold no formula (constants, or empty cells a formula names),
     grouped per sheet into contiguous blocks (rectangles that touch or overlap, corners
     included). Each block: sheet, ``rect`` (r0, c0, r1, c1; 0-based, inclusive) of its
     bounding box, ``range`` (A1 text), ``size`` (rows, cols), ``count`` (cells), and
     ``cell_rects`` (its disjoint rectangles). Rectangles holding a formula are left out."""
-    by_sheet: dict[str, list] = {}
-    for level in levels:
-        for region in level:
-            s = index.by_name.get(region.name.lower())
-            for rect in _boxes_to_rects(region.boxes):
-                if s is not None and len(index.formulas_in(s, *rect)):
-                    continue
-                by_sheet.setdefault(region.name, []).append(rect)
+    by_sheet: dict[str, object] = {}
+    if isinstance(levels, SheetLevels):          # arrays: one-cell rectangles looked up at once
+        for s, arr in levels.by_sheet().items():
+            one = (arr[:, 0] == arr[:, 2]) & (arr[:, 1] == arr[:, 3])
+            leaf = np.zeros(len(arr), bool)
+            leaf[one] = ~index.has_formulas(s, arr[one, 0], arr[one, 1])
+            for i in np.flatnonzero(~one).tolist():
+                leaf[i] = not len(index.formulas_in(s, *arr[i].tolist()))
+            if leaf.any():
+                by_sheet[index.sheets[s].name] = arr[leaf]
+    else:
+        for level in levels:
+            for region in level:
+                s = index.by_name.get(region.name.lower())
+                for rect in _boxes_to_rects(region.boxes):
+                    if s is not None and len(index.formulas_in(s, *rect)):
+                        continue
+                    by_sheet.setdefault(region.name, []).append(rect)
     out = []
     for sheet, rects in by_sheet.items():
         rects = compact_rects(rects)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import zipfile
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tag
 from .references import Ref, ShapeCache, references
 from .structured import StructRef, resolve as resolve_table
 
-__all__ = ["build_index", "Index", "key_of", "compact_rects", "rect_boxes"]
+__all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rect_boxes"]
 
 # ---------------------------------------------------------------- the index
 
@@ -253,6 +254,24 @@ class Index:
                 return fid
         return None
 
+    def has_formulas(self, s: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Per cell (rows[i], cols[i]) of sheet ``s``: whether it holds a formula (array
+        formulas' ranges included), for many cells at once."""
+        sh = self.sheets[s]
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        if sh.grid is not None:
+            g = sh.grid
+            ok = (rows < g.shape[0]) & (cols < g.shape[1])
+            out = np.zeros(len(rows), bool)
+            out[ok] = g[rows[ok], cols[ok]] > 0
+            return out
+        keys = (rows << 14) | cols
+        i = np.minimum(np.searchsorted(sh.fkeys, keys), max(len(sh.fkeys) - 1, 0))
+        out = sh.fkeys[i] == keys if len(sh.fkeys) else np.zeros(len(keys), bool)
+        for r0, c0, r1, c1, _ in sh.arrays:
+            out |= (rows >= r0) & (rows <= r1) & (cols >= c0) & (cols <= c1)
+        return out
+
     def is_value(self, s: int, row: int, col: int) -> bool:
         sh = self.sheets[s]
         k = key_of(row, col)
@@ -285,7 +304,7 @@ class Index:
                 out.append((host, ref.r0, ref.c0, ref.r1, ref.c1))    # the common case, inline
             else:
                 out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
-        if len(self._refs_cache) < 200_000:
+        if len(self._refs_cache) < 50_000:          # a bounded cache: long walks pass through
             self._refs_cache[fid] = out
         return out
 
@@ -438,30 +457,42 @@ class Index:
         circular reference ends the walk; the cycle is found and returned. A single-cell
         reference to a formula in ``transparent`` (formula ids: intermediate cells such as
         partial sums) is replaced by that formula's own references, at the same level.
-        Returns (levels: list[dict sheet -> list of rects], cycle: list of fids or None).
+        Returns (levels: :class:`LevelRects`, whose ``levels[k]`` is a dict sheet -> list of
+        rects, cycle: list of fids or None).
         """
         root = self.formula_at(s, row, col)
         if root is None:
-            return [], None
-        seen = {root: 0}                         # formula id -> level it was reached at
+            return LevelRects.empty(), None
+        seen = array("i", [0]) * self.nformulas   # per formula: 1 + the level it was reached at (0: not yet)
+        seen[root] = 1
         frontier = [root]
-        levels, revisit = [], False
-        while frontier and (depth is None or len(levels) < depth):
-            rects: dict[int, list] = {}
+        buf = array("i")                         # (level, sheet, r0, c0, r1, c1) per rectangle
+        here, revisit = 0, False
+        refs, cell_formula, inside = self.refs, self.formula_at, self.formulas_in
+        while frontier and (depth is None or here < depth):
             nxt = []
-            here = len(levels)
             for f in frontier:
-                for t, rect, found in self._expand(f, transparent):
-                    rects.setdefault(t, []).append(rect)
+                pieces = self._expand(f, transparent) if transparent else \
+                    ((t, (r0, c0, r1, c1), None) for t, r0, c0, r1, c1 in refs(f))
+                for t, rect, found in pieces:
+                    r0, c0, r1, c1 = rect
+                    buf.extend((here, t, r0, c0, r1, c1))
+                    if found is None:            # the plain walk: look the cells up here
+                        if r0 == r1 and c0 == c1:
+                            g = cell_formula(t, r0, c0)
+                            found = () if g is None else (g,)
+                        else:
+                            found = inside(t, r0, c0, r1, c1).tolist()
                     for g in found:
-                        lv = seen.get(g)
-                        if lv is None:
-                            seen[g] = here + 1
+                        lv = seen[g]
+                        if not lv:
+                            seen[g] = here + 2
                             nxt.append(g)
-                        elif lv <= here:             # an edge back up: maybe a cycle
+                        elif lv <= here + 1:         # an edge back up: maybe a cycle
                             revisit = True
-            levels.append(rects)
+            here += 1
             frontier = nxt
+        levels = LevelRects.from_buffer(buf, here)
         if not revisit:
             return levels, None
         return levels, _find_cycle(root, lambda f: [g for _, _, found in self._expand(f, transparent) for g in found])
@@ -495,8 +526,8 @@ class Index:
         start = self.formula_at(s, row, col)
         if start is not None:
             seen.add(start)
-        levels, cycle = [], None
-        while frontier and (depth is None or len(levels) < depth):
+        buf, nlevels, cycle = array("i"), 0, None
+        while frontier and (depth is None or nlevels < depth):
             hits = set(self._readers(frontier))
             passed: set[int] = set()
             while transparent:
@@ -516,12 +547,13 @@ class Index:
             for f in new:
                 t, r0, c0, r1, c1 = self.host_rect(f)
                 rects.setdefault(t, []).append((r0, c0, r1, c1))
-            levels.append(rects)
+                buf.extend((nlevels, t, r0, c0, r1, c1))
+            nlevels += 1
             frontier = {t: compact_rects(v) for t, v in rects.items()}
         if cycle is not None and start is not None:
             _, cyc = self.precedents(s, row, col)
             cycle = cyc or cycle
-        return levels, cycle
+        return LevelRects.from_buffer(buf, nlevels), cycle
 
     def _readers(self, frontier: dict[int, list]) -> list[int]:
         """Formula ids whose references touch any rectangle of ``frontier``."""
@@ -591,15 +623,19 @@ class Index:
                 continue
             for tmpl, group in self._templates_of(sid, fids, src):
                 self._flatten(tmpl, group, allvals, roff, src, dr, dc, cols, special)
-        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in cols.items()}
+        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int32)) for k, v in cols.items()}
+        del cols
         B = _BUCKET
         tall = ((flat["r"] - flat["R"]) > B) | ((flat["c"] - flat["C"]) > B) | (flat["T"] < 0)
-        short = ~tall
+        short = np.flatnonzero(~tall)
         key = (flat["T"][short].astype(np.int64) << 40) | ((flat["R"][short].astype(np.int64) // B) << 20) \
             | (flat["C"][short].astype(np.int64) // B)
-        o = np.argsort(key, kind="stable")
-        pick = lambda m, idx=None: tuple((flat[k][m] if idx is None else flat[k][m][idx]) for k in "TRCrcF")
-        self._by_sid = {"short": pick(short, o), "keys": key[o], "tall": pick(tall), "special": special}
+        o = np.argsort(key, kind="stable")    # timsort: the keys come in long sorted runs
+        key = key[o]
+        short = short[o]
+        del o
+        pick = lambda idx: tuple(flat[k][idx] for k in "TRCrcF")
+        self._by_sid = {"short": pick(short), "keys": key, "tall": pick(np.flatnonzero(tall)), "special": special}
         return self._by_sid
 
 
@@ -619,26 +655,36 @@ class Index:
 
     def _flatten(self, tmpl, fids, allvals, roff, src, dr, dc, cols, special):
         """Append the plain references of formulas ``fids`` (one template) to ``cols``;
-        formulas with names, tables, whole rows/columns or 3-D references go to ``special``."""
+        formulas with names, tables, whole rows/columns or 3-D references go to ``special``.
+
+        All of the template's references are filled for a block of formulas at once: an
+        (formulas x references x ends) array of rows and one of columns, reduced to each
+        rectangle's min and max (a cell's one end is repeated, which changes neither)."""
         simple = [e for e in tmpl.refs if e[0] == "rect" and e[2] and e[3] and not isinstance(e[1], tuple)]
         if len(simple) < len(tmpl.refs):
             special.extend(fids.tolist())
         if not simple:
             return
-        nv = tmpl.nruns
-        mat = allvals[roff[src[fids]][:, None] + np.arange(nv)]
-        d_r, d_c = dr[fids], dc[fids]
-        hosts = self.fsheet[fids].astype(np.int64)
-        for _, sheet, rows, cs in simple:
-            rr = [mat[:, k] - 1 + (d_r if rel else 0) for k, rel in rows]
-            cc = [np.full(len(fids), c, np.int64) + (d_c if rel else 0) for c, rel in cs]
-            t = hosts if sheet is None else np.full(len(fids), self.by_name.get(sheet.lower(), -2), np.int64)
-            cols["T"].append(t.astype(np.int16))
-            cols["R"].append(np.minimum.reduce(rr).astype(np.int32))
-            cols["r"].append(np.maximum.reduce(rr).astype(np.int32))
-            cols["C"].append(np.minimum.reduce(cc).astype(np.int32))
-            cols["c"].append(np.maximum.reduce(cc).astype(np.int32))
-            cols["F"].append(fids.astype(np.int64))
+        m = max(max(len(e[2]), len(e[3])) for e in simple)
+        pad = lambda items: list(items) + [items[0]] * (m - len(items))
+        K = np.array([[k for k, _ in pad(e[2])] for e in simple], np.int64)          # (refs, ends): digit run
+        RREL = np.array([[rel for _, rel in pad(e[2])] for e in simple], bool)
+        CC = np.array([[c for c, _ in pad(e[3])] for e in simple], np.int64)        # (refs, ends): column
+        CREL = np.array([[rel for _, rel in pad(e[3])] for e in simple], bool)
+        own = np.array([e[1] is None for e in simple])                              # on the formula's sheet
+        other = np.array([-2 if e[1] is None else self.by_name.get(e[1].lower(), -2) for e in simple], np.int64)
+        step = max(1, (1 << 21) // (len(simple) * m))
+        for i in range(0, len(fids), step):
+            f = fids[i:i + step]
+            rows = allvals[roff[src[f]][:, None, None] + K[None]] - 1 + dr[f][:, None, None] * RREL[None]
+            cs = CC[None] + dc[f][:, None, None] * CREL[None]
+            hosts = self.fsheet[f].astype(np.int64)
+            cols["T"].append(np.where(own[None], hosts[:, None], other[None]).astype(np.int16).ravel())
+            for lo, hi, v in (("R", "r", rows), ("C", "c", cs)):
+                ends = [v[:, :, j] for j in range(m)]       # elementwise over the ends: no reduction axis
+                cols[lo].append(np.minimum.reduce(ends).astype(np.int32).ravel())
+                cols[hi].append(np.maximum.reduce(ends).astype(np.int32).ravel())
+            cols["F"].append(np.repeat(f.astype(np.int32), len(simple)))
 
 
 def _parse_runs(blob: bytearray) -> np.ndarray:
@@ -685,19 +731,27 @@ def compact_rects(rects) -> list[tuple]:
     Sweeps the distinct row boundaries (each band's columns merged into runs), then joins
     vertically touching pieces with the same columns. Exact; no cell is ever listed.
     """
-    rects = list(set(rects))
-    if len(rects) <= 1:
-        return rects
-    if len(rects) <= 8:                          # a few: plain Python, no arrays (one per trace level)
-        return _join(_bands(rects))
-    arr = np.asarray(rects, dtype=np.int64)
+    if isinstance(rects, np.ndarray):            # an (n, 4) array: no tuples made
+        arr = rects.reshape(-1, 4)
+        if len(arr) and (arr[:, 0] == arr[:, 2]).all() and (arr[:, 1] == arr[:, 3]).all():   # cells: by keys
+            key, r1, c1 = _compact_cells(np.zeros(len(arr), np.int64), arr[:, 0], arr[:, 1])
+            out = np.stack([(key >> 14) & 0xFFFFF, key & 0x3FFF, r1, c1], axis=1)
+            return [tuple(r) for r in out[np.lexsort(out.T[::-1])].tolist()]
+        arr = np.unique(arr.astype(np.int64), axis=0)
+        if len(arr) <= 1:
+            return [tuple(r) for r in arr.tolist()]
+    else:
+        rects = list(set(rects))
+        if len(rects) <= 1:
+            return rects
+        if len(rects) <= 8:                      # a few: plain Python, no arrays (one per trace level)
+            return _join(_bands(rects))
+        arr = np.asarray(rects, dtype=np.int64)
     R0, C0 = int(arr[:, 0].min()), int(arr[:, 1].min())
     h, w = int(arr[:, 2].max()) - R0 + 1, int(arr[:, 3].max()) - C0 + 1
     pieces = []
     if h * w <= 1 << 22:                         # paint the bounding box, read runs row by row
-        g = np.zeros((h, w + 2), np.int8)
-        for a, b, c, d in rects:
-            g[a - R0:c - R0 + 1, b - C0 + 1:d - C0 + 2] = 1
+        g = _paint(arr - [R0, C0, R0, C0], h, w)
         d = np.diff(g, axis=1)
         new = np.flatnonzero(np.concatenate([[True], np.any(g[1:] != g[:-1], axis=1)]))
         ends = np.concatenate([new[1:], [h]]) - 1
@@ -709,6 +763,16 @@ def compact_rects(rects) -> list[tuple]:
     else:                                        # sweep the row boundaries, rectangles live in a set
         pieces = _sweep(arr)
     return _join(pieces)
+
+
+def _paint(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(n, 4) inclusive rectangles inside an h x w box -> an int8 (h, w + 2) grid, 1 inside
+    (one column of margin either side), by summing corner marks (no loop over rectangles)."""
+    marks = np.zeros((h + 1, w + 3), np.int32)
+    a, b, c, d = arr[:, 0], arr[:, 1] + 1, arr[:, 2] + 1, arr[:, 3] + 2
+    for rr, cc, sign in ((a, b, 1), (a, d, -1), (c, b, -1), (c, d, 1)):
+        np.add.at(marks, (rr, cc), sign)
+    return (marks.cumsum(axis=0).cumsum(axis=1)[:h, :w + 2] > 0).astype(np.int8)
 
 
 def _join(pieces: list[tuple]) -> list[tuple]:
@@ -761,6 +825,144 @@ def _sweep(arr: np.ndarray) -> list[tuple]:
             for c0, c1 in merge_runs(live.values()):
                 pieces.append((c0, c1 - 1, a, b - 1))
     return pieces
+
+
+class LevelRects(Sequence):
+    """Levels of rectangles held as one array, never as objects per level.
+
+    ``data`` is an (n, 6) int32 array: per rectangle its level, sheet and inclusive
+    (r0, c0, r1, c1), sorted by level (rectangles of one level keep their order). A level may
+    be empty (a formula with no references). ``levels[k]`` is the dict {sheet: [rects]} of
+    level k, built on access; iteration, ``len`` and ``==`` with a list behave as for the
+    list of those dicts.
+    """
+
+    def __init__(self, data: np.ndarray, nlevels: int):
+        self.data = data
+        self.nlevels = nlevels
+        self.starts = np.searchsorted(data[:, 0], np.arange(nlevels + 1)) if len(data) else \
+            np.zeros(nlevels + 1, np.int64)
+
+    @classmethod
+    def empty(cls) -> "LevelRects":
+        return cls(np.zeros((0, 6), np.int32), 0)
+
+    @classmethod
+    def from_buffer(cls, buf: array, nlevels: int) -> "LevelRects":
+        data = np.frombuffer(buf, dtype=np.int32).reshape(-1, 6) if len(buf) else np.zeros((0, 6), np.int32)
+        return cls(data, nlevels)
+
+    def __len__(self) -> int:
+        return self.nlevels
+
+    def rows(self, k: int) -> np.ndarray:
+        """The (level, sheet, r0, c0, r1, c1) rows of level ``k``."""
+        return self.data[self.starts[k]:self.starts[k + 1]]
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self.nlevels))]
+        if k < 0:
+            k += self.nlevels
+        if not 0 <= k < self.nlevels:
+            raise IndexError(k)
+        out: dict[int, list] = {}
+        for _, t, r0, c0, r1, c1 in self.rows(k).tolist():
+            out.setdefault(t, []).append((r0, c0, r1, c1))
+        return out
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, LevelRects):
+            return self.nlevels == other.nlevels and np.array_equal(self.data, other.data)
+        if isinstance(other, (list, tuple)):
+            return len(other) == self.nlevels and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<LevelRects: {self.nlevels} levels, {len(self.data)} rectangles>"
+
+    def compact(self) -> "LevelRects":
+        """Each level's rectangles, per sheet, as :func:`compact_rects` gives them (same
+        rectangles, same order), computed for many levels at once (in chunks of about
+        _CHUNK rectangles, whole levels each, so the scratch memory stays bounded)."""
+        d, starts = self.data, self.starts
+        out, n, more, k = np.empty_like(d), 0, [], 0     # compacting rarely adds rectangles: then `more`
+        while k < self.nlevels:
+            stop = max(int(np.searchsorted(starts, starts[k] + _CHUNK, side="right")) - 1, k + 1)
+            stop = min(stop, self.nlevels)
+            piece = _compact_rows(d[starts[k]:starts[stop]])
+            if more or n + len(piece) > len(out):
+                more.append(piece)
+            else:
+                out[n:n + len(piece)] = piece
+                n += len(piece)
+            k = stop
+        return LevelRects(np.concatenate([out[:n]] + more) if more else out[:n], self.nlevels)
+
+
+_CHUNK = 1 << 16
+
+
+def _compact_rows(d: np.ndarray) -> np.ndarray:
+    """:meth:`LevelRects.compact` on rows (level, sheet, r0, c0, r1, c1) sorted by level:
+    all at once where every rectangle of a (level, sheet) group is one cell; other groups
+    go through compact_rects one by one."""
+    if not len(d):
+        return d
+    if d[:, 1].min() != d[:, 1].max():       # several sheets: group each level's by sheet
+        d = d[np.lexsort((d[:, 1], d[:, 0]))]
+    lv, t = d[:, 0], d[:, 1]
+    first = np.flatnonzero(np.concatenate([[True], (lv[1:] != lv[:-1]) | (t[1:] != t[:-1])]))
+    gid = np.repeat(np.arange(len(first)), np.diff(np.append(first, len(d))))
+    size = np.diff(np.append(first, len(d)))[gid]
+    single = (d[:, 2] == d[:, 4]) & (d[:, 3] == d[:, 5])
+    multi = np.bincount(gid[~single], minlength=len(first))[gid] > 0
+    cells = ~multi & (size > 1)
+    alone = size == 1
+    del single, size
+    key = (gid[alone].astype(np.int64) << 34) | (d[alone, 2].astype(np.int64) << 14) | d[alone, 3]
+    parts = [(key, d[alone, 4], d[alone, 5])]
+    parts.append(_compact_cells(gid[cells].astype(np.int64), d[cells, 2], d[cells, 3]))
+    rest = np.flatnonzero(multi & ~alone)
+    if len(rest):
+        bounds = np.flatnonzero(np.concatenate([[True], gid[rest][1:] != gid[rest][:-1], [True]]))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            g = int(gid[rest[a]])
+            rr = np.array(compact_rects(d[rest[a:b], 2:]), np.int64).reshape(-1, 4)
+            parts.append(((g << 34) | (rr[:, 0] << 14) | rr[:, 1], rr[:, 2], rr[:, 3]))
+    key = np.concatenate([p[0] for p in parts])
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    g = key >> 34
+    out = np.empty((len(key), 6), d.dtype)
+    out[:, 0], out[:, 1] = lv[first][g], t[first][g]
+    out[:, 2], out[:, 3] = (key >> 14) & 0xFFFFF, key & 0x3FFF
+    out[:, 4] = np.concatenate([p[1] for p in parts])[order]
+    out[:, 5] = np.concatenate([p[2] for p in parts])[order]
+    return out
+
+
+def _compact_cells(gid: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple:
+    """One-cell rectangles (group, row, col) -> per group, the maximal runs along rows
+    joined down equal columns (what compact_rects gives for those cells), as
+    (group << 34 | r0 << 14 | c0 keys, r1, c1)."""
+    key = np.unique((gid << 34) | (r.astype(np.int64) << 14) | c)   # sorted by group, row, col
+    if not len(key):
+        return key, key, key
+    new_run = np.concatenate([[True], np.diff(key) != 1])   # same group and row, next column
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], len(key)) - 1
+    head, c1 = key[starts], key[ends] & 0x3FFF
+    g, r, c0 = head >> 34, (head >> 14) & 0xFFFFF, head & 0x3FFF
+    order = np.lexsort((r, c1, c0, g))              # runs of equal columns, top to bottom
+    g, r, c0, c1 = g[order], r[order], c0[order], c1[order]
+    join = np.concatenate([[False], (g[1:] == g[:-1]) & (c0[1:] == c0[:-1]) & (c1[1:] == c1[:-1])
+                           & (r[1:] == r[:-1] + 1)])
+    starts = np.flatnonzero(~join)
+    ends = np.append(starts[1:], len(g)) - 1
+    return (g[starts] << 34) | (r[starts] << 14) | c0[starts], r[ends], c1[starts]
 
 
 def rect_boxes(rects) -> tuple:

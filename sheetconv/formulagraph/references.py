@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from functools import lru_cache
 from typing import NamedTuple
 
 from openpyxl.formula import Tokenizer
@@ -202,7 +203,31 @@ def _part_ref(p: _Part, sheet) -> Ref | None:
 
 
 def parse_ref(text: str) -> Ref | None:
-    """One operand as the tokenizer gives it -> Ref (None: not a reference into this workbook)."""
+    """One operand as the tokenizer gives it -> Ref (None: not a reference into this workbook).
+    Short operands (most: 'B7', '$C$3:$E$5') are remembered, as the templates of one
+    workbook repeat them."""
+    return _parse_short(text) if len(text) <= _SHORT else _parse_ref(text)
+
+
+_SHORT = 48                      # operands up to this long are cached (a bounded cache of short strings)
+
+
+@lru_cache(maxsize=1 << 15)
+def _parse_short(text: str) -> Ref | None:
+    return _parse_ref(text)
+
+
+@lru_cache(maxsize=1 << 15)
+def _parts_short(text: str):
+    return _parts(text)
+
+
+def _parts_of(text: str):
+    """:func:`_parts`, remembered for short operands (the result is shared: never changed)."""
+    return _parts_short(text) if len(text) <= _SHORT else _parts(text)
+
+
+def _parse_ref(text: str) -> Ref | None:
     got = _parts(text.strip())
     if got is None:
         return None
@@ -451,7 +476,7 @@ def _template(text: str) -> _Template:
         if ref.name is not None or ref.table is not None or ref.parts is not None:
             refs.append(("ref", ref))                      # its digits stay fixed
             continue
-        parts = _parts(value.strip())[1]
+        parts = _parts_of(value.strip())[1]
         rows, cols = [], []
         lead = len(value) - len(value.lstrip())
         for p in parts:

@@ -4,12 +4,19 @@
 ``levels[1]`` what a second press adds, and so on. Each level is a list of
 :class:`~sheetconv.nn.regions.Region`: in the analytic model a layer's activations and the
 weights and bias it uses; in a worksheet, one region per sheet.
+
+``levels`` is a sequence, not necessarily a list: a workbook's formula trace keeps its
+levels as arrays of rectangles and builds each level's Regions on access (a running total
+down a million rows is a million levels). Renderers index it, never copy it: the text
+shows the first and last few levels of a long trace and counts the rest; the JSON
+(:meth:`Trace.iter_json`) is written one level at a time.
 """
 from __future__ import annotations
 
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .regions import Region
@@ -103,10 +110,35 @@ class Trace:
         self.complete()
         return {"format_version": FORMAT_VERSION, "convention": CONVENTION,
                 "root": list(self.root), "direction": self.direction, "depth": self.depth,
-                "levels": [[r.to_json() for r in level] for level in self.levels], **self.meta}
+                "levels": [[r.to_json() for r in level] for level in self.levels],
+                **{k: list(v) if _lazy_list(v) else v for k, v in self.meta.items()}}
 
     def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+        return "".join(self.iter_json(**kwargs))
+
+    def iter_json(self, **kwargs):
+        """The JSON document of :meth:`to_dict` in pieces, one level at a time (a trace of a
+        million levels is never one dict). ``kwargs`` go to :func:`json.dumps` per piece;
+        without ``indent`` the pieces join to ``json.dumps(trace.to_dict())``."""
+        self.complete()
+        head = {"format_version": FORMAT_VERSION, "convention": CONVENTION,
+                "root": list(self.root), "direction": self.direction, "depth": self.depth}
+        lists = {"levels": _Mapped(self.levels, lambda level: [r.to_json() for r in level])}
+        for k, v in self.meta.items():
+            lists[k] = v if _lazy_list(v) else None
+            if not _lazy_list(v):
+                head[k] = v
+        sep = ", " if kwargs.get("indent") is None else ",\n"
+        yield json.dumps(head, **kwargs)[:-1].rstrip()
+        for k in ["levels"] + [k for k in self.meta]:
+            v = lists.get(k)
+            if v is None:
+                continue
+            yield f"{sep}{json.dumps(k)}: ["
+            for i, item in enumerate(v):
+                yield ("" if i == 0 else ", ") + json.dumps(item, **kwargs)
+            yield "]"
+        yield "}"
 
     def input_info(self) -> dict | None:
         """The receptive field on the input (see :func:`describe_input`), if the trace reaches it."""
@@ -131,6 +163,22 @@ class Trace:
         workbook's trace) and a compact table of levels; long lines wrap."""
         self.complete()
         return trace_html(self)
+
+
+def _lazy_list(v) -> bool:
+    """A sequence made on access (e.g. a formula trace's levels), not a plain list."""
+    return isinstance(v, Sequence) and not isinstance(v, (str, bytes, list, tuple))
+
+
+class _Mapped(Sequence):
+    def __init__(self, items, fn):
+        self.items, self.fn = items, fn
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, k):
+        return self.fn(self.items[k])
 
 
 def describe_input(region: Region, field: dict | None, extent: tuple[int, int] | None = None) -> dict:
@@ -202,8 +250,11 @@ def _cell_lines(trace: Trace) -> list[str]:
 def _level_rows(trace: Trace) -> list[tuple[int, str, int, str]]:
     """(level, label, cells, ranges text) per line of the text table."""
     rows = []
-    for k, level in enumerate(trace.levels):
-        for group in _runs_of_channels(trace, _entries(trace, level)):
+    for k in shown_levels(trace.depth):
+        if k < 0:
+            rows.append(("...", "", -k, "more levels"))
+            continue
+        for group in _runs_of_channels(trace, _entries(trace, k, trace.levels[k])):
             line = _entry_line(trace, group).strip()
             label = _label(group)
             total = sum(e["count"] for e in group)
@@ -239,8 +290,7 @@ def _title(trace: Trace) -> str:
     return f"{where}{kind}: {trace.direction}, {levels}{engine}"
 
 
-def _entries(trace: Trace, level: list[Region]) -> list[dict]:
-    k = trace.levels.index(level)
+def _entries(trace: Trace, k: int, level: list[Region]) -> list[dict]:
     if "sheet_levels" in trace.meta:
         return trace.meta["sheet_levels"][k]
     return [{"sheet": None, "grid": None, "channel": None, "ranges": [r.describe()], "count": len(r)}
@@ -264,12 +314,17 @@ def render_text(trace: Trace) -> str:
                    "not followed, e.g. =" + m["unreadable_formulas"][0][:60])
     if m.get("cycle"):
         out.append("  circular reference: " + " -> ".join(m["cycle"]))
-    for k, level in enumerate(trace.levels):
-        entries = _entries(trace, level)
+    for k in shown_levels(trace.depth):
+        if k < 0:
+            out.append(f"... {-k:,} more levels (--format json lists them all)")
+            continue
+        entries = _entries(trace, k, trace.levels[k])
         total = sum(e["count"] for e in entries)
         out.append(f"level {k + 1}: {total} cell{'s' if total != 1 else ''}")
         for group in _runs_of_channels(trace, entries):
             out.append(_entry_line(trace, group))
+    if trace.depth > SHOW_LEVELS[0] + SHOW_LEVELS[1]:
+        out.append(f"{trace.depth:,} levels, {trace.count():,} cells in all")
     blocks = m.get("blocks") if trace.direction == "precedents" else None
     if blocks:
         n = len(blocks)
@@ -311,6 +366,16 @@ def render_text(trace: Trace) -> str:
 
 
 SHOW_BLOCKS = 12        # blocks listed in the text
+SHOW_LEVELS = (12, 4)   # a longer trace's text shows this many first and last levels
+
+
+def shown_levels(depth: int) -> list[int]:
+    """The level indices the text shows: all, or the first and last few with, between
+    them, minus the number left out."""
+    first, last = SHOW_LEVELS
+    if depth <= first + last:
+        return list(range(depth))
+    return list(range(first)) + [-(depth - first - last)] + list(range(depth - last, depth))
 MERGE_MIN = 4           # this many like channels in a row print as one line
 SHOW_RANGES = 8         # at most this many ranges per line; the JSON output lists them all
 
