@@ -42,8 +42,8 @@ def timed(label: str, fn, per: int | None = None):
 def run(name: str, net, x, cell: str, folder: Path):
     import sheetconv as sc
     from sheetconv.check import check_workbook
-    from sheetconv.xlsx.writer import formula_count
     from sheetconv.sheet.layout import Layout
+    from sheetconv.xlsx.writer import formula_count
     n = formula_count(net, Layout.for_network(net))
     print(f"{name}: {len(net)} layers, {net.param_count():,} parameters, {n:,} formulas")
     path = folder / f"{name}.xlsx"
@@ -65,8 +65,9 @@ def main(argv=None):
     ap.add_argument("--only", choices=["front", "mini"], default=None)
     args = ap.parse_args(argv)
     import torch
-    import sheetconv as sc
     from test_resnet import ResNet18Front
+
+    import sheetconv as sc
     print(f"python bench/bench_resnet.py{' --only ' + args.only if args.only else ''}")
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)

@@ -62,10 +62,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import sheetconv as sc
-    from sheetconv.xlsx.writer import write_workbook
-    from sheetconv.sheet.layout import Layout
     from sheetconv.formulagraph.index import build_index
+    from sheetconv.sheet.layout import Layout
     from sheetconv.tracing import FormulaWorkbook, open_workbook
+    from sheetconv.xlsx.writer import write_workbook
 
     net = bench_net()
     book = Path(args.book)

@@ -5,19 +5,36 @@
 >>> net.receptive_field("conv2").size
 (7, 7)
 """
-from .nn.inputs import digit, digit_label, load_input
-from .nn.deps import ReceptiveField
 from .errors import SheetconvError
-from .nn.layers import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Flatten, Layer,
-                        LeakyReLU, Linear, MaxPool2d, ReLU, Sigmoid, SiLU, Tanh, Window)
+from .interop.state_dict import load_state_dict_file
+from .interop.torch_modules import from_torch, to_torch  # torch itself is imported lazily
+from .interop.verify import verify
+from .nn.deps import ReceptiveField
+from .nn.inputs import digit, digit_label, load_input
+from .nn.layers import (
+    GELU,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
+    Concat,
+    Conv2d,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Tanh,
+    Window,
+)
 from .nn.network import Network
 from .nn.presets import PRESETS, preset
 from .nn.regions import Region
-from .interop.state_dict import load_state_dict_file
-from .interop.torch_modules import from_torch, to_torch   # torch itself is imported lazily
 from .nn.trace import Trace
-from .interop.verify import verify
-
 from .version import __version__
 
 

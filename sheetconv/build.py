@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .errors import SheetconvError
 from .interop.state_dict import map_state_dict, read_state_dict_file
 from .nn.arrayfiles import read_npz, stand_in
-from .nn.inputs import digit as bundled_digit, digit_label, load_input
+from .nn.inputs import digit as bundled_digit
+from .nn.inputs import digit_label, load_input
 from .nn.network import Network
 from .nn.paths import check_name, os_reason
 from .nn.presets import preset

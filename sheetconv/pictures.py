@@ -310,7 +310,7 @@ def _draw_tile(ax, tile: Tile, color: str):
     ax.tick_params(length=2, pad=1)
 
 
-def write_png(trace, out, force: bool = False, dpi: int = 110, book=None) -> "object":
+def write_png(trace, out, force: bool = False, dpi: int = 110, book=None) -> object:
     """Draw the trace's panels into a .png file (checked first, written all at once)."""
     from pathlib import Path
     check_outputs(book or "", png=out, force=force)

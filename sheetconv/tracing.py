@@ -15,22 +15,22 @@ from itertools import product
 
 import numpy as np
 
-from .sheet import meta as _meta
 from .errors import SheetconvError
-from .sheet.explain import EXPLAIN_SHEET
-from .sheet.prediction import PREDICTION_SHEET
-from .nn.network import parse_depth, parse_grid_ref
 from .formulagraph.index import Index, LevelRects, build_index, compact_rects, rect_boxes
-from .xlsx import package as _package
-from .xlsx.cells import read_shared_strings, read_values, value_of
-from .xlsx.package import active_sheet, open_zip, read_workbook_parts
+from .nn.network import parse_depth, parse_grid_ref
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
 from .pictures import touching_groups
-from .sheet.formulas import formula as spec_formula
+from .sheet import meta as _meta
 from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
 from .sheet.a1 import cell as cell_a1
+from .sheet.explain import EXPLAIN_SHEET
+from .sheet.formulas import formula as spec_formula
+from .sheet.prediction import PREDICTION_SHEET
+from .xlsx import package as _package
+from .xlsx.cells import read_shared_strings, read_values, value_of
 from .xlsx.metadata import read_meta_zip
+from .xlsx.package import active_sheet, open_zip, read_workbook_parts
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
 
@@ -80,7 +80,7 @@ class SheetTrace(Trace):
         return panels_html(self)
 
 
-def open_workbook(path) -> "Workbook":
+def open_workbook(path) -> Workbook:
     """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise.
 
     The zip is opened (and checked) once; each part is parsed once.
@@ -244,7 +244,7 @@ class Workbook:
                                  f"{cell_a1(row, col)}")
         return value, handler.formula()
 
-    def _stamp(self, trace: "Trace", sheet: str, row: int, col: int, spec: str | None = None) -> "Trace":
+    def _stamp(self, trace: Trace, sheet: str, row: int, col: int, spec: str | None = None) -> Trace:
         """Link the trace to this workbook; its description (on first rendering) adds the
         stored value and formula of the traced cell, and a note if ``spec`` (the formula the
         network's spec gives) differs from the stored one."""
@@ -413,7 +413,7 @@ class FormulaWorkbook(Workbook):
             return "formula"
         return "constant" if self.index.is_value(s, row, col) else "empty"
 
-    def _levels(self, raw: LevelRects) -> "SheetLevels":
+    def _levels(self, raw: LevelRects) -> SheetLevels:
         """The index's levels, compacted per sheet, without skipped sheets (and without
         trailing levels reached only on them), as a lazy sequence of Region lists."""
         rects = raw.compact()

@@ -13,8 +13,24 @@ import openpyxl
 from openpyxl.formula import Tokenizer
 from openpyxl.utils.cell import range_boundaries
 
-from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten,
-                       LeakyReLU, Linear, MaxPool2d, Network, ReLU, SheetconvError, Sigmoid, SiLU, Tanh)
+from sheetconv import (
+    GELU,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    Network,
+    ReLU,
+    SheetconvError,
+    Sigmoid,
+    SiLU,
+    Tanh,
+)
 
 ALLOWED_FUNCTIONS = {"SUMPRODUCT", "SUM", "AVERAGE", "MAX",
                      # BatchNorm2d and the activations: built-ins of Excel, LibreOffice and Gnumeric alike

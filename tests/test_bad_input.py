@@ -50,7 +50,7 @@ def test_nan_and_inf_in_inputs(net):
     for bad in (np.nan, np.inf, -np.inf):
         x = sc.digit(0).copy()
         x[0, 3, 4] = bad
-        raises(lambda: net.forward(x), "input", "NaN or Inf")
+        raises(lambda x=x: net.forward(x), "input", "NaN or Inf")
 
 
 def test_nan_and_inf_in_weights(net):

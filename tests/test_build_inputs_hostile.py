@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from PIL import Image
+from test_cli_build import assert_one_line_error, files, run
 
 import sheetconv as sc
 from sheetconv.nn.inputs import load_input
 from sheetconv.nn.specfile import load_spec
 from sheetconv.sheet.layout import Layout
 from sheetconv.sheet.meta import MAX_SHEET_CELLS, build_meta, load_model, parse_chunks, to_chunks
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
-from test_cli_build import assert_one_line_error, files, run
 
 REPO = Path(__file__).resolve().parents[1]
 PEAK_MB = 300

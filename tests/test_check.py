@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 import sheetconv as sc
-from sheetconv.sheet import a1 as xlref
 from sheetconv.check import check_workbook
 from sheetconv.cli import cli
-from sheetconv.xlsx.writer import write_workbook
+from sheetconv.sheet import a1 as xlref
 from sheetconv.sheet.layout import Layout
+from sheetconv.xlsx.writer import write_workbook
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _xlsx_oracle import computed_cells, read_sheet
 from click.testing import CliRunner
 from PIL import Image
 
@@ -13,8 +14,6 @@ from sheetconv import digit, preset
 from sheetconv.cli import cli
 from sheetconv.sheet.layout import Layout
 from sheetconv.xlsx.metadata import read_meta
-
-from _xlsx_oracle import computed_cells, read_sheet
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 REPO = Path(__file__).resolve().parents[1]

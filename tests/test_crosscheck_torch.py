@@ -4,13 +4,14 @@ Two oracles: ``torch.nn`` modules built here from the same weights (independent 
 sheetconv's own code), and ``sheetconv.interop.verify``, which the CLI reports from.
 """
 from functools import partial
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import networks as random_networks
 
 import sheetconv as sc
-from strategies import networks as random_networks
 
 # this module's sizes; keywords given at a call site override them
 networks = partial(random_networks, max_size=20, max_ch=4, max_layers=3, max_conv_kernel=5, max_features=6)

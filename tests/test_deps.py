@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import networks as random_networks
+from strategies import out_len
 
 import sheetconv as sc
-from strategies import networks as random_networks, out_len
 
 # this module's sizes; keywords given at a call site override them
 networks = partial(random_networks, max_size=9, max_ch=3, max_layers=4, max_features=4)

@@ -13,17 +13,24 @@ import numpy as np
 import openpyxl
 import pytest
 import xlsxwriter
+from _xlsx_oracle import (
+    ALLOWED_FUNCTIONS,
+    computed_cells,
+    functions,
+    handmade_nets,
+    param_cells,
+    random_net,
+    read_sheet,
+    sheet_precedents,
+)
 
 from sheetconv import Conv2d, Network, SheetconvError, digit, preset
-from sheetconv.xlsx import writer as export
-from sheetconv.xlsx.writer import write_workbook
+from sheetconv.sheet.a1 import MAX_COLS
 from sheetconv.sheet.layout import Layout
 from sheetconv.sheet.meta import META_SHEET, parse_chunks
+from sheetconv.xlsx import writer as export
 from sheetconv.xlsx.metadata import read_meta
-from sheetconv.sheet.a1 import MAX_COLS
-
-from _xlsx_oracle import (ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, param_cells, random_net,
-                          read_sheet, sheet_precedents)
+from sheetconv.xlsx.writer import write_workbook
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -134,7 +141,8 @@ def test_a_wide_network_wraps_within_excels_columns(tmp_path):
 def _sheet_xml_order(path):
     """(row, col) of every cell of the conv sheet, in file order, from the raw XML."""
     import re
-    from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+
+    from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
     with zipfile.ZipFile(path) as z:
         xml = z.read("xl/worksheets/sheet1.xml").decode()
     out = []
@@ -386,6 +394,7 @@ def test_new_files_get_the_usual_mode_for_the_umask(tmp_path):
 
 def test_concurrent_builds_do_not_disturb_each_others_zip_settings(tmp_path):
     import threading
+
     import xlsxwriter.workbook as xw_workbook
     net, x = CASES["simple-cnn"]
     write_workbook(net, x, tmp_path / "serial.xlsx", title="t")

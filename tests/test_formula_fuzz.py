@@ -6,13 +6,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import given, settings, strategies as st
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sheetconv.errors import SheetconvError
 from sheetconv.formulagraph.index import build_index
 from sheetconv.formulagraph.references import ShapeCache, references
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 
 PIECES = [
     "A1", "$B$2", "c3", "A1:B2", "Sheet1!A1", "'My s''heet'!B2:C3", "Sheet1!A1:Sheet1!B2", "A:A", "3:5", "$C:$D",

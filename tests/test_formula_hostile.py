@@ -12,6 +12,7 @@ import zipfile
 
 import openpyxl
 import pytest
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from click.testing import CliRunner
 from openpyxl.utils import range_boundaries
 
@@ -20,8 +21,6 @@ from sheetconv.errors import SheetconvError
 from sheetconv.formulagraph.index import build_index
 from sheetconv.xlsx import package
 from sheetconv.xlsx.cells import read_values
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 
 
 def cells_of(a1_ranges, sheet) -> set[tuple]:

@@ -3,7 +3,8 @@ hand-written expectations; shared-formula offsets match openpyxl's Translator.""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import get_column_letter
 

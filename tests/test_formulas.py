@@ -6,13 +6,12 @@ back through the layout and compares with ``Network.precedents(cell, depth=1)``.
 from __future__ import annotations
 
 import pytest
+from _xlsx_oracle import ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, random_net, references
 
 from sheetconv import AvgPool2d, Conv2d, Network, preset
 from sheetconv.sheet import a1 as xlref
 from sheetconv.sheet.formulas import formula
 from sheetconv.sheet.layout import Layout
-
-from _xlsx_oracle import ALLOWED_FUNCTIONS, computed_cells, functions, handmade_nets, random_net, references
 
 
 def _nets():

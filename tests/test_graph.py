@@ -15,16 +15,15 @@ from itertools import product
 
 import numpy as np
 import pytest
+from _xlsx_oracle import computed_cells, references
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import out_len
 
 import sheetconv as sc
 from sheetconv import Add, AvgPool2d, Concat, Conv2d, MaxPool2d, Network, ReLU
 from sheetconv.sheet.formulas import formula
 from sheetconv.sheet.layout import Layout
-
-from _xlsx_oracle import computed_cells, references
-from strategies import out_len
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -7,14 +7,13 @@ import tracemalloc
 import zipfile
 
 import pytest
+from _craft_xlsx import CONTENT_TYPES, NS, ROOT_RELS, cell_xml, sheet_xml, write_xlsx
 from click.testing import CliRunner
 
-from sheetconv.xlsx import package as reader
 from sheetconv.cli import cli
 from sheetconv.errors import SheetconvError
 from sheetconv.tracing import open_workbook
-
-from _craft_xlsx import CONTENT_TYPES, NS, ROOT_RELS, cell_xml, sheet_xml, write_xlsx
+from sheetconv.xlsx import package as reader
 
 BILLION_LAUGHS = """<!DOCTYPE lolz [
  <!ENTITY lol "lol">

@@ -4,12 +4,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from _xlsx_oracle import handmade_nets, param_cells, random_net
 
 from sheetconv import Conv2d, Flatten, Linear, Network, SheetconvError, preset
-from sheetconv.sheet.layout import Layout
 from sheetconv.sheet.a1 import MAX_COLS, MAX_ROWS
-
-from _xlsx_oracle import handmade_nets, param_cells, random_net
+from sheetconv.sheet.layout import Layout
 
 
 def _nets():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import sheetconv as sc
 from oracles import cell_value
 from strategies import networks as random_networks
+
+import sheetconv as sc
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -10,16 +10,14 @@ from typing import NamedTuple
 import openpyxl
 import pytest
 import xlsxwriter
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from openpyxl.formula import Tokenizer
 from openpyxl.utils import range_boundaries
 from openpyxl.worksheet.formula import ArrayFormula
 from xlsxwriter.utility import xl_rowcol_to_cell
 
-from sheetconv.tracing import FormulaWorkbook, open_workbook
 from sheetconv.formulagraph.index import build_index, compact_rects
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
-
+from sheetconv.tracing import FormulaWorkbook, open_workbook
 
 # ---------------------------------------------------------------- the oracle
 

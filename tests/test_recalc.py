@@ -12,8 +12,8 @@ import openpyxl
 import pytest
 import xlsxwriter
 
-from sheetconv.xlsx import recalc
 from sheetconv.errors import SheetconvError
+from sheetconv.xlsx import recalc
 
 pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")
 

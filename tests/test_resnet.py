@@ -22,7 +22,6 @@ nn = torch.nn
 
 from test_graph import fastbook_resnet, randomise_batchnorm  # noqa: E402
 
-
 # ---------------------------------------------------------------- torchvision's definitions (resnet.py)
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -161,8 +160,9 @@ def test_resnet18_front_workbook_traces_a_cell(front, tmp_path):
 
 
 def test_resnet_mini_formulas_reference_exactly_the_precedents():
-    from sheetconv.sheet.formulas import formula
     from _xlsx_oracle import computed_cells, references
+
+    from sheetconv.sheet.formulas import formula
     net = sc.preset("resnet-mini")
     layout = Layout.for_network(net)
     cells = list(computed_cells(net))

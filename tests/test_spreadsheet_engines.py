@@ -17,15 +17,34 @@ import openpyxl
 import pytest
 from defusedxml import ElementTree
 
-from sheetconv import (GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Flatten,
-                       LeakyReLU, Linear, MaxPool2d, Network, ReLU, Sigmoid, SiLU, Tanh, digit, preset)
+from sheetconv import (
+    GELU,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    Add,
+    AvgPool2d,
+    BatchNorm2d,
+    Concat,
+    Conv2d,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    Network,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Tanh,
+    digit,
+    preset,
+)
+from sheetconv.interop.verify import torch_activations
 from sheetconv.sheet import a1 as xlref
+from sheetconv.sheet.explain import EXPLAIN_SHEET, explain
+from sheetconv.sheet.layout import Layout
+from sheetconv.sheet.prediction import PREDICTION_SHEET, class_cell, has_prediction, prob_cells
 from sheetconv.xlsx import recalc
 from sheetconv.xlsx import writer as export
-from sheetconv.sheet.layout import Layout
-from sheetconv.interop.verify import torch_activations
-from sheetconv.sheet.explain import EXPLAIN_SHEET, explain
-from sheetconv.sheet.prediction import PREDICTION_SHEET, class_cell, has_prediction, prob_cells
 
 pytestmark = pytest.mark.filterwarnings("ignore:Workbook contains no default style")
 

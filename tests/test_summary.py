@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 torchinfo = pytest.importorskip("torchinfo")
 from click.testing import CliRunner  # noqa: E402
+from fastbook import simple_cnn  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
-from fastbook import simple_cnn  # noqa: E402
 from sheetconv.cli import cli  # noqa: E402
 from sheetconv.nn.summary import summary, summary_rows  # noqa: E402
 
@@ -124,7 +124,6 @@ def test_cli_summary(tmp_path):
 
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from test_torchio import random_sequential  # noqa: E402
 
 

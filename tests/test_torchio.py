@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from fastbook import conv, simple_cnn  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 from torch import nn  # noqa: E402
 
 import sheetconv as sc  # noqa: E402
-from fastbook import conv, simple_cnn  # noqa: E402
 from sheetconv.interop.state_dict import load_state_dict_file, map_state_dict  # noqa: E402
 from sheetconv.interop.torch_modules import from_torch, to_torch  # noqa: E402
 

@@ -11,17 +11,16 @@ import warnings
 import numpy as np
 import openpyxl
 import pytest
+from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from click.testing import CliRunner
 from PIL import Image
 
 import sheetconv as sc
 from sheetconv.cli import cli
-from sheetconv.xlsx.writer import write_workbook
 from sheetconv.formulagraph.index import compact_rects
-from sheetconv.tracing import FormulaWorkbook, SheetconvWorkbook, open_workbook
 from sheetconv.nn.network import parse_grid_ref
-
-from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
+from sheetconv.tracing import FormulaWorkbook, SheetconvWorkbook, open_workbook
+from sheetconv.xlsx.writer import write_workbook
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import sys
 import zipfile
 
 import pytest
-
 from _craft_xlsx import NS, sheet_xml, write_xlsx
 
 from sheetconv.tracing import open_workbook

@@ -15,8 +15,8 @@ import numpy as np
 import openpyxl
 import pytest
 from click.testing import CliRunner
-from openpyxl.worksheet.formula import ArrayFormula
 from openpyxl.utils import get_column_letter as col
+from openpyxl.worksheet.formula import ArrayFormula
 
 import sheetconv as sc
 from sheetconv.cli import cli

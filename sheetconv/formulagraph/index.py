@@ -26,12 +26,14 @@ import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.regions import merge_runs
-from ..sheet.a1 import cell as a1, key_of, parse_range, quote_sheet
+from ..sheet.a1 import cell as a1
+from ..sheet.a1 import key_of, parse_range, quote_sheet
 from ..xlsx import package
 from ..xlsx.cells import CellCursor
 from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tags
 from .references import Ref, ShapeCache, references
-from .structured import StructRef, resolve as resolve_table
+from .structured import StructRef
+from .structured import resolve as resolve_table
 
 __all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rect_boxes"]
 
@@ -61,7 +63,7 @@ class _Sheet:
 class _SheetParser:
     """expat handlers collecting one worksheet's formulas (the hot loop of build_index)."""
 
-    def __init__(self, index: "Index", sheet_idx: int):
+    def __init__(self, index: Index, sheet_idx: int):
         self.ix = index
         self.sheet_idx = sheet_idx
         self.first_fid = index._nf()
@@ -844,11 +846,11 @@ class LevelRects(Sequence):
             np.zeros(nlevels + 1, np.int64)
 
     @classmethod
-    def empty(cls) -> "LevelRects":
+    def empty(cls) -> LevelRects:
         return cls(np.zeros((0, 6), np.int32), 0)
 
     @classmethod
-    def from_buffer(cls, buf: array, nlevels: int) -> "LevelRects":
+    def from_buffer(cls, buf: array, nlevels: int) -> LevelRects:
         data = np.frombuffer(buf, dtype=np.int32).reshape(-1, 6) if len(buf) else np.zeros((0, 6), np.int32)
         return cls(data, nlevels)
 
@@ -883,7 +885,7 @@ class LevelRects(Sequence):
     def __repr__(self) -> str:
         return f"<LevelRects: {self.nlevels} levels, {len(self.data)} rectangles>"
 
-    def compact(self) -> "LevelRects":
+    def compact(self) -> LevelRects:
         """Each level's rectangles, per sheet, as :func:`compact_rects` gives them (same
         rectangles, same order), computed for many levels at once (in chunks of about
         _CHUNK rectangles, whole levels each, so the scratch memory stays bounded)."""

@@ -20,15 +20,15 @@ does both and loads the weights. torch is imported only when a file is read.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.arrayfiles import ArrayHeader, stand_in
-from ..nn.paths import check_name, os_reason
 from ..nn.network import Network
+from ..nn.paths import check_name, os_reason
 from ..nn.specfile import MAX_PARAMS
 from .verify import require_torch
 

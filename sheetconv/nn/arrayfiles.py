@@ -10,9 +10,9 @@ callers pass the bound (``max_elements``) or a check of the headers.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from math import prod
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

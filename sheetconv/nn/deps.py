@@ -23,8 +23,8 @@ import numpy as np
 
 from .layers import Layer
 from .layers.base import grid
-from .window import Window
 from .regions import Box, Region, Runs, clip_runs, merge_runs
+from .window import Window
 
 __all__ = ["back_runs", "forward_runs", "tap_runs", "read_region", "param_regions", "feed_region",
            "param_feed_region", "ReceptiveField", "receptive_fields"]

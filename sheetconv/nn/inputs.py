@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from math import prod
 from importlib import resources
+from math import prod
 from pathlib import Path
 
 import numpy as np

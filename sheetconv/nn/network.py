@@ -23,18 +23,19 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from . import deps
 from ..errors import SheetconvError
+from . import deps
+from .html import summary_html
 from .layers import Layer
 from .layers.base import MAX_PARAMS, layer_from_config
 from .regions import Region
-from .html import summary_html
 from .summary import summary as _summary
 from .trace import Trace
 
@@ -271,7 +272,7 @@ class Network:
             setattr(self[layer], attr, arr)
         return IncompatibleKeys(missing, extra)
 
-    def init_weights(self, seed: int = 0) -> "Network":
+    def init_weights(self, seed: int = 0) -> Network:
         """Redraw every parameter, set or not: PyTorch's default initialisation (uniform in
         +-1/sqrt(fan_in)), layer by layer from ``numpy.random.default_rng(seed)``."""
         rng = np.random.default_rng(seed)
@@ -494,7 +495,7 @@ class Network:
                            for i, l in enumerate(self.layers)]}
 
     @classmethod
-    def from_spec(cls, spec: dict, seed: int = 0) -> "Network":
+    def from_spec(cls, spec: dict, seed: int = 0) -> Network:
         """Rebuild the architecture from ``spec()``'s data, weights drawn from ``seed``.
 
         Every key and value is checked as in a spec file (sheetconv.nn.specfile), so a damaged

@@ -8,9 +8,9 @@ cells unless asked to (``cells()``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterable
 
 import numpy as np
 
@@ -124,15 +124,15 @@ class Region:
     boxes: tuple[Box, ...]
 
     @classmethod
-    def of(cls, name: str, shape, boxes: Iterable[Box]) -> "Region":
+    def of(cls, name: str, shape, boxes: Iterable[Box]) -> Region:
         return cls(name, tuple(shape), _merge_boxes(boxes))
 
     @classmethod
-    def full(cls, name: str, shape) -> "Region":
+    def full(cls, name: str, shape) -> Region:
         return cls.of(name, shape, [tuple(((0, n),) for n in shape)])
 
     @classmethod
-    def point(cls, name: str, shape, index) -> "Region":
+    def point(cls, name: str, shape, index) -> Region:
         return cls.of(name, shape, [tuple(((i, i + 1),) for i in index)])
 
     def __bool__(self):
@@ -179,7 +179,7 @@ class Region:
         """The union of the region's runs along one axis."""
         return merge_runs(r for box in self.boxes for r in box[axis])
 
-    def union(self, other: "Region") -> "Region":
+    def union(self, other: Region) -> Region:
         assert other.name == self.name
         return Region.of(self.name, self.shape, self.boxes + other.boxes)
 

@@ -60,8 +60,8 @@ from pathlib import Path
 
 from ..errors import SheetconvError
 from .layers.base import MAX_PARAMS, layer_from_config
-from .network import MAX_CELLS, Network, network_from_spec_data
 from .nesting import nesting
+from .network import MAX_CELLS, Network, network_from_spec_data
 from .paths import check_name, os_reason
 
 if sys.version_info >= (3, 11):

@@ -49,7 +49,7 @@ class SummaryRow:
         return n
 
 
-def summary_rows(net: "Network", batch: int = 1) -> list[SummaryRow]:
+def summary_rows(net: Network, batch: int = 1) -> list[SummaryRow]:
     """The figures of the summary table: one row for the input, then one per layer."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SheetconvError(f"batch must be a positive int, got {batch!r}")
@@ -70,7 +70,7 @@ def _pair(p) -> str:
     return "-" if p is None else (str(p[0]) if p[0] == p[1] else f"{p[0]} x {p[1]}")
 
 
-def summary(net: "Network", batch: int = 1) -> str:
+def summary(net: Network, batch: int = 1) -> str:
     """The table as text (see the module docstring)."""
     rows = summary_rows(net, batch)
     head = ("Layer (type)", "Output Shape", "Param #", "Trainable", "MACs", "Receptive field", "Jump")

@@ -38,7 +38,7 @@ class Trace:
     # fills in meta for rendering (sheet ranges, input field) when first needed
     lazy: object = field(default=None, repr=False, compare=False)
 
-    def complete(self) -> "Trace":
+    def complete(self) -> Trace:
         """Run the deferred description (sheet ranges, receptive field) once; returns self."""
         hook, self.lazy = self.lazy, None
         if hook is not None:

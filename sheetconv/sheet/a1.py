@@ -148,11 +148,11 @@ class Rect(NamedTuple):
     sheet: str | None = None
 
     @classmethod
-    def cell(cls, row: int, col: int, sheet: str | None = None) -> "Rect":
+    def cell(cls, row: int, col: int, sheet: str | None = None) -> Rect:
         return cls(row, col, row, col, sheet)
 
     @classmethod
-    def parse(cls, text: str) -> "Rect":
+    def parse(cls, text: str) -> Rect:
         """'B3:D5', "'My sheet'!b3" -> Rect. Raises SheetconvError on anything else."""
         sheet, addr = split_sheet(text)
         return cls(*parse_range(addr), sheet)
@@ -174,7 +174,7 @@ class Rect(NamedTuple):
     def contains(self, row: int, col: int) -> bool:
         return self.r0 <= row <= self.r1 and self.c0 <= col <= self.c1
 
-    def bound(self, other: "Rect") -> "Rect":
+    def bound(self, other: Rect) -> Rect:
         """The smallest rectangle holding both (the range operator ':' of Excel)."""
         return Rect(min(self.r0, other.r0), min(self.c0, other.c0), max(self.r1, other.r1),
                     max(self.c1, other.c1), self.sheet)

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.layers import Terms
-from .a1 import cell as a1, quote_sheet, rng
+from .a1 import cell as a1
+from .a1 import quote_sheet, rng
 
 __all__ = ["EXPLAIN_SHEET", "Cell", "Explanation", "default_cell", "explain"]
 

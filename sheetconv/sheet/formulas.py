@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from ..errors import SheetconvError
 from ..nn.layers import Terms
-from .layout import Layout
 from .a1 import column_names
+from .layout import Layout
 
 __all__ = ["LayerFormulas", "formula"]
 

@@ -225,7 +225,7 @@ class Panel:
                 self.pw, self.per_row, self.n, self.cin, list(self.channels), self.col_width]
 
     @classmethod
-    def from_json(cls, d) -> "Panel":
+    def from_json(cls, d) -> Panel:
         grid, role, label, vector, top, left, bh, bw, ph, pw, per_row, n, cin, ch, cw = d
         if role not in ("act", "partial", "kernel", "bias", "weight"):
             raise ValueError(f"unknown panel role {role!r}")
@@ -415,7 +415,7 @@ class Layout:
 
     @classmethod
     def for_network(cls, net, *, max_rows: int = MAX_ROWS, max_cols: int = MAX_COLS,
-                    max_formula: int = MAX_FORMULA) -> "Layout":
+                    max_formula: int = MAX_FORMULA) -> Layout:
         """Lay out ``net`` in reading order, wrapping onto new bands of rows at ``max_cols``."""
         panels, headers, columns = [], [], []
         band, left, bottom = 0, _FIRST_COL, 1
@@ -459,7 +459,7 @@ class Layout:
                 "columns": [list(c) for c in self.columns]}
 
     @classmethod
-    def from_json(cls, d: dict, net=None) -> "Layout":
+    def from_json(cls, d: dict, net=None) -> Layout:
         """Rebuild from ``to_json()``; with ``net``, check that the panels fit its shapes."""
         try:
             version = d.get("version", 0)

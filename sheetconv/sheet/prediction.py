@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .a1 import cell as a1, quote_sheet, rng
+from .a1 import cell as a1
+from .a1 import quote_sheet, rng
 from .explain import Cell
 
 __all__ = ["PREDICTION_SHEET", "has_prediction", "softmax_values", "prediction", "class_cell", "prob_cells"]

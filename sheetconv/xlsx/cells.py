@@ -10,7 +10,8 @@ from __future__ import annotations
 import zipfile
 
 from ..errors import SheetconvError
-from ..sheet.a1 import MAX_COLS, MAX_ROWS, cell as a1, cell_key, quote_sheet
+from ..sheet.a1 import MAX_COLS, MAX_ROWS, cell_key, quote_sheet
+from ..sheet.a1 import cell as a1
 from . import package
 from .package import EMPTY_CELL_MARK, NS_MAIN, SheetInfo, tags
 

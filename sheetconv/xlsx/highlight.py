@@ -26,7 +26,6 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-
 from ..errors import SheetconvError
 from ..nn.trace import Trace
 from ..sheet.a1 import cell as a1

@@ -18,11 +18,11 @@ import os
 import posixpath
 import zipfile
 from dataclasses import dataclass
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, fromstring
-from xml.etree.ElementTree import ParseError
-from xml.parsers.expat import ExpatError
 
 from ..errors import SheetconvError
 from ..sheet.a1 import parse_range

@@ -28,9 +28,9 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
@@ -41,14 +41,15 @@ import xlsxwriter
 from xlsxwriter.exceptions import XlsxWriterException
 from xlsxwriter.worksheet import Worksheet
 
-from ..sheet import meta as _meta
 from ..errors import SheetconvError
-from .files import atomic_output
+from ..sheet import meta as _meta
+from ..sheet.a1 import column_names
+from ..sheet.explain import EXPLAIN_SHEET
+from ..sheet.explain import explain as worked_cell
 from ..sheet.formulas import LayerFormulas
 from ..sheet.layout import HEADER_HEIGHT, NARROW, ROW_HEIGHT, Layout, Panel, what
-from ..sheet.a1 import column_names
-from ..sheet.explain import EXPLAIN_SHEET, explain as worked_cell
 from ..sheet.prediction import PREDICTION_SHEET, has_prediction, prediction
+from .files import atomic_output
 from .metadata import read_meta, write_meta
 
 __all__ = ["write_workbook", "WriteResult", "formula_count", "sheet_xml_estimate", "check_size", "SHEET_PART_LIMIT", "check_finite", "same_cells", "FIXED_DATE",

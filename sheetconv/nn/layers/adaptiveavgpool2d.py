@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..window import AdaptiveWindow
 from ...errors import SheetconvError
+from ..window import AdaptiveWindow
 from .base import Layer, Terms, pair
 
 __all__ = ["AdaptiveAvgPool2d", "adaptive_init", "adaptive_pool", "adaptive_text", "adaptive_output_size"]

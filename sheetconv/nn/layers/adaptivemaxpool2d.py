@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..window import AdaptiveWindow
 from ...errors import SheetconvError
+from ..window import AdaptiveWindow
 from .adaptiveavgpool2d import adaptive_init, adaptive_output_size, adaptive_pool, adaptive_text
 from .base import Layer, Terms
 

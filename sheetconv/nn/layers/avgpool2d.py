@@ -6,11 +6,10 @@ or ``SUM(<window>)/(kh*kw)`` where padding counts and the window hits it.
 """
 from __future__ import annotations
 
-
-from ..window import Window
 from ...errors import SheetconvError
-from .base import Layer, Terms
 from ..kernels import avg_pool2d
+from ..window import Window
+from .base import Layer, Terms
 from .maxpool2d import pool_init, pool_text
 
 __all__ = ["AvgPool2d"]

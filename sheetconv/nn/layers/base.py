@@ -50,7 +50,7 @@ __all__ = ["Layer", "Terms", "KINDS", "layer_from_config", "MAX_PARAMS", "pair",
 
 MAX_PARAMS = 50_000_000          # weights and biases of the whole network
 
-KINDS: dict[str, type["Layer"]] = {}
+KINDS: dict[str, type[Layer]] = {}
 """Every layer kind by its type name ('Conv2d'), in definition order."""
 
 
@@ -163,7 +163,7 @@ class Layer:
         """As the spreadsheet shows it: 'conv1 (ReLU)'."""
         return f"{self.name} (ReLU)" if self.relu else str(self.name)
 
-    def copy(self, **changes) -> "Layer":
+    def copy(self, **changes) -> Layer:
         """An independent copy (parameters copied), with attributes ``changes`` set (name=, relu=)."""
         new = copy.copy(self)
         new._values = {k: v.copy() for k, v in self._values.items()}
@@ -331,7 +331,7 @@ class Layer:
         return self.torch_forward(F, xs[0])
 
     @classmethod
-    def from_torch(cls, module, where: str, array) -> "Layer":
+    def from_torch(cls, module, where: str, array) -> Layer:
         """A torch module of class ``torch_class`` -> this kind; ``array(param)`` gives a float64
         array; anything it cannot represent is a SheetconvError starting with ``where``."""
         raise NotImplementedError
@@ -348,7 +348,7 @@ class Layer:
     # ------------------------------------------------------------ shared helpers
 
     @staticmethod
-    def from_config(cfg: dict, index: int | None = None) -> "Layer":
+    def from_config(cfg: dict, index: int | None = None) -> Layer:
         """``config()``'s data -> a layer; a bad type, key or value is a one-line
         SheetconvError naming the layer (``index``, 1-based, when given) and the key."""
         return layer_from_config(cfg, "layer" if index is None else f"layer {index}", strict_names=False)

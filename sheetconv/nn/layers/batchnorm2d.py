@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..regions import Region
 from ...errors import SheetconvError
+from ..regions import Region
 from .base import Layer, Terms, count, grid, number_text
 
 __all__ = ["BatchNorm2d"]

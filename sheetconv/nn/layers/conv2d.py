@@ -12,10 +12,10 @@ weight (out, in/g, kh, kw), its kernel j applied to input channel group*(in/g) +
 """
 from __future__ import annotations
 
+from ...errors import SheetconvError
 from ..kernels import conv2d
 from ..regions import Region, Runs, merge_runs
 from ..window import Window
-from ...errors import SheetconvError
 from .base import Layer, Terms, affine_formula, count, grid, pair
 
 __all__ = ["Conv2d"]

@@ -6,9 +6,9 @@ convolution over a (F, 1, 1) grid: every output reads every input feature. Its f
 """
 from __future__ import annotations
 
+from ...errors import SheetconvError
 from ..kernels import linear
 from ..regions import Region
-from ...errors import SheetconvError
 from .base import Layer, Terms, affine_formula, count, grid
 
 __all__ = ["Linear"]

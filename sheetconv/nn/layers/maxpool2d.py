@@ -4,10 +4,9 @@ Formula ``MAX(<window>)``, the window clipped to the grid (padding is not a cell
 """
 from __future__ import annotations
 
-
+from ...errors import SheetconvError
 from ..kernels import max_pool2d
 from ..window import Window
-from ...errors import SheetconvError
 from .base import Layer, Terms, pair
 
 __all__ = ["MaxPool2d"]

@@ -2,7 +2,6 @@
 usually fused into it instead). Reads its own channel's one cell: ``MAX(0,<cell>)``."""
 from __future__ import annotations
 
-
 from ..kernels import relu
 from .base import Layer, Terms
 
