@@ -5,12 +5,12 @@ over kernel taps with PyTorch's index formula (input = out*stride - padding +
 tap*dilation, taps in the padding skipped), then walks it breadth first. The analytic
 answers of ``precedents``, ``dependents`` and ``receptive_field`` must match it exactly.
 """
-from collections import deque
 from functools import partial
 from itertools import product
 
 import numpy as np
 import pytest
+from bruteforce import all_cells, closure, invert, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import networks as random_networks
@@ -96,40 +96,9 @@ def brute_graph(net):
     return preds, shapes
 
 
-def closure(graph, start):
-    seen, todo = set(), deque([start])
-    while todo:
-        for nxt in graph.get(todo.popleft(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def invert(preds):
-    succ = {}
-    for cell, ps in preds.items():
-        for p in ps:
-            succ.setdefault(p, set()).add(cell)
-    return succ
-
-
-def all_cells(net):
-    for name in net.names:
-        c, h, w = net.grid(name)
-        yield from ((name, *i) for i in product(range(c), range(h), range(w)))
-
-
 def param_cells(net):
     for key, arr in net.state_dict().items():
         yield from ((key, *i) for i in np.ndindex(arr.shape))
-
-
-def pick(data, cells, n):
-    cells = sorted(cells, key=repr)
-    if len(cells) <= n:
-        return cells
-    return [cells[data.draw(st.integers(0, len(cells) - 1), label="cell")] for _ in range(n)]
 
 
 def by_layer(cells):

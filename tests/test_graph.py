@@ -10,12 +10,12 @@ openpyxl's tokenizer for the formulas.
 from __future__ import annotations
 
 import json
-from collections import deque
 from itertools import product
 
 import numpy as np
 import pytest
 from _xlsx_oracle import computed_cells, references
+from bruteforce import all_cells, closure, invert, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import out_len
@@ -143,16 +143,6 @@ def brute_graph(net):
     return preds, shapes
 
 
-def closure(graph, start):
-    seen, todo = set(), deque([start])
-    while todo:
-        for nxt in graph.get(todo.popleft(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
 def levels_of(preds, start):
     """Level k: every cell read by a cell of level k-1 (a cell reached by paths of several
     lengths is in several levels), as repeated presses of Trace Precedents show them."""
@@ -165,27 +155,6 @@ def levels_of(preds, start):
             return out
         out.append(nxt)
         frontier = nxt
-
-
-def invert(preds):
-    succ = {}
-    for cell, ps in preds.items():
-        for p in ps:
-            succ.setdefault(p, set()).add(cell)
-    return succ
-
-
-def all_cells(net):
-    for name in net.names:
-        c, h, w = net.grid(name)
-        yield from ((name, *i) for i in product(range(c), range(h), range(w)))
-
-
-def pick(data, cells, n):
-    cells = sorted(cells, key=repr)
-    if len(cells) <= n:
-        return cells
-    return [cells[data.draw(st.integers(0, len(cells) - 1), label="cell")] for _ in range(n)]
 
 
 def path_fields(net, name):
