@@ -25,12 +25,14 @@ from .sheet import meta as _meta
 from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
 from .sheet.a1 import cell as cell_a1
 from .sheet.explain import EXPLAIN_SHEET
+from .sheet.formulas import LayerFormulas
 from .sheet.formulas import formula as spec_formula
 from .sheet.prediction import PREDICTION_SHEET
 from .xlsx import package as _package
 from .xlsx.cells import read_shared_strings, read_values, value_of
 from .xlsx.metadata import read_meta_zip
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
+from .xlsx.stream import iter_rows
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
 
@@ -527,6 +529,9 @@ def _plain_entry(region: Region) -> dict:
 
 # ---------------------------------------------------------------- sheetconv workbooks: analytic
 
+_SPEC_CHECK_CELLS = 200_000      # formula cells on a trace's path compared by text; beyond, the index decides
+
+
 def _normal(text: str) -> str:
     """Formula text compared without whitespace, '=' or case."""
     return "".join(text.split()).lstrip("=").upper()
@@ -619,6 +624,8 @@ class SheetconvWorkbook(Workbook):
         then those on the way). Where their precedents differ, the formulas answer, with a note;
         a formula whose text differs from the spec's gets a note when the trace is described."""
         spec = spec_formula(self.net, self.layout, cell)
+        if self._formulas_read_as_spec(trace, row, col, spec, depth):
+            return self._stamp(trace, self.sheet, row, col, spec)
         answer = self.formulas.precedents((self.sheet, row, col), depth)
         ours = self.sheet_levels(trace)
         theirs = [compact_rects([r for region in level if region.name == self.sheet
@@ -630,6 +637,58 @@ class SheetconvWorkbook(Workbook):
             f"the workbook's formulas differ from the network's spec from level {k + 1} on (an edited "
             "workbook): answered from the formulas, not the spec"]})
         return self.formulas._stamp(answer, self.sheet, row, col, spec)
+
+    def _formulas_read_as_spec(self, trace: Trace, row: int, col: int, spec: str, depth) -> bool:
+        """True when the traced cell's formula and every formula on the way read, apart from
+        whitespace and case, as the network's spec writes them; then the analytic answer is
+        the formulas' own, and one streaming read of the sheet (stopping past the last row
+        needed) replaces building the whole sheet's formula index. False where any differs,
+        a cell holds no formula, or the path is too long to list (the index decides then)."""
+        follow = trace.levels if depth is None else trace.levels[:max(0, depth - 1)]
+        want = {(row, col): spec}
+        lay, net, per_layer = self.layout, self.net, {}
+
+        def expected(cell) -> str:
+            info = lay.partial(cell[0])
+            layer, partial = (info[0], info[1]) if info is not None else (cell[0], None)
+            lf = per_layer.get(layer) or per_layer.setdefault(layer, LayerFormulas(net, lay, layer))
+            return "=" + lf.cell(int(cell[1]), int(cell[2]), int(cell[3]), partial=partial)
+
+        for level in follow:
+            for region in level:
+                if region.name == "input" or (region.name not in net.shapes and lay.partial(region.name) is None):
+                    continue                            # the input and the parameters are constants
+                for _, (r0, c0, r1, c1) in self.sheet_rects(region):
+                    if len(want) + (r1 - r0 + 1) * (c1 - c0 + 1) > _SPEC_CHECK_CELLS:
+                        return False
+                    for r in range(r0, r1 + 1):
+                        for c in range(c0, c1 + 1):
+                            want.setdefault((r, c), None)
+        last = max(r for r, _ in want)
+        try:
+            with open_zip(self.path) as zf:
+                sheets, _ = read_workbook_parts(zf, self.path)
+                info = next((sh for sh in sheets if sh.name == self.sheet and sh.part), None)
+                if info is None:
+                    return False
+                for r, cells in iter_rows(zf, info.part, self.path):
+                    if r > last:
+                        break
+                    for cell in cells:
+                        key = (r, cell[0])
+                        if key not in want:
+                            continue
+                        text = cell[3]
+                        wanted = want.pop(key)
+                        if text is None:
+                            return False
+                        if wanted is None:
+                            wanted = expected(lay.locate(*key))
+                        if _normal(text) != _normal(wanted):
+                            return False
+        except SheetconvError:
+            return False                                # the index reads the file and says what is wrong
+        return not want
 
     def dependents(self, ref, depth: int | None = None) -> Trace:
         depth = parse_depth(depth)

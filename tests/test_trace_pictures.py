@@ -257,3 +257,24 @@ def test_network_and_trace_html(books):
     assert page.count("<tr>") == 1 + 1 + 6 and "63 x 63" in page
     page = open_workbook(books["conv-example"])._repr_html_()
     assert "sheetconv workbook" in page
+
+
+def test_unedited_workbook_is_confirmed_by_one_streamed_read_not_the_index(books, monkeypatch, tmp_path):
+    """The formulas on the path are compared with the spec's by text; only where one differs is
+    the whole sheet's formula index built (and then it answers)."""
+    import sheetconv.tracing as tracing
+
+    def no_index(*a, **k):
+        raise AssertionError("the formula index was built for an unedited workbook")
+
+    monkeypatch.setattr(tracing, "build_index", no_index)
+    trace = open_workbook(books["simple-cnn"]).precedents("conv3[1,1,0]")
+    assert trace.meta["engine"] == "analytic" and not trace.meta.get("notes")
+    assert trace.count() == sc.preset("simple-cnn").precedents(("conv3", 1, 1, 0), None).count()
+    path = tmp_path / "edited.xlsx"
+    shutil.copy(books["conv-example"], path)
+    book = openpyxl.load_workbook(path)
+    book["conv"][_addr(("conv1", 0, 5, 5))] = "=B2"          # on conv2[0,3,3]'s path
+    book.save(path)
+    with pytest.raises(AssertionError, match="formula index was built"):
+        open_workbook(path).precedents("conv2[0,3,3]")
