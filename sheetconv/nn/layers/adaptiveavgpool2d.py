@@ -14,7 +14,7 @@ from ...errors import SheetconvError
 from ..window import AdaptiveWindow
 from .base import Layer, Terms, pair
 
-__all__ = ["AdaptiveAvgPool2d", "adaptive_init", "adaptive_pool", "adaptive_text", "adaptive_output_size"]
+__all__ = ["AdaptiveAvgPool2d", "adaptive_pool", "adaptive_text", "adaptive_output_size"]
 
 
 def adaptive_output_size(m, where: str) -> tuple[int, int]:
@@ -23,10 +23,6 @@ def adaptive_output_size(m, where: str) -> tuple[int, int]:
     if size is None or (isinstance(size, (tuple, list)) and None in size):
         raise SheetconvError(f"{where}: output_size None (keep the input size) is not supported; give numbers")
     return pair(tuple(size) if isinstance(size, (tuple, list)) else size, "output_size", where, 1)
-
-
-def adaptive_init(layer, output_size):
-    layer.output_size = pair(output_size, "output_size", type(layer).__name__, 1)
 
 
 def adaptive_pool(layer, x: np.ndarray, reduce) -> np.ndarray:
@@ -49,22 +45,27 @@ def _size_repr(size: tuple[int, int]):
     return size[0] if size[0] == size[1] else size
 
 
-class AdaptiveAvgPool2d(Layer):
-    kind = "adaptiveavgpool"
+class _AdaptivePool2d(Layer):
+    """What the adaptive pools share: ``output_size`` and PyTorch's per-axis window rule,
+    which depends on the input size (so there is no fixed ``windows``). Not a kind itself."""
     prefix = "pool"
-    torch_class = "AdaptiveAvgPool2d"
 
     def __init__(self, output_size):
         super().__init__()
-        adaptive_init(self, output_size)
+        self.output_size = pair(output_size, "output_size", type(self).__name__, 1)
 
     @property
     def windows(self):
-        raise SheetconvError("AdaptiveAvgPool2d: its windows depend on the input size; use windows_for(in_shape)")
+        raise SheetconvError(f"{type(self).__name__}: its windows depend on the input size; use windows_for(in_shape)")
 
     def windows_for(self, in_shape):
         _, h, w = in_shape
         return AdaptiveWindow(h, self.output_size[0]), AdaptiveWindow(w, self.output_size[1])
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    kind = "adaptiveavgpool"
+    torch_class = "AdaptiveAvgPool2d"
 
     def _out_shape(self, in_shape):
         c, _, _ = self._spatial_in(in_shape)

@@ -7,29 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import SheetconvError
-from ..window import AdaptiveWindow
-from .adaptiveavgpool2d import adaptive_init, adaptive_output_size, adaptive_pool, adaptive_text
-from .base import Layer, Terms
+from .adaptiveavgpool2d import _AdaptivePool2d, adaptive_output_size, adaptive_pool, adaptive_text
+from .base import Terms
 
 __all__ = ["AdaptiveMaxPool2d"]
 
 
-class AdaptiveMaxPool2d(Layer):
+class AdaptiveMaxPool2d(_AdaptivePool2d):
     kind = "adaptivemaxpool"
-    prefix = "pool"
     torch_class = "AdaptiveMaxPool2d"
-
-    def __init__(self, output_size):
-        super().__init__()
-        adaptive_init(self, output_size)
-
-    @property
-    def windows(self):
-        raise SheetconvError("AdaptiveMaxPool2d: its windows depend on the input size; use windows_for(in_shape)")
-
-    def windows_for(self, in_shape):
-        _, h, w = in_shape
-        return AdaptiveWindow(h, self.output_size[0]), AdaptiveWindow(w, self.output_size[1])
 
     def _out_shape(self, in_shape):
         c, _, _ = self._spatial_in(in_shape)

@@ -8,26 +8,19 @@ from __future__ import annotations
 
 from ...errors import SheetconvError
 from ..kernels import avg_pool2d
-from ..window import Window
-from .base import Layer, Terms
-from .maxpool2d import pool_init, pool_text
+from .base import Terms
+from .maxpool2d import _Pool2d, pool_text
 
 __all__ = ["AvgPool2d"]
 
 
-class AvgPool2d(Layer):
+class AvgPool2d(_Pool2d):
     kind = "avgpool"
-    prefix = "pool"
     torch_class = "AvgPool2d"
 
     def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
-        super().__init__()
-        pool_init(self, kernel_size, stride, padding)
+        super().__init__(kernel_size, stride, padding)
         self.count_include_pad = bool(count_include_pad)
-
-    @property
-    def windows(self):
-        return tuple(Window(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
 
     def _out_shape(self, in_shape):
         c, _, _ = self._spatial_in(in_shape)

@@ -12,16 +12,24 @@ from .base import Layer, Terms, pair
 __all__ = ["MaxPool2d"]
 
 
+class _Pool2d(Layer):
+    """What MaxPool2d and AvgPool2d share: their hyperparameters (stride defaults to the
+    kernel size, as PyTorch's) and one Window per axis (no dilation). Not a kind itself."""
+    prefix = "pool"
 
-def pool_init(layer, kernel_size, stride, padding):
-    """The hyperparameters shared by the pools: stride defaults to the kernel size (PyTorch)."""
-    who = type(layer).__name__
-    layer.kernel_size = pair(kernel_size, "kernel_size", who, 1)
-    layer.stride = layer.kernel_size if stride is None else pair(stride, "stride", who, 1)
-    layer.padding = pair(padding, "padding", who, 0)
-    for k, p in zip(layer.kernel_size, layer.padding):
-        if p > k // 2:
-            raise SheetconvError(f"{who}: padding {layer.padding} must be at most half the kernel size {layer.kernel_size}")
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        who = type(self).__name__
+        self.kernel_size = pair(kernel_size, "kernel_size", who, 1)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", who, 1)
+        self.padding = pair(padding, "padding", who, 0)
+        for k, p in zip(self.kernel_size, self.padding):
+            if p > k // 2:
+                raise SheetconvError(f"{who}: padding {self.padding} must be at most half the kernel size {self.kernel_size}")
+
+    @property
+    def windows(self):
+        return tuple(Window(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
 
 
 def pool_text(layer, what: str) -> str:
@@ -30,18 +38,9 @@ def pool_text(layer, what: str) -> str:
     return text + (f", padding {ph if ph == pw else (ph, pw)}" if max(ph, pw) else "")
 
 
-class MaxPool2d(Layer):
+class MaxPool2d(_Pool2d):
     kind = "maxpool"
-    prefix = "pool"
     torch_class = "MaxPool2d"
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        pool_init(self, kernel_size, stride, padding)
-
-    @property
-    def windows(self):
-        return tuple(Window(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
 
     def _out_shape(self, in_shape):
         c, _, _ = self._spatial_in(in_shape)
