@@ -28,10 +28,10 @@ from .sheet.explain import EXPLAIN_SHEET
 from .sheet.formulas import LayerFormulas
 from .sheet.formulas import formula as spec_formula
 from .sheet.prediction import PREDICTION_SHEET
-from .xlsx import package as _package
-from .xlsx.cells import read_shared_strings, read_values, value_of
+from .xlsx.cells import read_shared_strings, read_values
 from .xlsx.metadata import read_meta_zip
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
+from .xlsx.stream import cell_value as stream_value
 from .xlsx.stream import iter_rows
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
@@ -112,96 +112,6 @@ def _sheet_region(name: str, boxes, extent=(1, 1)) -> Region:
     return Region(name, (rows, cols), tuple(boxes))
 
 
-class _PastTarget(Exception):
-    """Raised by _CellFormula's handler once the parse has passed the cell it looks for."""
-
-
-class _CellFormula:
-    """expat handlers finding one cell's formula text: its own ``<f>``, a shared formula's
-    master (translated to the cell), or the array formula whose range holds the cell."""
-
-    def __init__(self, row: int, col: int):
-        self.C, self.F, self.ROW, self.V, self.T, self.IS = (f"{_package.NS_MAIN}}}{t}"
-                                                            for t in ("c", "f", "row", "v", "t", "is"))
-        self.target = (row, col)
-        self.at = self.in_v = False                              # inside the target cell; its <v> or <is><t>
-        self.vtype, self.vtext = None, None                      # the target's stored value: t attribute, text
-        self.row, self.col = -1, -1
-        self.masters: dict[str, tuple[str, int, int]] = {}      # shared index -> (text, row, col)
-        self.arrays: list[tuple[tuple[int, int, int, int], str]] = []
-        self.found: tuple[dict, str] | None = None               # the target's <f> attributes and text
-        self.attrs, self.buf = None, None
-
-    def start(self, tag, attrs):
-        if tag == self.C:
-            r = attrs.get("r")
-            if r is None:
-                self.col += 1
-            else:
-                try:
-                    self.row, self.col = parse_cell(r)
-                except SheetconvError:
-                    self.row, self.col = -1, -1
-            if (self.row, self.col) > self.target:
-                raise _PastTarget                # masters and array anchors come before their cells
-            self.at = (self.row, self.col) == self.target
-            if self.at:
-                self.vtype, self.vtext = attrs.get("t"), []
-        elif tag == self.ROW:
-            r = attrs.get("r")
-            self.row = int(r) - 1 if r is not None and r.isdigit() else self.row + 1
-            self.col = -1
-            if self.row > self.target[0]:
-                raise _PastTarget
-        elif tag == self.F:
-            self.attrs, self.buf = dict(attrs), []
-        elif self.at and (tag == self.V or tag == self.T):
-            self.in_v = True
-
-    def data(self, text):
-        if self.buf is not None:
-            self.buf.append(text)
-        elif self.in_v:
-            self.vtext.append(text)
-
-    def end(self, tag):
-        if tag == self.C:
-            self.at = False
-        elif tag == self.V or tag == self.T:
-            self.in_v = False
-        if tag != self.F or self.attrs is None:
-            return
-        text, attrs = "".join(self.buf), self.attrs
-        self.attrs = self.buf = None
-        if attrs.get("t") == "shared" and text and "si" in attrs:
-            self.masters.setdefault(attrs["si"], (text, self.row, self.col))
-        if attrs.get("t") == "array" and attrs.get("ref"):
-            try:
-                self.arrays.append((parse_range(attrs["ref"]), text))
-            except SheetconvError:
-                pass
-        if (self.row, self.col) == self.target:
-            self.found = (attrs, text)
-
-    def formula(self) -> str | None:
-        row, col = self.target
-        if self.found is not None:
-            attrs, text = self.found
-            if not text and attrs.get("t") == "shared" and attrs.get("si") in self.masters:
-                from openpyxl.formula.translate import Translator
-                master, mr, mc = self.masters[attrs["si"]]
-                try:
-                    text = Translator("=" + master, origin=cell_a1(mr, mc)).translate_formula(cell_a1(row, col))[1:]
-                except Exception:                        # noqa: BLE001 - an untranslatable master: show it
-                    text = master
-            if text:
-                return "{=" + text + "}" if attrs.get("t") == "array" else "=" + text
-        for (r0, c0, r1, c1), text in self.arrays:
-            if r0 <= row <= r1 and c0 <= col <= c1:
-                return "{=" + text + "}"
-        return None
-
-
 class Workbook:
     """Common part: reference parsing and stored cells. Subclasses answer ``precedents`` and
     ``dependents``; every trace they return carries the stored value and formula text of the
@@ -227,24 +137,38 @@ class Workbook:
         return self._value_cache[key]
 
     def stored_cell(self, sheet: str, row: int, col: int) -> tuple[object, str | None]:
-        """(stored value or None, formula text with '=' or None) of one cell, read from the file."""
+        """(stored value or None, formula text with '=' or None) of one cell, read from the file
+        by the row stream (shared formulas translated to the cell; a cell inside an array
+        formula's range shows it as ``{=...}``), which stops past the cell's row."""
         with open_zip(self.path) as zf:
             infos = read_workbook_parts(zf, self.path)[0]
             info = next((i for i in infos if i.name.lower() == sheet.lower()), None)
             if info is None or info.part is None:
                 return None, None
-            handler = _CellFormula(row, col)
-            try:
-                _package.parse_part(zf, info.part, self.path, handler)
-            except _PastTarget:
-                pass                             # the rest of the sheet cannot change the answer
+            found, arrays = None, []
+            for r, cells in iter_rows(zf, info.part, self.path):
+                if r > row:
+                    break
+                for cell in cells:
+                    fattrs = cell[4] or {}
+                    if cell[3] and fattrs.get("t") == "array" and fattrs.get("ref"):
+                        try:
+                            arrays.append((parse_range(fattrs["ref"]), cell[3]))
+                        except SheetconvError:
+                            pass
+                    if r == row and cell[0] == col:
+                        found = cell
             value = None
-            if handler.vtext:
-                t = handler.vtype
-                shared = read_shared_strings(zf, self.path, info.ns) if t == "s" else None
-                value = value_of(t, "".join(handler.vtext), shared, f"{self.path}: cell {quote_sheet(sheet)}!"
-                                 f"{cell_a1(row, col)}")
-        return value, handler.formula()
+            if found is not None and found[2] is not None:
+                shared = read_shared_strings(zf, self.path, info.ns) if found[1] == "s" else None
+                value = stream_value(found, shared, f"{self.path}: cell {quote_sheet(sheet)}!{cell_a1(row, col)}")
+        if found is not None and found[3]:
+            array = (found[4] or {}).get("t") == "array"
+            return value, "{=" + found[3] + "}" if array else "=" + found[3]
+        for (r0, c0, r1, c1), text in arrays:
+            if r0 <= row <= r1 and c0 <= col <= c1:
+                return value, "{=" + text + "}"
+        return value, None
 
     def _stamp(self, trace: Trace, sheet: str, row: int, col: int, spec: str | None = None) -> Trace:
         """Link the trace to this workbook; its description (on first rendering) adds the
