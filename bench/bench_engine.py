@@ -1,6 +1,7 @@
 """Benchmark: the NumPy engine against PyTorch's CPU forward, and analytic dependency queries.
 
     python bench/bench_engine.py [--repeats 10] [--rounds 5] [--threads 2] [--quick] [--baseline OLD_KERNELS.py]
+                                 [--only TEXT] [--dtype float32|float64]
 
 Every row runs the same workload on the same data with NumPy and with torch, both
 pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
@@ -188,11 +189,11 @@ def build_rows(torch, dtype, repeats, quick, baseline):
     return rows
 
 
-def bench_engine(torch, repeats, rounds, quick, baseline):
+def bench_engine(torch, repeats, rounds, quick, baseline, only=None, dtypes=(np.float32, np.float64)):
     print(f"{'workload (median of interleaved runs)':<58} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
           f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff")
-    for dtype in (np.float32, np.float64):
-        rows = build_rows(torch, dtype, repeats, quick, baseline)
+    for dtype in dtypes:
+        rows = [row for row in build_rows(torch, dtype, repeats, quick, baseline) if not only or only in row.title]
         with torch.inference_mode():
             for row in rows:
                 row.check()
@@ -264,6 +265,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (a NumPy and a torch block each)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
     ap.add_argument("--quick", action="store_true", help="leave out the stem rows")
+    ap.add_argument("--only", metavar="TEXT", help="only the rows whose title contains TEXT (e.g. '1x1x28')")
+    ap.add_argument("--dtype", choices=("float32", "float64"), help="only this dtype (default: both)")
     ap.add_argument("--baseline", metavar="FILE.py", help="another kernels module (e.g. an older version) "
                     "to time in the same interleaved runs (kernels rows; what it lacks runs through the layers)")
     args = ap.parse_args(argv)
@@ -291,10 +294,12 @@ def main(argv=None):
             baseline = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(baseline)
             print(f"baseline kernels: {args.baseline}")
-        bench_engine(torch, args.repeats, args.rounds, args.quick, baseline)
+        dtypes = [np.dtype(args.dtype)] if args.dtype else [np.dtype(np.float32), np.dtype(np.float64)]
+        bench_engine(torch, args.repeats, args.rounds, args.quick, baseline, args.only, dtypes)
         print(f"({time.perf_counter() - t0:.0f} s; load average now {', '.join(f'{v:.2f}' for v in os.getloadavg())})")
         print()
-        bench_precedents(args.repeats)
+        if not args.only:
+            bench_precedents(args.repeats)
 
 
 if __name__ == "__main__":

@@ -62,14 +62,21 @@ _scratch_space = threading.local()
 
 
 def _scratch(role: str, shape: tuple, dtype) -> np.ndarray:
-    """A per-thread scratch array, reused across calls: fresh large arrays cost page faults."""
+    """A per-thread scratch array, reused across calls: fresh large arrays cost page faults.
+    The last view handed out per role is kept, so a repeated call costs one lookup."""
+    space = _scratch_space.__dict__
+    last = space.get(role)
+    if last is not None and last[0] == shape and last[1] == dtype:
+        return last[2]
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    bufs = _scratch_space.__dict__.setdefault("bufs", {})
+    bufs = space.setdefault("bufs", {})
     buf = bufs.get(role)
     if buf is None or buf.size < nbytes:
         buf = bufs[role] = np.empty(nbytes + 4096, np.uint8)
-    return buf[:nbytes].view(dtype).reshape(shape)
+    view = buf[:nbytes].view(dtype).reshape(shape)
+    space[role] = (shape, dtype, view)
+    return view
 
 
 # ---------------------------------------------------------------- elementwise and linear

@@ -20,6 +20,7 @@ all zeros by surprise.
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections import Counter
@@ -44,6 +45,7 @@ __all__ = ["Network", "IncompatibleKeys", "parse_grid_ref", "parse_depth", "netw
 
 MAX_CELLS = 50_000_000           # activations of one layer (a spreadsheet holds far fewer)
 DEFAULT_DEPTH = 1                # one press of Trace Precedents / Trace Dependents
+_SUM = np.add.reduce             # without ndarray.sum's Python wrapper (per-call cost at batch 1)
 
 
 def _is_param(cell) -> bool:
@@ -164,6 +166,7 @@ class Network:
         rng = np.random.default_rng(int(seed))
         for layer in self.layers:
             layer.initialise(rng, keep_explicit=True)
+        self._param_keys = tuple((layer, key) for layer in self.layers for key in layer.param_shapes())
 
     # ------------------------------------------------------------ structure
 
@@ -297,16 +300,21 @@ class Network:
     # ------------------------------------------------------------ compute
 
     def _check_params(self):
-        for key, value in self.state_dict().items():
-            if not np.isfinite(value).all():
-                raise SheetconvError(f"{key}: contains NaN or Inf")
+        """Refuse NaN or Inf in any parameter (assignment checks too, but arrays can be
+        changed in place). One sum per array: a finite sum proves every term finite
+        (NaN and Inf propagate); only a non-finite sum, which finite terms can reach by
+        overflowing, is looked at term by term."""
+        for layer, key in self._param_keys:
+            value = layer._get(key)
+            if not math.isfinite(_SUM(value, axis=None)) and not np.isfinite(value).all():
+                raise SheetconvError(f"{layer.name}.{key}: contains NaN or Inf")
 
     def _check_input(self, x) -> tuple[np.ndarray, bool]:
         try:
             x = np.asarray(x)
         except (ValueError, TypeError) as e:
             raise SheetconvError(f"input: not a rectangular numeric array ({e})") from None
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+        if x.dtype.kind not in "biuf":                 # bool, integers, floats
             raise SheetconvError(f"input: must be real numbers, got dtype {x.dtype}")
         single = x.ndim == 3
         if x.ndim == 2 and self.input_shape[0] == 1:
@@ -318,8 +326,8 @@ class Network:
                                  f"got {tuple(np.shape(x))[1:] if single else tuple(np.shape(x))}")
         if x.shape[0] == 0:
             raise SheetconvError(f"input: the batch is empty (shape {tuple(x.shape)})")
-        if not np.isfinite(x).all():
-            raise SheetconvError("input: contains NaN or Inf")
+        if x.dtype.kind == "f" and not math.isfinite(_SUM(x, axis=None)) and not np.isfinite(x).all():
+            raise SheetconvError("input: contains NaN or Inf")    # (as in _check_params: the sum first)
         return x, single
 
     def activations(self, x, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -209,6 +209,9 @@ class Layer:
         return key in self._explicit
 
     def _get(self, key: str):
+        value = self._values.get(key)
+        if value is not None:              # the common case, without building param_shapes()
+            return value
         shapes = self.param_shapes()
         if key not in shapes:
             if key == "bias" and "weight" in shapes:

@@ -23,7 +23,7 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x):
-        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+        return x.reshape(x.shape[0], -1)
 
     def formula(self, terms: Terms) -> str:
         return terms.cell
