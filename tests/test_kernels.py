@@ -1,4 +1,6 @@
 """The NumPy kernels against torch.nn.functional: every variant, random shapes, both dtypes."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -84,6 +86,40 @@ def test_conv2d_matches_torch_without_gather(case):
         kernels._conv_plan.cache_clear()
 
 
+@contextlib.contextmanager
+def chunked_over_two_threads():
+    """Matrices built in chunks of a few columns, split over two threads: every chunking
+    and splitting path runs on small shapes."""
+    saved = kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels.get_num_threads()
+    kernels._CHUNK_BYTES, kernels._CHUNK_MIN = 64, 1
+    kernels.set_num_threads(2)
+    kernels._conv_plan.cache_clear()
+    try:
+        yield
+    finally:
+        kernels._CHUNK_BYTES, kernels._CHUNK_MIN = saved[:2]
+        kernels.set_num_threads(saved[2])
+        kernels._conv_plan.cache_clear()
+
+
+@pytest.fixture
+def small_chunks_two_threads():
+    with chunked_over_two_threads():
+        yield
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_in_chunks_over_two_threads_matches_torch(case):
+    saved = kernels._GATHER_MAX
+    kernels._GATHER_MAX = -1
+    try:
+        with chunked_over_two_threads():
+            check_conv(case)
+    finally:
+        kernels._GATHER_MAX = saved
+
+
 # shapes for each variant (the plan says which it chose; see kernels' docstring)
 VARIANTS = [
     ("gather", False, (1, 1, 28, 28), (4, 1, 3, 3), (2, 2), (1, 1), (1, 1), 1),
@@ -107,6 +143,15 @@ def test_conv2d_each_variant(mode, inner, xs, ws, stride, padding, dilation, gro
     plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, bias)
     assert plan.mode == mode
     check_conv((xs, ws, stride, padding, dilation, groups, bias, relu, dtype, 7, inner))
+
+
+@pytest.mark.parametrize("mode, inner, xs, ws, stride, padding, dilation, groups", VARIANTS)
+def test_conv2d_each_variant_in_chunks_over_two_threads(small_chunks_two_threads, mode, inner, xs, ws, stride,
+                                                        padding, dilation, groups):
+    n, c, h, w = xs
+    plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, True)
+    assert plan.mode == mode
+    check_conv((xs, ws, stride, padding, dilation, groups, True, True, np.float32, 11, inner))
 
 
 def test_conv2d_reads_any_memory_layout_and_results_survive_later_calls():

@@ -57,6 +57,10 @@ __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_"]
 
 # im2col matrices of at most this many items are built by one gather (see the module docstring)
 _GATHER_MAX = 1 << 15
+# the wide variant builds and multiplies its matrix in column chunks of about this many bytes
+# (at least _CHUNK_MIN columns): each chunk's product and ReLU run while it is in cache
+_CHUNK_BYTES = 1 << 19
+_CHUNK_MIN = 256
 
 _scratch_space = threading.local()
 
@@ -193,88 +197,181 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
 def _batch_last(x, dt):
     """x (N, C, H, W) as a (C, H, W, N) array: a view if its memory is already in that
     order, else a copy into scratch in blocks of 64 images (each block's reads stay in
-    cache, where one transposing copy would miss on every item)."""
+    cache, where one transposing copy would miss on every item), split over the threads."""
     n = x.shape[0]
     if n == 1 or x.strides[0] == x.itemsize:
         return x.transpose(1, 2, 3, 0)
     out = _scratch("batch_last", x.shape[1:] + (n,), dt)
     src = x.transpose(1, 2, 3, 0)
-    for i in range(0, n, 64):
-        out[..., i:i + 64] = src[..., i:i + 64]
+
+    def copy(starts):
+        for i in starts:
+            out[..., i:i + 64] = src[..., i:i + 64]
+    _run_split(copy, range(0, n, 64))
     return out
 
 
-def _im2col_wide(x, plan, cols, groups, dt):
-    """Fill ``cols`` (groups, taps*C/groups, size) from the stride phases of the padded input."""
+def _fill_phases(x, plan, dt):
+    """The zero-padded input split into its stride phases, in scratch: (phase, C, flat grid);
+    the phases split over the threads."""
     n, c, _, _ = x.shape
     phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
-    phases.fill(0)
     grid = phases[:, :, :n * plan.hq * plan.wq]
     if plan.inner:                                     # (phase, C, H, W, N)
         grid = grid.reshape(-1, c, plan.hq, plan.wq, n, copy=False)
         src = _batch_last(x, dt)
-        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
-            grid[m, :, y0:y1, x0:x1] = src[:, rows_in, cols_in]
     else:                                              # (phase, C, N, H, W)
         grid = grid.reshape(-1, c, n, plan.hq, plan.wq, copy=False)
         src = x.transpose(1, 0, 2, 3)
-        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
-            grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
-    size = plan.size
+    fills = {fill[0]: fill[1:] for fill in plan.fills}
+
+    def fill(ms):
+        for m in ms:
+            phases[m].fill(0)
+            if m in fills:
+                y0, y1, x0, x1, rows_in, cols_in = fills[m]
+                if plan.inner:
+                    grid[m, :, y0:y1, x0:x1] = src[:, rows_in, cols_in]
+                else:
+                    grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
+    _run_split(fill, range(plan.phases))
+    return phases
+
+
+def _copy_taps(phases, plan, cols, start, stop, groups):
+    """Columns [start, stop) of the im2col matrix into ``cols`` (groups, taps*C/groups, >= stop-start):
+    each tap one contiguous slice of its phase."""
+    c, width = phases.shape[1], stop - start
     if groups == 1:
-        taps = cols[0].reshape(len(plan.taps), c, size, copy=False)
+        taps = cols[0].reshape(len(plan.taps), c, cols.shape[2], copy=False)
         for t, (m, off) in enumerate(plan.taps):
-            taps[t] = phases[m, :, off:off + size]
+            taps[t, :, :width] = phases[m, :, off + start:off + stop]
     else:
-        taps = cols.reshape(groups, len(plan.taps), c // groups, size, copy=False)
+        taps = cols.reshape(groups, len(plan.taps), c // groups, cols.shape[2], copy=False)
         for t, (m, off) in enumerate(plan.taps):
-            taps[:, t] = phases[m, :, off:off + size].reshape(groups, c // groups, size)
+            taps[:, t, :, :width] = phases[m, :, off + start:off + stop].reshape(groups, c // groups, width)
 
 
-def _im2col_direct(x, plan, cols, kh, kw, stride, padding, dilation, groups, dt):
-    """Fill ``cols`` (groups, taps*C/groups, size), columns in (H_o, W_o, N) order, by one
-    strided copy from the padded input."""
+def _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt):
+    """The im2col matrix as a strided view (groups, kh, kw, C/groups, H_o, W_o, N) of the
+    zero-padded input, batch innermost, held in scratch."""
     n, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    cg = c // groups
     xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-    if ph or pw:
-        xp.fill(0)
-    xp[:, ph:ph + h, pw:pw + w] = _batch_last(x, dt)
+    src = _batch_last(x, dt)
+
+    def fill(channels):
+        c0, c1 = channels[0], channels[-1] + 1
+        if ph or pw:
+            xp[c0:c1].fill(0)
+        xp[c0:c1, ph:ph + h, pw:pw + w] = src[c0:c1]
+    _run_split(fill, range(c))
     bc, bh, bw, bn = xp.strides
-    shape = (groups, kh, kw, cg, plan.ho, plan.wo, n)
-    view = np.ndarray(shape, dt, xp, 0, (cg * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
-    cols.reshape(shape, copy=False)[...] = view
+    shape = (groups, kh, kw, c // groups, plan.ho, plan.wo, n)
+    return np.ndarray(shape, dt, xp, 0, ((c // groups) * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
 
 
-def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation):
-    """The wide and direct variants: im2col into scratch, the bias as a row of ones."""
-    n, c, _, _ = x.shape
+def _direct_chunks(ho, wo, n, step):
+    """(column start, column stop, output-row slice, output-column slice) covering the
+    (H_o, W_o, N) columns in pieces of about ``step`` columns: whole output rows where one
+    fits, else runs of output columns within a row."""
+    row = wo * n
+    if step >= row:
+        per = step // row
+        return [(r * row, min(ho, r + per) * row, slice(r, min(ho, r + per)), slice(None)) for r in range(0, ho, per)]
+    per = max(1, step // n)
+    return [((r * wo + q) * n, (r * wo + min(wo, q + per)) * n, slice(r, r + 1), slice(q, min(wo, q + per)))
+            for r in range(ho) for q in range(0, wo, per)]
+
+
+_executor_lock = threading.Lock()
+_executor = None
+_threads = 1
+
+
+def set_num_threads(threads: int) -> None:
+    """Threads the kernels split large convolutions over (their chunks are independent)."""
+    global _threads
+    _threads = max(1, int(threads))
+
+
+def get_num_threads() -> int:
+    return _threads
+
+
+def _run_split(work, items):
+    """work(part) over ``items`` split into contiguous parts, one per thread (the caller
+    runs the first); returns when all are done, raising the first error."""
+    global _executor
+    parts = min(_threads, len(items))
+    if parts == 1:
+        work(items)
+        return
+    with _executor_lock:
+        if _executor is None or _executor._max_workers < parts - 1:
+            from concurrent.futures import ThreadPoolExecutor
+            _executor = ThreadPoolExecutor(parts - 1, thread_name_prefix="sheetconv-kernels")
+    bounds = [len(items) * i // parts for i in range(parts + 1)]
+    futures = [_executor.submit(work, items[bounds[i]:bounds[i + 1]]) for i in range(1, parts)]
+    work(items[bounds[0]:bounds[1]])
+    for f in futures:
+        f.result()
+
+
+def _weight_matrix(weight, bias, groups, dt):
+    """(groups, O/groups, taps*C/groups [+1]) in the im2col matrix's row order, the bias as a last column."""
     o = weight.shape[0]
-    dt = x.dtype
-    k = kh * kw * c // groups
-    rows = k + (bias is not None)
-    og = o // groups
-    wmat = np.empty((groups, og, rows), dt)
+    og, k = o // groups, weight[0].size
+    wmat = np.empty((groups, og, k + (bias is not None)), dt)
     wmat[:, :, :k] = weight.transpose(0, 2, 3, 1).reshape(groups, og, k)
     if bias is not None:
         wmat[:, :, k] = bias.reshape(groups, og)
-    size = plan.size
-    length = _row_length(size, dt.itemsize)
-    cols = _scratch("cols", (groups, rows, length), dt)[:, :, :size]
+    return wmat
+
+
+def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation, relu):
+    """The wide and direct variants: the bias as a row of ones in the matrix, which is
+    built and multiplied in column chunks of about ``_CHUNK_BYTES``, each chunk's copies,
+    product and ReLU done while it is in cache."""
+    o = weight.shape[0]
+    dt = x.dtype
+    wmat = _weight_matrix(weight, bias, groups, dt)
+    rows, k = wmat.shape[2], wmat.shape[2] - (bias is not None)
+    og, size = o // groups, plan.size
+    whole = np.empty((o, _row_length(size, dt.itemsize)), dt)
+    step = min(size, max(_CHUNK_MIN, _CHUNK_BYTES // (groups * rows * dt.itemsize) // 64 * 64))
     if plan.mode == "wide":
-        _im2col_wide(x, plan, cols[:, :k], groups, dt)
+        phases = _fill_phases(x, plan, dt)
+        chunks = [(start, min(size, start + step), None, None) for start in range(0, size, step)]
     else:
-        _im2col_direct(x, plan, cols[:, :k], kh, kw, stride, padding, dilation, groups, dt)
-    if bias is not None:
-        cols[:, k] = 1
-    whole = np.empty((o, length), dt)
-    out = whole[:, :size]
+        view = _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt)
+        n = x.shape[0]
+        chunks = _direct_chunks(plan.ho, plan.wo, n, step)
+        step = max(stop - start for start, stop, _, _ in chunks)
+
+    def work(part_chunks):
+        cols = _scratch("cols", (groups, rows, step), dt)
+        if bias is not None:
+            cols[:, k] = 1
+        for start, stop, out_rows, out_cols in part_chunks:
+            if plan.mode == "wide":
+                _copy_taps(phases, plan, cols[:, :k], start, stop, groups)
+            else:
+                part = view[..., out_rows, out_cols, :]
+                cols[:, :k, :stop - start].reshape(part.shape, copy=False)[...] = part
+            _product(wmat, cols[:, :, :stop - start], whole[:, start:stop], groups, og, relu)
+    _run_split(work, chunks)
+    return whole[:, :size]
+
+
+def _product(wmat, cols, out, groups, og, relu):
+    """out (O, width) = the weights times the matrix, group by group; then ReLU in place."""
     if groups == 1:
         np.matmul(wmat[0], cols[0], out=out)
     else:
-        np.matmul(wmat, cols, out=out.reshape(groups, og, size))
-    return out
+        np.matmul(wmat, cols, out=out.reshape(groups, og, out.shape[1], copy=False))
+    if relu:
+        relu_(out)
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
@@ -308,10 +405,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     plan = _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias is not None)
     if plan.mode == "gather":
         out = _conv_gather(x, weight, bias, plan, groups)
+        if relu:
+            relu_(out)
     else:
-        out = _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation)
-    if relu:
-        relu_(out)
+        out = _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation, relu)
     ho, wo = plan.ho, plan.wo
     if plan.mode == "gather":
         return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
