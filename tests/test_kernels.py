@@ -125,8 +125,10 @@ VARIANTS = [
     ("gather", False, (1, 1, 28, 28), (4, 1, 3, 3), (2, 2), (1, 1), (1, 1), 1),
     ("gather", False, (2, 4, 9, 9), (4, 1, 3, 3), (1, 1), (1, 1), (1, 1), 4),                 # depthwise
     ("wide", False, (8, 6, 20, 20), (6, 3, 3, 3), (2, 2), (1, 1), (1, 1), 2),
-    ("wide", False, (40, 3, 12, 12), (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1),
-    ("wide", True, (40, 4, 12, 12), (8, 2, 3, 3), (2, 2), (1, 1), (1, 1), 2),
+    ("wide", False, (6, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ("wide", True, (6, 4, 30, 30), (8, 2, 3, 3), (2, 2), (1, 1), (1, 1), 2),                # batch-inner memory
+    ("direct", False, (40, 3, 12, 12), (8, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1),               # batch >= row
+    ("direct", True, (40, 4, 12, 12), (8, 2, 3, 3), (2, 2), (1, 1), (1, 1), 2),
     ("wide", False, (8, 2, 80, 67), (3, 2, 3, 2), (3, 2), (2, 0), (2, 1), 1),                 # dilation, strides
     ("direct", False, (256, 3, 6, 6), (5, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),
     ("direct", True, (256, 3, 6, 6), (5, 3, 5, 5), (1, 1), (0, 0), (1, 1), 1),
@@ -231,3 +233,20 @@ def test_linear_and_relu(dtype, bias, relu):
     np.testing.assert_array_equal(kernels.relu(y), F.relu(torch.from_numpy(y)).numpy())
     kernels.relu_(y)
     np.testing.assert_array_equal(y, np.array([0.0, 0.0, 2.0, np.nan], dtype))
+
+
+def test_thread_count_is_checked_and_a_forked_child_gets_its_own_threads():
+    import multiprocessing
+
+    from sheetconv.errors import SheetconvError
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(SheetconvError, match="threads must be a positive int"):
+            kernels.set_num_threads(bad)
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((64, 3, 20, 20)), rng.standard_normal((8, 3, 3, 3))
+    with chunked_over_two_threads():
+        want = kernels.conv2d(x, w, None, (1, 1), (1, 1), (1, 1))      # the parent's worker thread exists now
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(kernels.conv2d, (x, w, None, (1, 1), (1, 1), (1, 1))).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
