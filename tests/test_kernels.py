@@ -90,15 +90,15 @@ def test_conv2d_matches_torch_without_gather(case):
 def chunked_over_two_threads():
     """Matrices built in chunks of a few columns, split over two threads: every chunking
     and splitting path runs on small shapes."""
-    saved = kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels.get_num_threads()
-    kernels._CHUNK_BYTES, kernels._CHUNK_MIN = 64, 1
+    saved = kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES, kernels.get_num_threads()
+    kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES = 64, 1, 1
     kernels.set_num_threads(2)
     kernels._conv_plan.cache_clear()
     try:
         yield
     finally:
-        kernels._CHUNK_BYTES, kernels._CHUNK_MIN = saved[:2]
-        kernels.set_num_threads(saved[2])
+        kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES = saved[:3]
+        kernels.set_num_threads(saved[3])
         kernels._conv_plan.cache_clear()
 
 

@@ -53,6 +53,7 @@ see bench/bench_engine.py):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -67,10 +68,12 @@ __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_", "set
 
 # im2col matrices of at most this many items are built by one gather (see the module docstring)
 _GATHER_MAX = 1 << 15
-# the wide variant builds and multiplies its matrix in column chunks of about this many bytes
-# (at least _CHUNK_MIN columns): each chunk's product and ReLU run while it is in cache
+# im2col matrices are built and multiplied in column chunks of about this many bytes (at
+# least _CHUNK_MIN columns): each chunk's product and ReLU run while it is in cache
 _CHUNK_BYTES = 1 << 19
 _CHUNK_MIN = 256
+# work moving less data than this runs in the calling thread alone (see _run_split)
+_SPLIT_MIN_BYTES = 1 << 20
 
 _scratch_space = threading.local()
 
@@ -213,7 +216,7 @@ def _batch_last(x, dt):
     def copy(starts):
         for i in starts:
             out[..., i:i + 64] = src[..., i:i + 64]
-    _run_split(copy, range(0, n, 64))
+    _run_split(copy, range(0, n, 64), x.size * x.itemsize)
     return out
 
 
@@ -232,7 +235,7 @@ def _fill_phases(x, plan, dt):
             if m in fills:
                 y0, y1, x0, x1, rows_in, cols_in = fills[m]
                 grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
-    _run_split(fill, range(plan.phases))
+    _run_split(fill, range(plan.phases), phases.nbytes)
     return phases
 
 
@@ -263,7 +266,7 @@ def _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt):
         if ph or pw:
             xp[c0:c1].fill(0)
         xp[c0:c1, ph:ph + h, pw:pw + w] = src[c0:c1]
-    _run_split(fill, range(c))
+    _run_split(fill, range(c), xp.nbytes)
     bc, bh, bw, bn = xp.strides
     shape = (groups, kh, kw, c // groups, plan.ho, plan.wo, n)
     return np.ndarray(shape, dt, xp, 0, ((c // groups) * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
@@ -309,12 +312,14 @@ def get_num_threads() -> int:
     return _threads
 
 
-def _run_split(work, items):
+def _run_split(work, items, nbytes: int, blas: bool = False):
     """work(part) over ``items`` split into contiguous parts, one per thread (the caller
-    runs the first), BLAS limited to one thread meanwhile; returns when all are done,
-    raising the first error."""
+    runs the first); returns when all are done, raising the first error. Work of under
+    ``_SPLIT_MIN_BYTES`` (``nbytes``: the data it moves) runs in the calling thread alone,
+    since handing it over costs more than it saves. With ``blas``, BLAS is limited to one
+    thread while split."""
     global _executor, _blas
-    parts = min(_threads, len(items))
+    parts = min(_threads, len(items), max(1, nbytes // _SPLIT_MIN_BYTES))
     if parts == 1:
         work(items)
         return
@@ -322,12 +327,12 @@ def _run_split(work, items):
         if _executor is None or _executor[0] != os.getpid() or _executor[1]._max_workers < parts - 1:
             from concurrent.futures import ThreadPoolExecutor
             _executor = (os.getpid(), ThreadPoolExecutor(parts - 1, thread_name_prefix="sheetconv-kernels"))
-        if _blas is None:
+        if blas and _blas is None:
             from threadpoolctl import ThreadpoolController
             _blas = ThreadpoolController()
         executor = _executor[1]
     bounds = [len(items) * i // parts for i in range(parts + 1)]
-    with _blas.limit(limits=1, user_api="blas"):
+    with _blas.limit(limits=1, user_api="blas") if blas else contextlib.nullcontext():
         futures = [executor.submit(work, items[bounds[i]:bounds[i + 1]]) for i in range(1, parts)]
         work(items[bounds[0]:bounds[1]])
         for f in futures:
@@ -376,7 +381,7 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
                 part = view[..., out_rows, out_cols, :]
                 cols[:, :k, :stop - start].reshape(part.shape, copy=False)[...] = part
             _product(wmat, cols[:, :, :stop - start], whole[:, start:stop], groups, og, relu)
-    _run_split(work, chunks)
+    _run_split(work, chunks, rows * size * dt.itemsize * groups, blas=True)
     return whole[:, :size]
 
 
