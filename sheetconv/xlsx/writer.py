@@ -163,6 +163,22 @@ def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
     return [layer.partial_forward(x[None], a, b)[0] for a, b in groups]
 
 
+def _lettered_row(x: int, args) -> list:
+    """The parts of a templated row that do not change from row to row: per cell, its column's
+    letters (the cell's own, then the template's arguments), each followed by a free slot for the
+    template's next piece, then slots for the value and the markup closing it.
+
+    Laid out as ``'<c r="'``, then per cell ``[letter, piece] * (1 + len(args[c])), value, close``."""
+    parts = ['<c r="']
+    for j, a in enumerate(args):
+        parts += (_COLS[x + j], None)
+        for letters in a:
+            parts += (letters, None)
+        parts += (None, '</v></c><c r="')
+    parts[-1] = "</v></c>"
+    return parts
+
+
 class _Rows:
     """Generates the XML of the conv sheet's rows, panel by panel."""
 
@@ -173,6 +189,7 @@ class _Rows:
         self.pending = 0
         self.formulas = 0
         self.cells = 0
+        self._num_rows: dict = {}
 
     def _count(self, n: int):
         self.formulas += n
@@ -189,8 +206,16 @@ class _Rows:
 
     # -- cell XML
     def nums(self, out, x, R, values, s):
-        out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><v>{v!r}</v></c>' for j, v in enumerate(values)]
-        self.cells += len(values)
+        """Constant cells of a row: one formatting of the whole row (addresses cached per block)."""
+        n = len(values)
+        key = (x, n, s)
+        fmt = self._num_rows.get(key)
+        if fmt is None:
+            fmt = self._num_rows[key] = "".join(f'<c r="{_COLS[x + j]}%d" s="{s}"><v>%r</v></c>' for j in range(n))
+        args = [R] * (2 * n)
+        args[1::2] = values
+        out.append(fmt % tuple(args))
+        self.cells += n
 
     def forms(self, out, x, R, texts, values, s, count=True):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><f>{t}</f><v>{v!r}</v></c>'
@@ -200,19 +225,32 @@ class _Rows:
             self._count(len(texts))
 
     def templated(self, out, x, R, tpl, values, s, lettered: dict):
-        """Formula cells of a row from its template (LayerFormulas.row_template): one formatting per cell.
+        """Formula cells of a row from its template (LayerFormulas.row_template), joined in one go.
 
-        ``lettered`` caches, per block column and column-args list, each cell's letters followed by
-        its template arguments; the cell text equals forms() of the same formulas and values."""
+        The row's text alternates column letters (the same for every row of the block: cached in
+        ``lettered`` per block column and column-args list) with the template's pieces between its
+        ``%s`` slots (the same for every cell of the row); it equals forms() of the same formulas
+        and values."""
         template, args = tpl
+        if "%%" in template:
+            self.forms(out, x, R, [template % a for a in args], values, s)
+            return
         key = (x, id(args))
         hit = lettered.get(key)
         if hit is None or hit[0] is not args:
-            hit = lettered[key] = (args, [(_COLS[x + j], *a) for j, a in enumerate(args)])
-        cell = '<c r="%s' + str(R) + '" s="' + str(s) + '"><f>' + template + '</f><v>%r</v></c>'
-        out += [cell % (*a, v) for a, v in zip(hit[1], values)]
-        self.cells += len(values)
-        self._count(len(values))
+            hit = lettered[key] = (args, _lettered_row(x, args))
+        parts = hit[1].copy()
+        n = len(values)
+        stride = 2 * len(args[0]) + 4
+        pieces = template.split("%s")
+        pieces[0] = f'{R}" s="{s}"><f>{pieces[0]}'
+        pieces[-1] += "</f><v>"
+        for i, piece in enumerate(pieces):
+            parts[2 + 2 * i::stride] = [piece] * n
+        parts[stride - 1::stride] = map(repr, values)
+        out.append("".join(parts))
+        self.cells += n
+        self._count(n)
 
     def text(self, out, x, R, text, s=None):
         out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
