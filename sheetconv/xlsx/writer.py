@@ -11,8 +11,12 @@ are written, whatever the workbook's size. The ``conv`` sheet's rows are generat
 XML through a small Worksheet subclass, because XlsxWriter's per-cell ``write_formula``
 rescans every formula for newer Excel functions (~30 regular expressions per cell) and
 formats numbers with 16 significant digits; our formulas use none of those functions and
-our values need 17 digits. Everything else (styles, column widths, conditional formats,
-the package) is XlsxWriter's.
+our values need 17 digits. A row is formatted whole: constants with one ``%`` per row,
+templated formula cells (LayerFormulas.row_template) by joining each column's cached
+letters with the row's template pieces. The row file is never copied into the sheet part:
+the zip streams the part's head, the row file and its tail as one member (_RowSheet,
+_splicing). Everything else (styles, column widths, conditional formats, the package) is
+XlsxWriter's.
 
 The file is written to a temporary file beside the target and renamed over it
 (files.atomic_output), so the target is never half-written; fixed document properties
@@ -27,6 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +91,8 @@ class WriteResult:
 class _RowSheet(Worksheet):
     """A worksheet whose rows are handed over as finished <row> content, in order."""
 
+    splices: dict | None = None        # set by _write: {sheet file: (offset, row file)}, see below
+
     def begin_rows(self, rows: int, cols: int, height: float, heights: dict | None = None):
         if not (self.constant_memory and self.fh is self.row_data_fh):
             raise RuntimeError("sheetconv needs XlsxWriter's constant_memory mode")
@@ -108,19 +115,20 @@ class _RowSheet(Worksheet):
 
 
     def _write_optimized_sheet_data(self):
-        """XlsxWriter's copy of the row file into the sheet part, as bytes instead of decoded text."""
+        """Where XlsxWriter copies the row file into the sheet part: leave the rows where they are.
+
+        The sheet file keeps an empty ``<sheetData>``; ``splices`` (shared with the zip of
+        _zip_class) records the byte offset inside it where the row file belongs, and the zip
+        streams the part as the file's head, the rows, the file's rest: one pass over the rows
+        instead of a copy and a read."""
         out = getattr(self.fh, "buffer", None)
-        if self.dim_rowmin is None or out is None:
+        if self.dim_rowmin is None or out is None or self.splices is None:
             super()._write_optimized_sheet_data()
             return
         self._xml_start_tag("sheetData")
-        self.row_data_fh.flush()
-        self.fh.flush()
-        with open(self.row_data_filename, "rb") as rows:
-            shutil.copyfileobj(rows, out, 1 << 20)
-        out.flush()
         self.row_data_fh.close()
-        os.unlink(self.row_data_filename)
+        self.fh.flush()
+        self.splices[self.fh.name] = (out.tell(), self.row_data_filename)
         self._xml_end_tag("sheetData")
 
 
@@ -466,8 +474,11 @@ def _write(net, layout, acts, tmp, title, progress, extra=()) -> _Rows:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch, "use_zip64": True})
         try:
             rows = _fill(wb, net, layout, acts, title, progress, extra)
-            with _deflate_level(_ZIP_LEVEL):
+            splices = wb.get_worksheet_by_name(layout.sheet).splices = {}
+            with _zip_class(_ZIP_LEVEL, splices):
                 wb.close()
+            if splices:
+                raise SheetconvError(f"the rows of {', '.join(map(str, splices))} were not packaged")
         except XlsxWriterException as e:
             _discard(wb)
             cause = e.__cause__ or e.__context__
@@ -542,8 +553,9 @@ _ZIP_LOCK = threading.Lock()
 
 
 @contextmanager
-def _deflate_level(level: int):
-    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it).
+def _zip_class(level: int, splices: dict):
+    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it) and package
+    the sheets whose rows stay in their own file (``splices``, see _RowSheet).
 
     XlsxWriter opens its zip through the module attribute ``ZipFile``; it is swapped for
     the duration of one close, under a lock so that concurrent builds never restore
@@ -552,11 +564,39 @@ def _deflate_level(level: int):
     import xlsxwriter.workbook as xw_workbook
     with _ZIP_LOCK:
         original = xw_workbook.ZipFile
-        xw_workbook.ZipFile = partial(original, compresslevel=level)
+        xw_workbook.ZipFile = partial(_splicing(original), compresslevel=level, splices=splices)
         try:
             yield
         finally:
             xw_workbook.ZipFile = original
+
+
+def _splicing(base: type) -> type:
+    """``base`` (a ZipFile class) whose write() of a spliced sheet file streams the file's head,
+    its row file and the file's rest as one member, exactly as write() of the whole part would."""
+
+    class SplicingZip(base):
+        def __init__(self, *args, splices: dict, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._splices = splices
+
+        def write(self, filename, arcname=None, compress_type=None, compresslevel=None):
+            splice = self._splices.get(str(filename))
+            if splice is None or compress_type is not None or compresslevel is not None:
+                return super().write(filename, arcname, compress_type, compresslevel)
+            offset, rows = splice
+            zinfo = zipfile.ZipInfo.from_file(filename, arcname, strict_timestamps=self._strict_timestamps)
+            zinfo.file_size += os.path.getsize(rows)
+            zinfo.compress_type = self.compression
+            zinfo._compresslevel = self.compresslevel
+            with open(filename, "rb") as src, open(rows, "rb") as body, self.open(zinfo, "w") as dest:
+                dest.write(src.read(offset))
+                shutil.copyfileobj(body, dest, 1 << 20)
+                shutil.copyfileobj(src, dest, 1 << 20)
+            del self._splices[str(filename)]
+            os.unlink(rows)
+
+    return SplicingZip
 
 
 def _discard(wb):
