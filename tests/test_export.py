@@ -598,10 +598,10 @@ def test_rows_formatted_at_once_equal_the_cells_markup_one_by_one(key, limit):
                 got: list = []
                 rows.templated(got, 3, 17 + r, tpl, values, 5, lettered)
                 texts = lf.row(o, r) if g is None else lf.partial_row(g, o, r)
-                assert got == [markup(3, 17 + r, texts, values, 5)], (name, g, o, r)
+                assert "".join(got) == markup(3, 17 + r, texts, values, 5), (name, g, o, r)
                 templated += 1
         values = rng.normal(size=w).tolist() + [0.0, -1e-300, 1.5e300]
         got = []
         rows.nums(got, 4, 9, values, 2)
-        assert got == [markup(4, 9, [None] * len(values), values, 2)]
+        assert "".join(got) == markup(4, 9, [None] * len(values), values, 2)
     assert templated > 0

@@ -171,20 +171,35 @@ def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
     return [layer.partial_forward(x[None], a, b)[0] for a, b in groups]
 
 
-def _lettered_row(x: int, args) -> list:
-    """The parts of a templated row that do not change from row to row: per cell, its column's
-    letters (the cell's own, then the template's arguments), each followed by a free slot for the
-    template's next piece, then slots for the value and the markup closing it.
+def _lettered_runs(x: int, args) -> list[tuple]:
+    """The parts of a templated row that do not change from row to row, per run of columns.
 
-    Laid out as ``'<c r="'``, then per cell ``[letter, piece] * (1 + len(args[c])), value, close``."""
-    parts = ['<c r="']
-    for j, a in enumerate(args):
-        parts += (_COLS[x + j], None)
-        for letters in a:
-            parts += (letters, None)
-        parts += (None, '</v></c><c r="')
-    parts[-1] = "</v></c>"
-    return parts
+    A template argument that most columns share (a kernel's letters: the same for every column
+    whose window is not clipped) is baked into the run's template; the others are letters that
+    differ from column to column. Per run of consecutive columns that agree on the shared
+    arguments: ``(first, last + 1, bake, parts, free)`` with ``template % bake`` the run's
+    template (``'%s'`` left where a free argument goes) and ``parts`` laid out as ``'<c r="'``,
+    then per cell ``[letter, piece] * (1 + free), value, close``: each letter (the cell's own,
+    then its free arguments) followed by a slot for the template's next piece."""
+    mid = args[len(args) // 2]
+    shared = [k for k, v in enumerate(mid) if 2 * sum(a[k] == v for a in args) >= len(args)]
+    free = [k for k in range(len(mid)) if k not in set(shared)]
+    runs, c0 = [], 0
+    for c in range(1, len(args) + 1):
+        if c == len(args) or any(args[c][k] != args[c0][k] for k in shared):
+            bake = ["%s"] * len(mid)
+            for k in shared:
+                bake[k] = args[c0][k]
+            parts = ['<c r="']
+            for j in range(c0, c):
+                parts += (_COLS[x + j], None)
+                for k in free:
+                    parts += (args[j][k], None)
+                parts += (None, '</v></c><c r="')
+            parts[-1] = "</v></c>"
+            runs.append((c0, c, tuple(bake), parts, len(free)))
+            c0 = c
+    return runs
 
 
 class _Rows:
@@ -236,9 +251,9 @@ class _Rows:
         """Formula cells of a row from its template (LayerFormulas.row_template), joined in one go.
 
         The row's text alternates column letters (the same for every row of the block: cached in
-        ``lettered`` per block column and column-args list) with the template's pieces between its
-        ``%s`` slots (the same for every cell of the row); it equals forms() of the same formulas
-        and values."""
+        ``lettered`` per block column and column-args list, see _lettered_runs) with the
+        template's pieces between its ``%s`` slots (the same for every cell of a run of columns);
+        it equals forms() of the same formulas and values."""
         template, args = tpl
         if "%%" in template:
             self.forms(out, x, R, [template % a for a in args], values, s)
@@ -246,17 +261,22 @@ class _Rows:
         key = (x, id(args))
         hit = lettered.get(key)
         if hit is None or hit[0] is not args:
-            hit = lettered[key] = (args, _lettered_row(x, args))
-        parts = hit[1].copy()
+            hit = lettered[key] = (args, _lettered_runs(x, args))
+        head = f'{R}" s="{s}"><f>'
+        for c0, c1, bake, cached, free in hit[1]:
+            parts = cached.copy()
+            n = c1 - c0
+            stride = 2 * free + 4
+            pieces = (template % bake).split("%s")
+            pieces[0] = head + pieces[0]
+            pieces[-1] += "</f><v>"
+            for i, piece in enumerate(pieces):
+                parts[2 + 2 * i::stride] = [piece] * n
+            parts[stride - 1::stride] = map(repr, values[c0:c1])
+            out.append("".join(parts))
         n = len(values)
-        stride = 2 * len(args[0]) + 4
-        pieces = template.split("%s")
-        pieces[0] = f'{R}" s="{s}"><f>{pieces[0]}'
-        pieces[-1] += "</f><v>"
-        for i, piece in enumerate(pieces):
-            parts[2 + 2 * i::stride] = [piece] * n
-        parts[stride - 1::stride] = map(repr, values)
-        out.append("".join(parts))
+        if n != len(args):
+            raise RuntimeError(f"a row of {n} values for {len(args)} formulas")
         self.cells += n
         self._count(n)
 
