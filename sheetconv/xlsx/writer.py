@@ -13,7 +13,8 @@ rescans every formula for newer Excel functions (~30 regular expressions per cel
 formats numbers with 16 significant digits; our formulas use none of those functions and
 our values need 17 digits. A row is formatted whole: constants with one ``%`` per row,
 templated formula cells (LayerFormulas.row_template) by joining each column's cached
-letters with the row's template pieces. The row file is never copied into the sheet part:
+letters with the row's template pieces (letters shared by a run of columns, such as an
+unclipped kernel's, baked into the run's template once per row). The row file is never copied into the sheet part:
 the zip streams the part's head, the row file and its tail as one member (_RowSheet,
 _splicing). Everything else (styles, column widths, conditional formats, the package) is
 XlsxWriter's.
