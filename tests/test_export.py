@@ -533,3 +533,75 @@ def test_a_sheet_past_the_part_limit_is_refused_before_any_work(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     assert write_workbook(net, digit(0), tmp_path / "ok.xlsx").formulas > 0
+
+
+def _export_peak_mb(shape: tuple[int, int, int] | None, out) -> float:
+    """Peak resident memory (VmHWM, MB) of a fresh interpreter that imports the writer and, given
+    a spec shape, writes conv(3,8) + conv(8,16) (3x3, stride 2, ReLU) of a random input to ``out``."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from sheetconv import Conv2d, Network, ReLU
+        from sheetconv.xlsx.writer import write_workbook
+        shape = {shape!r}
+        if shape is not None:
+            net = Network([Conv2d(3, 8, 3, stride=2, padding=1), ReLU(),
+                           Conv2d(8, 16, 3, stride=2, padding=1), ReLU()], shape).init_weights(0)
+            write_workbook(net, np.random.default_rng(0).uniform(size=shape), {str(out)!r})
+        status = open("/proc/self/status").read()
+        print(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(res.stdout.split()[-1])
+
+
+def test_export_memory_is_flat_in_the_workbooks_size(tmp_path):
+    small, large = tmp_path / "small.xlsx", tmp_path / "large.xlsx"
+    base = _export_peak_mb(None, tmp_path / "none.xlsx")
+    peak_small = _export_peak_mb((3, 32, 32), small)
+    peak_large = _export_peak_mb((3, 256, 256), large)
+    with zipfile.ZipFile(large) as z:
+        xml = z.getinfo("xl/worksheets/sheet1.xml").file_size
+    assert xml > 40e6          # 196,608 formulas and 196,608 input cells
+    # Rows leave memory as they are written: the 40+ MB sheet part (as str, more) is never held;
+    # what grows is the engine's float64 activations (about 3 MB here) and one row at a time.
+    assert peak_large - base < 40, (base, peak_small, peak_large, xml)
+    assert peak_large - peak_small < 20, (base, peak_small, peak_large, xml)
+
+
+@pytest.mark.parametrize("key, limit", [("grouped-conv", 8192), ("pad-stride-nonsquare+maxpool", 100),
+                                        ("big-kernel-stride3", 8192), ("random5", 8192)])
+def test_rows_formatted_at_once_equal_the_cells_markup_one_by_one(key, limit):
+    net, x = CASES[key]
+    layout = Layout.for_network(net, max_formula=limit)
+    rows = export._Rows(net, layout, net.activations(x, np.float64), {}, None)
+    rng = np.random.default_rng(0)
+    col = openpyxl.utils.get_column_letter
+
+    def markup(left, row, texts, values, style):
+        return "".join(f'<c r="{col(left + 1 + j)}{row}" s="{style}">' + (f"<f>{t}</f>" if t else "") + f"<v>{v!r}</v></c>"
+                       for j, (t, v) in enumerate(zip(texts, values)))
+
+    templated = 0
+    for name in net.names[1:]:
+        lf = export.LayerFormulas(net, layout, name)
+        lettered: dict = {}                            # shared by the layer's rows, as the writer does
+        c, h, w = net.grid(name)
+        for g in [None, *range(len(layout.partials(name)))]:
+            for o, r in np.ndindex(c, h):
+                tpl = lf.row_template(o, r, partial=g)
+                if tpl is None:
+                    continue
+                values = (rng.normal(size=w) * 10.0 ** rng.integers(-20, 20, size=w)).tolist()
+                got: list = []
+                rows.templated(got, 3, 17 + r, tpl, values, 5, lettered)
+                texts = lf.row(o, r) if g is None else lf.partial_row(g, o, r)
+                assert "".join(got) == markup(3, 17 + r, texts, values, 5), (name, g, o, r)
+                templated += 1
+        values = rng.normal(size=w).tolist() + [0.0, -1e-300, 1.5e300]
+        got = []
+        rows.nums(got, 4, 9, values, 2)
+        assert "".join(got) == markup(4, 9, [None] * len(values), values, 2)
+    assert templated > 0

@@ -11,8 +11,13 @@ are written, whatever the workbook's size. The ``conv`` sheet's rows are generat
 XML through a small Worksheet subclass, because XlsxWriter's per-cell ``write_formula``
 rescans every formula for newer Excel functions (~30 regular expressions per cell) and
 formats numbers with 16 significant digits; our formulas use none of those functions and
-our values need 17 digits. Everything else (styles, column widths, conditional formats,
-the package) is XlsxWriter's.
+our values need 17 digits. A row is formatted whole: constants with one ``%`` per row,
+templated formula cells (LayerFormulas.row_template) by joining each column's cached
+letters with the row's template pieces (letters shared by a run of columns, such as an
+unclipped kernel's, baked into the run's template once per row). The row file is never copied into the sheet part:
+the zip streams the part's head, the row file and its tail as one member (_RowSheet,
+_splicing). Everything else (styles, column widths, conditional formats, the package) is
+XlsxWriter's.
 
 The file is written to a temporary file beside the target and renamed over it
 (files.atomic_output), so the target is never half-written; fixed document properties
@@ -27,6 +32,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +92,8 @@ class WriteResult:
 class _RowSheet(Worksheet):
     """A worksheet whose rows are handed over as finished <row> content, in order."""
 
+    splices: dict | None = None        # set by _write: {sheet file: (offset, row file)}, see below
+
     def begin_rows(self, rows: int, cols: int, height: float, heights: dict | None = None):
         if not (self.constant_memory and self.fh is self.row_data_fh):
             raise RuntimeError("sheetconv needs XlsxWriter's constant_memory mode")
@@ -108,19 +116,20 @@ class _RowSheet(Worksheet):
 
 
     def _write_optimized_sheet_data(self):
-        """XlsxWriter's copy of the row file into the sheet part, as bytes instead of decoded text."""
+        """Where XlsxWriter copies the row file into the sheet part: leave the rows where they are.
+
+        The sheet file keeps an empty ``<sheetData>``; ``splices`` (shared with the zip of
+        _zip_class) records the byte offset inside it where the row file belongs, and the zip
+        streams the part as the file's head, the rows, the file's rest: one pass over the rows
+        instead of a copy and a read."""
         out = getattr(self.fh, "buffer", None)
-        if self.dim_rowmin is None or out is None:
+        if self.dim_rowmin is None or out is None or self.splices is None:
             super()._write_optimized_sheet_data()
             return
         self._xml_start_tag("sheetData")
-        self.row_data_fh.flush()
-        self.fh.flush()
-        with open(self.row_data_filename, "rb") as rows:
-            shutil.copyfileobj(rows, out, 1 << 20)
-        out.flush()
         self.row_data_fh.close()
-        os.unlink(self.row_data_filename)
+        self.fh.flush()
+        self.splices[self.fh.name] = (out.tell(), self.row_data_filename)
         self._xml_end_tag("sheetData")
 
 
@@ -163,6 +172,37 @@ def _partial_values(layer, x: np.ndarray, groups) -> list[np.ndarray]:
     return [layer.partial_forward(x[None], a, b)[0] for a, b in groups]
 
 
+def _lettered_runs(x: int, args) -> list[tuple]:
+    """The parts of a templated row that do not change from row to row, per run of columns.
+
+    A template argument that most columns share (a kernel's letters: the same for every column
+    whose window is not clipped) is baked into the run's template; the others are letters that
+    differ from column to column. Per run of consecutive columns that agree on the shared
+    arguments: ``(first, last + 1, bake, parts, free)`` with ``template % bake`` the run's
+    template (``'%s'`` left where a free argument goes) and ``parts`` laid out as ``'<c r="'``,
+    then per cell ``[letter, piece] * (1 + free), value, close``: each letter (the cell's own,
+    then its free arguments) followed by a slot for the template's next piece."""
+    mid = args[len(args) // 2]
+    shared = [k for k, v in enumerate(mid) if 2 * sum(a[k] == v for a in args) >= len(args)]
+    free = [k for k in range(len(mid)) if k not in set(shared)]
+    runs, c0 = [], 0
+    for c in range(1, len(args) + 1):
+        if c == len(args) or any(args[c][k] != args[c0][k] for k in shared):
+            bake = ["%s"] * len(mid)
+            for k in shared:
+                bake[k] = args[c0][k]
+            parts = ['<c r="']
+            for j in range(c0, c):
+                parts += (_COLS[x + j], None)
+                for k in free:
+                    parts += (args[j][k], None)
+                parts += (None, '</v></c><c r="')
+            parts[-1] = "</v></c>"
+            runs.append((c0, c, tuple(bake), parts, len(free)))
+            c0 = c
+    return runs
+
+
 class _Rows:
     """Generates the XML of the conv sheet's rows, panel by panel."""
 
@@ -173,6 +213,7 @@ class _Rows:
         self.pending = 0
         self.formulas = 0
         self.cells = 0
+        self._num_rows: dict = {}
 
     def _count(self, n: int):
         self.formulas += n
@@ -189,8 +230,16 @@ class _Rows:
 
     # -- cell XML
     def nums(self, out, x, R, values, s):
-        out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><v>{v!r}</v></c>' for j, v in enumerate(values)]
-        self.cells += len(values)
+        """Constant cells of a row: one formatting of the whole row (addresses cached per block)."""
+        n = len(values)
+        key = (x, n, s)
+        fmt = self._num_rows.get(key)
+        if fmt is None:
+            fmt = self._num_rows[key] = "".join(f'<c r="{_COLS[x + j]}%d" s="{s}"><v>%r</v></c>' for j in range(n))
+        args = [R] * (2 * n)
+        args[1::2] = values
+        out.append(fmt % tuple(args))
+        self.cells += n
 
     def forms(self, out, x, R, texts, values, s, count=True):
         out += [f'<c r="{_COLS[x + j]}{R}" s="{s}"><f>{t}</f><v>{v!r}</v></c>'
@@ -200,19 +249,37 @@ class _Rows:
             self._count(len(texts))
 
     def templated(self, out, x, R, tpl, values, s, lettered: dict):
-        """Formula cells of a row from its template (LayerFormulas.row_template): one formatting per cell.
+        """Formula cells of a row from its template (LayerFormulas.row_template), joined in one go.
 
-        ``lettered`` caches, per block column and column-args list, each cell's letters followed by
-        its template arguments; the cell text equals forms() of the same formulas and values."""
+        The row's text alternates column letters (the same for every row of the block: cached in
+        ``lettered`` per block column and column-args list, see _lettered_runs) with the
+        template's pieces between its ``%s`` slots (the same for every cell of a run of columns);
+        it equals forms() of the same formulas and values."""
         template, args = tpl
+        if "%%" in template:
+            self.forms(out, x, R, [template % a for a in args], values, s)
+            return
         key = (x, id(args))
         hit = lettered.get(key)
         if hit is None or hit[0] is not args:
-            hit = lettered[key] = (args, [(_COLS[x + j], *a) for j, a in enumerate(args)])
-        cell = '<c r="%s' + str(R) + '" s="' + str(s) + '"><f>' + template + '</f><v>%r</v></c>'
-        out += [cell % (*a, v) for a, v in zip(hit[1], values)]
-        self.cells += len(values)
-        self._count(len(values))
+            hit = lettered[key] = (args, _lettered_runs(x, args))
+        head = f'{R}" s="{s}"><f>'
+        for c0, c1, bake, cached, free in hit[1]:
+            parts = cached.copy()
+            n = c1 - c0
+            stride = 2 * free + 4
+            pieces = (template % bake).split("%s")
+            pieces[0] = head + pieces[0]
+            pieces[-1] += "</f><v>"
+            for i, piece in enumerate(pieces):
+                parts[2 + 2 * i::stride] = [piece] * n
+            parts[stride - 1::stride] = map(repr, values[c0:c1])
+            out.append("".join(parts))
+        n = len(values)
+        if n != len(args):
+            raise RuntimeError(f"a row of {n} values for {len(args)} formulas")
+        self.cells += n
+        self._count(n)
 
     def text(self, out, x, R, text, s=None):
         out.append(f'<c r="{_COLS[x]}{R}" s="{self.st["title"] if s is None else s}" t="inlineStr">'
@@ -428,8 +495,11 @@ def _write(net, layout, acts, tmp, title, progress, extra=()) -> _Rows:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "tmpdir": scratch, "use_zip64": True})
         try:
             rows = _fill(wb, net, layout, acts, title, progress, extra)
-            with _deflate_level(_ZIP_LEVEL):
+            splices = wb.get_worksheet_by_name(layout.sheet).splices = {}
+            with _zip_class(_ZIP_LEVEL, splices):
                 wb.close()
+            if splices:
+                raise SheetconvError(f"the rows of {', '.join(map(str, splices))} were not packaged")
         except XlsxWriterException as e:
             _discard(wb)
             cause = e.__cause__ or e.__context__
@@ -504,8 +574,9 @@ _ZIP_LOCK = threading.Lock()
 
 
 @contextmanager
-def _deflate_level(level: int):
-    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it).
+def _zip_class(level: int, splices: dict):
+    """Have XlsxWriter's close() deflate at ``level`` (it has no option for it) and package
+    the sheets whose rows stay in their own file (``splices``, see _RowSheet).
 
     XlsxWriter opens its zip through the module attribute ``ZipFile``; it is swapped for
     the duration of one close, under a lock so that concurrent builds never restore
@@ -514,11 +585,39 @@ def _deflate_level(level: int):
     import xlsxwriter.workbook as xw_workbook
     with _ZIP_LOCK:
         original = xw_workbook.ZipFile
-        xw_workbook.ZipFile = partial(original, compresslevel=level)
+        xw_workbook.ZipFile = partial(_splicing(original), compresslevel=level, splices=splices)
         try:
             yield
         finally:
             xw_workbook.ZipFile = original
+
+
+def _splicing(base: type) -> type:
+    """``base`` (a ZipFile class) whose write() of a spliced sheet file streams the file's head,
+    its row file and the file's rest as one member, exactly as write() of the whole part would."""
+
+    class SplicingZip(base):
+        def __init__(self, *args, splices: dict, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._splices = splices
+
+        def write(self, filename, arcname=None, compress_type=None, compresslevel=None):
+            splice = self._splices.get(str(filename))
+            if splice is None or compress_type is not None or compresslevel is not None:
+                return super().write(filename, arcname, compress_type, compresslevel)
+            offset, rows = splice
+            zinfo = zipfile.ZipInfo.from_file(filename, arcname, strict_timestamps=self._strict_timestamps)
+            zinfo.file_size += os.path.getsize(rows)
+            zinfo.compress_type = self.compression
+            zinfo._compresslevel = self.compresslevel
+            with open(filename, "rb") as src, open(rows, "rb") as body, self.open(zinfo, "w") as dest:
+                dest.write(src.read(offset))
+                shutil.copyfileobj(body, dest, 1 << 20)
+                shutil.copyfileobj(src, dest, 1 << 20)
+            del self._splices[str(filename)]
+            os.unlink(rows)
+
+    return SplicingZip
 
 
 def _discard(wb):
