@@ -567,21 +567,24 @@ class Index:
         references are filled from the digit runs, one template at a time, and tested."""
         rev = self._reverse()
         out: set[int] = set()
+        filled, special = [], []
         for sid in _meeting(rev, frontier):
             fids = rev.order[rev.bounds[sid]:rev.bounds[sid + 1]].astype(np.int64)
             for tmpl, group in self._templates_of(sid, fids):
-                T, R0, C0, R1, C1, F = self._fill(tmpl, group)
-                for t, rects in frontier.items():
-                    on = np.flatnonzero(T == t)
-                    if len(on):
-                        hit = _touching(rects, R0[on], C0[on], R1[on], C1[on])
-                        out.update(F[on[hit]].tolist())
+                filled.append(self._fill(tmpl, group))
                 if not _all_simple(tmpl):        # names, whole rows/columns, 3-D: per formula
-                    for f in group.tolist():
-                        if f not in out and any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0
-                                                for t, a0, b0, a1_, b1 in self.refs(f)
-                                                for q0, p0, q1, p1 in frontier.get(t, ())):
-                            out.add(f)
+                    special.extend(group.tolist())
+        if filled:
+            T, R0, C0, R1, C1, F = (np.concatenate(a) for a in zip(*filled))
+            for t, rects in frontier.items():
+                on = np.flatnonzero(T == t)
+                if len(on):
+                    hit = _touching(rects, R0[on], C0[on], R1[on], C1[on])
+                    out.update(F[on[hit]].tolist())
+        for f in special:
+            if f not in out and any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0
+                                    for t, a0, b0, a1_, b1 in self.refs(f) for q0, p0, q1, p1 in frontier.get(t, ())):
+                out.add(f)
         return sorted(out)
 
     def _reverse(self) -> _Reverse:
@@ -724,7 +727,7 @@ def _meeting(rev: _Reverse, frontier: dict[int, list]) -> list[int]:
 
 def _touching(rects: list, R0, C0, R1, C1) -> np.ndarray:
     """Per rectangle (R0[i], C0[i], R1[i], C1[i]): whether it meets any of ``rects``."""
-    if len(rects) <= 8:
+    if len(rects) <= 32:
         hit = np.zeros(len(R0), bool)
         for q0, p0, q1, p1 in rects:
             hit |= (R0 <= q1) & (R1 >= q0) & (C0 <= p1) & (C1 >= p0)
@@ -734,8 +737,8 @@ def _touching(rects: list, R0, C0, R1, C1) -> np.ndarray:
     h, w = b1 - b0 + 1, a1 - a0 + 1
     if h * w > 1 << 22:                          # a large box: a few rectangles at a time
         hit = np.zeros(len(R0), bool)
-        for i in range(0, len(rects), 8):
-            hit |= _touching(rects[i:i + 8], R0, C0, R1, C1)
+        for i in range(0, len(rects), 32):
+            hit |= _touching(rects[i:i + 32], R0, C0, R1, C1)
         return hit
     covered = np.zeros((h + 1, w + 1), np.int32)   # covered[i, j]: frontier cells above-left of (i, j)
     covered[1:, 1:] = _paint(arr - [b0, a0, b0, a0], h, w)[:, 1:w + 1].cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
@@ -765,7 +768,7 @@ def _min_max_by(groups: np.ndarray, v: np.ndarray):
 # range of cells (A1, $B$2:C3, Sheet1!A1, 'My sheet'!A1:B2); anything else (names, whole
 # rows or columns, tables, 3-D references, errors, numbers with exponents) leaves it unknown.
 _NAMECH = r"A-Za-z0-9_.\\?\x00"
-_SHEET = r"(?:[A-Za-z_\\][A-Za-z0-9_.\\\x00]*|'(?:[^']|'')+')!"
+_SHEET = r"(?:(?:[A-Za-z_\\][A-Za-z0-9_.\\\x00]*|'(?:[^']|'')+')!)"
 _CELLS = r"\$?[A-Za-z]{1,3}\$?\x00"
 _SCAN = re.compile(r'"(?:[^"]|"")*"'
                    rf"|(?<![{_NAMECH}$!:])(?i:TRUE|FALSE)(?![{_NAMECH}(!:$'])"
