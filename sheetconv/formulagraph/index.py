@@ -22,6 +22,7 @@ import zipfile
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,8 @@ __all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rec
 
 GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
+_BUCKET = 64                 # dependents: references at most this tall are found by their first row
+_CACHED = 2 << 20            # dependents: references of large shapes remembered, at most this many
 
 
 @dataclass
@@ -164,6 +167,8 @@ class Index:
         self._blob = bytearray()
         self._refs_cache: dict[int, list] = {}
         self._rev: _Reverse | None = None       # dependents' search structure (on first use)
+        self._shape_cache: dict[int, _ShapeRefs] = {}
+        self._cached = 0
 
     # -------------------------------------------------------- building
 
@@ -563,19 +568,28 @@ class Index:
 
         Only shapes whose column spans (see :meth:`_reverse`) meet the frontier's columns are
         looked at, and shapes that may hold names, whole rows or columns, tables or 3-D
-        references (their spans are unknown without the tokenizer). Their formulas'
-        references are filled from the digit runs, one template at a time, and tested."""
+        references (their spans are unknown without the tokenizer). Of each, only the
+        references starting in rows the frontier can reach are tested (see
+        :meth:`_shape_refs`)."""
         rev = self._reverse()
         out: set[int] = set()
-        filled, special = [], []
+        rows = [(r[0], r[2]) for rects in frontier.values() for r in rects]
+        if not rows:
+            return []
+        top, bottom = min(r[0] for r in rows), max(r[1] for r in rows)
+        near, special = [], []
         for sid in _meeting(rev, frontier):
-            fids = rev.order[rev.bounds[sid]:rev.bounds[sid + 1]].astype(np.int64)
-            for tmpl, group in self._templates_of(sid, fids):
-                filled.append(self._fill(tmpl, group))
-                if not _all_simple(tmpl):        # names, whole rows/columns, 3-D: per formula
-                    special.extend(group.tolist())
-        if filled:
-            T, R0, C0, R1, C1, F = (np.concatenate(a) for a in zip(*filled))
+            refs = self._shape_refs(sid)
+            short = refs.short
+            lo = np.searchsorted(short[1], top - _BUCKET)         # R0, sorted; short: R1 - R0 <= _BUCKET
+            hi = np.searchsorted(short[1], bottom, side="right")
+            if hi > lo:
+                near.append(tuple(a[lo:hi] for a in short))
+            if len(refs.tall[0]):
+                near.append(refs.tall)
+            special.extend(refs.special)
+        if near:
+            T, R0, C0, R1, C1, F = (np.concatenate(a) for a in zip(*near))
             for t, rects in frontier.items():
                 on = np.flatnonzero(T == t)
                 if len(on):
@@ -586,6 +600,36 @@ class Index:
                                     for t, a0, b0, a1_, b1 in self.refs(f) for q0, p0, q1, p1 in frontier.get(t, ())):
                 out.add(f)
         return sorted(out)
+
+    def _shape_refs(self, sid: int) -> _ShapeRefs:
+        """The plain references of every formula of shape ``sid``: 'short' ones (at most
+        _BUCKET rows tall) sorted by first row, 'tall' ones, and the formulas with names,
+        whole rows or columns or 3-D references ('special', looked at one by one).
+        Remembered for shapes of many formulas, within _CACHED references in all."""
+        got = self._shape_cache.get(sid)
+        if got is not None:
+            return got
+        rev = self._rev
+        fids = rev.order[rev.bounds[sid]:rev.bounds[sid + 1]].astype(np.int64)
+        filled, special = [], []
+        for tmpl, group in self._templates_of(sid, fids):
+            filled.append(self._fill(tmpl, group))
+            if not _all_simple(tmpl):
+                special.extend(group.tolist())
+        cols = [np.concatenate(a) for a in zip(*filled)]
+        tall = (cols[3] - cols[1]) > _BUCKET
+        short = np.flatnonzero(~tall)
+        short = short[np.argsort(cols[1][short], kind="stable")]
+        got = _ShapeRefs(tuple(a[short] for a in cols), tuple(a[tall] for a in cols), tuple(special))
+        if len(fids) >= _BUCKET:
+            size = len(cols[0])
+            while self._shape_cache and self._cached + size > _CACHED:
+                old = self._shape_cache.pop(next(iter(self._shape_cache)))
+                self._cached -= len(old.short[0]) + len(old.tall[0])
+            if size <= _CACHED:
+                self._shape_cache[sid] = got
+                self._cached += size
+        return got
 
     def _reverse(self) -> _Reverse:
         """Per shape, its formulas and the column spans its references can reach (built on
@@ -708,6 +752,14 @@ class _Reverse:
     iv_c0: np.ndarray
     iv_c1: np.ndarray
     special: np.ndarray
+
+
+class _ShapeRefs(NamedTuple):
+    """One shape's references, for dependent queries: (sheet, r0, c0, r1, c1, formula id)
+    arrays, see :meth:`Index._shape_refs`."""
+    short: tuple
+    tall: tuple
+    special: tuple
 
 
 def _meeting(rev: _Reverse, frontier: dict[int, list]) -> list[int]:
@@ -1077,17 +1129,29 @@ def rect_boxes(rects) -> tuple:
     return tuple((((r0, r1 + 1),), ((c0, c1 + 1),)) for r0, c0, r1, c1 in rects)
 
 
-def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
+def build_index(path, zf: zipfile.ZipFile | None = None, parts=None, progress=None) -> Index:
     """Read every worksheet of ``path`` once, streaming, into an :class:`Index`.
 
     ``zf`` (from :func:`open_zip`) and ``parts`` (from :func:`read_workbook_parts`) may be
     given by a caller that has already opened and read them; ``zf`` is then left open.
+    ``progress``: optional factory ``progress(total)`` returning None or a context manager
+    yielding ``update(n)``; ``total`` is the bytes of sheet XML (as the zip declares them),
+    and ``update`` is called with the bytes read since its last call, adding up to ``total``.
     """
     path = os.fspath(path)
     if zf is None:
         with open_zip(path) as own:
-            return build_index(path, own)
+            return build_index(path, own, progress=progress)
     sheets, names = parts if parts is not None else read_workbook_parts(zf, path)
+    total = sum(zf.getinfo(s.part).file_size for s in sheets if s.part is not None)
+    bar = progress(total) if progress is not None else None
+    if bar is None:
+        return _build(path, zf, sheets, names)
+    with bar as update:
+        return _build(path, _Reporting(zf, update), sheets, names)
+
+
+def _build(path: str, zf, sheets, names) -> Index:
     ix = Index(path, sheets)
     for i, info in enumerate(sheets):
         if info.part is None:
@@ -1104,3 +1168,30 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
         ix.names[(local, name.lower())] = refs
     ix._finish()
     return ix
+
+
+class _Reporting:
+    """A zip file whose members, once opened, report the bytes read from them to ``update``."""
+
+    def __init__(self, zf: zipfile.ZipFile, update):
+        self._zf, self._update = zf, update
+
+    def __getattr__(self, name):
+        return getattr(self._zf, name)
+
+    def open(self, *args, **kwargs):
+        return _ReportingMember(self._zf.open(*args, **kwargs), self._update)
+
+
+class _ReportingMember:
+    def __init__(self, fh, update):
+        self._fh, self._update = fh, update
+
+    def read(self, n=-1):
+        data = self._fh.read(n)
+        if data:
+            self._update(len(data))
+        return data
+
+    def close(self):
+        self._fh.close()
