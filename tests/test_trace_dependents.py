@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from bruteforce import invert
 from hypothesis import HealthCheck, given, settings
@@ -192,3 +193,20 @@ def test_shape_spans_hold_every_column_the_tokenizer_finds(text):
         return
     for ref in refs:
         assert ref.name is None and ref.table is None and ref.parts is None and ref.c0 is not None, (text, ref)
+
+
+def test_windows_of_every_height_down_one_column(tmp_path):
+    """SUM(A{r}:A{r+h}) windows, h from 0 to 150 (some taller than the row window the
+    search reads short references in), 400 rows: the readers of each input cell are the
+    windows holding it, found by brute force."""
+    rng = np.random.default_rng(7)
+    n = 400
+    heights = rng.integers(0, 151, n)
+    rows = {r: [cell_xml(f"A{r}", 1)] for r in range(1, n + 152)}
+    for r in range(1, n + 1):
+        rows[r].append(cell_xml(f"B{r}", 0, f"SUM(A{r}:A{r + heights[r - 1]})"))
+    ix = build_index(write_xlsx(tmp_path / "windows.xlsx", [("S", sheet_xml(rows))]))
+    for row in [0, 1, 63, 64, 65, 130, 200, 399, 450, 549]:
+        levels, _ = ix.dependents(0, row, 0)
+        expected = {(0, r - 1, 1) for r in range(1, n + 1) if r - 1 <= row <= r - 1 + heights[r - 1]}
+        assert [_cells_of_level(lv) for lv in levels] == ([expected] if expected else []), row

@@ -232,10 +232,16 @@ class Index:
     # -------------------------------------------------------- cells and references
 
     def memory_bytes(self) -> int:
-        """Bytes held by the index's arrays (formula table, digit runs, per-sheet keys)."""
+        """Bytes held by the index's arrays (formula table, digit runs, per-sheet keys, and
+        what dependent queries have built: shapes' formulas and spans, remembered references)."""
         n = sum(a.itemsize * len(a) for a in (self._fkey, self._fsid, self._voff)) + len(self._blob)
         for sh in self.sheets:
             n += sum(a.nbytes for a in (sh.fkeys, sh.fids, sh.vkeys, sh.grid) if a is not None)
+        if self._rev is not None:                # built by the first dependent query
+            r = self._rev
+            n += sum(a.nbytes for a in (r.order, r.bounds, r.iv_sid, r.iv_c0, r.iv_c1, r.special))
+        for refs in self._shape_cache.values():
+            n += sum(a.nbytes for part in (refs.short, refs.tall) for a in part)
         return n
 
     def sheet_index(self, name: str | None, default: int = 0) -> int:
