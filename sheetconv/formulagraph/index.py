@@ -9,8 +9,11 @@ cells actually present. :class:`Index` answers precedent and dependent queries l
 level (see :meth:`Index.precedents`), storing references as ranges, never cell lists.
 
 Formulas are tokenized lazily (see :class:`ShapeCache`): a precedent trace tokenizes only the
-formulas on its path; a dependent query needs every formula's references and tokenizes each
-shape once. Defined names resolve through chains of any length; a name that refers back to
+formulas on its path. A dependent query reads each shape's text once, without the tokenizer,
+for the column spans its references can reach (shapes holding names, whole rows or columns,
+tables or 3-D references have unknown spans: always searched), then tokenizes and fills from
+the digit runs only the shapes whose spans meet the cells asked about; no table of every
+reference is built. Defined names resolve through chains of any length; a name that refers back to
 itself is reported in :attr:`Index.warnings` and resolves to nothing more. Structured
 references resolve against the sheets' Excel Tables (:mod:`.structured`).
 """
@@ -28,9 +31,8 @@ import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.regions import merge_runs
-from ..sheet.a1 import COLNUM, MAX_COLS, MAX_ROWS
+from ..sheet.a1 import COLNUM, MAX_COLS, MAX_ROWS, key_of, parse_range, quote_sheet
 from ..sheet.a1 import cell as a1
-from ..sheet.a1 import key_of, parse_range, quote_sheet
 from ..xlsx import package
 from ..xlsx.cells import CellCursor
 from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tags
