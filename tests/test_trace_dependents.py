@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
 from bruteforce import invert
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from test_formula_fuzz import FORMULA
 
 from sheetconv.errors import SheetconvError
-from sheetconv.formulagraph.index import _column_spans, build_index
+from sheetconv.formulagraph.index import _column_spans, _touching, build_index
 from sheetconv.formulagraph.references import ShapeCache
 from sheetconv.sheet.a1 import column_letters
 
@@ -210,3 +211,18 @@ def test_windows_of_every_height_down_one_column(tmp_path):
         levels, _ = ix.dependents(0, row, 0)
         expected = {(0, r - 1, 1) for r in range(1, n + 1) if r - 1 <= row <= r - 1 + heights[r - 1]}
         assert [_cells_of_level(lv) for lv in levels] == ([expected] if expected else []), row
+
+
+@pytest.mark.parametrize("spread", [40, 5000])
+def test_touching_many_rectangles_against_brute_force(spread):
+    """More than a few frontier rectangles: a painted box (small spread) or batches (large)."""
+    rng = np.random.default_rng(spread)
+
+    def rects(n, size):
+        r0, c0 = rng.integers(0, spread, n), rng.integers(0, spread, n)
+        return np.stack([r0, c0, r0 + rng.integers(0, size, n), c0 + rng.integers(0, size, n)], 1)
+    front = [tuple(r) for r in rects(70, max(4, spread // 30)).tolist()]
+    cand = rects(3000, max(6, spread // 30))
+    got = _touching(front, *(cand[:, k] for k in (0, 1, 2, 3)))
+    want = [any(a <= q1 and c >= q0 and b <= p1 and d >= p0 for q0, p0, q1, p1 in front) for a, b, c, d in cand.tolist()]
+    assert got.tolist() == want and any(want)

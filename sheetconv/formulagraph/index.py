@@ -48,6 +48,7 @@ GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a
 _EMPTY = np.zeros(0, np.int64)
 _BUCKET = 64                 # dependents: references at most this tall are found by their first row
 _CACHED = 2 << 20            # dependents: references of large shapes remembered, at most this many
+_REF_TYPES = (np.int16, np.int32, np.int32, np.int32, np.int32, np.int64)   # sheet, r0, c0, r1, c1, formula
 
 
 @dataclass
@@ -624,7 +625,7 @@ class Index:
             filled.append(self._fill(tmpl, group))
             if not _all_simple(tmpl):
                 special.extend(group.tolist())
-        cols = [np.concatenate(a) for a in zip(*filled)]
+        cols = [np.concatenate(a).astype(dt) for a, dt in zip(zip(*filled), _REF_TYPES)]
         tall = (cols[3] - cols[1]) > _BUCKET
         short = np.flatnonzero(~tall)
         short = short[np.argsort(cols[1][short], kind="stable")]
