@@ -40,6 +40,7 @@ def cli():
 
 _PROGRESS_MIN_FORMULAS = 150_000      # about a second of writing
 _CHECK_PROGRESS_MIN_CELLS = 200_000   # about a second of checking
+_INDEX_PROGRESS_MIN_BYTES = 32 << 20   # about a second of indexing sheet XML
 
 
 def _stderr_is_tty() -> bool:
@@ -51,10 +52,10 @@ def _warn(message: str) -> None:
 
 
 def _progress(quiet: bool, label: str, minimum: str = "_PROGRESS_MIN_FORMULAS"):
-    """A progress-bar factory for long work (build's writing, check's reading): ``make(total)``
-    gives a bar on a terminal when ``total`` (formulas, cells) is at least the module constant
-    named ``minimum`` - about a second of work - else None; never with ``quiet`` or when
-    stderr is not a terminal."""
+    """A progress-bar factory for long work (build's writing, check's reading, trace's index):
+    ``make(total)`` gives a bar on a terminal when ``total`` (formulas, cells, bytes) is at
+    least the module constant named ``minimum`` - about a second of work - else None; never
+    with ``quiet`` or when stderr is not a terminal."""
     def make(total: int):
         if quiet or total < globals()[minimum] or not _stderr_is_tty():
             return None
@@ -162,7 +163,8 @@ def _depth(ctx, param, value):
               help="Draw one panel per level (.png): the traced cell on its layer's grid, then each level's "
                    "cells on the grid they belong to, down to the input.")
 @click.option("--force", is_flag=True, help="Overwrite existing --highlight / --png files.")
-def trace(book, cell, depth, dependents, fmt, highlight, png, force):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def trace(book, cell, depth, dependents, fmt, highlight, png, force, quiet):
     """Precedents (or dependents) of CELL in BOOK, level by level.
 
     CELL is an A1 reference ('My sheet'!C4, case-insensitive) or, in a sheetconv workbook,
@@ -173,7 +175,7 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force):
     from .xlsx.highlight import RECALC_NOTE, check_outputs, write_highlight
 
     check_outputs(book, highlight, png, force)
-    wb = open_workbook(book)
+    wb = open_workbook(book, progress=_progress(quiet, f"indexing {book}", "_INDEX_PROGRESS_MIN_BYTES"))
     result = wb.trace(cell, depth, dependents)
     click.echo(result.text() if fmt == "text" else result.to_json())
     if highlight:

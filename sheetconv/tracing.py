@@ -82,10 +82,11 @@ class SheetTrace(Trace):
         return panels_html(self)
 
 
-def open_workbook(path) -> Workbook:
+def open_workbook(path, progress=None) -> Workbook:
     """Open an xlsx for tracing: analytic for sheetconv workbooks, formula index otherwise.
 
-    The zip is opened (and checked) once; each part is parsed once.
+    The zip is opened (and checked) once; each part is parsed once. ``progress``: a
+    progress-bar factory for building the formula index (see :func:`build_index`).
     """
     path = os.fspath(path)
     with open_zip(path) as zf:
@@ -96,8 +97,8 @@ def open_workbook(path) -> Workbook:
             sheets = parts[0]
             active = sheets[tab].name if tab is not None and tab < len(sheets) and sheets[tab].part is not None \
                 and sheets[tab].state == "visible" else None
-            return FormulaWorkbook(path, build_index(path, zf, parts), default_sheet=active)
-    return SheetconvWorkbook(path, meta, [s.name for s in parts[0]])
+            return FormulaWorkbook(path, build_index(path, zf, parts, progress=progress), default_sheet=active)
+    return SheetconvWorkbook(path, meta, [s.name for s in parts[0]], progress=progress)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -466,8 +467,9 @@ class SheetconvWorkbook(Workbook):
 
     engine = "analytic"
 
-    def __init__(self, path: str, meta: dict, sheet_names: list[str]):
+    def __init__(self, path: str, meta: dict, sheet_names: list[str], progress=None):
         self.path = path
+        self._progress = progress            # for the formula index, if it is ever built
         self.meta = meta
         self.sheet_names = sheet_names
         try:
@@ -489,7 +491,7 @@ class SheetconvWorkbook(Workbook):
     def formulas(self) -> FormulaWorkbook:
         """The same workbook answered from its formulas (built on first use)."""
         if self._formulas is None:
-            ix = build_index(self.path)
+            ix = build_index(self.path, progress=self._progress)
             s = ix.sheet_index(self.sheet)
             partial = set()                  # partial-sum cells: looked through, as the engine does
             for b in self.layout.iter_blocks():

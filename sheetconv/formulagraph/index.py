@@ -9,25 +9,30 @@ cells actually present. :class:`Index` answers precedent and dependent queries l
 level (see :meth:`Index.precedents`), storing references as ranges, never cell lists.
 
 Formulas are tokenized lazily (see :class:`ShapeCache`): a precedent trace tokenizes only the
-formulas on its path; a dependent query needs every formula's references and tokenizes each
-shape once. Defined names resolve through chains of any length; a name that refers back to
+formulas on its path. A dependent query reads each shape's text once, without the tokenizer,
+for the column spans its references can reach (shapes holding names, whole rows or columns,
+tables or 3-D references have unknown spans: always searched), then tokenizes and fills from
+the digit runs only the shapes whose spans meet the cells asked about; no table of every
+reference is built. Defined names resolve through chains of any length; a name that refers back to
 itself is reported in :attr:`Index.warnings` and resolves to nothing more. Structured
 references resolve against the sheets' Excel Tables (:mod:`.structured`).
 """
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.regions import merge_runs
+from ..sheet.a1 import COLNUM, MAX_COLS, MAX_ROWS, key_of, parse_range, quote_sheet
 from ..sheet.a1 import cell as a1
-from ..sheet.a1 import key_of, parse_range, quote_sheet
 from ..xlsx import package
 from ..xlsx.cells import CellCursor
 from ..xlsx.package import LIMITS, SheetInfo, open_zip, read_workbook_parts, tags
@@ -41,7 +46,9 @@ __all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rec
 
 GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
-_BUCKET = 64
+_BUCKET = 64                 # dependents: references at most this tall are found by their first row
+_CACHED = 2 << 20            # dependents: references of large shapes remembered, at most this many
+_REF_TYPES = (np.int16, np.int32, np.int32, np.int32, np.int32, np.int64)   # sheet, r0, c0, r1, c1, formula
 
 
 @dataclass
@@ -162,7 +169,9 @@ class Index:
         self._fkey, self._fsid, self._voff = array("q"), array("i"), array("q")
         self._blob = bytearray()
         self._refs_cache: dict[int, list] = {}
-        self._by_sid = None
+        self._rev: _Reverse | None = None       # dependents' search structure (on first use)
+        self._shape_cache: dict[int, _ShapeRefs] = {}
+        self._cached = 0
 
     # -------------------------------------------------------- building
 
@@ -226,10 +235,16 @@ class Index:
     # -------------------------------------------------------- cells and references
 
     def memory_bytes(self) -> int:
-        """Bytes held by the index's arrays (formula table, digit runs, per-sheet keys)."""
+        """Bytes held by the index's arrays (formula table, digit runs, per-sheet keys, and
+        what dependent queries have built: shapes' formulas and spans, remembered references)."""
         n = sum(a.itemsize * len(a) for a in (self._fkey, self._fsid, self._voff)) + len(self._blob)
         for sh in self.sheets:
             n += sum(a.nbytes for a in (sh.fkeys, sh.fids, sh.vkeys, sh.grid) if a is not None)
+        if self._rev is not None:                # built by the first dependent query
+            r = self._rev
+            n += sum(a.nbytes for a in (r.order, r.bounds, r.iv_sid, r.iv_c0, r.iv_c1, r.special))
+        for refs in self._shape_cache.values():
+            n += sum(a.nbytes for part in (refs.short, refs.tall) for a in part)
         return n
 
     def sheet_index(self, name: str | None, default: int = 0) -> int:
@@ -558,115 +573,155 @@ class Index:
         return LevelRects.from_buffer(buf, nlevels), cycle
 
     def _readers(self, frontier: dict[int, list]) -> list[int]:
-        """Formula ids whose references touch any rectangle of ``frontier``."""
-        tab = self._ref_table()
+        """Formula ids whose references touch any rectangle of ``frontier``.
+
+        Only shapes whose column spans (see :meth:`_reverse`) meet the frontier's columns are
+        looked at, and shapes that may hold names, whole rows or columns, tables or 3-D
+        references (their spans are unknown without the tokenizer). Of each, only the
+        references starting in rows the frontier can reach are tested (see
+        :meth:`_shape_refs`)."""
+        rev = self._reverse()
         out: set[int] = set()
-        B = _BUCKET
-        keys = tab["keys"]
-        for t, rects in frontier.items():
-            for q0, p0, q1, p1 in rects:
-                parts = [tab["tall"]]
-                if len(keys):                     # short references: the buckets the rectangle can reach
-                    rb = np.arange(max(q0 - B, 0) // B, q1 // B + 1, dtype=np.int64)
-                    base = (t << 40) | (rb << 20)
-                    lo = keys.searchsorted(base | (max(p0 - B, 0) // B))
-                    hi = keys.searchsorted(base | (p1 // B), side="right")
-                    keep = hi > lo
-                    if keep.any():
-                        lo, hi = lo[keep], hi[keep]
-                        lens = hi - lo
-                        idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-                        parts.append(tuple(a[idx] for a in tab["short"]))
-                for T, R0, C0, R1, C1, F in parts:
-                    if not len(F):
-                        continue
-                    m = (T == t) & (R0 <= q1) & (R1 >= q0) & (C0 <= p1) & (C1 >= p0)
-                    if m.any():
-                        out.update(F[m].tolist())
-        for f in tab["special"]:                 # names, whole rows/columns, 3-D: per formula
-            for t, a0, b0, a1_, b1 in self.refs(f):
-                if any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0 for q0, p0, q1, p1 in frontier.get(t, ())):
-                    out.add(f)
-                    break
+        rows = [(r[0], r[2]) for rects in frontier.values() for r in rects]
+        if not rows:
+            return []
+        top, bottom = min(r[0] for r in rows), max(r[1] for r in rows)
+        near, special = [], []
+        for sid in _meeting(rev, frontier):
+            refs = self._shape_refs(sid)
+            short = refs.short
+            lo = np.searchsorted(short[1], top - _BUCKET)         # R0, sorted; short: R1 - R0 <= _BUCKET
+            hi = np.searchsorted(short[1], bottom, side="right")
+            if hi > lo:
+                near.append(tuple(a[lo:hi] for a in short))
+            if len(refs.tall[0]):
+                near.append(refs.tall)
+            special.extend(refs.special)
+        if near:
+            T, R0, C0, R1, C1, F = (np.concatenate(a) for a in zip(*near))
+            for t, rects in frontier.items():
+                on = np.flatnonzero(T == t)
+                if len(on):
+                    hit = _touching(rects, R0[on], C0[on], R1[on], C1[on])
+                    out.update(F[on[hit]].tolist())
+        for f in special:
+            if f not in out and any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0
+                                    for t, a0, b0, a1_, b1 in self.refs(f) for q0, p0, q1, p1 in frontier.get(t, ())):
+                out.add(f)
         return sorted(out)
 
-    def _ref_table(self) -> dict:
-        """Every plain reference of every formula as flat arrays (built on first use).
+    def _shape_refs(self, sid: int) -> _ShapeRefs:
+        """The plain references of every formula of shape ``sid``: 'short' ones (at most
+        _BUCKET rows tall) sorted by first row, 'tall' ones, and the formulas with names,
+        whole rows or columns or 3-D references ('special', looked at one by one).
+        Remembered for shapes of many formulas, within _CACHED references in all."""
+        got = self._shape_cache.get(sid)
+        if got is not None:
+            return got
+        rev = self._rev
+        fids = rev.order[rev.bounds[sid]:rev.bounds[sid + 1]].astype(np.int64)
+        filled, special = [], []
+        for tmpl, group in self._templates_of(sid, fids):
+            filled.append(self._fill(tmpl, group))
+            if not _all_simple(tmpl):
+                special.extend(group.tolist())
+        cols = [np.concatenate(a).astype(dt) for a, dt in zip(zip(*filled), _REF_TYPES)]
+        tall = (cols[3] - cols[1]) > _BUCKET
+        short = np.flatnonzero(~tall)
+        short = short[np.argsort(cols[1][short], kind="stable")]
+        got = _ShapeRefs(tuple(a[short] for a in cols), tuple(a[tall] for a in cols), tuple(special))
+        if len(fids) >= _BUCKET:
+            size = len(cols[0])
+            while self._shape_cache and self._cached + size > _CACHED:
+                old = self._shape_cache.pop(next(iter(self._shape_cache)))
+                self._cached -= len(old.short[0]) + len(old.tall[0])
+            if size <= _CACHED:
+                self._shape_cache[sid] = got
+                self._cached += size
+        return got
 
-        'short' references (at most _BUCKET rows and columns) are sorted by the bucket of
-        their top-left cell (sheet, row // _BUCKET, col // _BUCKET), so a query reads only
-        the buckets it can reach; 'tall' (large) ones are scanned. Formulas with names,
-        whole rows or columns or 3-D references are listed in 'special'.
-        """
-        if self._by_sid is not None:
-            return self._by_sid
+    def _reverse(self) -> _Reverse:
+        """Per shape, its formulas and the column spans its references can reach (built on
+        first use, from the shapes' text alone: no formula is tokenized here)."""
+        if self._rev is not None:
+            return self._rev
         n = self.nformulas
         raw = np.frombuffer(self._fsid, dtype=np.int32) if n else np.zeros(0, np.int32)
-        child = raw < 0
-        src = np.where(child, -raw.astype(np.int64) - 1, np.arange(n))       # formula holding the runs
-        sids = raw.astype(np.int64).copy()
-        sids[child] = raw[src[child]]
-        nruns = np.array(self.cache.nruns or [0], dtype=np.int64)
-        counts = np.where(child, 0, nruns[np.maximum(raw, 0)])
-        roff = np.concatenate([[0], np.cumsum(counts)])[:-1]
-        allvals = _parse_runs(self._blob)
-        if len(allvals) != counts.sum():
-            raise SheetconvError(f"{self.path}: internal index mismatch ({len(allvals)} vs {counts.sum()} numbers)")
-        keys = self.fkey
-        dr = np.where(child, (keys >> 14) - (keys[src] >> 14), 0)
-        dc = np.where(child, (keys & 0x3FFF) - (keys[src] & 0x3FFF), 0)
-        order = np.argsort(sids, kind="stable")
+        sids = raw.astype(np.int64)
+        child = np.flatnonzero(raw < 0)
+        src = -sids[child] - 1
+        sids[child] = raw[src]
+        order = np.argsort(sids, kind="stable").astype(np.int32)
         bounds = np.searchsorted(sids[order], np.arange(len(self.cache) + 1))
-        cols = {k: [] for k in "TRCrcF"}
-        special = []
-        for sid in range(len(self.cache)):
-            fids = order[bounds[sid]:bounds[sid + 1]]
-            if not len(fids):
+        del sids
+        moves: dict[int, tuple] = {}              # shape -> (min, max) column move of its shared cells
+        if len(child):
+            dc = (self.fkey[child] & 0x3FFF) - (self.fkey[src] & 0x3FFF)
+            for sid, lo, hi in _min_max_by(raw[src].astype(np.int64), dc):
+                moves[sid] = (min(lo, 0), max(hi, 0))
+        ivs, special = [], []
+        for sid, shape in enumerate(self.cache.shapes):
+            if bounds[sid + 1] == bounds[sid]:
                 continue
-            for tmpl, group in self._templates_of(sid, fids, src):
-                self._flatten(tmpl, group, allvals, roff, src, dr, dc, cols, special)
-        flat = {k: (np.concatenate(v) if v else np.zeros(0, np.int32)) for k, v in cols.items()}
-        del cols
-        B = _BUCKET
-        tall = ((flat["r"] - flat["R"]) > B) | ((flat["c"] - flat["C"]) > B) | (flat["T"] < 0)
-        short = np.flatnonzero(~tall)
-        key = (flat["T"][short].astype(np.int64) << 40) | ((flat["R"][short].astype(np.int64) // B) << 20) \
-            | (flat["C"][short].astype(np.int64) // B)
-        o = np.argsort(key, kind="stable")    # timsort: the keys come in long sorted runs
-        key = key[o]
-        short = short[o]
-        del o
-        pick = lambda idx: tuple(flat[k][idx] for k in "TRCrcF")
-        self._by_sid = {"short": pick(short), "keys": key, "tall": pick(np.flatnonzero(tall)), "special": special}
-        return self._by_sid
+            spans = _column_spans(shape)
+            if spans is None:
+                special.append(sid)
+                continue
+            lo, hi = moves.get(sid, (0, 0))
+            ivs.extend((sid, c0 + lo, c1 + hi) for c0, c1 in spans)
+        iv = np.array(ivs, np.int64).reshape(-1, 3)
+        self._rev = _Reverse(order, bounds, iv[:, 0].copy(), iv[:, 1].copy(), iv[:, 2].copy(),
+                             np.asarray(special, np.int64))
+        return self._rev
 
-
-    def _templates_of(self, sid: int, fids: np.ndarray, src: np.ndarray):
+    def _templates_of(self, sid: int, fids: np.ndarray):
         """(template, formula ids) pairs covering ``fids`` (all of shape ``sid``): one pair,
         unless digits in names or sheet names differ between them."""
-        first = self._runs(int(src[fids[0]]))
+        src = self._sources(fids)
+        first = self._runs(int(src[0]))
         tmpl = self.cache.template(sid, first)
         if not tmpl.fixed:
             return [(tmpl, fids)]
         groups: dict[tuple, list] = {}
-        for f in fids.tolist():
-            runs = self._runs(int(src[f]))
+        for f, s in zip(fids.tolist(), src.tolist()):
+            runs = self._runs(s)
             groups.setdefault(tuple(runs[k] for k in tmpl.fixed), []).append(f)
-        return [(self.cache.template(sid, self._runs(int(src[g[0]]))), np.asarray(g, np.int64))
+        return [(self.cache.template(sid, self._runs(int(self._sources(np.asarray(g[:1]))[0]))), np.asarray(g, np.int64))
                 for g in groups.values()]
 
-    def _flatten(self, tmpl, fids, allvals, roff, src, dr, dc, cols, special):
-        """Append the plain references of formulas ``fids`` (one template) to ``cols``;
-        formulas with names, tables, whole rows/columns or 3-D references go to ``special``.
+    def _sources(self, fids: np.ndarray) -> np.ndarray:
+        """Per formula, the formula holding its digit runs (a shared formula's master)."""
+        raw = np.frombuffer(self._fsid, dtype=np.int32)[fids]
+        return np.where(raw < 0, -raw.astype(np.int64) - 1, fids)
+
+    def _values(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The digit runs of formulas ``src`` (none of them a shared formula's other cell) as
+        one int64 array, and where each formula's start in it."""
+        u, inv = np.unique(src, return_inverse=True)
+        voff = np.frombuffer(self._voff, dtype=np.int64)
+        starts = voff[u]
+        ends = np.where(u + 1 < len(voff), voff[np.minimum(u + 1, len(voff) - 1)], len(self._blob))
+        lens = ends - starts
+        idx = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+        vals = _parse_runs(np.frombuffer(self._blob, dtype=np.uint8)[idx].tobytes())
+        nruns = np.array(self.cache.nruns or [0], dtype=np.int64)
+        counts = nruns[np.frombuffer(self._fsid, dtype=np.int32)[u]]
+        if len(vals) != counts.sum():
+            raise SheetconvError(f"{self.path}: internal index mismatch ({len(vals)} vs {counts.sum()} numbers)")
+        return vals, (np.cumsum(counts) - counts)[inv]
+
+    def _fill(self, tmpl, fids: np.ndarray) -> tuple:
+        """The plain references (``rect`` entries with rows and columns on one sheet) of
+        formulas ``fids`` of one template, as arrays (sheet, r0, c0, r1, c1, formula id).
 
         All of the template's references are filled for a block of formulas at once: an
         (formulas x references x ends) array of rows and one of columns, reduced to each
-        rectangle's min and max (a cell's one end is repeated, which changes neither)."""
+        rectangle's min and max (a cell's one end is repeated, which changes neither).
+        References moved off the sheet (a shared formula's cells) are left out, as in
+        :func:`~.references.entry_refs`."""
         simple = [e for e in tmpl.refs if e[0] == "rect" and e[2] and e[3] and not isinstance(e[1], tuple)]
-        if len(simple) < len(tmpl.refs):
-            special.extend(fids.tolist())
-        if not simple:
-            return
+        if not simple or not len(fids):
+            return (_EMPTY,) * 6
         m = max(max(len(e[2]), len(e[3])) for e in simple)
         pad = lambda items: list(items) + [items[0]] * (m - len(items))
         K = np.array([[k for k, _ in pad(e[2])] for e in simple], np.int64)          # (refs, ends): digit run
@@ -675,21 +730,132 @@ class Index:
         CREL = np.array([[rel for _, rel in pad(e[3])] for e in simple], bool)
         own = np.array([e[1] is None for e in simple])                              # on the formula's sheet
         other = np.array([-2 if e[1] is None else self.by_name.get(e[1].lower(), -2) for e in simple], np.int64)
-        step = max(1, (1 << 21) // (len(simple) * m))
-        for i in range(0, len(fids), step):
-            f = fids[i:i + step]
-            rows = allvals[roff[src[f]][:, None, None] + K[None]] - 1 + dr[f][:, None, None] * RREL[None]
-            cs = CC[None] + dc[f][:, None, None] * CREL[None]
-            hosts = self.fsheet[f].astype(np.int64)
-            cols["T"].append(np.where(own[None], hosts[:, None], other[None]).astype(np.int16).ravel())
-            for lo, hi, v in (("R", "r", rows), ("C", "c", cs)):
-                ends = [v[:, :, j] for j in range(m)]       # elementwise over the ends: no reduction axis
-                cols[lo].append(np.minimum.reduce(ends).astype(np.int32).ravel())
-                cols[hi].append(np.maximum.reduce(ends).astype(np.int32).ravel())
-            cols["F"].append(np.repeat(f.astype(np.int32), len(simple)))
+        src = self._sources(fids)
+        keys, skeys = self.fkey[fids], self.fkey[src]
+        dr, dc = (keys >> 14) - (skeys >> 14), (keys & 0x3FFF) - (skeys & 0x3FFF)
+        vals, roff = self._values(src)
+        rows = vals[roff[:, None, None] + K[None]] - 1 + dr[:, None, None] * RREL[None]
+        cs = CC[None] + dc[:, None, None] * CREL[None]
+        hosts = self.fsheet[fids].astype(np.int64)
+        T = np.where(own[None], hosts[:, None], other[None]).ravel()
+        ends = [rows[:, :, j] for j in range(m)]       # elementwise over the ends: no reduction axis
+        R0, R1 = np.minimum.reduce(ends).ravel(), np.maximum.reduce(ends).ravel()
+        ends = [cs[:, :, j] for j in range(m)]
+        C0, C1 = np.minimum.reduce(ends).ravel(), np.maximum.reduce(ends).ravel()
+        F = np.repeat(fids, len(simple))
+        ok = (R0 >= 0) & (R1 < MAX_ROWS) & (C0 >= 0) & (C1 < MAX_COLS)
+        if not ok.all():
+            return T[ok], R0[ok], C0[ok], R1[ok], C1[ok], F[ok]
+        return T, R0, C0, R1, C1, F
 
 
-def _parse_runs(blob: bytearray) -> np.ndarray:
+@dataclass
+class _Reverse:
+    """What dependent queries search: formula ids grouped by shape (``order[bounds[s]:
+    bounds[s + 1]]``: the formulas of shape s, shared formulas' cells under their master's),
+    the column spans (iv_c0..iv_c1, inclusive) that shape iv_sid's references can reach,
+    and the shapes whose spans are unknown (always searched)."""
+    order: np.ndarray
+    bounds: np.ndarray
+    iv_sid: np.ndarray
+    iv_c0: np.ndarray
+    iv_c1: np.ndarray
+    special: np.ndarray
+
+
+class _ShapeRefs(NamedTuple):
+    """One shape's references, for dependent queries: (sheet, r0, c0, r1, c1, formula id)
+    arrays, see :meth:`Index._shape_refs`."""
+    short: tuple
+    tall: tuple
+    special: tuple
+
+
+def _meeting(rev: _Reverse, frontier: dict[int, list]) -> list[int]:
+    """Shapes with a column span meeting the columns of any frontier rectangle (sheets
+    aside), and the shapes of unknown span."""
+    hit = np.zeros(len(rev.iv_sid), bool)
+    for rects in frontier.values():
+        runs = merge_runs((p0, p1 + 1) for _, p0, _, p1 in rects)
+        if not runs:
+            continue
+        S = np.array([a for a, _ in runs], np.int64)
+        E = np.array([b for _, b in runs], np.int64)
+        i = np.searchsorted(S, rev.iv_c1, side="right") - 1     # the last run starting at or before c1
+        hit |= (i >= 0) & (E[np.maximum(i, 0)] > rev.iv_c0)
+    return sorted(set(rev.iv_sid[hit].tolist()) | set(rev.special.tolist()))
+
+
+def _touching(rects: list, R0, C0, R1, C1) -> np.ndarray:
+    """Per rectangle (R0[i], C0[i], R1[i], C1[i]): whether it meets any of ``rects``."""
+    if len(rects) <= 32:
+        hit = np.zeros(len(R0), bool)
+        for q0, p0, q1, p1 in rects:
+            hit |= (R0 <= q1) & (R1 >= q0) & (C0 <= p1) & (C1 >= p0)
+        return hit
+    arr = np.asarray(rects, np.int64).reshape(-1, 4)
+    b0, a0, b1, a1 = int(arr[:, 0].min()), int(arr[:, 1].min()), int(arr[:, 2].max()), int(arr[:, 3].max())
+    h, w = b1 - b0 + 1, a1 - a0 + 1
+    if h * w > 1 << 22:                          # a large box: a few rectangles at a time
+        hit = np.zeros(len(R0), bool)
+        for i in range(0, len(rects), 32):
+            hit |= _touching(rects[i:i + 32], R0, C0, R1, C1)
+        return hit
+    covered = np.zeros((h + 1, w + 1), np.int32)   # covered[i, j]: frontier cells above-left of (i, j)
+    covered[1:, 1:] = _paint(arr - [b0, a0, b0, a0], h, w)[:, 1:w + 1].cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
+    r0, r1 = np.maximum(R0, b0) - b0, np.minimum(R1, b1) - b0
+    c0, c1 = np.maximum(C0, a0) - a0, np.minimum(C1, a1) - a0
+    inside = (r0 <= r1) & (c0 <= c1)
+    r0, r1, c0, c1 = (np.where(inside, v, 0) for v in (r0, r1, c0, c1))
+    count = covered[r1 + 1, c1 + 1] - covered[r0, c1 + 1] - covered[r1 + 1, c0] + covered[r0, c0]
+    return inside & (count > 0)
+
+
+def _all_simple(tmpl) -> bool:
+    return all(e[0] == "rect" and e[2] and e[3] and not isinstance(e[1], tuple) for e in tmpl.refs)
+
+
+def _min_max_by(groups: np.ndarray, v: np.ndarray):
+    """(group, min, max) of ``v`` per distinct value of ``groups``."""
+    o = np.lexsort((v, groups))
+    g, v = groups[o], v[o]
+    first = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]]))
+    last = np.append(first[1:], len(g)) - 1
+    return zip(g[first].tolist(), v[first].tolist(), v[last].tolist())
+
+
+# A shape's text (digit runs as \x00) read without the tokenizer, to bound the columns its
+# references can reach: every letter must be in a string, a logical, a function's name or a
+# range of cells (A1, $B$2:C3, Sheet1!A1, 'My sheet'!A1:B2); anything else (names, whole
+# rows or columns, tables, 3-D references, errors, numbers with exponents) leaves it unknown.
+_NAMECH = r"A-Za-z0-9_.\\?\x00"
+_SHEET = r"(?:(?:[A-Za-z_\\][A-Za-z0-9_.\\\x00]*|'(?:[^']|'')+')!)"
+_CELLS = r"\$?[A-Za-z]{1,3}\$?\x00"
+_SCAN = re.compile(r'"(?:[^"]|"")*"'
+                   rf"|(?<![{_NAMECH}$!:])(?i:TRUE|FALSE)(?![{_NAMECH}(!:$'])"
+                   rf"|(?P<range>(?<![{_NAMECH}$!:']){_SHEET}?{_CELLS}(?::{_SHEET}?{_CELLS})*(?![{_NAMECH}(!:$']))"
+                   r"|[A-Za-z_\\][A-Za-z0-9_.\\\x00]*\(")
+_COLUMN = re.compile(rf"(?:{_SHEET})?\$?([A-Za-z]{{1,3}})\$?\x00")
+_PLAIN_REST = re.compile(r"[\x00.,+\-*/^&=<>()% ;{}\t\r\n]*")
+
+
+def _column_spans(shape: str) -> list[tuple[int, int]] | None:
+    """Inclusive column spans of a shape's ranges of cells (each range its own span), or
+    None if the shape holds something that may be a reference of another kind."""
+    spans, rest, pos = [], [], 0
+    for m in _SCAN.finditer(shape):
+        rest.append(shape[pos:m.start()])
+        pos = m.end()
+        if m.group("range"):
+            cols = [COLNUM.get(x.upper(), MAX_COLS) for x in _COLUMN.findall(m.group("range"))]
+            spans.append((min(cols), max(cols)))
+    rest.append(shape[pos:])
+    if not _PLAIN_REST.fullmatch("".join(rest)):
+        return None
+    return sorted(set(spans))
+
+
+def _parse_runs(blob: bytes) -> np.ndarray:
     """Space-separated ASCII numbers -> int64 array (empty for an empty or blank buffer)."""
     if not blob or not blob.strip():
         return np.zeros(0, np.int64)
@@ -972,17 +1138,29 @@ def rect_boxes(rects) -> tuple:
     return tuple((((r0, r1 + 1),), ((c0, c1 + 1),)) for r0, c0, r1, c1 in rects)
 
 
-def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
+def build_index(path, zf: zipfile.ZipFile | None = None, parts=None, progress=None) -> Index:
     """Read every worksheet of ``path`` once, streaming, into an :class:`Index`.
 
     ``zf`` (from :func:`open_zip`) and ``parts`` (from :func:`read_workbook_parts`) may be
     given by a caller that has already opened and read them; ``zf`` is then left open.
+    ``progress``: optional factory ``progress(total)`` returning None or a context manager
+    yielding ``update(n)``; ``total`` is the bytes of sheet XML (as the zip declares them),
+    and ``update`` is called with the bytes read since its last call, adding up to ``total``.
     """
     path = os.fspath(path)
     if zf is None:
         with open_zip(path) as own:
-            return build_index(path, own)
+            return build_index(path, own, progress=progress)
     sheets, names = parts if parts is not None else read_workbook_parts(zf, path)
+    total = sum(zf.getinfo(s.part).file_size for s in sheets if s.part is not None)
+    bar = progress(total) if progress is not None else None
+    if bar is None:
+        return _build(path, zf, sheets, names)
+    with bar as update:
+        return _build(path, _Reporting(zf, update), sheets, names)
+
+
+def _build(path: str, zf, sheets, names) -> Index:
     ix = Index(path, sheets)
     for i, info in enumerate(sheets):
         if info.part is None:
@@ -999,3 +1177,30 @@ def build_index(path, zf: zipfile.ZipFile | None = None, parts=None) -> Index:
         ix.names[(local, name.lower())] = refs
     ix._finish()
     return ix
+
+
+class _Reporting:
+    """A zip file whose members, once opened, report the bytes read from them to ``update``."""
+
+    def __init__(self, zf: zipfile.ZipFile, update):
+        self._zf, self._update = zf, update
+
+    def __getattr__(self, name):
+        return getattr(self._zf, name)
+
+    def open(self, *args, **kwargs):
+        return _ReportingMember(self._zf.open(*args, **kwargs), self._update)
+
+
+class _ReportingMember:
+    def __init__(self, fh, update):
+        self._fh, self._update = fh, update
+
+    def read(self, n=-1):
+        data = self._fh.read(n)
+        if data:
+            self._update(len(data))
+        return data
+
+    def close(self):
+        self._fh.close()
