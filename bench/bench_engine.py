@@ -4,8 +4,8 @@
                                  [--only TEXT] [--dtype float32|float64]
 
 Every row runs the same workload on the same data with NumPy and with torch, both
-pinned to the same thread count (threadpoolctl for NumPy's BLAS and sheetconv.set_num_threads
-for the kernels' own split; torch.set_num_threads for torch). Runs are interleaved: each round goes through every row, and within a row
+pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
+for torch). Runs are interleaved: each round goes through every row, and within a row
 the calls alternate between NumPy and torch, so both engines see the same load; the
 table shows the median over all rounds, NumPy's median over torch's (target <= 1.0x)
 and the GFLOP/s of both (2 x multiply-adds of the convolutions and linear layers over
@@ -279,11 +279,9 @@ def main(argv=None):
                                        "OMP_NUM_THREADS") if k in os.environ}
     with threadpool_limits(args.threads, user_api="blas"):
         torch.set_num_threads(args.threads)
-        sc.set_num_threads(args.threads)
         print(f"sheetconv {sc.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
               f"python {platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs)")
-        print(f"threads: numpy BLAS {args.threads}, sheetconv kernels {sc.get_num_threads()}, torch "
-              f"{torch.get_num_threads()}; numpy BLAS: {blas_info()}")
+        print(f"threads: numpy BLAS {args.threads}, torch {torch.get_num_threads()}; numpy BLAS: {blas_info()}")
         print(f"environment: {env or 'no OPENBLAS_*/OMP_* variables set'}"
               f"{'' if 'OPENBLAS_CORETYPE' in env else ' (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset or never set)'}; "
               f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")

@@ -11,7 +11,6 @@ from .interop.torch_modules import from_torch, to_torch  # torch itself is impor
 from .interop.verify import verify
 from .nn.deps import ReceptiveField
 from .nn.inputs import digit, digit_label, load_input
-from .nn.kernels import get_num_threads, set_num_threads
 from .nn.layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -61,6 +60,5 @@ __all__ = [
     "AvgPool2d", "Conv2d", "Flatten", "Layer", "Linear", "MaxPool2d", "ReLU", "Window", "Network",
     "ReceptiveField", "Region", "Trace", "SheetconvError", "PRESETS", "preset", "digit", "digit_label",
     "load_input", "verify", "from_torch", "to_torch", "load_state_dict_file", "open_workbook", "write_workbook",
-    "set_num_threads", "get_num_threads",
     "__version__",
 ]

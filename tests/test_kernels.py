@@ -87,34 +87,26 @@ def test_conv2d_matches_torch_without_gather(case):
 
 
 @contextlib.contextmanager
-def chunked_over_two_threads():
-    """Matrices built in chunks of a few columns, split over two threads: every chunking
-    and splitting path runs on small shapes."""
-    saved = kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES, kernels.get_num_threads()
-    kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES = 64, 1, 1
-    kernels.set_num_threads(2)
+def small_chunks():
+    """Matrices built and multiplied in chunks of a few columns: every chunking path runs
+    on small shapes."""
+    saved = kernels._CHUNK_BYTES, kernels._CHUNK_MIN
+    kernels._CHUNK_BYTES, kernels._CHUNK_MIN = 64, 1
     kernels._conv_plan.cache_clear()
     try:
         yield
     finally:
-        kernels._CHUNK_BYTES, kernels._CHUNK_MIN, kernels._SPLIT_MIN_BYTES = saved[:3]
-        kernels.set_num_threads(saved[3])
+        kernels._CHUNK_BYTES, kernels._CHUNK_MIN = saved
         kernels._conv_plan.cache_clear()
-
-
-@pytest.fixture
-def small_chunks_two_threads():
-    with chunked_over_two_threads():
-        yield
 
 
 @SETTINGS
 @given(conv_cases())
-def test_conv2d_in_chunks_over_two_threads_matches_torch(case):
+def test_conv2d_in_small_chunks_matches_torch(case):
     saved = kernels._GATHER_MAX
     kernels._GATHER_MAX = -1
     try:
-        with chunked_over_two_threads():
+        with small_chunks():
             check_conv(case)
     finally:
         kernels._GATHER_MAX = saved
@@ -148,12 +140,12 @@ def test_conv2d_each_variant(mode, inner, xs, ws, stride, padding, dilation, gro
 
 
 @pytest.mark.parametrize("mode, inner, xs, ws, stride, padding, dilation, groups", VARIANTS)
-def test_conv2d_each_variant_in_chunks_over_two_threads(small_chunks_two_threads, mode, inner, xs, ws, stride,
-                                                        padding, dilation, groups):
+def test_conv2d_each_variant_in_small_chunks(mode, inner, xs, ws, stride, padding, dilation, groups):
     n, c, h, w = xs
-    plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, True)
-    assert plan.mode == mode
-    check_conv((xs, ws, stride, padding, dilation, groups, True, True, np.float32, 11, inner))
+    with small_chunks():
+        plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, True)
+        assert plan.mode == mode
+        check_conv((xs, ws, stride, padding, dilation, groups, True, True, np.float32, 11, inner))
 
 
 def test_conv2d_reads_any_memory_layout_and_results_survive_later_calls():
@@ -233,20 +225,3 @@ def test_linear_and_relu(dtype, bias, relu):
     np.testing.assert_array_equal(kernels.relu(y), F.relu(torch.from_numpy(y)).numpy())
     kernels.relu_(y)
     np.testing.assert_array_equal(y, np.array([0.0, 0.0, 2.0, np.nan], dtype))
-
-
-def test_thread_count_is_checked_and_a_forked_child_gets_its_own_threads():
-    import multiprocessing
-
-    from sheetconv.errors import SheetconvError
-    for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(SheetconvError, match="threads must be a positive int"):
-            kernels.set_num_threads(bad)
-    rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((64, 3, 20, 20)), rng.standard_normal((8, 3, 3, 3))
-    with chunked_over_two_threads():
-        want = kernels.conv2d(x, w, None, (1, 1), (1, 1), (1, 1))      # the parent's worker thread exists now
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(1) as pool:
-            got = pool.apply_async(kernels.conv2d, (x, w, None, (1, 1), (1, 1), (1, 1))).get(timeout=60)
-    np.testing.assert_array_equal(got, want)

@@ -22,12 +22,11 @@ see bench/bench_engine.py):
 
 * ``conv2d`` builds an im2col matrix and multiplies it by the weights (one product per
   group). Except for tiny matrices, the matrix is built and multiplied in column chunks
-  of about ``_CHUNK_BYTES`` (512 KiB), each chunk's copies, product and ReLU done while
+  of about ``_CHUNK_BYTES`` (1 MiB), each chunk's copies, product and ReLU done while
   it is in cache: 15-25% faster than whole-matrix products on simple-cnn at batch 1024
-  and on Conv2d(64, 64, 3, s2) over 8x64x56x56. Chunks are independent, so they (and
-  the padded-input fills before them) are split over ``set_num_threads()`` threads;
-  while split, BLAS runs one thread per chunk. The matrix is built one of three ways,
-  chosen by shape alone in ``_conv_plan``:
+  and on Conv2d(64, 64, 3, s2) over 8x64x56x56 (one thread). BLAS threads each chunk's
+  product. The matrix is built one of three ways, chosen by shape alone in
+  ``_conv_plan``:
   - "gather": matrices of at most ``_GATHER_MAX`` items (batch 1 and other tiny
     layers, where per-call overhead dominates): one ``np.take`` through a cached index
     array, rows in the weights' own memory order so the weights need no copy.
@@ -40,7 +39,11 @@ see bench/bench_engine.py):
     ``conv2d``). Against "direct" on the same shapes: contiguous copies where direct's
     runs would be N values short. (With a large batch, direct wins: 1.05x against
     1.30x torch's time on simple-cnn at batch 1024, no wasted columns.)
-  Measured and rejected: ``np.einsum(optimize=True)`` over a ``sliding_window_view``
+  Measured and rejected: splitting the chunks over Python threads with BLAS at one
+  thread each (slower than BLAS's own threads on each chunk's product: 8.2 ms against
+  5.5 ms on the 64-channel layer, 7.6 against 6.1 on simple-cnn at batch 1024, 2
+  threads; the work is mostly copies, which share the memory bandwidth);
+  ``np.einsum(optimize=True)`` over a ``sliding_window_view``
   (no faster than the im2col product on the 64-channel layer: it materialises the
   same matrix); one GEMM per tap accumulated into the output (k*k products with
   K = C run well under the BLAS rate and the accumulations cost more than the copies
@@ -53,27 +56,21 @@ see bench/bench_engine.py):
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
 from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import SheetconvError
-
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_", "set_num_threads", "get_num_threads"]
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_"]
 
 # im2col matrices of at most this many items are built by one gather (see the module docstring)
 _GATHER_MAX = 1 << 15
 # im2col matrices are built and multiplied in column chunks of about this many bytes (at
 # least _CHUNK_MIN columns): each chunk's product and ReLU run while it is in cache
-_CHUNK_BYTES = 1 << 19
+_CHUNK_BYTES = 1 << 20
 _CHUNK_MIN = 256
-# work moving less data than this runs in the calling thread alone (see _run_split)
-_SPLIT_MIN_BYTES = 1 << 20
 
 _scratch_space = threading.local()
 
@@ -206,36 +203,26 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
 def _batch_last(x, dt):
     """x (N, C, H, W) as a (C, H, W, N) array: a view if its memory is already in that
     order, else a copy into scratch in blocks of 64 images (each block's reads stay in
-    cache, where one transposing copy would miss on every item), split over the threads."""
+    cache, where one transposing copy would miss on every item)."""
     n = x.shape[0]
     if n == 1 or x.strides[0] == x.itemsize:
         return x.transpose(1, 2, 3, 0)
     out = _scratch("batch_last", x.shape[1:] + (n,), dt)
     src = x.transpose(1, 2, 3, 0)
-
-    def copy(starts):
-        for i in starts:
-            out[..., i:i + 64] = src[..., i:i + 64]
-    _run_split(copy, range(0, n, 64), x.size * x.itemsize)
+    for i in range(0, n, 64):
+        out[..., i:i + 64] = src[..., i:i + 64]
     return out
 
 
 def _fill_phases(x, plan, dt):
-    """The zero-padded input split into its stride phases, in scratch: (phase, C, flat grid);
-    the phases split over the threads."""
+    """The zero-padded input split into its stride phases, in scratch: (phase, C, flat grid)."""
     n, c, _, _ = x.shape
     phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
     grid = phases[:, :, :n * plan.hq * plan.wq].reshape(-1, c, n, plan.hq, plan.wq, copy=False)
     src = x.transpose(1, 0, 2, 3)
-    fills = {fill[0]: fill[1:] for fill in plan.fills}
-
-    def fill(ms):
-        for m in ms:
-            phases[m].fill(0)
-            if m in fills:
-                y0, y1, x0, x1, rows_in, cols_in = fills[m]
-                grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
-    _run_split(fill, range(plan.phases), phases.nbytes)
+    phases.fill(0)
+    for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+        grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
     return phases
 
 
@@ -259,14 +246,9 @@ def _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt):
     n, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-    src = _batch_last(x, dt)
-
-    def fill(channels):
-        c0, c1 = channels[0], channels[-1] + 1
-        if ph or pw:
-            xp[c0:c1].fill(0)
-        xp[c0:c1, ph:ph + h, pw:pw + w] = src[c0:c1]
-    _run_split(fill, range(c), xp.nbytes)
+    if ph or pw:
+        xp.fill(0)
+    xp[:, ph:ph + h, pw:pw + w] = _batch_last(x, dt)
     bc, bh, bw, bn = xp.strides
     shape = (groups, kh, kw, c // groups, plan.ho, plan.wo, n)
     return np.ndarray(shape, dt, xp, 0, ((c // groups) * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
@@ -283,60 +265,6 @@ def _direct_chunks(ho, wo, n, step):
     per = max(1, step // n)
     return [((r * wo + q) * n, (r * wo + min(wo, q + per)) * n, slice(r, r + 1), slice(q, min(wo, q + per)))
             for r in range(ho) for q in range(0, wo, per)]
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-_executor_lock = threading.Lock()
-_executor = None            # (pid, ThreadPoolExecutor): a forked child makes its own
-_blas = None                # threadpoolctl's controller, made on first use
-_threads = _available_cpus()
-
-
-def set_num_threads(threads: int) -> None:
-    """Threads the kernels split a large convolution over (default: the CPUs this process
-    may use), as ``torch.set_num_threads``; 1 runs everything in the calling thread."""
-    global _threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise SheetconvError(f"threads must be a positive int, got {threads!r}")
-    _threads = threads
-
-
-def get_num_threads() -> int:
-    """Threads the kernels split a large convolution over (see ``set_num_threads``)."""
-    return _threads
-
-
-def _run_split(work, items, nbytes: int, blas: bool = False):
-    """work(part) over ``items`` split into contiguous parts, one per thread (the caller
-    runs the first); returns when all are done, raising the first error. Work of under
-    ``_SPLIT_MIN_BYTES`` (``nbytes``: the data it moves) runs in the calling thread alone,
-    since handing it over costs more than it saves. With ``blas``, BLAS is limited to one
-    thread while split."""
-    global _executor, _blas
-    parts = min(_threads, len(items), max(1, nbytes // _SPLIT_MIN_BYTES))
-    if parts == 1:
-        work(items)
-        return
-    with _executor_lock:
-        if _executor is None or _executor[0] != os.getpid() or _executor[1]._max_workers < parts - 1:
-            from concurrent.futures import ThreadPoolExecutor
-            _executor = (os.getpid(), ThreadPoolExecutor(parts - 1, thread_name_prefix="sheetconv-kernels"))
-        if blas and _blas is None:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController()
-        executor = _executor[1]
-    bounds = [len(items) * i // parts for i in range(parts + 1)]
-    with _blas.limit(limits=1, user_api="blas") if blas else contextlib.nullcontext():
-        futures = [executor.submit(work, items[bounds[i]:bounds[i + 1]]) for i in range(1, parts)]
-        work(items[bounds[0]:bounds[1]])
-        for f in futures:
-            f.result()
 
 
 def _weight_matrix(weight, bias, groups, dt):
@@ -370,18 +298,16 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
         chunks = _direct_chunks(plan.ho, plan.wo, n, step)
         step = max(stop - start for start, stop, _, _ in chunks)
 
-    def work(part_chunks):
-        cols = _scratch("cols", (groups, rows, step), dt)
-        if bias is not None:
-            cols[:, k] = 1
-        for start, stop, out_rows, out_cols in part_chunks:
-            if plan.mode == "wide":
-                _copy_taps(phases, plan, cols[:, :k], start, stop, groups)
-            else:
-                part = view[..., out_rows, out_cols, :]
-                cols[:, :k, :stop - start].reshape(part.shape, copy=False)[...] = part
-            _product(wmat, cols[:, :, :stop - start], whole[:, start:stop], groups, og, relu)
-    _run_split(work, chunks, rows * size * dt.itemsize * groups, blas=True)
+    cols = _scratch("cols", (groups, rows, step), dt)
+    if bias is not None:
+        cols[:, k] = 1
+    for start, stop, out_rows, out_cols in chunks:
+        if plan.mode == "wide":
+            _copy_taps(phases, plan, cols[:, :k], start, stop, groups)
+        else:
+            part = view[..., out_rows, out_cols, :]
+            cols[:, :k, :stop - start].reshape(part.shape, copy=False)[...] = part
+        _product(wmat, cols[:, :, :stop - start], whole[:, start:stop], groups, og, relu)
     return whole[:, :size]
 
 
