@@ -6,10 +6,15 @@
 Every row runs the same workload on the same data with NumPy and with torch, both
 pinned to the same thread count (threadpoolctl for NumPy's BLAS, torch.set_num_threads
 for torch). Runs are interleaved: each round goes through every row, and within a row
-the calls alternate between NumPy and torch, so both engines see the same load; the
-table shows the median over all rounds, NumPy's median over torch's (target <= 1.0x)
-and the GFLOP/s of both (2 x multiply-adds of the convolutions and linear layers over
-the median time).
+runs a block of NumPy calls, then a block of torch calls, so both engines see the same
+load over the run; the table shows the median over all rounds, NumPy's median over
+torch's (target <= 1.0x) and the GFLOP/s of both (2 x multiply-adds of the convolutions
+and linear layers over the median time). Blocks, not call-by-call alternation, with a
+pause between them: after a call, torch's OpenMP threads and OpenBLAS's threads spin
+for a while, and with two threads on two cores a call made meanwhile by the other
+engine competes with them (measured: the 8x3x224x224 stem took 87 ms right after a
+torch call against 33 ms alone), which measures the two libraries' interference rather
+than either engine.
 
 Two rows per network workload: ``kernels`` calls the functions of
 ``sheetconv.nn.kernels`` directly, layer after layer, as the layers do (float weights
@@ -37,6 +42,7 @@ import sheetconv as sc
 from sheetconv.nn import kernels
 
 TARGET = 1.0
+PAUSE = 0.2       # seconds between engines' blocks: idle OpenMP and OpenBLAS threads spin for up to ~0.1 s
 
 
 def blas_info() -> str:
@@ -129,18 +135,18 @@ class Row:
         self.err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
     def round(self):
-        """One warm-up call each, then calls alternating between the engines."""
-        self.ours()
-        self.theirs()
+        """A block of calls per engine (a warm-up call, then ``repeats`` timed ones), with a
+        pause between blocks: each engine's idle threads stop spinning before the other runs."""
         fns = [(self.ours, self.t_ours), (self.theirs, self.t_theirs)]
         if self.baseline is not None:
-            self.baseline()
             fns.append((self.baseline, self.t_base))
-        for _ in range(self.repeats):
-            for fn, out in fns:
+        for fn, out in fns:
+            fn()
+            for _ in range(self.repeats):
                 t = time.perf_counter()
                 fn()
                 out.append(time.perf_counter() - t)
+            time.sleep(PAUSE)
 
     def line(self):
         mo, mt = statistics.median(self.t_ours), statistics.median(self.t_theirs)
@@ -200,7 +206,6 @@ def bench_engine(torch, repeats, rounds, quick, baseline, only=None, dtypes=(np.
             for _ in range(rounds):
                 for row in rows:
                     row.round()
-                    time.sleep(0.02)
         for row in rows:
             print(row.line(), flush=True)
 

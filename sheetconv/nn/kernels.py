@@ -21,12 +21,13 @@ Which variant runs for which shape, and why (measured on 2 cores, OpenBLAS, floa
 see bench/bench_engine.py):
 
 * ``conv2d`` builds an im2col matrix and multiplies it by the weights (one product per
-  group). Except for tiny matrices, the matrix is built and multiplied in column chunks
-  of about ``_CHUNK_BYTES`` (1 MiB), each chunk's copies, product and ReLU done while
-  it is in cache: 15-25% faster than whole-matrix products on simple-cnn at batch 1024
-  and on Conv2d(64, 64, 3, s2) over 8x64x56x56 (one thread). BLAS threads each chunk's
-  product. The matrix is built one of three ways, chosen by shape alone in
-  ``_conv_plan``:
+  group). Where the product is thin (at most 32 outputs per group, so memory-bound), the
+  matrix is built and multiplied in column chunks of about ``_CHUNK_BYTES`` (1 MiB),
+  each chunk's copies, product and ReLU done while it is in cache: simple-cnn at batch
+  1024 takes 7.7-8.0 ms against 9.4-11.5 ms whole, one thread or two. Wider products
+  are done whole: chunks of them ran 10-25% faster on one thread but up to 30% slower
+  on two, where BLAS's threads split each small product poorly. The matrix is built one
+  of three ways, chosen by shape alone in ``_conv_plan``:
   - "gather": matrices of at most ``_GATHER_MAX`` items (batch 1 and other tiny
     layers, where per-call overhead dominates): one ``np.take`` through a cached index
     array, rows in the weights' own memory order so the weights need no copy.
@@ -71,6 +72,7 @@ _GATHER_MAX = 1 << 15
 # least _CHUNK_MIN columns): each chunk's product and ReLU run while it is in cache
 _CHUNK_BYTES = 1 << 20
 _CHUNK_MIN = 256
+_CHUNK_MAX_OUT = 32      # products with more outputs per group are done whole (see _chunk_columns)
 
 _scratch_space = threading.local()
 
@@ -278,6 +280,16 @@ def _weight_matrix(weight, bias, groups, dt):
     return wmat
 
 
+def _chunk_columns(size, groups, rows, og, itemsize):
+    """Columns per chunk: about ``_CHUNK_BYTES`` of matrix for a thin product (at most
+    ``_CHUNK_MAX_OUT`` outputs per group: memory-bound, each column feeds few
+    multiply-adds), the whole matrix otherwise (compute-bound: BLAS threads split small
+    products poorly)."""
+    if og > _CHUNK_MAX_OUT:
+        return size
+    return min(size, max(_CHUNK_MIN, _CHUNK_BYTES // (groups * rows * itemsize) // 64 * 64))
+
+
 def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation, relu):
     """The wide and direct variants: the bias as a row of ones in the matrix, which is
     built and multiplied in column chunks of about ``_CHUNK_BYTES``, each chunk's copies,
@@ -288,7 +300,7 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
     rows, k = wmat.shape[2], wmat.shape[2] - (bias is not None)
     og, size = o // groups, plan.size
     whole = np.empty((o, _row_length(size, dt.itemsize)), dt)
-    step = min(size, max(_CHUNK_MIN, _CHUNK_BYTES // (groups * rows * dt.itemsize) // 64 * 64))
+    step = _chunk_columns(size, groups, rows, og, dt.itemsize)
     if plan.mode == "wide":
         phases = _fill_phases(x, plan, dt)
         chunks = [(start, min(size, start + step), None, None) for start in range(0, size, step)]
