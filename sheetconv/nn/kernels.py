@@ -24,7 +24,7 @@ see bench/bench_engine.py):
   group). Where the product is thin (at most 32 outputs per group, so memory-bound), the
   matrix is built and multiplied in column chunks of about ``_CHUNK_BYTES`` (1 MiB),
   each chunk's copies, product and ReLU done while it is in cache: simple-cnn at batch
-  1024 takes 7.7-8.0 ms against 9.4-11.5 ms whole, one thread or two. Wider products
+  1024 took 6.8-8.0 ms against 8.2-11.5 ms whole, one thread or two. Wider products
   are done whole: chunks of them ran 10-25% faster on one thread but up to 30% slower
   on two, where BLAS's threads split each small product poorly. The matrix is built one
   of three ways, chosen by shape alone in ``_conv_plan``:
