@@ -309,8 +309,7 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
         n = x.shape[0]
         chunks = _direct_chunks(plan.ho, plan.wo, n, step)
         step = max(stop - start for start, stop, _, _ in chunks)
-
-    cols = _scratch("cols", (groups, rows, step), dt)
+    cols = _scratch("cols", (groups, rows, _row_length(step, dt.itemsize)), dt)
     if bias is not None:
         cols[:, k] = 1
     for start, stop, out_rows, out_cols in chunks:
