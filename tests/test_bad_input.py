@@ -63,6 +63,22 @@ def test_nan_and_inf_in_weights(net):
     raises(lambda: sc.preset("simple-cnn").load_state_dict(state), "conv3.weight", "NaN or Inf")
 
 
+def test_finite_values_whose_sum_overflows_are_not_refused_and_one_inf_among_them_is():
+    net = sc.preset("conv-example")
+    big = np.full(net["conv2"].weight.shape, 1e308)          # finite; their sum is inf
+    net["conv2"].weight = big
+    x = np.full((1, 1, 28, 28), 3e38, np.float32)            # finite; a float32 sum is inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        net.forward(x, np.float32)
+        for bad, where in ((np.inf, "weight"), (-np.inf, "weight"), (np.nan, "weight"), (np.inf, "input"),
+                           (np.nan, "input")):
+            w, xx = big.copy(), x.copy()
+            (w if where == "weight" else xx).flat[7] = bad
+            net["conv2"].weight[...] = w                     # in place: assignment's own check is bypassed
+            raises(lambda xx=xx: net.forward(xx, np.float32), "conv2.weight" if where == "weight" else "input",
+                   "NaN or Inf")
+
+
 def test_non_numeric_inputs(net):
     raises(lambda: net.forward([[1, 2], [3]]), "input")
     raises(lambda: net.forward(np.zeros((1, 28, 28), complex)), "input", "complex")
