@@ -23,8 +23,10 @@ see bench/bench_engine.py):
 * ``conv2d`` builds an im2col matrix and multiplies it by the weights (one product per
   group). Where the product is thin (at most 32 outputs per group, so memory-bound), the
   matrix is built and multiplied in column chunks of about ``_CHUNK_BYTES`` (1 MiB),
-  each chunk's copies, product and ReLU done while it is in cache: simple-cnn at batch
-  1024 took 6.8-8.0 ms against 8.2-11.5 ms whole, one thread or two. Wider products
+  each chunk's copies, product and ReLU done while it is in cache (with the direct variant
+  below, simple-cnn at batch 1024 took 6.8-8.0 ms against 8.2-11.5 ms with whole
+  matrices on the wide grid, one thread or two; chunks alone: 7.2 against 8.1 ms, one
+  thread). Wider products
   are done whole: chunks of them ran 10-25% faster on one thread but up to 30% slower
   on two, where BLAS's threads split each small product poorly. The matrix is built one
   of three ways, chosen by shape alone in ``_conv_plan``:
@@ -39,7 +41,7 @@ see bench/bench_engine.py):
     one contiguous slice copy, the product computed on a slightly wider grid (see
     ``conv2d``). Against "direct" on the same shapes: contiguous copies where direct's
     runs would be N values short. (With a large batch, direct wins: 1.05x against
-    1.30x torch's time on simple-cnn at batch 1024, no wasted columns.)
+    1.30x torch's time on simple-cnn at batch 1024, one thread, no wasted columns.)
   Measured and rejected: splitting the chunks over Python threads with BLAS at one
   thread each (slower than BLAS's own threads on each chunk's product: 8.2 ms against
   5.5 ms on the 64-channel layer, 7.6 against 6.1 on simple-cnn at batch 1024, 2
