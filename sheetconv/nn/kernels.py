@@ -25,7 +25,7 @@ see bench/bench_engine.py):
   matrix is built and multiplied in column chunks of about ``_CHUNK_BYTES`` (1 MiB),
   each chunk's copies, product and ReLU done while it is in cache (with the direct variant
   below, simple-cnn at batch 1024 took 6.8-8.0 ms against 8.2-11.5 ms with whole
-  matrices on the wide grid, one thread or two; chunks alone: 7.2 against 8.1 ms, one
+  matrices on the wide grid, one thread or two; chunks alone: 7.0 against 8.1 ms, one
   thread). Wider products
   are done whole: chunks of them ran 10-25% faster on one thread but up to 30% slower
   on two, where BLAS's threads split each small product poorly. The matrix is built one
