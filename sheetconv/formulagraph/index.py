@@ -47,7 +47,8 @@ __all__ = ["build_index", "Index", "LevelRects", "key_of", "compact_rects", "rec
 GRID_CELLS = 4 << 20         # sheets up to this many cells (bounding box) get a dense formula grid
 _EMPTY = np.zeros(0, np.int64)
 _BUCKET = 64                 # dependents: references at most this tall are found by their first row
-_CACHED = 2 << 20            # dependents: references of large shapes remembered, at most this many
+_CACHED = 2 << 20            # dependents: shapes' references remembered, at most this many (oldest dropped first)
+_SHAPE_COST = 64             # ... each remembered shape counted as this many more (its arrays' overhead)
 _REF_TYPES = (np.int16, np.int32, np.int32, np.int32, np.int32, np.int64)   # sheet, r0, c0, r1, c1, formula
 
 
@@ -590,10 +591,13 @@ class Index:
         for sid in _meeting(rev, frontier):
             refs = self._shape_refs(sid)
             short = refs.short
-            lo = np.searchsorted(short[1], top - _BUCKET)         # R0, sorted; short: R1 - R0 <= _BUCKET
-            hi = np.searchsorted(short[1], bottom, side="right")
-            if hi > lo:
-                near.append(tuple(a[lo:hi] for a in short))
+            if len(short[1]) <= _BUCKET:                          # few: all tested, no search
+                near.append(short)
+            else:
+                lo = short[1].searchsorted(top - _BUCKET)         # R0, sorted; short: R1 - R0 <= _BUCKET
+                hi = short[1].searchsorted(bottom, side="right")
+                if hi > lo:
+                    near.append(tuple(a[lo:hi] for a in short))
             if len(refs.tall[0]):
                 near.append(refs.tall)
             special.extend(refs.special)
@@ -614,7 +618,7 @@ class Index:
         """The plain references of every formula of shape ``sid``: 'short' ones (at most
         _BUCKET rows tall) sorted by first row, 'tall' ones, and the formulas with names,
         whole rows or columns or 3-D references ('special', looked at one by one).
-        Remembered for shapes of many formulas, within _CACHED references in all."""
+        Remembered, within _CACHED references in all (a shape counting _SHAPE_COST more)."""
         got = self._shape_cache.get(sid)
         if got is not None:
             return got
@@ -630,14 +634,14 @@ class Index:
         short = np.flatnonzero(~tall)
         short = short[np.argsort(cols[1][short], kind="stable")]
         got = _ShapeRefs(tuple(a[short] for a in cols), tuple(a[tall] for a in cols), tuple(special))
-        if len(fids) >= _BUCKET:
-            size = len(cols[0])
-            while self._shape_cache and self._cached + size > _CACHED:
-                old = self._shape_cache.pop(next(iter(self._shape_cache)))
-                self._cached -= len(old.short[0]) + len(old.tall[0])
-            if size <= _CACHED:
-                self._shape_cache[sid] = got
-                self._cached += size
+        size = _SHAPE_COST + len(cols[0])
+        while self._shape_cache and self._cached + size > _CACHED:
+            old_sid, old = next(iter(self._shape_cache.items()))
+            del self._shape_cache[old_sid]
+            self._cached -= _SHAPE_COST + len(old.short[0]) + len(old.tall[0])
+        if size <= _CACHED:
+            self._shape_cache[sid] = got
+            self._cached += size
         return got
 
     def _reverse(self) -> _Reverse:
