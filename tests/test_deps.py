@@ -1,16 +1,15 @@
 """Dependency queries against a brute-force per-cell graph.
 
-The oracle below builds the explicit graph of every cell of a network by direct loops
+The oracle (tests/bruteforce.py) builds the explicit graph of every cell of a network by direct loops
 over kernel taps with PyTorch's index formula (input = out*stride - padding +
 tap*dilation, taps in the padding skipped), then walks it breadth first. The analytic
 answers of ``precedents``, ``dependents`` and ``receptive_field`` must match it exactly.
 """
 from functools import partial
-from itertools import product
 
 import numpy as np
 import pytest
-from bruteforce import all_cells, closure, invert, pick
+from bruteforce import all_cells, brute_graph, closure, invert, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import networks as random_networks
@@ -25,76 +24,7 @@ SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
-# ---------------------------------------------------------------- random small networks
-
-
-
-# ---------------------------------------------------------------- the brute-force oracle
-
-def brute_graph(net):
-    """{cell: set of cells it is computed from} for every activation cell, and each layer's shape.
-
-    Built from the layers' hyperparameters alone, by loops over output cells and kernel taps.
-    """
-    preds, shapes = {}, {"input": net.input_shape}
-    shape, src = net.input_shape, "input"
-    for layer in net.layers:
-        name = layer.name
-        c_in, h_in, w_in = shape if len(shape) == 3 else (shape[0], 1, 1)
-        if layer.kind in ("conv", "maxpool", "avgpool", "relu", "leakyrelu", "sigmoid", "tanh", "silu", "gelu"):
-            if not hasattr(layer, "kernel_size"):        # element-wise: its own cell
-                (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (1, 1), (1, 1), (0, 0), (1, 1)
-            else:
-                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-                dh, dw = layer.dilation if layer.kind == "conv" else (1, 1)
-            ho, wo = out_len(h_in, kh, sh, ph, dh), out_len(w_in, kw, sw, pw, dw)
-            c_out = layer.out_channels if layer.kind == "conv" else c_in
-            groups = getattr(layer, "groups", 1)          # conv: output co reads its group's channels
-            per_in, per_out = c_in // groups, c_out // groups
-            for co, oh, ow in product(range(c_out), range(ho), range(wo)):
-                ps = set()
-                chans = ([(co // per_out * per_in + k, k) for k in range(per_in)] if layer.kind == "conv"
-                         else [(co, None)])
-                for ci, k in chans:
-                    for i, j in product(range(kh), range(kw)):
-                        ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
-                        if 0 <= ih < h_in and 0 <= iw < w_in:
-                            ps.add((src, ci, ih, iw))
-                            if layer.kind == "conv":
-                                ps.add((f"{name}.weight", co, k, i, j))
-                if layer.kind == "conv" and layer.bias is not None:
-                    ps.add((f"{name}.bias", co))
-                preds[(name, co, oh, ow)] = ps
-            shape = (c_out, ho, wo) if len(shape) == 3 else (c_out,)
-        elif layer.kind == "batchnorm":           # one cell and its channel's statistics
-            for ci, ih, iw in product(range(c_in), range(h_in), range(w_in)):
-                preds[(name, ci, ih, iw)] = {(src, ci, ih, iw)} | {(f"{name}.{k}", ci) for k in
-                                                                   ("weight", "bias", "running_mean", "running_var")
-                                                                   if getattr(layer, k) is not None}
-        elif layer.kind in ("adaptiveavgpool", "adaptivemaxpool"):
-            ho, wo = layer.output_size              # PyTorch: [floor(i*n/out), ceil((i+1)*n/out))
-            for co, oh, ow in product(range(c_in), range(ho), range(wo)):
-                preds[(name, co, oh, ow)] = {
-                    (src, co, ih, iw)
-                    for ih in range(oh * h_in // ho, -(-(oh + 1) * h_in // ho))
-                    for iw in range(ow * w_in // wo, -(-(ow + 1) * w_in // wo))}
-            shape = (c_in, ho, wo)
-        elif layer.kind == "flatten":
-            for ci, ih, iw in product(range(c_in), range(h_in), range(w_in)):
-                preds[(name, ci * h_in * w_in + ih * w_in + iw, 0, 0)] = {(src, ci, ih, iw)}
-            shape = (c_in * h_in * w_in,)
-        elif layer.kind == "linear":
-            for o in range(layer.out_features):
-                ps = {(src, i, 0, 0) for i in range(c_in)} | {(f"{name}.weight", o, i) for i in range(c_in)}
-                if layer.bias is not None:
-                    ps.add((f"{name}.bias", o))
-                preds[(name, o, 0, 0)] = ps
-            shape = (layer.out_features,)
-        else:
-            raise AssertionError(layer.kind)
-        shapes[name], src = shape, name
-    return preds, shapes
-
+# ---------------------------------------------------------------- helpers
 
 def param_cells(net):
     for key, arr in net.state_dict().items():

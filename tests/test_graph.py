@@ -10,12 +10,11 @@ openpyxl's tokenizer for the formulas.
 from __future__ import annotations
 
 import json
-from itertools import product
 
 import numpy as np
 import pytest
 from _xlsx_oracle import computed_cells, references
-from bruteforce import all_cells, closure, invert, pick
+from bruteforce import all_cells, brute_graph, closure, invert, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import out_len
@@ -98,50 +97,6 @@ def graphs(draw, max_nodes=6):
 
 
 # ---------------------------------------------------------------- the brute-force oracle
-
-def brute_graph(net):
-    """{cell: set of cells it is computed from} for every activation cell, from hyperparameters."""
-    preds, shapes = {}, {"input": net.input_shape}
-    for layer in net.layers:
-        name, srcs = layer.name, layer.inputs
-        ins = [shapes[s] for s in srcs]
-        c_in, h_in, w_in = ins[0]
-        if layer.kind == "add":
-            for cell in product(*(range(v) for v in ins[0])):
-                preds[(name, *cell)] = {(s, *cell) for s in srcs}
-            shapes[name] = ins[0]
-            continue
-        if layer.kind == "concat":
-            off = 0
-            for s, (cs, hs, ws) in zip(srcs, ins):
-                for ch, r, col in product(range(cs), range(hs), range(ws)):
-                    preds[(name, off + ch, r, col)] = {(s, ch, r, col)}
-                off += cs
-            shapes[name] = (off, h_in, w_in)
-            continue
-        src = srcs[0]
-        if layer.kind == "relu":
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (1, 1), (1, 1), (0, 0), (1, 1)
-        else:
-            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-            dh, dw = layer.dilation if layer.kind == "conv" else (1, 1)
-        ho, wo = out_len(h_in, kh, sh, ph, dh), out_len(w_in, kw, sw, pw, dw)
-        c_out = layer.out_channels if layer.kind == "conv" else c_in
-        for co, oh, ow in product(range(c_out), range(ho), range(wo)):
-            ps = set()
-            for ci in (range(c_in) if layer.kind == "conv" else [co]):
-                for i, j in product(range(kh), range(kw)):
-                    ih, iw = oh * sh - ph + i * dh, ow * sw - pw + j * dw
-                    if 0 <= ih < h_in and 0 <= iw < w_in:
-                        ps.add((src, ci, ih, iw))
-                        if layer.kind == "conv":
-                            ps.add((f"{name}.weight", co, ci, i, j))
-            if layer.kind == "conv" and layer.bias is not None:
-                ps.add((f"{name}.bias", co))
-            preds[(name, co, oh, ow)] = ps
-        shapes[name] = (c_out, ho, wo)
-    return preds, shapes
-
 
 def levels_of(preds, start):
     """Level k: every cell read by a cell of level k-1 (a cell reached by paths of several
