@@ -181,6 +181,13 @@ class Layer:
     def params(self) -> dict[str, np.ndarray]:
         return {k: self._get(k) for k in self.param_shapes()}
 
+    def _params_into(self, module, torch):
+        """``module`` (the kind's torch module, float64) with this layer's parameters copied in."""
+        with torch.no_grad():
+            for key, value in self.params().items():
+                getattr(module, key).copy_(torch.from_numpy(value))
+        return module
+
     def param_count(self) -> int:
         return sum(int(np.prod(s)) for s in self.param_shapes().values())
 

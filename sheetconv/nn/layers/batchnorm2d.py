@@ -129,10 +129,7 @@ class BatchNorm2d(Layer):
         extra = {} if self.has_bias or not self.affine else {"bias": False}     # torch >= 2.13 has bias=
         m = torch.nn.BatchNorm2d(self.num_features, eps=self.eps, momentum=self.momentum, affine=self.affine,
                                  dtype=torch.float64, **extra)
-        with torch.no_grad():
-            for key, value in self.params().items():
-                getattr(m, key).copy_(torch.from_numpy(value))
-        return m.eval()
+        return self._params_into(m, torch).eval()
 
     def _torch_forward(self, F, x):
         t = x.new_tensor

@@ -156,11 +156,7 @@ class Conv2d(Layer):
         m = torch.nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
                             padding=self.padding, dilation=self.dilation, bias=self.has_bias, groups=self.groups,
                             dtype=torch.float64)
-        with torch.no_grad():
-            m.weight.copy_(torch.from_numpy(self.weight))
-            if self.has_bias:
-                m.bias.copy_(torch.from_numpy(self.bias))
-        return m
+        return self._params_into(m, torch)
 
     def _torch_forward(self, F, x):
         bias = None if self.bias is None else x.new_tensor(self.bias)

@@ -80,11 +80,7 @@ class Linear(Layer):
 
     def to_torch_module(self, torch):
         m = torch.nn.Linear(self.in_features, self.out_features, bias=self.has_bias, dtype=torch.float64)
-        with torch.no_grad():
-            m.weight.copy_(torch.from_numpy(self.weight))
-            if self.has_bias:
-                m.bias.copy_(torch.from_numpy(self.bias))
-        return m
+        return self._params_into(m, torch)
 
     def _torch_forward(self, F, x):
         return F.linear(x, x.new_tensor(self.weight), None if self.bias is None else x.new_tensor(self.bias))
