@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sheetconv.nn import kernels
+from sheetconv.nn import kernels, parallel
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -100,6 +100,33 @@ def small_chunks():
         kernels._conv_plan.cache_clear()
 
 
+@contextlib.contextmanager
+def split_work():
+    """Every job split among three threads, however small, and pools in blocks of a few
+    planes: every path of the threaded work runs on small shapes."""
+    saved = parallel.threads, parallel.MIN_SHARE, kernels._POOL_BLOCK
+    parallel.threads, parallel.MIN_SHARE, kernels._POOL_BLOCK = (lambda: 3), 1, 64
+    kernels._pool_blocks.cache_clear()
+    try:
+        yield
+    finally:
+        parallel.threads, parallel.MIN_SHARE, kernels._POOL_BLOCK = saved
+        kernels._pool_blocks.cache_clear()
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_split_among_threads_matches_torch(case):
+    saved = kernels._GATHER_MAX
+    kernels._GATHER_MAX = -1
+    try:
+        with split_work():
+            check_conv(case)
+    finally:
+        kernels._GATHER_MAX = saved
+        kernels._conv_plan.cache_clear()
+
+
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_in_small_chunks_matches_torch(case):
@@ -148,6 +175,15 @@ def test_conv2d_each_variant_in_small_chunks(mode, inner, xs, ws, stride, paddin
         check_conv((xs, ws, stride, padding, dilation, groups, True, True, np.float32, 11, inner))
 
 
+@pytest.mark.parametrize("mode, inner, xs, ws, stride, padding, dilation, groups", VARIANTS)
+def test_conv2d_each_variant_split_among_threads(mode, inner, xs, ws, stride, padding, dilation, groups):
+    n, c, h, w = xs
+    with split_work():
+        plan = kernels._conv_plan(n, c, h, w, ws[2], ws[3], stride, padding, dilation, groups, False)
+        assert plan.mode == mode
+        check_conv((xs, ws, stride, padding, dilation, groups, False, True, np.float64, 13, inner))
+
+
 def test_conv2d_reads_any_memory_layout_and_results_survive_later_calls():
     rng = np.random.default_rng(0)
     base = rng.standard_normal((40, 3, 12, 10))
@@ -172,7 +208,7 @@ def pool_cases(draw):
     padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
     h = draw(st.integers(max(1, kh - 2 * padding[0]), 13))
     w = draw(st.integers(max(1, kw - 2 * padding[1]), 13))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w)
+    shape = (draw(st.integers(1, 5)), draw(st.integers(1, 5)), h, w)
     return shape, (kh, kw), stride, padding, draw(st.sampled_from([np.float64, np.float32])), \
         draw(st.integers(0, 2**32 - 1))
 
@@ -180,6 +216,17 @@ def pool_cases(draw):
 @SETTINGS
 @given(pool_cases(), st.booleans())
 def test_pools_match_torch(case, count_include_pad):
+    check_pools(case, count_include_pad)
+
+
+@SETTINGS
+@given(pool_cases(), st.booleans())
+def test_pools_in_blocks_split_among_threads_match_torch(case, count_include_pad):
+    with split_work():
+        check_pools(case, count_include_pad)
+
+
+def check_pools(case, count_include_pad):
     shape, k, s, p, dtype, seed = case
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     x = x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2) if seed % 2 else x     # any memory layout

@@ -66,6 +66,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import parallel
+
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_"]
 
 # im2col matrices of at most this many items are built by one gather (see the module docstring)
@@ -75,6 +77,8 @@ _GATHER_MAX = 1 << 15
 _CHUNK_BYTES = 1 << 20
 _CHUNK_MIN = 256
 _CHUNK_MAX_OUT = 32      # products with more outputs per group are done whole (see _chunk_columns)
+# pools run block by block of about this many bytes of input (each block's passes in cache)
+_POOL_BLOCK = 1 << 21
 
 _scratch_space = threading.local()
 
@@ -219,14 +223,18 @@ def _batch_last(x, dt):
 
 
 def _fill_phases(x, plan, dt):
-    """The zero-padded input split into its stride phases, in scratch: (phase, C, flat grid)."""
+    """The zero-padded input split into its stride phases, in scratch: (phase, C, flat grid);
+    channels shared among the engine's threads."""
     n, c, _, _ = x.shape
     phases = _scratch("phases", (plan.phases, c, plan.phase_len), dt)
     grid = phases[:, :, :n * plan.hq * plan.wq].reshape(-1, c, n, plan.hq, plan.wq, copy=False)
     src = x.transpose(1, 0, 2, 3)
-    phases.fill(0)
-    for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
-        grid[m, :, :, y0:y1, x0:x1] = src[:, :, rows_in, cols_in]
+
+    def fill(first, last):
+        phases[:, first:last].fill(0)
+        for m, y0, y1, x0, x1, rows_in, cols_in in plan.fills:
+            grid[m, first:last, :, y0:y1, x0:x1] = src[first:last, :, rows_in, cols_in]
+    parallel.run(fill, c, phases.nbytes)
     return phases
 
 
@@ -308,18 +316,34 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
         chunks = [(start, min(size, start + step), None, None) for start in range(0, size, step)]
     else:
         view = _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt)
-        n = x.shape[0]
-        chunks = _direct_chunks(plan.ho, plan.wo, n, step)
+        chunks = _direct_chunks(plan.ho, plan.wo, x.shape[0], step)
         step = max(stop - start for start, stop, _, _ in chunks)
     cols = _scratch("cols", (groups, rows, _row_length(step, dt.itemsize)), dt)
     if bias is not None:
         cols[:, k] = 1
-    for start, stop, out_rows, out_cols in chunks:
+    if plan.mode == "wide":
+        def fill(pieces, at):
+            for start, stop, _, _ in pieces:
+                _copy_taps(phases, plan, cols[:, :k, start - at:], start, stop, groups)
+    else:
+        def fill(pieces, at):
+            for start, stop, out_rows, out_cols in pieces:
+                part = view[..., out_rows, out_cols, :]
+                cols[:, :k, start - at:stop - at].reshape(part.shape, copy=False)[...] = part
+    if len(chunks) == 1:
+        # one whole product: its matrix is built by all the engine's threads, piece by piece
+        nbytes = k * size * dt.itemsize
+        parts = parallel.parts(size, nbytes)
         if plan.mode == "wide":
-            _copy_taps(phases, plan, cols[:, :k], start, stop, groups)
+            pieces = [(a, b, None, None) for a, b in parallel.shares(size, parts)]
         else:
-            part = view[..., out_rows, out_cols, :]
-            cols[:, :k, :stop - start].reshape(part.shape, copy=False)[...] = part
+            pieces = _direct_chunks(plan.ho, plan.wo, x.shape[0], -(-size // parts))
+        parallel.run(lambda a, b: fill(pieces[a:b], 0), len(pieces), nbytes)
+        _product(wmat, cols[:, :, :size], whole[:, :size], groups, og, relu)
+        return whole[:, :size]
+    for chunk in chunks:
+        start, stop = chunk[:2]
+        fill([chunk], start)
         _product(wmat, cols[:, :, :stop - start], whole[:, start:stop], groups, og, relu)
     return whole[:, :size]
 
@@ -398,11 +422,9 @@ def _pool_axis(n: int, k: int, s: int, p: int) -> tuple[int, tuple, bool, np.nda
     return o, tuple((a, b) for a, b, _ in taps), taps[0][2], count
 
 
-def _pool_pass(x, axis, k, s, p, ufunc, fill, out=None):
-    """Reduce windows along ``axis`` (2 or 3) with ``ufunc``; out-of-range taps are skipped."""
-    o, taps, first_full, _ = _pool_axis(x.shape[axis], k, s, p)
-    shape = x.shape[:axis] + (o,) + x.shape[axis + 1:]
-    out = np.empty(shape, x.dtype) if out is None else out
+def _pool_pass(x, axis, k, s, p, ufunc, fill, out):
+    """Reduce windows along ``axis`` (2 or 3) of x into ``out`` with ``ufunc``; out-of-range taps are skipped."""
+    _, taps, first_full, _ = _pool_axis(x.shape[axis], k, s, p)
     at = (slice(None),) * axis
     if first_full:
         np.copyto(out, x[at + (taps[0][1],)])
@@ -412,21 +434,44 @@ def _pool_pass(x, axis, k, s, p, ufunc, fill, out=None):
     for so, si in taps:
         dst = out[at + (so,)]
         ufunc(dst, x[at + (si,)], out=dst)
-    return out
+
+
+@lru_cache(maxsize=256)
+def _pool_blocks(n: int, c: int, plane: int) -> tuple:
+    """(images, channels) slices cutting an (N, C) batch of planes of ``plane`` bytes into
+    blocks of about ``_POOL_BLOCK`` bytes: whole channels of the batch where one fits."""
+    if n * plane <= _POOL_BLOCK:
+        per = max(1, _POOL_BLOCK // (n * plane))
+        return tuple((slice(None), slice(i, i + per)) for i in range(0, c, per))
+    per = max(1, _POOL_BLOCK // plane)
+    return tuple((slice(i, i + per), slice(j, j + 1)) for j in range(c) for i in range(0, n, per))
 
 
 def _pool(x, kernel_size, stride, padding, ufunc, fill):
-    """Separable window reduction: along the height into scratch, then along the width."""
+    """Separable window reduction, block by block of planes (each block's passes run in
+    cache; blocks are shared among the engine's threads): along the height into
+    scratch, then along the width into the result."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, h, w = x.shape
-    if kh == 1 and sh == 1 and ph == 0:
-        rows = x
-    else:
-        ho = _pool_axis(h, kh, sh, ph)[0]
-        rows = _pool_pass(x, 2, kh, sh, ph, ufunc, fill, out=_scratch("pool", (n, c, ho, w), x.dtype))
-    if kw == 1 and sw == 1 and pw == 0:
-        return rows.copy()
-    return _pool_pass(rows, 3, kw, sw, pw, ufunc, fill)
+    tall = not (kh == 1 and sh == 1 and ph == 0)
+    wide = not (kw == 1 and sw == 1 and pw == 0)
+    ho = _pool_axis(h, kh, sh, ph)[0] if tall else h
+    wo = _pool_axis(w, kw, sw, pw)[0] if wide else w
+    out = np.empty((n, c, ho, wo), x.dtype)
+    blocks = _pool_blocks(n, c, h * w * x.itemsize)
+
+    def work(first, last):
+        for images, channels in blocks[first:last]:
+            rows = src = x[images, channels]
+            if tall:
+                rows = _scratch("pool", src.shape[:2] + (ho, w), x.dtype)
+                _pool_pass(src, 2, kh, sh, ph, ufunc, fill, out=rows)
+            if wide:
+                _pool_pass(rows, 3, kw, sw, pw, ufunc, fill, out=out[images, channels])
+            else:
+                out[images, channels] = rows
+    parallel.run(work, len(blocks), x.nbytes)
+    return out
 
 
 def max_pool2d(x: np.ndarray, kernel_size, stride, padding) -> np.ndarray:
