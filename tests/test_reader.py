@@ -84,24 +84,31 @@ class Oracle:
                     elif isinstance(v, str) and v.startswith("="):
                         texts[(ws.title, c.row - 1, c.column - 1)] = v
         self.used = used
+        self.whole = {}                # formula cell -> whole rows / columns, to the sheet's edge
         for cell, text in texts.items():
-            cells[cell] = self._expand(references(text), cell[0])
+            self.whole[cell] = []
+            cells[cell] = self._expand(references(text), cell[0], wholes=self.whole[cell])
         self.graph = cells
 
-    def _expand(self, refs, host, depth=0):
+    def _expand(self, refs, host, depth=0, wholes=None):
+        """The cells the references read (whole rows and columns: within the used range);
+        whole rows and columns also go to ``wholes`` as they reach: to the sheet's edge."""
         out = set()
         for ref in refs:
             if ref.name is not None:
                 scope = host if ref.sheet is None else ref.sheet
                 text = self.defined.get((scope, ref.name.lower()), self.defined.get((None, ref.name.lower())))
                 if text and depth < 5:
-                    out |= self._expand(references("=" + text), host, depth + 1)
+                    out |= self._expand(references("=" + text), host, depth + 1, wholes)
                 continue
             sheets = [host] if ref.sheet is None else (
                 self.names[self.names.index(ref.sheet[0]):self.names.index(ref.sheet[1]) + 1]
                 if isinstance(ref.sheet, tuple) else [ref.sheet])
             for s in sheets:
                 r0, c0, r1, c1 = ref.r0, ref.c0, ref.r1, ref.c1
+                if (r0 is None or c0 is None) and wholes is not None:
+                    wholes.append((s, 0 if r0 is None else r0, 0 if c0 is None else c0,
+                                   1_048_575 if r0 is None else r1, 16_383 if c0 is None else c1))
                 if r0 is None or c0 is None:
                     u = self.used[s]
                     if u is None:
@@ -127,10 +134,16 @@ class Oracle:
         return levels
 
     def dependents(self, cell, depth=None):
+        """Formula cells reading the previous level; whole rows and columns read every cell
+        of the sheet, empty ones past the used range too."""
         seen = {cell} if cell in self.graph else set()
         frontier, levels = {cell}, []
+
+        def reads(f):
+            return self.graph[f] & frontier or any(t == s and a <= y <= c and b <= x <= d for s, a, b, c, d in self.whole[f]
+                                                   for t, y, x in frontier)
         while depth is None or len(levels) < depth:
-            new = {f for f, pre in self.graph.items() if pre & frontier and f not in seen}
+            new = {f for f in self.graph if f not in seen and reads(f)}
             if not new:
                 break
             seen |= new

@@ -1,6 +1,6 @@
 """Dependents from the formula index against a brute-force walk, on random workbooks with
 shared formulas, absolute and mixed references, ranges, other sheets, defined names, whole
-columns and array formulas. The expected references of every formula cell come from the
+columns (which reach empty cells past the used range too) and array formulas. The expected references of every formula cell come from the
 generator (a shared formula's cells: its relative parts moved, as Excel moves them), not
 from the index; the walk is :mod:`bruteforce`'s breadth-first closure over that graph.
 
@@ -27,6 +27,7 @@ from sheetconv.sheet.a1 import column_letters
 
 SHEETS = ["S1", "My sheet (2)"]
 ROWS, COLS = 9, 7
+QROWS, QCOLS = ROWS + 3, COLS + 2              # queries also ask about empty cells past the used range
 NAME_RECT = (0, 1, 1, 2, 2)                    # rate: S1!$B$2:$C$3
 
 
@@ -64,7 +65,7 @@ def _cells_of(move, dr: int, dc: int) -> set:
     elif move[0] == "column":
         _, t, c = move
         c += dc                                  # A:A is relative: it moves with the formula
-        r0, c0, r1, c1 = 0, c, ROWS - 1, c      # the used range (values sit in its corners)
+        r0, c0, r1, c1 = 0, c, QROWS - 1, c     # every row: past the used range, as far as queries go
     else:
         _, t, corners = move
         pts = [(r + (0 if ar else dr), c + (0 if ac else dc)) for r, c, ar, ac in corners]
@@ -153,7 +154,7 @@ def test_dependents_match_brute_force(book, data):
                        names=[("rate", "S1!$B$2:$C$3", None)])
         ix = build_index(p)
     for _ in range(4):
-        start = (data.draw(st.integers(0, 1)), data.draw(st.integers(0, ROWS - 1)), data.draw(st.integers(0, COLS - 1)))
+        start = (data.draw(st.integers(0, 1)), data.draw(st.integers(0, QROWS - 1)), data.draw(st.integers(0, QCOLS - 1)))
         expected = _levels(nodes, start)
         levels, _ = ix.dependents(*start)
         assert [_cells_of_level(lv) for lv in levels] == expected, start

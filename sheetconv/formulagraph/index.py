@@ -170,6 +170,7 @@ class Index:
         self._fkey, self._fsid, self._voff = array("q"), array("i"), array("q")
         self._blob = bytearray()
         self._refs_cache: dict[int, list] = {}
+        self._reach_cache: dict[int, list] = {}     # refs(whole=True), for dependents
         self._rev: _Reverse | None = None       # dependents' search structure (on first use)
         self._shape_cache: dict[int, _ShapeRefs] = {}
         self._cached = 0
@@ -308,9 +309,12 @@ class Index:
         k, mk = self._fkey[fid], self._fkey[m]
         return self._fsid[m], m, (k >> 14) - (mk >> 14), (k & 0x3FFF) - (mk & 0x3FFF)
 
-    def refs(self, fid: int) -> list[tuple]:
-        """Resolved references of formula ``fid``: (sheet, r0, c0, r1, c1) inclusive."""
-        out = self._refs_cache.get(fid)
+    def refs(self, fid: int, whole: bool = False) -> list[tuple]:
+        """Resolved references of formula ``fid``: (sheet, r0, c0, r1, c1) inclusive. Whole
+        rows and columns (A:A, 3:3) reach as far as the cells present on their sheet, or,
+        with ``whole``, to the sheet's edge (an empty cell beyond the present ones is read too)."""
+        cache = self._reach_cache if whole else self._refs_cache
+        out = cache.get(fid)
         if out is not None:
             return out
         sid, vf, dr, dc = self._shape(fid)
@@ -321,9 +325,9 @@ class Index:
             if ref.sheet is None and ref.r0 is not None and ref.c0 is not None:
                 out.append((host, ref.r0, ref.c0, ref.r1, ref.c1))    # the common case, inline
             else:
-                out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF))
-        if len(self._refs_cache) < 50_000:          # a bounded cache: long walks pass through
-            self._refs_cache[fid] = out
+                out.extend(self._resolve(ref, host, key >> 14, key & 0x3FFF, whole=whole))
+        if len(cache) < 50_000:                     # a bounded cache: long walks pass through
+            cache[fid] = out
         return out
 
     def _runs(self, fid: int) -> list[bytes]:
@@ -331,15 +335,16 @@ class Index:
         b = self._voff[fid + 1] if fid + 1 < len(self._voff) else len(self._blob)
         return bytes(self._blob[a:b]).split()
 
-    def _resolve(self, ref: Ref, host: int, row: int, col: int, stack: tuple = ()) -> list[tuple]:
+    def _resolve(self, ref: Ref, host: int, row: int, col: int, stack: tuple = (), whole: bool = False) -> list[tuple]:
         """A reference of a formula on sheet ``host`` at (row, col) -> rectangles. ``stack``:
-        the defined names being resolved (a name met again is a cycle: reported, not looped)."""
+        the defined names being resolved (a name met again is a cycle: reported, not looped).
+        ``whole``: whole rows and columns to the sheet's edge (see :meth:`refs`)."""
         if ref.table is not None:
             return self._resolve_table(ref, host, row, col)
         if ref.parts is not None:
-            return self._resolve_chain(ref, host, row, col, stack)
+            return self._resolve_chain(ref, host, row, col, stack, whole)
         if ref.name is not None:
-            return self._resolve_name(ref, host, row, col, stack)
+            return self._resolve_name(ref, host, row, col, stack, whole)
         if ref.sheet is None:
             targets = [host]
         elif isinstance(ref.sheet, tuple):
@@ -355,7 +360,10 @@ class Index:
         out = []
         for t in targets:
             r0, c0, r1, c1 = ref.r0, ref.c0, ref.r1, ref.c1
-            if r0 is None or c0 is None:         # whole rows / columns: the used range
+            if (r0 is None or c0 is None) and whole:     # whole rows / columns: the sheet
+                r0, r1 = (0, MAX_ROWS - 1) if r0 is None else (r0, r1)
+                c0, c1 = (0, MAX_COLS - 1) if c0 is None else (c0, c1)
+            elif r0 is None or c0 is None:       # whole rows / columns: the used range
                 b = self.sheets[t].bounds
                 if b is None:
                     continue
@@ -368,7 +376,7 @@ class Index:
             out.append((t, r0, c0, r1, c1))
         return out
 
-    def _resolve_name(self, ref: Ref, host: int, row: int, col: int, stack: tuple) -> list[tuple]:
+    def _resolve_name(self, ref: Ref, host: int, row: int, col: int, stack: tuple, whole: bool) -> list[tuple]:
         scope = self.by_name.get(ref.sheet.lower()) if isinstance(ref.sheet, str) else None
         lname = ref.name.lower()
         found = key = None
@@ -390,14 +398,14 @@ class Index:
             return []
         out = []
         for r in found:
-            out.extend(self._resolve(r, host, row, col, stack + (key,)))
+            out.extend(self._resolve(r, host, row, col, stack + (key,), whole))
         return out
 
-    def _resolve_chain(self, ref: Ref, host: int, row: int, col: int, stack: tuple) -> list[tuple]:
+    def _resolve_chain(self, ref: Ref, host: int, row: int, col: int, stack: tuple, whole: bool) -> list[tuple]:
         """A1:B2:name -> the bounding range of every piece (all on one sheet, else nothing)."""
         rects = []
         for part in ref.parts:
-            got = self._resolve(part, host, row, col, stack)
+            got = self._resolve(part, host, row, col, stack, whole)
             if not got:
                 return []                        # a piece that is no range: #REF! / #NAME?
             rects.extend(got)
@@ -610,7 +618,8 @@ class Index:
                     out.update(F[on[hit]].tolist())
         for f in special:
             if f not in out and any(a0 <= q1 and a1_ >= q0 and b0 <= p1 and b1 >= p0
-                                    for t, a0, b0, a1_, b1 in self.refs(f) for q0, p0, q1, p1 in frontier.get(t, ())):
+                                    for t, a0, b0, a1_, b1 in self.refs(f, whole=True)
+                                    for q0, p0, q1, p1 in frontier.get(t, ())):
                 out.add(f)
         return sorted(out)
 
