@@ -4,6 +4,10 @@
 :class:`Panel` (what is drawn, in numbers); :func:`figure` draws that data and nothing else,
 so a test can compare the pictures' regions with the trace without reading pixels.
 
+A trace deeper than ``MAX_LEVELS`` (a running total down a column has a level per row) is
+drawn with its first ``MAX_LEVELS - 1`` levels and its last; the title of the last says
+which levels are not drawn (the trace's text lists them all). Nothing is built for them.
+
 For a sheetconv workbook, panel 0 is the traced cell on its layer's grid, panel k the cells
 of level k on the grid of the layer they belong to (one tile per channel read, at most
 ``MAX_TILES`` drawn), down to the input; each tile shows that grid's stored values in grey
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,9 +39,10 @@ from .xlsx.files import atomic_output
 from .xlsx.highlight import check_outputs
 
 __all__ = ["Tile", "Panel", "level_panels", "figure", "write_png", "panels_html", "touching_groups",
-           "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE"]
+           "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS"]
 
 MAX_TILES = 8            # tiles drawn per panel; the rest are counted in the panel's title
+MAX_LEVELS = 12          # levels drawn: the first MAX_LEVELS - 1 and the last; the rest are named in a title
 MAX_SIDE = 64            # rows or columns of a foreign sheet's window around a block
 MAX_RECTS = 4096         # rectangles drawn per tile
 MAX_GROUP_RECTS = 20_000  # rectangles grouped into blocks; past this, one block per rectangle
@@ -71,17 +76,21 @@ class Panel:
     count: int               # traced cells of this panel (all tiles, drawn or not)
     hidden: int = 0          # tiles not drawn (past MAX_TILES)
     kind: str = "grid"       # "grid": a layer's channels; "sheet": blocks of a worksheet
+    skipped: tuple[int, int] | None = None    # (first, last) levels not drawn before this one
 
     def title(self) -> str:
-        what = "traced cell" if self.level == 0 else f"level {self.level}"
+        what = "traced cell" if self.level == 0 else f"level {self.level:,}"
+        if self.skipped:
+            a, b = self.skipped
+            what = (f"(levels {a:,} to {b:,} not drawn) " if b > a else f"(level {a:,} not drawn) ") + what
         n = len(self.tiles) + self.hidden
         more = f" ({self.hidden} more not drawn)" if self.hidden else ""
         if self.kind == "sheet":
             blocks = f"{n} block{'s' if n != 1 else ''}" + (f" ({', '.join(t.label.rsplit('(', 1)[1][:-1] for t in self.tiles)})"
                                                             if n > 1 else "")
-            return f"{what}: sheet {self.layer}, {blocks}, {self.count} cells{more}"
+            return f"{what}: sheet {self.layer}, {blocks}, {self.count} cell{'s' if self.count != 1 else ''}{more}"
         chans = f" on {n} channels" if n > 1 else ""
-        return f"{what}: {self.layer}, {self.size[0]} x {self.size[1]}{chans}, {self.count} cells{more}"
+        return f"{what}: {self.layer}, {self.size[0]} x {self.size[1]}{chans}, {self.count} cell{'s' if self.count != 1 else ''}{more}"
 
 
 # ---------------------------------------------------------------- data
@@ -93,8 +102,8 @@ def level_panels(workbook, trace) -> list[Panel]:
     trace.complete()
     net = getattr(workbook, "net", None)
     if net is not None and trace.meta.get("engine") == "analytic":
-        return _analytic_panels(workbook, trace)
-    return _sheet_panels(workbook, trace)
+        return _mark_skipped(_analytic_panels(workbook, trace), trace)
+    return _mark_skipped(_sheet_panels(workbook, trace), trace)
 
 
 def _analytic_panels(wb, trace) -> list[Panel]:
@@ -106,10 +115,29 @@ def _analytic_panels(wb, trace) -> list[Panel]:
         one = Region(root[0], (c, h, w), ((((root[1], root[1] + 1),), ((root[2], root[2] + 1),),
                                            ((root[3], root[3] + 1),)),))
         panels.append(_grid_panel(wb, 0, one))
-    for k, level in enumerate(trace.levels, 1):
+    for k, level in _drawn_levels(trace):
         for region in level:
             if region.name in net.shapes:
                 panels.append(_grid_panel(wb, k, region))
+    return panels
+
+
+def _drawn_levels(trace) -> list[tuple[int, list]]:
+    """(level number, level) of the levels drawn: all, or the first MAX_LEVELS - 1 and the last."""
+    levels = trace.levels
+    if len(levels) <= MAX_LEVELS:
+        return list(enumerate(levels, 1))
+    return list(enumerate(levels[:MAX_LEVELS - 1], 1)) + [(len(levels), levels[-1])]
+
+
+def _mark_skipped(panels: list[Panel], trace) -> list[Panel]:
+    """The first panel of the last level names the levels not drawn before it."""
+    n = len(trace.levels)
+    if n <= MAX_LEVELS:
+        return panels
+    at = next((i for i, p in enumerate(panels) if p.level == n), None)
+    if at is not None:
+        panels[at] = replace(panels[at], skipped=(MAX_LEVELS, n - 1))
     return panels
 
 
@@ -139,7 +167,7 @@ def _grid_panel(wb, level: int, region: Region) -> Panel:
 def _sheet_panels(wb, trace) -> list[Panel]:
     sheet, row, col = trace.root
     panels = [_block_panel(wb, 0, sheet, [(row, col, row, col)])]
-    for k, level in enumerate(trace.levels, 1):
+    for k, level in _drawn_levels(trace):
         for region in level:
             rects = compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes
                                    for ra, rb in rows for ca, cb in cols])
@@ -265,7 +293,8 @@ def figure(panels: list[Panel], title: str | None = None, tile_inches: float = 2
     if not panels:
         raise SheetconvError("nothing to draw: the trace has no levels")
     ncols = max(len(p.tiles) for p in panels)
-    fig = Figure(figsize=(max(4.0, tile_inches * ncols), tile_inches * 1.1 * len(panels) + 0.8),
+    text = max([len(p.title()) for p in panels] + [len(title or "")])       # wide enough for every title
+    fig = Figure(figsize=(max(4.0, tile_inches * ncols, 0.09 * text), tile_inches * 1.1 * len(panels) + 0.8),
                  layout="constrained")
     subs = fig.subfigures(len(panels), 1) if len(panels) > 1 else [fig.subfigures(1, 1)]
     for sub, panel in zip(subs, panels):
@@ -277,7 +306,7 @@ def figure(panels: list[Panel], title: str | None = None, tile_inches: float = 2
         for ax in axes[len(panel.tiles):]:
             ax.set_axis_off()
     handles = [Patch(facecolor="none", edgecolor=LEVEL_COLORS[p.level % len(LEVEL_COLORS)], linewidth=2,
-                     label=("traced cell" if p.level == 0 else f"level {p.level}") + f" ({p.layer})")
+                     label=("traced cell" if p.level == 0 else f"level {p.level:,}") + f" ({p.layer})")
                for p in panels]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)
     if title:

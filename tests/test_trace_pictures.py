@@ -191,6 +191,41 @@ def test_far_reference_draws_in_bounded_memory(tmp_path):
     assert int(peak_mb) < 400, peak_mb
 
 
+def test_a_deep_chain_draws_its_first_levels_and_its_last_in_bounded_memory(tmp_path):
+    """A running total down 3,000 rows (B1 = A1, Bn = B(n-1) + An) traced from its last
+    cell has 3,000 levels: level k holds B(3000-k) and A(3001-k), level 3,000 holds A1."""
+    n = 3000
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for r in range(1, n + 1):
+        ws[f"A{r}"] = 1
+        ws[f"B{r}"] = "=A1" if r == 1 else f"=B{r - 1}+A{r}"
+    wb.save(tmp_path / "running.xlsx")
+    code = textwrap.dedent(f"""
+        from sheetconv.pictures import MAX_LEVELS
+        from sheetconv.tracing import open_workbook
+        t = open_workbook({str(tmp_path / 'running.xlsx')!r}).precedents("B{n}")
+        fig = t.figure()
+        fig.savefig({str(tmp_path / 'running.png')!r}, dpi=40)
+        panels = fig.sheetconv_panels
+        hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+        print(MAX_LEVELS, len(t.levels), [p.level for p in panels], [sorted(p.tiles[0].cells()) for p in panels[-2:]],
+              panels[-1].title(), int(hwm.split()[1]) // 1024, sep="\t")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    most, levels, drawn, cells, title, peak_mb = run.stdout.strip().split("\t")
+    most = int(most)
+    assert int(levels) == n
+    assert eval(drawn) == list(range(most)) + [n]
+    # the last level drawn before the gap, k: B(3000-k) and A(3001-k), 0-based; the last level: A1
+    k = most - 1
+    assert eval(cells) == [[(n - k - 1, 1), (n - k, 0)], [(0, 0)]]
+    assert title.startswith(f"(levels {most:,} to {n - 1:,} not drawn) level {n:,}: sheet S, 1 block, 1 cell")
+    assert int(peak_mb) < 400, peak_mb
+
+
 def test_edited_sheetconv_workbook_answers_from_its_formulas(books, tmp_path):
     path = tmp_path / "edited.xlsx"
     shutil.copy(books["conv-example"], path)
