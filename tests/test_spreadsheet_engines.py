@@ -144,13 +144,15 @@ SMALL_FORMULA_LIMIT = {"partial_sums": 400, "activations": 130}
 # The cell each case's explain sheet works through (None: the default, the centre of the last conv):
 # a conv with padding and ReLU, a dilated conv at the corner, a pool counting padding, a max pool,
 # a Linear with ReLU, a standalone ReLU, a conv with partial sums.
-# (batchnorm-bn / activations-gelu / adaptive: the kind's own formula over conv-sheet references)
+# (batchnorm-bn / activations-gelu / adaptive: the kind's own formula over conv-sheet references;
+# residual-add: an Add with its ReLU, residual-cat: a Concat channel of its second input)
 EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
            "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]", "batchnorm": "conv2[3,0,5]",
            "activations": "conv3[4,3,2]", "batchnorm-bn": "bn1[2,3,4]", "batchnorm-adaptive": "pool1[1,2,1]",
            "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]",
-           "residual": "down[1,2,1]", "resnet-mini": "res2_conv1[1,3,3]"}
+           "residual": "down[1,2,1]", "resnet-mini": "res2_conv1[1,3,3]",
+           "residual-add": "res1[1,2,3]", "residual-cat": "cat[5,1,2]"}
 
 
 def _random_input(net, seed):
@@ -169,7 +171,8 @@ def _cases():
                               net_activations, net_residual]):
         net = _random_statistics(make().init_weights(10 + i), 30 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
-    for extra in ("batchnorm-bn", "batchnorm-adaptive", "activations-gelu", "activations-leaky"):
+    for extra in ("batchnorm-bn", "batchnorm-adaptive", "activations-gelu", "activations-leaky", "residual-add",
+                  "residual-cat"):
         cases[extra] = cases[extra.split("-")[0]]
     cases["unfused-relu"] = cases["unfused"]
     cases["dilated-corner"] = cases["unfused"]

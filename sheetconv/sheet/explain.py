@@ -6,7 +6,8 @@ the kernel cells), their element-wise products cell by cell and the products' su
 the sum over channels, plus the bias, the ReLU, and a link to the activation cell
 itself, which holds the same value. A pool cell shows its window and its MAX (or
 average); a Linear cell its input column, weight column, products, sum, bias and ReLU;
-a ReLU or Flatten cell the one cell it reads. Every step is one line: its value in
+a ReLU or Flatten cell the one cell it reads; an Add cell the cell of each input it adds
+(then its ReLU), a Concat cell the one input cell it copies. Every step is one line: its value in
 column A (a live formula), what it does in words in column B.
 
 The sheet is a list of :class:`Cell` records in row-then-column order, each with its
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..errors import SheetconvError
 from ..nn.layers import Terms
+from ..nn.layers.concat import channel_offsets
 from .a1 import cell as a1
 from .a1 import quote_sheet, rng
 
@@ -91,10 +93,6 @@ def explain(net, layout, acts, cell=None) -> Explanation:
         raise SheetconvError("the input is a constant; --explain takes a computed cell, e.g. "
                              f"{'%s[%d,%d,%d]' % default_cell(net)}")
     layer = net[name]
-    if len(layer.inputs) != 1:
-        raise SheetconvError(f"--explain shows a layer with one input; {name} joins {', '.join(layer.inputs)} "
-                             f"(its formula adds or copies their cells), e.g. {'%s[%d,%d,%d]' % default_cell(net)}")
-    src = net.input_of(name)
     s = _Sheet(layout)
     vector = len(net.shapes[name]) == 1
     where = f"{name}[{o}]" if vector else f"{name}[{o},{r},{c}]"
@@ -102,7 +100,10 @@ def explain(net, layout, acts, cell=None) -> Explanation:
            "title")
     want = float(acts[name].reshape(net.grid(name))[o, r, c])
     kind = layer.kind
-    if kind == "conv":
+    src = net.input_of(name) if len(layer.inputs) == 1 else None
+    if src is None:
+        row, last = _joined(s, net, layer, acts, cell)
+    elif kind == "conv":
         row, last = _conv(s, net, layer, src, acts, o, r, c)
     elif kind in ("maxpool", "avgpool"):
         row, last = _pool(s, layer, src, acts, o, r, c)
@@ -229,6 +230,35 @@ def _own_channel(s: _Sheet, net, layout, layer, src, cell, want):
     s.text(1, 0, f"{layer.describe()}: the formula reads {reads}{extra}")
     last = s.step(2, f"{layer.label}'s formula, over the cells on sheet {s.layout.sheet}", text, want)
     return 3, last
+
+
+def _joined(s: _Sheet, net, layer, acts, cell):
+    """A layer joining several inputs: Concat copies one cell of one of them; Add sums
+    the same cell of each, then a fused ReLU."""
+    _, o, r, c = cell
+
+    def value(src, ch):
+        return float(acts[src].reshape(net.grid(src))[ch, r, c])
+    if layer.channels == "concat":
+        offsets = channel_offsets([net.shapes[i] for i in layer.inputs])
+        k = max(i for i in range(len(layer.inputs)) if offsets[i] <= o)
+        src, ch = layer.inputs[k], o - offsets[k]
+        s.text(1, 0, f"{layer.describe()}: channels {offsets[k]}-{offsets[k + 1] - 1} are {src}'s")
+        last = s.step(2, f"channel {o} is channel {ch} of {src}: the cell it copies ({s.link((src, ch, r, c))})",
+                      s.link((src, ch, r, c)), value(src, ch))
+        return 3, last
+    s.text(1, 0, f"{layer.describe()}: the same cell of each input, added")
+    refs, total = [], 0.0
+    for row, src in enumerate(layer.inputs, 2):
+        refs.append(s.step(row, f"the cell of {src} ({s.link((src, o, r, c))})", s.link((src, o, r, c)), value(src, o)))
+        total += value(src, o)
+    row = 2 + len(refs)
+    last = s.step(row, "their sum", "+".join(refs), total)
+    row += 1
+    if layer.relu:
+        last = s.step(row, "ReLU: MAX(0, x), a negative value becomes 0", f"MAX(0,{last})", max(0.0, total))
+        row += 1
+    return row, last
 
 
 def _bias_and_relu(s: _Sheet, layer, o: int, row: int, last: str, total: float):
