@@ -31,8 +31,8 @@ from .sheet.prediction import PREDICTION_SHEET
 from .xlsx.cells import read_shared_strings, read_values
 from .xlsx.metadata import read_meta_zip
 from .xlsx.package import active_sheet, open_zip, read_workbook_parts
+from .xlsx.stream import SharedFormulas, iter_rows
 from .xlsx.stream import cell_value as stream_value
-from .xlsx.stream import iter_rows
 
 __all__ = ["open_workbook", "Workbook", "FormulaWorkbook", "SheetconvWorkbook", "parse_grid_ref"]
 
@@ -147,7 +147,8 @@ class Workbook:
             if info is None or info.part is None:
                 return None, None
             found, arrays = None, []
-            for r, cells in iter_rows(zf, info.part, self.path):
+            shared_formulas = SharedFormulas(move=False)        # only the traced cell's text is moved
+            for r, cells in iter_rows(zf, info.part, self.path, shared_formulas):
                 if r > row:
                     break
                 for cell in cells:
@@ -163,9 +164,12 @@ class Workbook:
             if found is not None and found[2] is not None:
                 shared = read_shared_strings(zf, self.path, info.ns) if found[1] == "s" else None
                 value = stream_value(found, shared, f"{self.path}: cell {quote_sheet(sheet)}!{cell_a1(row, col)}")
-        if found is not None and found[3]:
+        text = found[3] if found is not None else None
+        if found is not None and text is None and (found[4] or {}).get("t") == "shared":
+            text = shared_formulas.moved(found[4].get("si"), row, col)
+        if text:
             array = (found[4] or {}).get("t") == "array"
-            return value, "{=" + found[3] + "}" if array else "=" + found[3]
+            return value, "{=" + text + "}" if array else "=" + text
         for (r0, c0, r1, c1), text in arrays:
             if r0 <= row <= r1 and c0 <= col <= c1:
                 return value, "{=" + text + "}"

@@ -23,6 +23,7 @@ import sheetconv as sc
 from sheetconv.check import check_workbook
 from sheetconv.cli import cli
 from sheetconv.sheet.layout import Layout
+from sheetconv.tracing import open_workbook
 from sheetconv.xlsx import stream
 from sheetconv.xlsx.package import open_zip, read_workbook_parts
 from sheetconv.xlsx.writer import write_workbook
@@ -102,6 +103,36 @@ def test_reader_falls_back_on_other_forms_and_still_agrees(tmp_path):
     assert seen.keys() == mine.keys()
     assert seen == mine
     assert seen[(2, 1)] == ("=SUM(A2:A3)", 8.0)            # a shared formula's child, moved from its master
+
+
+def test_shared_array_and_attributed_formulas_take_the_plain_path_and_agree(tmp_path, monkeypatch):
+    """Shared formulas (as Excel writes a filled-down column), an array formula and
+    LibreOffice's aca attribute: the plain reader reads them, as the general one and openpyxl do."""
+    rows = {1: [cell_xml("A1", 1), cell_xml("B1", 2, "A1*2", shared=("0", "B1:C3"))],
+            2: [cell_xml("A2", 3), cell_xml("B2", 6, shared=("0", None)), cell_xml("C2", 4, shared=("0", None))],
+            3: [cell_xml("A3", 5), cell_xml("B3", 10, shared=("0", None)),
+                '<c r="D3"><f t="array" ref="D3:D4">A1:A2*2</f><v>2</v></c>', '<c r="E3"><f aca="false">A3+1</f><v>6</v></c>']}
+    path = write_xlsx(tmp_path / "shared.xlsx", [("S", sheet_xml(rows))])
+    plain = rows_of(path, reader=stream._plain_rows)
+    assert plain == rows_of(path, reader=stream._general_rows)
+    seen = as_openpyxl_sees(plain)
+    theirs = openpyxl_cells(path)
+    assert theirs.pop((2, 3)) == (None, 2.0)              # openpyxl gives an array formula as an object
+    assert seen.pop((2, 3)) == ("=A1:A2*2", 2.0)
+    assert seen == theirs
+    assert seen[(2, 1)] == ("=A3*2", 10.0) and seen[(1, 2)] == ("=B2*2", 4.0)     # children moved from B1
+    assert dict((c[0], c[4]) for c in plain[2][1])[3] == {"t": "array", "ref": "D3:D4"}
+
+    def no_general(*a, **k):
+        raise AssertionError("the general reader was used on a plain sheet")
+    monkeypatch.setattr(stream, "_general_rows", no_general)
+    assert rows_of(path) == plain
+    # a reader that wants one cell moves that child's text alone
+    lazy = stream.SharedFormulas(move=False)
+    with open_zip(path) as zf:
+        got = list(stream.iter_rows(zf, read_workbook_parts(zf, str(path))[0][0].part, str(path), lazy))
+    assert [c[3] for c in got[2][1]][1] is None and lazy.moved("0", 2, 1) == "A3*2"
+    assert open_workbook(path).stored_cell("S", 1, 2) == (4.0, "=B2*2")
 
 
 def test_shared_formulas_are_compared_through_their_master(books, tmp_path):

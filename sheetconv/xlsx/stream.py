@@ -16,12 +16,12 @@ master's text moved to the child's position (openpyxl's Translator), as Excel sh
 
 Two readers give the same rows. The fast one reads the rows of the common plain form
 (``<c r=".." s=".." t=".."><f>..</f><v>..</v></c>``, as sheetconv, XlsxWriter and
-LibreOffice write them) with regular expressions, a row at a time, and accepts a row only
-if every ``<`` in it belongs to a recognised cell; the part outside ``<sheetData>`` goes
-through expat (entities and DTDs refused). Anything else - a comment, CDATA, a formula
-with attributes, a namespace prefix, another encoding - sends the part to the general
-reader (expat with Python handlers, about five times slower), which resumes after the
-last row already given.
+LibreOffice write them, shared and array formulas included) with regular expressions, a
+row at a time, and accepts a row only if every ``<`` in it belongs to a recognised cell;
+the part outside ``<sheetData>`` goes through expat (entities and DTDs refused). Anything
+else - a comment, CDATA, a namespace prefix, another encoding - sends the part to the
+general reader (expat with Python handlers, about five times slower), which resumes
+after the last row already given.
 """
 from __future__ import annotations
 
@@ -41,12 +41,39 @@ from ..sheet.a1 import cell as a1
 from .cells import CellCursor, read_shared_strings, value_of
 from .package import NS_MAIN, open_part
 
-__all__ = ["iter_rows", "cell_value", "read_shared_strings"]
+__all__ = ["iter_rows", "SharedFormulas", "cell_value", "read_shared_strings"]
 
 _CHUNK = 1 << 20
 
 
-def _handlers(rows: list):
+class SharedFormulas:
+    """Shared formulas (``<f t="shared" si="..">``): the master cell holds the text, each
+    child gets it moved from the master's cell to its own, as Excel shows it (openpyxl's
+    Translator, made once per master). With ``move=False`` children get no text (None): a
+    reader that wants one child's text calls :meth:`moved` for it alone."""
+
+    def __init__(self, move: bool = True):
+        self.move = move
+        self.masters: dict = {}
+
+    def __call__(self, text: str | None, si, row: int, col: int) -> str | None:
+        if text:
+            self.masters[si] = [row, col, text, None]
+            return text
+        return self.moved(si, row, col) if self.move else None
+
+    def moved(self, si, row: int, col: int) -> str | None:
+        """The text of shared formula ``si`` moved to (row, col); None before its master."""
+        master = self.masters.get(si)
+        if master is None:
+            return None                          # a child before its master: no formula to give
+        if master[3] is None:
+            from openpyxl.formula.translate import Translator
+            master[3] = Translator("=" + master[2], origin=a1(master[0], master[1]))
+        return master[3].translate_formula(a1(row, col))[1:]
+
+
+def _handlers(rows: list, shared: SharedFormulas):
     """expat handlers (closures: the hot loop) appending each complete row to ``rows``."""
     C, F, V, T, IS, ROW = (f"{NS_MAIN}}}{t}" for t in ("c", "f", "v", "t", "is", "row"))
     cursor = CellCursor()            # the one reader of <row r> / <c r> positions (shared with the index)
@@ -96,7 +123,7 @@ def _handlers(rows: list):
             if target == 1 and tag == F:
                 formula = "".join(buf)
                 if fattrs and fattrs.get("t") == "shared":
-                    formula = shared_formula(formula, fattrs.get("si"))
+                    formula = shared(formula, fattrs.get("si"), row, col)
             elif target == 2 and tag == V:
                 value = "".join(buf) or None          # <v/>: nothing stored
             elif target == 3 and tag == T:
@@ -111,19 +138,6 @@ def _handlers(rows: list):
     def data(text):
         if target:
             buf.append(text)
-
-    masters: dict = {}
-
-    def shared_formula(text: str, si) -> str | None:
-        """A shared formula's master keeps its text; a child gets it moved from the master's cell."""
-        if text:
-            masters[si] = (row, col, text)
-            return text
-        if si not in masters:
-            return None                          # a child before its master: no formula to give
-        from openpyxl.formula.translate import Translator
-        mrow, mcol, mtext = masters[si]
-        return Translator("=" + mtext, origin=a1(mrow, mcol)).translate_formula(a1(row, col))[1:]
 
     return start, end, data, close_row
 
@@ -148,17 +162,18 @@ def _errors(part: str, path: str):
         raise SheetconvError(f"{path}: cannot read {part}: {e}") from None
 
 
-def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
-    """Yield ``(row, [cell, ...])`` of worksheet ``part``, in document order (see the module docstring)."""
+def iter_rows(zf: zipfile.ZipFile, part: str, path: str, shared: SharedFormulas | None = None):
+    """Yield ``(row, [cell, ...])`` of worksheet ``part``, in document order (see the module
+    docstring). ``shared``: how shared formulas' children get their text (default: moved)."""
     last = -1
     try:
-        for row, cells in _plain_rows(zf, part, path):
+        for row, cells in _plain_rows(zf, part, path, shared):
             last = row
             yield row, cells
         return
     except _NotPlain:
         pass
-    for row, cells in _general_rows(zf, part, path):
+    for row, cells in _general_rows(zf, part, path, shared):
         if row > last:
             yield row, cells
 
@@ -166,8 +181,10 @@ def iter_rows(zf: zipfile.ZipFile, part: str, path: str):
 _SHEET_DATA = "<sheetData>"
 _ROW_HEAD = re.compile(r'\s*(?:<row r="[0-9]+"[^>]*/>\s*)*<row r="([0-9]+)"[^>/]*>')
 _CELL = re.compile(r'<c r="([A-Z]{1,3})([0-9]{1,7})"(?: s="[0-9]+")?(?: t="([a-zA-Z]+)")?'
-                   r'(?:/>|>(?:<f>([^<]*)</f>)?(?:<v>([^<]*)</v>)?(?:<is><t>([^<]*)</t></is>)?</c>)'
+                   r'(?:/>|>(?:<f((?: [a-zA-Z]+="[^"<]*")*)(?:/>|>([^<]*)</f>))?(?:<v>([^<]*)</v>)?'
+                   r'(?:<is><t>([^<]*)</t></is>)?</c>)'
                    r'|(<)')                      # any other tag: the row is not plain
+_ATTR = re.compile(r' ([a-zA-Z]+)="([^"<]*)"')
 _MAX_HEAD = 64 << 20
 
 
@@ -179,8 +196,9 @@ def _text(s: str):
     return s.replace("\r\n", "\n") if "\r" in s else s
 
 
-def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
+def _plain_rows(zf: zipfile.ZipFile, part: str, path: str, shared: SharedFormulas | None = None):
     """The fast reader (see the module docstring); raises _NotPlain where it cannot go on."""
+    shared = SharedFormulas() if shared is None else shared
     colnum = COLNUM
     with _errors(part, path):
         fh = open_part(zf, part, path)
@@ -225,19 +243,21 @@ def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
                 found = _CELL.findall(body)
                 if not found:
                     continue
-                if any(m[6] for m in found):
+                if any(m[7] for m in found):
                     raise _NotPlain
                 digits = head.group(1)
                 row = int(digits) - 1
                 if not 0 <= row < MAX_ROWS:
                     raise _NotPlain
                 try:
-                    if "&" in body or "\r" in body:
+                    if any(m[3] for m in found):
+                        cells = _attributed(found, digits, row, shared)
+                    elif "&" in body or "\r" in body:
                         cells = [(colnum[letters], t or None, _text(v or inline), _text(f), None)
-                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                                 for letters, rd, t, _, f, v, inline, _ in found if rd == digits]
                     else:
                         cells = [(colnum[letters], t or None, v or inline or None, f or None, None)
-                                 for letters, rd, t, f, v, inline, _ in found if rd == digits]
+                                 for letters, rd, t, _, f, v, inline, _ in found if rd == digits]
                 except KeyError:
                     raise _NotPlain from None
                 if len(cells) != len(found):
@@ -245,10 +265,29 @@ def _plain_rows(zf: zipfile.ZipFile, part: str, path: str):
                 yield row, cells
 
 
-def _general_rows(zf: zipfile.ZipFile, part: str, path: str):
+def _attributed(found: list, digits: str, row: int, shared: SharedFormulas) -> list:
+    """A row's cells where some ``<f>`` has attributes (shared and array formulas, LibreOffice's
+    ``aca``): the attributes as the general reader gives them, shared formulas moved."""
+    cells = []
+    for letters, rd, t, attrs, f, v, inline, _ in found:
+        if rd != digits:
+            continue
+        col = COLNUM[letters]
+        formula = _text(f)
+        fattrs = None
+        if attrs:
+            fattrs = {k: html.unescape(a) if "&" in a else a for k, a in _ATTR.findall(attrs)}
+            if fattrs.get("t") == "shared":
+                formula = shared(formula, fattrs.get("si"), row, col)
+        cells.append((col, t or None, _text(v or inline), formula, fattrs))
+    return cells
+
+
+def _general_rows(zf: zipfile.ZipFile, part: str, path: str, shared: SharedFormulas | None = None):
     """The general reader: expat with Python handlers."""
+    shared = SharedFormulas() if shared is None else shared
     rows: list = []
-    start, end, data, close_row = _handlers(rows)
+    start, end, data, close_row = _handlers(rows, shared)
     parser = DefusedXMLParser(forbid_dtd=True).parser     # expat with defusedxml's entity/DTD guards
     parser.ordered_attributes = False
     parser.StartElementHandler = start
