@@ -166,27 +166,42 @@ def _grid_panel(wb, level: int, region: Region) -> Panel:
 
 def _sheet_panels(wb, trace) -> list[Panel]:
     sheet, row, col = trace.root
-    panels = [_block_panel(wb, 0, sheet, [(row, col, row, col)])]
+    drawn = [(0, sheet, [(row, col, row, col)])]
     for k, level in _drawn_levels(trace):
         for region in level:
-            rects = compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes
-                                   for ra, rb in rows for ca, cb in cols])
-            panels.append(_block_panel(wb, k, region.name, rects))
-    return panels
+            drawn.append((k, region.name, compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes
+                                                         for ra, rb in rows for ca, cb in cols])))
+    groups = [(k, name, _groups(rects)) for k, name, rects in drawn]
+    values = {}
+    for name in dict.fromkeys(name for _, name, _ in groups):
+        if hasattr(wb, "values_near"):        # only the cells a tile's window can reach
+            boxes = [(r0 - MAX_SIDE, c0 - MAX_SIDE, r0 + MAX_SIDE, c0 + MAX_SIDE)
+                     for _, n, gs in groups if n == name for r0, c0, _, _ in (_bbox(g) for g in gs[:MAX_TILES])]
+            values[name] = wb.values_near(name, boxes)
+        else:
+            values[name] = wb.values(name)
+    return [_block_panel(wb, k, name, [r for g in gs for r in g], gs, values[name]) for k, name, gs in groups]
 
 
-def _block_panel(wb, level: int, sheet: str, rects: list[tuple]) -> Panel:
-    """Traced rectangles of one sheet, one tile per contiguous block, each in a window of the
-    filled cells around it (at most MAX_SIDE a side; only cells present in the file are read)."""
-    values = wb.values(sheet)
+def _groups(rects: list[tuple]) -> list[list[tuple]]:
+    """The rectangles' contiguous blocks, top-left first."""
+    return sorted(touching_groups(rects), key=lambda g: (min(r[0] for r in g), min(r[1] for r in g)))
+
+
+def _bbox(group: list[tuple]) -> tuple[int, int, int, int]:
+    return (min(r[0] for r in group), min(r[1] for r in group), max(r[2] for r in group), max(r[3] for r in group))
+
+
+def _block_panel(wb, level: int, sheet: str, rects: list[tuple], groups: list, values: dict) -> Panel:
+    """Traced rectangles of one sheet, one tile per contiguous block (``groups``), each in a
+    window of the filled cells around it (at most MAX_SIDE a side, within MAX_SIDE of the
+    block's top-left cell; ``values`` holds the sheet's stored values there)."""
     formula_at = getattr(wb, "has_formula", None)
     filled = (lambda y, x: (y, x) in values or formula_at(sheet, y, x)) if formula_at else \
         (lambda y, x: (y, x) in values)
-    groups = sorted(touching_groups(rects), key=lambda g: (min(r[0] for r in g), min(r[1] for r in g)))
     tiles = []
     for group in groups[:MAX_TILES]:
-        r0, c0 = min(r[0] for r in group), min(r[1] for r in group)
-        r1, c1 = max(r[2] for r in group), max(r[3] for r in group)
+        r0, c0, r1, c1 = _bbox(group)
         top, left, bottom, right = _window(filled, r0, c0, r1, c1)
         grid = np.zeros((bottom - top + 1, right - left + 1))
         for (y, x), v in _cells_in(values, top, left, bottom, right):
@@ -217,21 +232,25 @@ def _cells_in(values: dict, top: int, left: int, bottom: int, right: int):
 
 def _window(cell_filled, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
     """Grow (r0, c0, r1, c1) over neighbouring rows and columns that hold cells (a value or a
-    formula), then by a margin of one, to at most MAX_SIDE a side (the traced block in view)."""
+    formula) next to the first MAX_SIDE rows or columns of the window, then by a margin of
+    one, to at most MAX_SIDE a side (the traced block in view). Every cell looked at lies
+    within MAX_SIDE rows and columns of the block's top-left cell."""
     def filled(ys, xs):
         return any(cell_filled(y, x) for y in ys for x in xs)
     grew = True
     while grew:
         grew = False
+        cols = range(c0, min(c1, c0 + MAX_SIDE - 1) + 1)
         if r1 - r0 + 1 < MAX_SIDE:
-            if r0 > 0 and filled([r0 - 1], range(c0, c1 + 1)):
+            if r0 > 0 and filled([r0 - 1], cols):
                 r0, grew = r0 - 1, True
-            if r1 - r0 + 1 < MAX_SIDE and filled([r1 + 1], range(c0, c1 + 1)):
+            if r1 - r0 + 1 < MAX_SIDE and filled([r1 + 1], cols):
                 r1, grew = r1 + 1, True
+        rows = range(r0, min(r1, r0 + MAX_SIDE - 1) + 1)
         if c1 - c0 + 1 < MAX_SIDE:
-            if c0 > 0 and filled(range(r0, r1 + 1), [c0 - 1]):
+            if c0 > 0 and filled(rows, [c0 - 1]):
                 c0, grew = c0 - 1, True
-            if c1 - c0 + 1 < MAX_SIDE and filled(range(r0, r1 + 1), [c1 + 1]):
+            if c1 - c0 + 1 < MAX_SIDE and filled(rows, [c1 + 1]):
                 c1, grew = c1 + 1, True
     top, left = max(0, r0 - 1), max(0, c0 - 1)
     return top, left, min(r1 + 1, top + MAX_SIDE - 1), min(c1 + 1, left + MAX_SIDE - 1)

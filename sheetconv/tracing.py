@@ -137,6 +137,40 @@ class Workbook:
                 self._value_cache[key] = read_values(zf, self.path, info)
         return self._value_cache[key]
 
+    def values_near(self, sheet: str, boxes: list[tuple[int, int, int, int]]) -> dict[tuple[int, int], object]:
+        """Stored values of one sheet inside ``boxes`` ((top, left, bottom, right), inclusive)
+        only, {(row, col): value}: one streamed read that keeps nothing else and stops past
+        the last box (a picture's windows on a sheet of any size)."""
+        spans: dict[int, list] = {}
+        for top, left, bottom, right in boxes:
+            for r in range(max(0, top), bottom + 1):
+                spans.setdefault(r, []).append((left, right))
+        out: dict[tuple[int, int], object] = {}
+        if not spans:
+            return out
+        last = max(spans)
+        with open_zip(self.path) as zf:
+            infos = read_workbook_parts(zf, self.path)[0]
+            info = next((i for i in infos if i.name.lower() == sheet.lower()), None)
+            if info is None:
+                raise SheetconvError(f"no sheet {sheet!r} in {self.path}")
+            if info.part is None:
+                return out
+            strings = None
+            for r, cells in iter_rows(zf, info.part, self.path, SharedFormulas(move=False)):
+                if r > last:
+                    break
+                here = spans.get(r)
+                if here is None:
+                    continue
+                for cell in cells:
+                    if cell[2] is not None and any(a <= cell[0] <= b for a, b in here):
+                        if cell[1] == "s" and strings is None:
+                            strings = read_shared_strings(zf, self.path, info.ns)
+                        out[(r, cell[0])] = stream_value(cell, strings,
+                                                         f"{self.path}: cell {quote_sheet(sheet)}!{cell_a1(r, cell[0])}")
+        return out
+
     def stored_cell(self, sheet: str, row: int, col: int) -> tuple[object, str | None]:
         """(stored value or None, formula text with '=' or None) of one cell, read from the file
         by the row stream (shared formulas translated to the cell; a cell inside an array

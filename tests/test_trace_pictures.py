@@ -226,6 +226,27 @@ def test_a_deep_chain_draws_its_first_levels_and_its_last_in_bounded_memory(tmp_
     assert int(peak_mb) < 400, peak_mb
 
 
+def test_values_near_boxes_are_the_stored_values_there(tmp_path):
+    """A picture reads only the cells its windows can reach: the same values openpyxl reads there."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    rnd = np.random.default_rng(3)
+    for r in range(1, 301):
+        for c in range(1, 12):
+            if rnd.random() < 0.6:
+                ws.cell(r, c, float(rnd.integers(-9, 9)) if rnd.random() < 0.8 else f"t{r},{c}")
+    wb.save(tmp_path / "near.xlsx")
+    boxes = [(-5, -3, 10, 4), (100, 2, 140, 20), (290, 0, 400, 1), (120, 5, 130, 6)]
+    theirs = openpyxl.load_workbook(tmp_path / "near.xlsx", data_only=True)["S"]
+    want = {(c.row - 1, c.column - 1): c.value for row in theirs.iter_rows() for c in row if c.value is not None
+            and any(a <= c.row - 1 <= b and l <= c.column - 1 <= r for a, l, b, r in boxes)}
+    book = open_workbook(tmp_path / "near.xlsx")
+    got = book.values_near("S", boxes)
+    assert got == want and len(got) > 100
+    assert got == {k: v for k, v in book.values("S").items() if k in want}
+
+
 def test_edited_sheetconv_workbook_answers_from_its_formulas(books, tmp_path):
     path = tmp_path / "edited.xlsx"
     shutil.copy(books["conv-example"], path)
