@@ -177,7 +177,13 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force, quiet):
     check_outputs(book, highlight, png, force)
     wb = open_workbook(book, progress=_progress(quiet, f"indexing {book}", "_INDEX_PROGRESS_MIN_BYTES"))
     result = wb.trace(cell, depth, dependents)
-    click.echo(result.text() if fmt == "text" else result.to_json())
+    if fmt == "text":
+        click.echo(result.text())
+    else:                                   # written level by level: a long trace is never one string
+        out = click.get_text_stream("stdout")
+        out.writelines(result.iter_json())
+        out.write("\n")
+        out.flush()
     if highlight:
         click.echo(f"wrote {write_highlight(book, result, highlight, force=force)}", err=True)
         click.echo(RECALC_NOTE, err=True)
