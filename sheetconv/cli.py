@@ -180,10 +180,9 @@ def trace(book, cell, depth, dependents, fmt, highlight, png, force, quiet):
     if fmt == "text":
         click.echo(result.text())
     else:                                   # written level by level: a long trace is never one string
-        out = click.get_text_stream("stdout")
-        out.writelines(result.iter_json())
-        out.write("\n")
-        out.flush()
+        sys.stdout.writelines(result.iter_json())
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     if highlight:
         click.echo(f"wrote {write_highlight(book, result, highlight, force=force)}", err=True)
         click.echo(RECALC_NOTE, err=True)
