@@ -22,6 +22,7 @@ from click.testing import CliRunner
 import sheetconv as sc
 from sheetconv.check import check_workbook
 from sheetconv.cli import cli
+from sheetconv.errors import SheetconvError
 from sheetconv.sheet.layout import Layout
 from sheetconv.tracing import open_workbook
 from sheetconv.xlsx import stream
@@ -133,6 +134,36 @@ def test_shared_array_and_attributed_formulas_take_the_plain_path_and_agree(tmp_
         got = list(stream.iter_rows(zf, read_workbook_parts(zf, str(path))[0][0].part, str(path), lazy))
     assert [c[3] for c in got[2][1]][1] is None and lazy.moved("0", 2, 1) == "A3*2"
     assert open_workbook(path).stored_cell("S", 1, 2) == (4.0, "=B2*2")
+
+
+@pytest.mark.parametrize("cell, read", [
+    ('<c r="A1"><f t="array" ref="A1&nbsp;B1">1</f><v>1</v></c>', None),        # not an XML entity
+    ('<c r="A1"><f>A2&nbsp;</f><v>1</v></c>', None),
+    ('<c r="A1"><f t="array" t="shared" si="0">1</f><v>1</v></c>', None),        # a repeated attribute
+    ('<c r="A1"><f t="array" ref="A1\nA1">1</f><v>1</v></c>', {"t": "array", "ref": "A1 A1"}),   # normalised
+    ('<c r="A1"><f>1</f><v>1&#9;</v></c>', None),                                  # numeric references
+])
+def test_plain_reader_leaves_what_xml_reads_otherwise_to_expat(tmp_path, cell, read):
+    """References other than XML's five entities, repeated attributes and values XML
+    normalises go to the general reader, which reads them as XML says (or refuses them)."""
+    path = write_xlsx(tmp_path / "odd.xlsx", [("S", sheet_xml({1: [cell]}))])
+    with pytest.raises(stream._NotPlain):
+        rows_of(path, reader=stream._plain_rows)
+    if read is None and "&#9;" not in cell:
+        with pytest.raises(SheetconvError, match="not well-formed"):
+            rows_of(path)
+    elif read is not None:
+        assert rows_of(path)[0][1][0][4] == read
+    else:
+        assert rows_of(path)[0][1][0][2] == "1\t"
+
+
+def test_both_readers_give_no_text_for_an_empty_formula(tmp_path):
+    rows = {1: ['<c r="A1"><f/><v>1</v></c>', '<c r="B1"><f t="array" ref="B1"/><v>2</v></c>',
+                '<c r="C1"><f></f><v>3</v></c>']}
+    path = write_xlsx(tmp_path / "empty-f.xlsx", [("S", sheet_xml(rows))])
+    plain, general = rows_of(path, reader=stream._plain_rows), rows_of(path, reader=stream._general_rows)
+    assert plain == general and [c[3] for c in plain[0][1]] == [None, None, None]
 
 
 def test_shared_formulas_are_compared_through_their_master(books, tmp_path):

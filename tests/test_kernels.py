@@ -229,7 +229,10 @@ def test_pools_in_blocks_split_among_threads_match_torch(case, count_include_pad
 def check_pools(case, count_include_pad):
     shape, k, s, p, dtype, seed = case
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-    x = x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2) if seed % 2 else x     # any memory layout
+    if seed % 3 == 1:                                           # any memory layout: W before H,
+        x = x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
+    elif seed % 3 == 2:                                         # channels last (NHWC)
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     before = x.copy()
     tx = torch.from_numpy(np.ascontiguousarray(x))
     got = kernels.max_pool2d(x, k, s, p)
@@ -248,6 +251,13 @@ def test_max_pool_pads_with_minus_infinity_and_keeps_nan():
     got = kernels.max_pool2d(x, (2, 2), (1, 1), (1, 1))
     np.testing.assert_array_equal(got, F.max_pool2d(tx, 2, 1, 1).numpy())
     assert (got[~np.isnan(got)] == -5).all() and np.isnan(got).sum() == 4
+
+
+def test_pools_of_an_empty_batch():
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    for got, want in ((kernels.max_pool2d(x, (3, 3), (2, 2), (1, 1)), F.max_pool2d(torch.from_numpy(x), 3, 2, 1)),
+                      (kernels.avg_pool2d(x, (2, 2), (2, 2), (0, 0)), F.avg_pool2d(torch.from_numpy(x), 2, 2))):
+        assert got.shape == tuple(want.shape) == (0, 3, 4, 4) and got.dtype == np.float32
 
 
 def test_pool_results_survive_later_calls():

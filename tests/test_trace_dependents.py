@@ -1,6 +1,6 @@
 """Dependents from the formula index against a brute-force walk, on random workbooks with
 shared formulas, absolute and mixed references, ranges, other sheets, defined names, whole
-columns (which reach empty cells past the used range too) and array formulas. The expected references of every formula cell come from the
+columns and rows (which reach empty cells past the used range too) and array formulas. The expected references of every formula cell come from the
 generator (a shared formula's cells: its relative parts moved, as Excel moves them), not
 from the index; the walk is :mod:`bruteforce`'s breadth-first closure over that graph.
 
@@ -38,12 +38,15 @@ def _addr(r: int, c: int, abs_r: bool, abs_c: bool) -> str:
 @st.composite
 def _ref(draw, host: int):
     """(text, how it moves) of one reference written in a formula on sheet ``host``."""
-    kind = draw(st.sampled_from(["cell", "cell", "range", "range", "other", "name", "column"]))
+    kind = draw(st.sampled_from(["cell", "cell", "range", "range", "other", "name", "column", "row"]))
     if kind == "name":
         return "rate", ("name",)
     if kind == "column":
         c = draw(st.integers(0, COLS - 1))
         return f"{column_letters(c)}:{column_letters(c)}", ("column", host, c)
+    if kind == "row":
+        r = draw(st.integers(0, ROWS - 1))
+        return f"{r + 1}:{r + 1}", ("row", host, r)
     sheet = host
     prefix = ""
     if kind == "other":
@@ -66,6 +69,10 @@ def _cells_of(move, dr: int, dc: int) -> set:
         _, t, c = move
         c += dc                                  # A:A is relative: it moves with the formula
         r0, c0, r1, c1 = 0, c, QROWS - 1, c     # every row: past the used range, as far as queries go
+    elif move[0] == "row":
+        _, t, r = move
+        r += dr                                  # 3:3 is relative too
+        r0, c0, r1, c1 = r, 0, r, QCOLS - 1     # every column, as far as queries go
     else:
         _, t, corners = move
         pts = [(r + (0 if ar else dr), c + (0 if ac else dc)) for r, c, ar, ac in corners]

@@ -303,7 +303,8 @@ def _chunk_columns(size, groups, rows, og, itemsize):
 def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilation, relu):
     """The wide and direct variants: the bias as a row of ones in the matrix, which is
     built and multiplied in column chunks of about ``_CHUNK_BYTES``, each chunk's copies,
-    product and ReLU done while it is in cache."""
+    product and ReLU done while it is in cache. A product done whole (one chunk) has its
+    matrix built by all the engine's threads, piece by piece (``parallel``)."""
     o = weight.shape[0]
     dt = x.dtype
     wmat = _weight_matrix(weight, bias, groups, dt)
@@ -332,7 +333,7 @@ def _conv_im2col(x, weight, bias, plan, groups, kh, kw, stride, padding, dilatio
                 cols[:, :k, start - at:stop - at].reshape(part.shape, copy=False)[...] = part
     if len(chunks) == 1:
         # one whole product: its matrix is built by all the engine's threads, piece by piece
-        nbytes = k * size * dt.itemsize
+        nbytes = groups * k * size * dt.itemsize
         parts = parallel.parts(size, nbytes)
         if plan.mode == "wide":
             pieces = [(a, b, None, None) for a, b in parallel.shares(size, parts)]
@@ -437,9 +438,16 @@ def _pool_pass(x, axis, k, s, p, ufunc, fill, out):
 
 
 @lru_cache(maxsize=256)
-def _pool_blocks(n: int, c: int, plane: int) -> tuple:
+def _pool_blocks(n: int, c: int, plane: int, channels_inner: bool) -> tuple:
     """(images, channels) slices cutting an (N, C) batch of planes of ``plane`` bytes into
-    blocks of about ``_POOL_BLOCK`` bytes: whole channels of the batch where one fits."""
+    blocks of about ``_POOL_BLOCK`` bytes, each a compact piece of memory: whole channels
+    of the batch where one fits, else runs of images of one channel; with the channels
+    innermost in memory (NHWC), runs of whole images."""
+    if n * c * plane == 0:
+        return ((slice(None), slice(None)),)
+    if channels_inner:
+        per = max(1, _POOL_BLOCK // (c * plane))
+        return tuple((slice(i, i + per), slice(None)) for i in range(0, n, per))
     if n * plane <= _POOL_BLOCK:
         per = max(1, _POOL_BLOCK // (n * plane))
         return tuple((slice(None), slice(i, i + per)) for i in range(0, c, per))
@@ -458,7 +466,7 @@ def _pool(x, kernel_size, stride, padding, ufunc, fill):
     ho = _pool_axis(h, kh, sh, ph)[0] if tall else h
     wo = _pool_axis(w, kw, sw, pw)[0] if wide else w
     out = np.empty((n, c, ho, wo), x.dtype)
-    blocks = _pool_blocks(n, c, h * w * x.itemsize)
+    blocks = _pool_blocks(n, c, h * w * x.itemsize, c > 1 and abs(x.strides[1]) < abs(x.strides[3]))
 
     def work(first, last):
         for images, channels in blocks[first:last]:

@@ -9,9 +9,9 @@ reductions, the copies that build im2col matrices), which releases the GIL while
 Only jobs whose every share is at least ``MIN_SHARE`` bytes are split: handing work to
 another Python thread and back costs tens of microseconds on a virtual machine (the
 GIL's wake-ups), so small jobs run in the calling thread. (Measured on 2 cores: the
-stem's max pool went from 14 ms to 6 ms split over two threads, its im2col copies from
-5.1 to 3.0 ms; simple-cnn at batch 1024, whose work comes in 1 MiB pieces, ran slower
-split over threads than on one.)
+stem's max pool went from 14.3 to 4.8 ms, in cache-sized blocks split over two threads,
+its im2col copies from 5.3 to 3.3 ms; simple-cnn at batch 1024, whose work comes in
+1 MiB pieces, ran slower split over threads than on one.)
 
 Invariants:
 
@@ -21,6 +21,8 @@ Invariants:
 * Each share runs in one thread from start to stop, so per-thread scratch memory
   (``kernels._scratch``) is never shared between two shares running at once.
 * The workers start on first use and again in a forked child (a fork copies no threads).
+* ``run`` returns (or raises) only after every share has stopped, an interrupt included:
+  a share still running would write into the caller's arrays.
 """
 from __future__ import annotations
 
@@ -34,7 +36,17 @@ __all__ = ["threads", "parts", "shares", "run", "MIN_SHARE"]
 MIN_SHARE = 1 << 21     # bytes of a job each thread must get for the job to be split
 
 _lock = threading.Lock()
-_pool = None     # (pid, workers, concurrent.futures.ThreadPoolExecutor), made on first use
+_pool = None     # concurrent.futures.ThreadPoolExecutor, made on first use
+
+
+def _forget_workers() -> None:
+    """In a forked child: the parent's workers and lock do not exist there."""
+    global _lock, _pool
+    _lock, _pool = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 @lru_cache(maxsize=1)
@@ -51,15 +63,29 @@ def threads() -> int:
     return max(1, min(counts)) if counts else 1
 
 
-def _executor(workers: int):
+def _executor():
+    """The one executor: as many workers as there are CPUs, started as shares need them."""
     from concurrent.futures import ThreadPoolExecutor
     global _pool
     with _lock:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
-            if _pool is not None and _pool[0] == os.getpid():
-                _pool[2].shutdown(wait=False)
-            _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="sheetconv"))
-        return _pool[2]
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="sheetconv")
+        return _pool
+
+
+def _wait_all(futures) -> None:
+    """Wait for every share, even through an interrupt (a share still running writes into
+    the caller's arrays); then raise the interrupt, if any."""
+    from concurrent.futures import wait
+    interrupted = None
+    while True:
+        try:
+            wait(futures)
+            break
+        except BaseException as e:            # KeyboardInterrupt and the like: wait again first
+            interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted
 
 
 def shares(n: int, parts: int) -> list[tuple[int, int]]:
@@ -83,12 +109,12 @@ def run(fn: Callable[[int, int], object], n: int, nbytes: int) -> None:
         fn(0, n)
         return
     (first, *rest) = shares(n, count)
-    pool = _executor(count - 1)
+    pool = _executor()
     futures = [pool.submit(fn, a, b) for a, b in rest]
     try:
         fn(*first)
     finally:
-        errors = [f.exception() for f in futures]     # waits for every share
-    for error in errors:
-        if error is not None:
-            raise error
+        _wait_all(futures)
+    for f in futures:
+        if f.exception() is not None:
+            raise f.exception()

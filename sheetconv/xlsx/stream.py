@@ -121,7 +121,7 @@ def _handlers(rows: list, shared: SharedFormulas):
             cells.append((col, ctype, value, formula, fattrs or None))
         elif target:
             if target == 1 and tag == F:
-                formula = "".join(buf)
+                formula = "".join(buf) or None      # <f/>: no text, as the fast reader gives it
                 if fattrs and fattrs.get("t") == "shared":
                     formula = shared(formula, fattrs.get("si"), row, col)
             elif target == 2 and tag == V:
@@ -185,6 +185,7 @@ _CELL = re.compile(r'<c r="([A-Z]{1,3})([0-9]{1,7})"(?: s="[0-9]+")?(?: t="([a-z
                    r'(?:<is><t>([^<]*)</t></is>)?</c>)'
                    r'|(<)')                      # any other tag: the row is not plain
 _ATTR = re.compile(r' ([a-zA-Z]+)="([^"<]*)"')
+_OTHER_REF = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)")      # any other reference: the general reader decides
 _MAX_HEAD = 64 << 20
 
 
@@ -192,8 +193,8 @@ def _text(s: str):
     if not s:
         return None
     if "&" in s:
-        s = html.unescape(s)
-    return s.replace("\r\n", "\n") if "\r" in s else s
+        s = html.unescape(s)                 # only XML's five entities get here (_OTHER_REF)
+    return s.replace("\r\n", "\n").replace("\r", "\n") if "\r" in s else s
 
 
 def _plain_rows(zf: zipfile.ZipFile, part: str, path: str, shared: SharedFormulas | None = None):
@@ -237,7 +238,7 @@ def _plain_rows(zf: zipfile.ZipFile, part: str, path: str, shared: SharedFormula
             carry = text[end + 6:]
             for piece in text[:end].split("</row>"):
                 head = _ROW_HEAD.match(piece)
-                if head is None:
+                if head is None or "&" in piece and _OTHER_REF.search(piece):
                     raise _NotPlain
                 body = piece[head.end():]
                 found = _CELL.findall(body)
@@ -276,7 +277,10 @@ def _attributed(found: list, digits: str, row: int, shared: SharedFormulas) -> l
         formula = _text(f)
         fattrs = None
         if attrs:
-            fattrs = {k: html.unescape(a) if "&" in a else a for k, a in _ATTR.findall(attrs)}
+            pairs = _ATTR.findall(attrs)
+            fattrs = {k: html.unescape(a) if "&" in a else a for k, a in pairs}
+            if len(fattrs) != len(pairs) or any(c in attrs for c in "\t\n\r"):
+                raise _NotPlain                  # repeated names, or values XML would normalise
             if fattrs.get("t") == "shared":
                 formula = shared(formula, fattrs.get("si"), row, col)
         cells.append((col, t or None, _text(v or inline), formula, fattrs))
