@@ -34,7 +34,9 @@ see bench/bench_engine.py):
     layers, where per-call overhead dominates): one ``np.take`` through a cached index
     array, rows in the weights' own memory order so the weights need no copy.
   - "direct": batch innermost in memory (copies move runs of N values; an NCHW input
-    is first transposed in cache-sized blocks), each chunk one strided copy from the
+    is transposed straight into the zero-padded buffer in cache-sized blocks: one copy
+    fewer than transposing first, 4.7 against 5.3 ms on simple-cnn at batch 1024, one
+    thread), each chunk one strided copy from the
     zero-padded input. Used when the batch is at least as large as a phase row is
     long, and when the wide grid below would waste more than half the work.
   - "wide": small batches. The zero-padded input split into stride phases, each tap
@@ -208,18 +210,17 @@ def _conv_plan(n, c, h, w, kh, kw, stride, padding, dilation, groups, bias):
     return _Plan("wide", ho, wo, hq, wq, size, len(use), size + extra, tuple(fills), taps, None)
 
 
-def _batch_last(x, dt):
-    """x (N, C, H, W) as a (C, H, W, N) array: a view if its memory is already in that
-    order, else a copy into scratch in blocks of 64 images (each block's reads stay in
-    cache, where one transposing copy would miss on every item)."""
+def _batch_last_into(out, x):
+    """x (N, C, H, W) copied into ``out``, a (C, H, W, N) array: in blocks of 64 images
+    unless x's memory is already batch-last (each block's reads stay in cache, where one
+    transposing copy would miss on every item)."""
+    src = x.transpose(1, 2, 3, 0)
     n = x.shape[0]
     if n == 1 or x.strides[0] == x.itemsize:
-        return x.transpose(1, 2, 3, 0)
-    out = _scratch("batch_last", x.shape[1:] + (n,), dt)
-    src = x.transpose(1, 2, 3, 0)
+        out[...] = src
+        return
     for i in range(0, n, 64):
         out[..., i:i + 64] = src[..., i:i + 64]
-    return out
 
 
 def _fill_phases(x, plan, dt):
@@ -260,7 +261,7 @@ def _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt):
     xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
     if ph or pw:
         xp.fill(0)
-    xp[:, ph:ph + h, pw:pw + w] = _batch_last(x, dt)
+    _batch_last_into(xp[:, ph:ph + h, pw:pw + w], x)
     bc, bh, bw, bn = xp.strides
     shape = (groups, kh, kw, c // groups, plan.ho, plan.wo, n)
     return np.ndarray(shape, dt, xp, 0, ((c // groups) * bc, dh * bh, dw * bw, bc, sh * bh, sw * bw, bn))
