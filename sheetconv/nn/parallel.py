@@ -18,8 +18,9 @@ Invariants:
 * ``run(fn, n, nbytes)`` calls ``fn(start, stop)`` on disjoint, contiguous ranges that
   cover ``range(n)``, and returns only when every call has returned; an exception in
   any call is raised in the caller (the first, in range order).
-* Each share runs in one thread from start to stop, so per-thread scratch memory
-  (``kernels._scratch``) is never shared between two shares running at once.
+* Shares may write disjoint parts of one array of the caller's (a matrix being built);
+  each runs in one thread from start to stop, so scratch memory a share takes for
+  itself (``kernels._scratch``, per thread) is never used by two shares at once.
 * The workers start on first use and again in a forked child (a fork copies no threads).
 * ``run`` returns (or raises) only after every share has stopped, an interrupt included:
   a share still running would write into the caller's arrays.
