@@ -123,6 +123,13 @@ class Workbook:
     default_sheet: str
     _value_cache: dict | None = None
 
+    def _sheet_info(self, zf, sheet: str):
+        """The workbook's entry for sheet ``sheet`` (any case), or a one-line error."""
+        info = next((i for i in read_workbook_parts(zf, self.path)[0] if i.name.lower() == sheet.lower()), None)
+        if info is None:
+            raise SheetconvError(f"no sheet {sheet!r} in {self.path}")
+        return info
+
     def values(self, sheet: str) -> dict[tuple[int, int], object]:
         """Stored values of one sheet, {(row, col): value} (read once, then kept)."""
         if self._value_cache is None:
@@ -130,11 +137,7 @@ class Workbook:
         key = sheet.lower()
         if key not in self._value_cache:
             with open_zip(self.path) as zf:
-                infos = read_workbook_parts(zf, self.path)[0]
-                info = next((i for i in infos if i.name.lower() == key), None)
-                if info is None:
-                    raise SheetconvError(f"no sheet {sheet!r} in {self.path}")
-                self._value_cache[key] = read_values(zf, self.path, info)
+                self._value_cache[key] = read_values(zf, self.path, self._sheet_info(zf, sheet))
         return self._value_cache[key]
 
     def values_near(self, sheet: str, boxes: list[tuple[int, int, int, int]]) -> dict[tuple[int, int], object]:
@@ -150,10 +153,7 @@ class Workbook:
             return out
         last = max(spans)
         with open_zip(self.path) as zf:
-            infos = read_workbook_parts(zf, self.path)[0]
-            info = next((i for i in infos if i.name.lower() == sheet.lower()), None)
-            if info is None:
-                raise SheetconvError(f"no sheet {sheet!r} in {self.path}")
+            info = self._sheet_info(zf, sheet)
             if info.part is None:
                 return out
             strings = None
@@ -176,9 +176,11 @@ class Workbook:
         by the row stream (shared formulas translated to the cell; a cell inside an array
         formula's range shows it as ``{=...}``), which stops past the cell's row."""
         with open_zip(self.path) as zf:
-            infos = read_workbook_parts(zf, self.path)[0]
-            info = next((i for i in infos if i.name.lower() == sheet.lower()), None)
-            if info is None or info.part is None:
+            try:
+                info = self._sheet_info(zf, sheet)
+            except SheetconvError:
+                return None, None
+            if info.part is None:
                 return None, None
             found, arrays = None, []
             shared_formulas = SharedFormulas(move=False)        # only the traced cell's text is moved

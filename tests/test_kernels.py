@@ -73,17 +73,24 @@ def test_conv2d_matches_torch(case):
     check_conv(case)
 
 
-@SETTINGS
-@given(conv_cases())
-def test_conv2d_matches_torch_without_gather(case):
-    kernels._conv_plan.cache_clear()
+@contextlib.contextmanager
+def no_gather():
+    """No matrix built by the gather variant: the other variants run on small shapes."""
     saved = kernels._GATHER_MAX
     kernels._GATHER_MAX = -1
+    kernels._conv_plan.cache_clear()
     try:
-        check_conv(case)
+        yield
     finally:
         kernels._GATHER_MAX = saved
         kernels._conv_plan.cache_clear()
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_matches_torch_without_gather(case):
+    with no_gather():
+        check_conv(case)
 
 
 @contextlib.contextmanager
@@ -117,26 +124,15 @@ def split_work():
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_split_among_threads_matches_torch(case):
-    saved = kernels._GATHER_MAX
-    kernels._GATHER_MAX = -1
-    try:
-        with split_work():
-            check_conv(case)
-    finally:
-        kernels._GATHER_MAX = saved
-        kernels._conv_plan.cache_clear()
+    with no_gather(), split_work():
+        check_conv(case)
 
 
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_in_small_chunks_matches_torch(case):
-    saved = kernels._GATHER_MAX
-    kernels._GATHER_MAX = -1
-    try:
-        with small_chunks():
-            check_conv(case)
-    finally:
-        kernels._GATHER_MAX = saved
+    with no_gather(), small_chunks():
+        check_conv(case)
 
 
 # shapes for each variant (the plan says which it chose; see kernels' docstring)
