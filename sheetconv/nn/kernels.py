@@ -259,8 +259,12 @@ def _direct_source(x, plan, kh, kw, stride, padding, dilation, groups, dt):
     n, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     xp = _scratch("phases", (c, h + 2 * ph, w + 2 * pw, n), dt)
-    if ph or pw:
-        xp.fill(0)
+    if ph:                                   # the border only: the copy below fills the rest
+        xp[:, :ph] = 0
+        xp[:, ph + h:] = 0
+    if pw:
+        xp[:, ph:ph + h, :pw] = 0
+        xp[:, ph:ph + h, pw + w:] = 0
     _batch_last_into(xp[:, ph:ph + h, pw:pw + w], x)
     bc, bh, bw, bn = xp.strides
     shape = (groups, kh, kw, c // groups, plan.ho, plan.wo, n)
