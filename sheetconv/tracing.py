@@ -380,13 +380,15 @@ class FormulaWorkbook(Workbook):
             return "formula"
         return "constant" if self.index.is_value(s, row, col) else "empty"
 
-    def _levels(self, raw: LevelRects) -> SheetLevels:
-        """The index's levels, compacted per sheet, without skipped sheets (and without
-        trailing levels reached only on them), as a lazy sequence of Region lists."""
+    def _levels(self, raw: LevelRects, root_sheet: int) -> SheetLevels:
+        """The index's levels, compacted per sheet, without skipped sheets other than the
+        root's own (and without trailing levels reached only on them), as a lazy sequence
+        of Region lists."""
         rects = raw.compact()
         d, n = rects.data, rects.nlevels
-        if self.skip and len(d):
-            keep = ~np.isin(d[:, 1], sorted(self.skip))
+        skip = self.skip - {root_sheet}
+        if skip and len(d):
+            keep = ~np.isin(d[:, 1], sorted(skip))
             reached = np.bincount(d[:, 0], minlength=n) > 0
             kept = np.bincount(d[keep, 0], minlength=n) > 0
             good = np.flatnonzero(~(reached & ~kept))      # levels not reached only on skipped sheets
@@ -409,7 +411,7 @@ class FormulaWorkbook(Workbook):
             meta["cycle"] = [ix.cell_text(*_fid_cell(ix, f)) for f in cycle]
         if ix.cache.unreadable:
             meta["unreadable_formulas"] = ix.cache.unreadable[:5]
-        levels = self._levels(raw)
+        levels = self._levels(raw, s)
         trace = SheetTrace(root=(name, row, col), direction=direction, levels=levels, meta=meta,
                            lazy=self._describe)
         return self._stamp(trace, name, row, col)

@@ -372,3 +372,40 @@ def test_merged_channel_lines_are_full_rectangles_of_keys():
             got = {tuple(e["channel"]) for e in g}
             spans = [range(min(k[i] for k in got), max(k[i] for k in got) + 1) for i in range(2)]
             assert got == set(itertools.product(*spans)) and len(got) == len(g)
+
+
+def _direct_refs(formula: str, sheet: str) -> set[tuple]:
+    """The cells a formula names, by openpyxl's tokenizer and range_boundaries."""
+    from openpyxl.formula.tokenizer import Tokenizer
+    from openpyxl.utils.cell import range_boundaries
+    out = set()
+    for tok in Tokenizer(formula).items:
+        if tok.type != "OPERAND" or tok.subtype != "RANGE":
+            continue
+        where, _, ref = tok.value.rpartition("!")
+        ref = ref.replace("$", "")
+        c0, r0, c1, r1 = range_boundaries(ref if ":" in ref else f"{ref}:{ref}")
+        name = where.strip("'") or sheet
+        out |= {(name, r - 1, c - 1) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+    return out
+
+
+@pytest.mark.parametrize("book, sheet", [("conv-example", "explain"), ("simple-cnn", "explain"),
+                                         ("simple-cnn", "prediction")])
+def test_cells_of_the_explain_and_prediction_sheets_trace_their_own_sheet(books, book, sheet):
+    """A cell of a sheet kept out of the network's traces (explain, prediction) still traces
+    its own formulas: level 1 is every cell the formula names, its own sheet's included."""
+    wb = open_workbook(books[book])
+    ws = openpyxl.load_workbook(books[book])[sheet]
+    checked = 0
+    for row in ws.iter_rows():
+        for cell in row:
+            if not (isinstance(cell.value, str) and cell.value.startswith("=")):
+                continue
+            want = _direct_refs(cell.value, sheet)
+            trace = wb.precedents(f"{sheet}!{cell.coordinate}", depth=1)
+            got = {(r.name, y, x) for level in trace.levels for r in level for rows, cols in r.boxes
+                   for a, b in rows for c, d in cols for y in range(a, b) for x in range(c, d)}
+            assert got == want, (cell.coordinate, cell.value)
+            checked += 1
+    assert checked >= 5
