@@ -86,6 +86,16 @@ def test_non_numeric_inputs(net):
     raises(lambda: net.forward(sc.digit(0), dtype=np.float16), "float32 or float64", "float16")
 
 
+def test_uint8_pixels_are_refused_not_taken_as_0_to_255(net, tmp_path):
+    """The command line scales uint8 pixels by 1/255; the API refuses them rather than compute on 0-255."""
+    pixels = (sc.digit(0) * 255).round().astype(np.uint8)
+    raises(lambda: net.forward(pixels), "input", "uint8", "/ 255")
+    raises(lambda: sc.write_workbook(net, pixels, tmp_path / "u8.xlsx"), "uint8")
+    assert not (tmp_path / "u8.xlsx").exists()
+    np.testing.assert_allclose(net.forward(pixels / 255), net.forward(sc.digit(0)), atol=1e-12)
+    assert net.forward(pixels.astype(np.int64)).shape == net.forward(sc.digit(0)).shape   # other integers: as given
+
+
 # ---------------------------------------------------------------- hyperparameters
 
 def test_kernel_larger_than_padded_input():

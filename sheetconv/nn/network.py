@@ -316,6 +316,9 @@ class Network:
             raise SheetconvError(f"input: not a rectangular numeric array ({e})") from None
         if x.dtype.kind not in "biuf":                 # bool, integers, floats
             raise SheetconvError(f"input: must be real numbers, got dtype {x.dtype}")
+        if x.dtype == np.uint8:                        # image pixels: the command line scales them, so must the caller
+            raise SheetconvError("input: uint8 pixels (0-255); give floats, e.g. x / 255 "
+                                 "(as sheetconv.load_input and the command line scale them)")
         single = x.ndim == 3
         if x.ndim == 2 and self.input_shape[0] == 1:
             x, single = x[None], True
