@@ -17,6 +17,28 @@ from .nn.paths import os_reason, shown
 
 
 class _Group(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """As click's, but a usage error (a bad option value, a missing argument) is one line,
+        ``sheetconv: error: ...``, like every other error, with exit status 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):   # bare 'sheetconv': the help
+                e.show()
+                sys.exit(e.exit_code)
+            where = f" (see '{e.ctx.command_path} -h')" if e.ctx is not None else ""
+            click.echo(f"sheetconv: error: {e.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

@@ -125,6 +125,26 @@ def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, args, words):
     assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize("args, words", [
+    (["build", "--preset", "simplecnn"], ["--preset", "simplecnn", "simple-cnn", "build -h"]),
+    (["build", "--digit", "10"], ["--digit", "0<=x<=9"]),
+    (["summary", "--batch", "0"], ["--batch", "x>=1"]),
+    (["check", "."], ["BOOK", "is a directory"]),
+    (["trace", "book.xlsx"], ["Missing argument", "CELL"]),
+    (["trace", "--format", "yaml", "book.xlsx", "A1"], ["--format", "yaml", "json"]),
+    (["nosuch"], ["No such command", "nosuch"]),
+])
+def test_usage_errors_are_one_line_exit_2(tmp_path, args, words):
+    before = files(tmp_path)
+    assert_one_line_error(run(args, tmp_path), *words)
+    assert files(tmp_path) == before
+
+
+def test_bare_command_shows_the_help():
+    result = CliRunner().invoke(cli, [])
+    assert "Usage:" in result.output and "Commands:" in result.output
+
+
 def test_resize_makes_a_wrong_sized_image_fit(tmp_path):
     Image.new("L", (40, 30), color=255).save(tmp_path / "big.png")
     r = run(["build", "--image", "big.png", "--resize", "--out", "r.xlsx"], tmp_path)
