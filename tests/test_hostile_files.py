@@ -186,8 +186,10 @@ def test_constant_empty_and_cycle_via_cli(tmp_path):
     run = CliRunner()
     out = run.invoke(cli, ["trace", str(p), "A1"])
     assert out.exit_code == 0 and "a constant: no precedents" in out.output
+    assert "formula: none (a constant)" in out.output
     out = run.invoke(cli, ["trace", str(p), "'My sheet (2)'!D9"])
     assert out.exit_code == 0 and "an empty cell: no precedents" in out.output
+    assert "formula: none (an empty cell)" in out.output and "constant" not in out.output
     out = run.invoke(cli, ["trace", str(p), "B1"])
     assert out.exit_code == 0
     assert "circular reference: 'My sheet (2)'!B1 -> 'My sheet (2)'!C1 -> 'My sheet (2)'!B1" in out.output

@@ -241,7 +241,8 @@ def _cell_lines(trace: Trace) -> list[str]:
         value = m.get("value")
         shown = "(no stored value)" if value is None else (f"{value:.6g}" if isinstance(value, float) else repr(value))
         out.append(f"  value: {shown}")
-        out.append(f"  formula: {m['formula']}" if m.get("formula") else "  formula: none (a constant)")
+        bare = "none (an empty cell)" if m.get("kind") == "empty" else "none (a constant)"
+        out.append(f"  formula: {m['formula'] if m.get('formula') else bare}")
     for note in m.get("notes", []):
         out.append(f"  note: {note}")
     return out
