@@ -158,7 +158,7 @@ def scratch_folder():
 
 
 def differs(path: Path) -> SheetconvError:
-    return SheetconvError(f"{path} already exists and differs from this build (use --force to overwrite)")
+    return SheetconvError(f"{path} already exists and differs from this build (overwrite it with --force, or force=True in Python)")
 
 
 def build(net: Network, x, path: Path, *, name: str, source: str, force: bool = False,

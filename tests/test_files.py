@@ -89,7 +89,7 @@ def test_two_writers_to_one_new_path_exactly_one_wins(tmp_path):
     a.write_bytes(b"first")
     b.write_bytes(b"second")
     first.__exit__(None, None, None)
-    with pytest.raises(SheetconvError, match=r"out.xlsx already exists \(use --force to overwrite\)"):
+    with pytest.raises(SheetconvError, match=r"out.xlsx already exists \(overwrite it with --force, or force=True in Python\)"):
         second.__exit__(None, None, None)
     assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["out.xlsx"]
 

@@ -90,7 +90,7 @@ def check_target(path: Path, force: bool, what: str) -> None:
 
 
 def _exists(path: Path) -> SheetconvError:
-    return SheetconvError(f"{path} already exists (use --force to overwrite)")
+    return SheetconvError(f"{path} already exists (overwrite it with --force, or force=True in Python)")
 
 
 def _new_temp(path: Path) -> Path:
