@@ -50,16 +50,24 @@ def read_sheet(path, sheet="conv", data_only=False) -> dict[tuple[int, int], obj
     return out
 
 
-def references(text: str) -> list[tuple[int, int]]:
-    """Every cell a formula references, as 0-based (row, col), ranges expanded."""
+def sheet_references(text: str, sheet: str) -> list[tuple[str, int, int]]:
+    """Every cell a formula references, as (sheet, 0-based row, col), ranges expanded;
+    a reference without a sheet name is on ``sheet``."""
     out = []
     for tok in Tokenizer(text).items:
         if tok.type == "OPERAND" and tok.subtype == "RANGE":
-            ref = tok.value.replace("$", "")
-            assert "!" not in ref, f"unexpected sheet reference {tok.value!r} in {text!r}"
+            where, _, ref = tok.value.replace("$", "").rpartition("!")
             c0, r0, c1, r1 = range_boundaries(ref if ":" in ref else f"{ref}:{ref}")
-            out += [(r - 1, c - 1) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+            name = where.strip("'") or sheet
+            out += [(name, r - 1, c - 1) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
     return out
+
+
+def references(text: str) -> list[tuple[int, int]]:
+    """Every cell a formula references, as 0-based (row, col), ranges expanded (one sheet only)."""
+    refs = sheet_references(text, "")
+    assert all(name == "" for name, _, _ in refs), f"unexpected sheet reference in {text!r}"
+    return [(r, c) for _, r, c in refs]
 
 
 def functions(text: str) -> set[str]:

@@ -12,6 +12,7 @@ import numpy as np
 import openpyxl
 import pytest
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
+from _xlsx_oracle import sheet_references
 from click.testing import CliRunner
 from PIL import Image
 
@@ -374,22 +375,6 @@ def test_merged_channel_lines_are_full_rectangles_of_keys():
             assert got == set(itertools.product(*spans)) and len(got) == len(g)
 
 
-def _direct_refs(formula: str, sheet: str) -> set[tuple]:
-    """The cells a formula names, by openpyxl's tokenizer and range_boundaries."""
-    from openpyxl.formula.tokenizer import Tokenizer
-    from openpyxl.utils.cell import range_boundaries
-    out = set()
-    for tok in Tokenizer(formula).items:
-        if tok.type != "OPERAND" or tok.subtype != "RANGE":
-            continue
-        where, _, ref = tok.value.rpartition("!")
-        ref = ref.replace("$", "")
-        c0, r0, c1, r1 = range_boundaries(ref if ":" in ref else f"{ref}:{ref}")
-        name = where.strip("'") or sheet
-        out |= {(name, r - 1, c - 1) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
-    return out
-
-
 @pytest.mark.parametrize("book, sheet", [("conv-example", "explain"), ("simple-cnn", "explain"),
                                          ("simple-cnn", "prediction")])
 def test_cells_of_the_explain_and_prediction_sheets_trace_their_own_sheet(books, book, sheet):
@@ -402,7 +387,7 @@ def test_cells_of_the_explain_and_prediction_sheets_trace_their_own_sheet(books,
         for cell in row:
             if not (isinstance(cell.value, str) and cell.value.startswith("=")):
                 continue
-            want = _direct_refs(cell.value, sheet)
+            want = set(sheet_references(cell.value, sheet))
             trace = wb.precedents(f"{sheet}!{cell.coordinate}", depth=1)
             got = {(r.name, y, x) for level in trace.levels for r in level for rows, cols in r.boxes
                    for a, b in rows for c, d in cols for y in range(a, b) for x in range(c, d)}
