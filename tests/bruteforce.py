@@ -70,7 +70,8 @@ def brute_graph(net):
             else:
                 (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
                 dh, dw = layer.dilation if layer.kind == "conv" else (1, 1)
-            ho, wo = out_len(h_in, kh, sh, ph, dh), out_len(w_in, kw, sw, pw, dw)
+            ceil = getattr(layer, "ceil_mode", False)
+            ho, wo = out_len(h_in, kh, sh, ph, dh, ceil), out_len(w_in, kw, sw, pw, dw, ceil)
             c_out = layer.out_channels if layer.kind == "conv" else c_in
             groups = getattr(layer, "groups", 1)          # conv: output co reads its group's channels
             per_in, per_out = c_in // groups, c_out // groups

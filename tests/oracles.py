@@ -89,5 +89,11 @@ def cell_value(net, cell, acts) -> float:
     if isinstance(layer, sc.MaxPool2d):
         return max(values)
     if isinstance(layer, sc.AvgPool2d):
-        return sum(values) / (kh * kw if layer.count_include_pad else len(values))
+        if not layer.count_include_pad:
+            return sum(values) / len(values)
+        # padding counts, but not a ceil-mode window's part past it (torch's avg_pool2d: the
+        # window end is min(start + k, n + p) before clipping to the input)
+        rows_in = min(r * sh - ph + kh, h + ph) - (r * sh - ph)
+        cols_in = min(col * sw - pw + kw, w + pw) - (col * sw - pw)
+        return sum(values) / (rows_in * cols_in)
     raise AssertionError(f"no oracle for {type(layer).__name__}")

@@ -5,9 +5,12 @@ from hypothesis import strategies as st
 import sheetconv as sc
 
 
-def out_len(n, k, s, p, d=1):
-    """PyTorch's output-size formula, written out independently of sheetconv."""
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+def out_len(n, k, s, p, d=1, ceil=False):
+    """PyTorch's output-size formula (pooling_output_shape), written out independently of sheetconv."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:         # the last window must start inside the input or left padding
+        out -= 1
+    return out
 
 
 ACTIVATIONS = st.one_of(st.floats(-2, 2).map(sc.LeakyReLU), st.just(sc.Sigmoid()), st.just(sc.Tanh()),
@@ -17,7 +20,8 @@ ACTIVATIONS = st.one_of(st.floats(-2, 2).map(sc.LeakyReLU), st.just(sc.Sigmoid()
 @st.composite
 def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_features=5):
     """Random chains: Conv2d (non-square kernels, stride 1-3, padding 0-2, dilation 1-2, with or
-    without bias and fused ReLU, grouped by any common divisor of its channel counts), ReLU, MaxPool2d / AvgPool2d (count_include_pad both ways),
+    without bias and fused ReLU, grouped by any common divisor of its channel counts), ReLU, MaxPool2d / AvgPool2d
+    (count_include_pad both ways, floor or ceil mode),
     BatchNorm2d (random running statistics, affine or not), the element-wise activations
     (LeakyReLU with any slope in [-2, 2], Sigmoid, Tanh, SiLU, GELU exact and tanh), AdaptiveAvgPool2d /
     AdaptiveMaxPool2d (output sizes 1 to one more than the input's), and optionally Flatten
@@ -51,7 +55,8 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
             d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         else:                                   # PyTorch: pool padding at most half the kernel
             p, d = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))), (1, 1)
-        ho, wo = out_len(h, k[0], s[0], p[0], d[0]), out_len(w, k[1], s[1], p[1], d[1])
+        ceil = kind != "conv" and draw(st.booleans())
+        ho, wo = out_len(h, k[0], s[0], p[0], d[0], ceil), out_len(w, k[1], s[1], p[1], d[1], ceil)
         if ho < 1 or wo < 1:
             continue
         if kind == "conv":
@@ -61,9 +66,9 @@ def networks(draw, max_size=10, max_ch=3, max_layers=4, max_conv_kernel=4, max_f
                                     relu=draw(st.booleans()), groups=groups))
             c = co
         elif kind == "maxpool":
-            layers.append(sc.MaxPool2d(k, stride=s, padding=p))
+            layers.append(sc.MaxPool2d(k, stride=s, padding=p, ceil_mode=ceil))
         else:
-            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans())))
+            layers.append(sc.AvgPool2d(k, stride=s, padding=p, count_include_pad=draw(st.booleans()), ceil_mode=ceil))
         h, w = ho, wo
     if draw(st.booleans()):
         layers.append(sc.Flatten())

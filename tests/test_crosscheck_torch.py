@@ -40,10 +40,10 @@ def torch_modules(net):
         elif layer.kind == "linear":
             m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, dtype=torch.float64)
         elif layer.kind == "maxpool":
-            m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
+            m = nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding, ceil_mode=layer.ceil_mode)
         elif layer.kind == "avgpool":
             m = nn.AvgPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                             count_include_pad=layer.count_include_pad)
+                             count_include_pad=layer.count_include_pad, ceil_mode=layer.ceil_mode)
         elif layer.kind == "flatten":
             m = nn.Flatten()
         elif layer.kind == "relu":

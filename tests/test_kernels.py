@@ -206,7 +206,7 @@ def pool_cases(draw):
     w = draw(st.integers(max(1, kw - 2 * padding[1]), 13))
     shape = (draw(st.integers(1, 5)), draw(st.integers(1, 5)), h, w)
     return shape, (kh, kw), stride, padding, draw(st.sampled_from([np.float64, np.float32])), \
-        draw(st.integers(0, 2**32 - 1))
+        draw(st.integers(0, 2**32 - 1)), draw(st.booleans())
 
 
 @SETTINGS
@@ -223,7 +223,7 @@ def test_pools_in_blocks_split_among_threads_match_torch(case, count_include_pad
 
 
 def check_pools(case, count_include_pad):
-    shape, k, s, p, dtype, seed = case
+    shape, k, s, p, dtype, seed, ceil_mode = case
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     if seed % 3 == 1:                                           # any memory layout: W before H,
         x = x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
@@ -231,12 +231,12 @@ def check_pools(case, count_include_pad):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     before = x.copy()
     tx = torch.from_numpy(np.ascontiguousarray(x))
-    got = kernels.max_pool2d(x, k, s, p)
-    want = F.max_pool2d(tx, k, s, p).numpy()
+    got = kernels.max_pool2d(x, k, s, p, ceil_mode)
+    want = F.max_pool2d(tx, k, s, p, ceil_mode=ceil_mode).numpy()
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)                  # a max is exact
-    got = kernels.avg_pool2d(x, k, s, p, count_include_pad)
-    close(got, F.avg_pool2d(tx, k, s, p, count_include_pad=count_include_pad).numpy(), dtype)
+    got = kernels.avg_pool2d(x, k, s, p, count_include_pad, ceil_mode)
+    close(got, F.avg_pool2d(tx, k, s, p, ceil_mode=ceil_mode, count_include_pad=count_include_pad).numpy(), dtype)
     np.testing.assert_array_equal(x, before)
 
 

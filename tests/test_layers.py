@@ -107,14 +107,17 @@ def test_conv2d_in_threads():
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("k, s, p", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (1, 3, 0), (3, 1, 1)])
+@pytest.mark.parametrize("k, s, p", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (1, 3, 0), (3, 1, 1), (2, 3, 1)])
 @pytest.mark.parametrize("count_include_pad", [True, False])
-def test_pools_match_torch(k, s, p, count_include_pad):
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_pools_match_torch(k, s, p, count_include_pad, ceil_mode):
     x = np.random.default_rng(3).standard_normal((2, 3, 9, 8))
-    mx, av = sc.MaxPool2d(k, s, p), sc.AvgPool2d(k, s, p, count_include_pad=count_include_pad)
+    mx = sc.MaxPool2d(k, s, p, ceil_mode=ceil_mode)
+    av = sc.AvgPool2d(k, s, p, count_include_pad=count_include_pad, ceil_mode=ceil_mode)
     tx = torch.from_numpy(x)
-    np.testing.assert_array_equal(mx.forward(x), F.max_pool2d(tx, k, s, p).numpy())
-    np.testing.assert_allclose(av.forward(x), F.avg_pool2d(tx, k, s, p, count_include_pad=count_include_pad).numpy(),
+    np.testing.assert_array_equal(mx.forward(x), F.max_pool2d(tx, k, s, p, ceil_mode=ceil_mode).numpy())
+    np.testing.assert_allclose(av.forward(x), F.avg_pool2d(tx, k, s, p, ceil_mode=ceil_mode,
+                                                           count_include_pad=count_include_pad).numpy(),
                                rtol=1e-12, atol=1e-14)
     # the stride PyTorch's own modules settle on (the kernel size when not given)
     as_pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)   # noqa: E731

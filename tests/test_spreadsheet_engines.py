@@ -84,17 +84,29 @@ def net_wide():
 
 def net_residual():
     """A graph: a residual add with a fused ReLU, a strided block whose shortcut is an average
-    pool and a 1x1 conv, a concatenation along channels, then Flatten and Linear."""
+    pool (fastbook's, in ceil mode: 7 -> 4 like the conv) and a 1x1 conv, a concatenation
+    along channels, then Flatten and Linear."""
     def named(layer, name, inputs=None):
         layer.name, layer.inputs = name, None if inputs is None else tuple(inputs)
         return layer
     return Network([
         named(Conv2d(2, 3, 3, padding=1, relu=True), "stem"),
         named(Conv2d(3, 3, 3, padding=1), "b1"), named(Add(relu=True), "res1", ["b1", "stem"]),
-        named(Conv2d(3, 4, 3, stride=2, padding=1), "down"), named(AvgPool2d(2), "short", ["res1"]),
+        named(Conv2d(3, 4, 3, stride=2, padding=1), "down"), named(AvgPool2d(2, ceil_mode=True), "short", ["res1"]),
         named(Conv2d(3, 4, 1), "proj"), named(Add(), "res2", ["down", "proj"]),
         named(Concat(), "cat", ["res2", "proj"]), Flatten(), Linear(8 * 4 * 4, 3),
-    ], input_shape=(2, 8, 8))
+    ], input_shape=(2, 7, 7))
+
+
+def net_ceil():
+    """Pools in ceil mode: an average pool counting padding whose last windows hang past it
+    (divided by the part inside the padded grid), then a max pool whose last window is one cell."""
+    return Network([
+        Conv2d(1, 2, 3, padding=1, relu=True),
+        AvgPool2d(3, stride=2, padding=1, ceil_mode=True),
+        MaxPool2d(2, ceil_mode=True),
+        Flatten(), Linear(18, 3),
+    ], input_shape=(1, 8, 8))
 
 
 def net_partial_sums():
@@ -145,14 +157,16 @@ SMALL_FORMULA_LIMIT = {"partial_sums": 400, "activations": 130}
 # a conv with padding and ReLU, a dilated conv at the corner, a pool counting padding, a max pool,
 # a Linear with ReLU, a standalone ReLU, a conv with partial sums.
 # (batchnorm-bn / activations-gelu / adaptive: the kind's own formula over conv-sheet references;
-# residual-add: an Add with its ReLU, residual-cat: a Concat channel of its second input)
+# residual-add: an Add with its ReLU, residual-cat: a Concat channel of its second input;
+# residual-short, ceil, ceil-max: ceil-mode windows hanging past the grid, ceil's past the padding too)
 EXPLAIN = {"conv-example": None, "simple-cnn": None, "conv-course": "fc1[7]", "padded_dilated": "fc1[2]",
            "unfused": "pool1[1,0,0]", "wide": "pool1[2,1,1]", "partial_sums": "conv3[1,1,2]",
            "unfused-relu": "relu1[2,1,3]", "dilated-corner": "conv1[1,0,0]", "batchnorm": "conv2[3,0,5]",
            "activations": "conv3[4,3,2]", "batchnorm-bn": "bn1[2,3,4]", "batchnorm-adaptive": "pool1[1,2,1]",
            "activations-gelu": "act4[5,1,2]", "activations-leaky": "act6[2]",
            "residual": "down[1,2,1]", "resnet-mini": "res2_conv1[1,3,3]",
-           "residual-add": "res1[1,2,3]", "residual-cat": "cat[5,1,2]"}
+           "residual-add": "res1[1,2,3]", "residual-cat": "cat[5,1,2]", "residual-short": "short[2,3,3]",
+           "ceil": "pool1[1,4,4]", "ceil-max": "pool2[0,2,2]"}
 
 
 def _random_input(net, seed):
@@ -168,11 +182,11 @@ def _cases():
         "resnet-mini": (preset("resnet-mini", seed=3), digit(4)),
     }
     for i, make in enumerate([net_padded_dilated, net_unfused, net_wide, net_partial_sums, net_batchnorm,
-                              net_activations, net_residual]):
+                              net_activations, net_residual, net_ceil]):
         net = _random_statistics(make().init_weights(10 + i), 30 + i)
         cases[make.__name__.removeprefix("net_")] = (net, _random_input(net, 20 + i))
     for extra in ("batchnorm-bn", "batchnorm-adaptive", "activations-gelu", "activations-leaky", "residual-add",
-                  "residual-cat"):
+                  "residual-cat", "residual-short", "ceil-max"):
         cases[extra] = cases[extra.split("-")[0]]
     cases["unfused-relu"] = cases["unfused"]
     cases["dilated-corner"] = cases["unfused"]

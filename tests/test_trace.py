@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -179,6 +180,20 @@ def test_json_and_html(books):
     body = page[page.index("<tbody>"):page.index("</tbody>")]
     assert body.count("<tr>") == 9                                      # one row per text line of the levels
     assert "conv!K12:Q18" in body and "white-space:pre-wrap" in page    # long lines wrap
+
+
+def test_html_of_a_network_trace_names_each_grid():
+    t = sc.preset("simple-cnn").precedents(("conv2", 0, 3, 3), depth=None)
+    body = t._repr_html_().split("<tbody>")[1].split("</tbody>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in body.split("<tr>")[1:]]
+    assert [r[:3] for r in rows] == [["1", "conv1", "36"], ["1", "conv2.weight", "36"], ["1", "conv2.bias", "1"],
+                                     ["2", "input", "49"], ["2", "conv1.weight", "36"], ["2", "conv1.bias", "4"]]
+    assert rows[0][3] == "[0:4, 5:8, 5:8]" and rows[3][3] == "[0, 9:16, 9:16]"
+    for draw in (t.figure, lambda: t.to_png("never.png")):     # pictures come from a workbook's values
+        with pytest.raises(sc.SheetconvError, match=r"^a network's trace has no pictures.*open_workbook") as e:
+            draw()
+        assert "\n" not in str(e.value)
+    assert not os.path.exists("never.png")
 
 
 def test_highlight_copy(books, tmp_path):

@@ -69,6 +69,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import parallel
+from .window import Window
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "linear", "relu", "relu_"]
 
@@ -410,27 +411,29 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
 # ---------------------------------------------------------------- pooling
 
 @lru_cache(maxsize=512)
-def _pool_axis(n: int, k: int, s: int, p: int) -> tuple[int, tuple, bool, np.ndarray]:
+def _pool_axis(n: int, k: int, s: int, p: int, ceil_mode: bool = False) -> tuple[int, tuple, bool, np.ndarray, np.ndarray]:
     """One axis of a pool: output size, per tap (output slice, input slice) over the taps
     that land inside the input for some output, whether the first tap covers every output,
-    and how many taps land inside for each output (the divisor without padding)."""
-    o = (n + 2 * p - k) // s + 1
+    how many taps land inside for each output (the divisor without padding) and how many
+    inside the padded input (the divisor with padding; short only for a ceil-mode window)."""
+    win = Window(k, s, p, 1, ceil_mode)
+    o = win.out_size(n)
     taps, count = [], np.zeros(o, np.int64)
     for j in range(k):
-        lo = max(0, -((j - p) // s))                   # first output whose tap j is inside
-        hi = min(o, (n - 1 + p - j) // s + 1)          # one past the last
+        lo, hi = win.tap_outputs(j, n, o)
         if hi > lo:
-            start = lo * s - p + j
+            start = win.index(lo, j)
             taps.append((slice(lo, hi), slice(start, start + (hi - lo - 1) * s + 1, s), hi - lo == o))
             count[lo:hi] += 1
     taps.sort(key=lambda t: not t[2])                  # a tap that covers everything first
-    count.flags.writeable = False
-    return o, tuple((a, b) for a, b, _ in taps), taps[0][2], count
+    padded = np.array([win.padded_taps(i, n) for i in range(o)], np.int64)
+    count.flags.writeable = padded.flags.writeable = False
+    return o, tuple((a, b) for a, b, _ in taps), taps[0][2], count, padded
 
 
-def _pool_pass(x, axis, k, s, p, ufunc, fill, out):
+def _pool_pass(x, axis, k, s, p, ceil_mode, ufunc, fill, out):
     """Reduce windows along ``axis`` (2 or 3) of x into ``out`` with ``ufunc``; out-of-range taps are skipped."""
-    _, taps, first_full, _ = _pool_axis(x.shape[axis], k, s, p)
+    _, taps, first_full = _pool_axis(x.shape[axis], k, s, p, ceil_mode)[:3]
     at = (slice(None),) * axis
     if first_full:
         np.copyto(out, x[at + (taps[0][1],)])
@@ -460,7 +463,7 @@ def _pool_blocks(n: int, c: int, plane: int, channels_inner: bool) -> tuple:
     return tuple((slice(i, i + per), slice(j, j + 1)) for j in range(c) for i in range(0, n, per))
 
 
-def _pool(x, kernel_size, stride, padding, ufunc, fill):
+def _pool(x, kernel_size, stride, padding, ceil_mode, ufunc, fill):
     """Separable window reduction, block by block of planes (each block's passes run in
     cache; blocks are shared among the engine's threads): along the height into
     scratch, then along the width into the result."""
@@ -468,8 +471,8 @@ def _pool(x, kernel_size, stride, padding, ufunc, fill):
     n, c, h, w = x.shape
     tall = not (kh == 1 and sh == 1 and ph == 0)
     wide = not (kw == 1 and sw == 1 and pw == 0)
-    ho = _pool_axis(h, kh, sh, ph)[0] if tall else h
-    wo = _pool_axis(w, kw, sw, pw)[0] if wide else w
+    ho = _pool_axis(h, kh, sh, ph, ceil_mode)[0] if tall else h
+    wo = _pool_axis(w, kw, sw, pw, ceil_mode)[0] if wide else w
     out = np.empty((n, c, ho, wo), x.dtype)
     blocks = _pool_blocks(n, c, h * w * x.itemsize, c > 1 and abs(x.strides[1]) < abs(x.strides[3]))
 
@@ -478,46 +481,52 @@ def _pool(x, kernel_size, stride, padding, ufunc, fill):
             rows = src = x[images, channels]
             if tall:
                 rows = _scratch("pool", src.shape[:2] + (ho, w), x.dtype)
-                _pool_pass(src, 2, kh, sh, ph, ufunc, fill, out=rows)
+                _pool_pass(src, 2, kh, sh, ph, ceil_mode, ufunc, fill, out=rows)
             if wide:
-                _pool_pass(rows, 3, kw, sw, pw, ufunc, fill, out=out[images, channels])
+                _pool_pass(rows, 3, kw, sw, pw, ceil_mode, ufunc, fill, out=out[images, channels])
             else:
                 out[images, channels] = rows
     parallel.run(work, len(blocks), x.nbytes)
     return out
 
 
-def max_pool2d(x: np.ndarray, kernel_size, stride, padding) -> np.ndarray:
-    """``torch.nn.functional.max_pool2d`` of an (N, C, H, W) batch: -inf padding, floor mode.
+def max_pool2d(x: np.ndarray, kernel_size, stride, padding, ceil_mode: bool = False) -> np.ndarray:
+    """``torch.nn.functional.max_pool2d`` of an (N, C, H, W) batch: -inf padding.
 
     kernel_size, stride and padding are (h, w) pairs (padding at most half the kernel,
-    as torch requires, so every window holds at least one input cell). Exact: a max
-    does not depend on the order of its terms. NaN propagates as in torch.
+    as torch requires, so every window holds at least one input cell, in ceil mode too).
+    Exact: a max does not depend on the order of its terms. NaN propagates as in torch.
     """
-    return _pool(x, tuple(kernel_size), tuple(stride), tuple(padding), np.maximum, -np.inf)
+    return _pool(x, tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode, np.maximum, -np.inf)
 
 
 @lru_cache(maxsize=256)
-def _avg_divisor(h, w, kernel_size, stride, padding, dtype) -> np.ndarray:
-    """(H_o, W_o) count of the input cells each window covers (padding excluded)."""
-    rows = _pool_axis(h, kernel_size[0], stride[0], padding[0])[3]
-    cols = _pool_axis(w, kernel_size[1], stride[1], padding[1])[3]
+def _avg_divisor(h, w, kernel_size, stride, padding, ceil_mode, count_include_pad, dtype) -> np.ndarray:
+    """(H_o, W_o) divisor of each window: the input cells it covers, padding included
+    when ``count_include_pad`` (a ceil-mode window's overhang past the padding never is)."""
+    which = 4 if count_include_pad else 3
+    rows = _pool_axis(h, kernel_size[0], stride[0], padding[0], ceil_mode)[which]
+    cols = _pool_axis(w, kernel_size[1], stride[1], padding[1], ceil_mode)[which]
     d = np.outer(rows, cols).astype(dtype)
     d.flags.writeable = False
     return d
 
 
-def avg_pool2d(x: np.ndarray, kernel_size, stride, padding, count_include_pad: bool = True) -> np.ndarray:
-    """``torch.nn.functional.avg_pool2d`` of an (N, C, H, W) batch: zero padding, floor mode.
+def avg_pool2d(x: np.ndarray, kernel_size, stride, padding, count_include_pad: bool = True,
+               ceil_mode: bool = False) -> np.ndarray:
+    """``torch.nn.functional.avg_pool2d`` of an (N, C, H, W) batch: zero padding.
 
-    The window sum is divided by the kernel area when ``count_include_pad`` (torch's
-    default; without ceil mode no window reaches past the padding, so that is torch's
-    divisor), else by the number of input cells the window covers.
+    The window sum is divided by the number of cells the window covers: padding
+    included when ``count_include_pad`` (torch's default), but never the part of a
+    ceil-mode window past the padding, as torch. Where every window has the kernel's
+    area that is one scalar division.
     """
     kernel_size, stride, padding = tuple(kernel_size), tuple(stride), tuple(padding)
-    total = _pool(x, kernel_size, stride, padding, np.add, 0)
-    if count_include_pad or padding == (0, 0):
-        total /= kernel_size[0] * kernel_size[1]
+    total = _pool(x, kernel_size, stride, padding, ceil_mode, np.add, 0)
+    divisor = _avg_divisor(x.shape[2], x.shape[3], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype)
+    area = kernel_size[0] * kernel_size[1]
+    if divisor.size and divisor.min() == area:
+        total /= area
     else:
-        total /= _avg_divisor(x.shape[2], x.shape[3], kernel_size, stride, padding, x.dtype)
+        total /= divisor
     return total

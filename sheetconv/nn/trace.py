@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..errors import SheetconvError
 from .regions import Region
 
 __all__ = ["Trace", "describe_input", "render_text", "MAP_MAX"]
@@ -95,6 +96,17 @@ class Trace:
     def _picture_html(self) -> str:
         """Inline pictures for Jupyter; a trace of a workbook's cells draws its level panels."""
         return ""
+
+    def figure(self, **kwargs):
+        """The level pictures: drawn from a workbook's stored values, so only a workbook's
+        trace (sheetconv.tracing.SheetTrace) has them; a network's trace says so in one line."""
+        raise SheetconvError("a network's trace has no pictures: they are drawn from a workbook's values; "
+                             "write one and trace it there: sc.write_workbook(net, x, path), then "
+                             "sc.open_workbook(path).precedents(cell).figure()")
+
+    def to_png(self, path, force: bool = False, **kwargs):
+        """See :meth:`figure`."""
+        self.figure()
 
     def bbox(self, name: str | None = None):
         """Bounding box of the deepest activation region (the input, for a full precedent trace)."""
@@ -257,7 +269,7 @@ def _level_rows(trace: Trace) -> list[tuple[int, str, int, str]]:
             continue
         for group in _runs_of_channels(trace, _entries(trace, k, trace.levels[k])):
             line = _entry_line(trace, group).strip()
-            label = _label(group)
+            label = _label(group) or group[0].get("name", "")        # a network's grid: its name
             total = sum(e["count"] for e in group)
             line = line.removesuffix(f"({total})").strip()
             rows.append((k + 1, label, total, line[len(label):].strip() if label else line))
@@ -294,7 +306,7 @@ def _title(trace: Trace) -> str:
 def _entries(trace: Trace, k: int, level: list[Region]) -> list[dict]:
     if "sheet_levels" in trace.meta:
         return trace.meta["sheet_levels"][k]
-    return [{"sheet": None, "grid": None, "channel": None, "ranges": [r.describe()], "count": len(r)}
+    return [{"sheet": None, "grid": None, "channel": None, "ranges": [r.describe()], "count": len(r), "name": r.name}
             for r in level]
 
 

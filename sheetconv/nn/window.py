@@ -1,7 +1,9 @@
 """How one output index of a spatial layer reads one input axis.
 
-``Window(kernel, stride, padding, dilation)``: output index ``o`` reads, for each kernel
-tap ``t`` in [0, kernel), the input index ``index(o, t) = o*stride - padding + t*dilation``.
+``Window(kernel, stride, padding, dilation, ceil_mode)``: output index ``o`` reads, for each
+kernel tap ``t`` in [0, kernel), the input index ``index(o, t) = o*stride - padding + t*dilation``.
+``ceil_mode`` (pools only, as PyTorch's) only adds a last output whose window hangs past
+the padded input; every window still starts inside the input or its left padding.
 This is the only place that formula is written: the dependency arithmetic (deps.py),
 the formula text (sheet/formulas.py) and the receptive fields all ask a Window.
 Indices outside [0, n) are padding, not cells.
@@ -9,7 +11,7 @@ Indices outside [0, n) are padding, not cells.
 ``AdaptiveWindow(n_in, n_out)``: the adaptive pools' rule, PyTorch's: output ``o`` reads
 the input indices [floor(o*n_in/n_out), ceil((o+1)*n_in/n_out)) — windows whose length and
 step vary with ``o``, so it is bound to one input size. It answers the same questions
-(``index``, ``taps``, ``inputs``, ``out_size``) plus ``back(runs)`` / ``forward(runs)``,
+(``index``, ``taps``, ``padded_taps``, ``inputs``, ``out_size``) plus ``back(runs)`` / ``forward(runs)``,
 the run arithmetic deps.py asks of it. Its windows are contiguous and each starts no later
 than the previous one ends, so a run of outputs reads one run of inputs.
 """
@@ -30,6 +32,7 @@ class Window:
     stride: int = 1
     padding: int = 0
     dilation: int = 1
+    ceil_mode: bool = False
 
     def index(self, out: int, tap: int) -> int:
         """The input index that kernel tap ``tap`` of output ``out`` reads (may lie in the padding)."""
@@ -41,8 +44,19 @@ class Window:
         return (self.kernel - 1) * self.dilation + 1
 
     def out_size(self, n: int) -> int:
-        """PyTorch's output-size formula: floor((n + 2p - d(k-1) - 1) / s) + 1."""
-        return (n + 2 * self.padding - self.span) // self.stride + 1
+        """PyTorch's output-size formula: floor((n + 2p - d(k-1) - 1) / s) + 1; in ceil
+        mode the division rounds up, but a last window starting past the input and its
+        left padding (index(o, 0) >= n) is dropped, as torch drops it."""
+        if not self.ceil_mode:
+            return (n + 2 * self.padding - self.span) // self.stride + 1
+        out = -((n + 2 * self.padding - self.span) // -self.stride) + 1
+        return out - 1 if self.index(out - 1, 0) >= n else out
+
+    def padded_taps(self, o: int, n: int) -> int:
+        """How many kernel taps of output ``o`` land inside the padded input [-p, n + p):
+        the kernel size, except for a ceil-mode window hanging past the padding (an
+        average pool's divisor when padding counts)."""
+        return min(self.kernel, (n + self.padding - 1 - self.index(o, 0)) // self.dilation + 1)
 
     def taps(self, o: int, n: int) -> tuple[int, int]:
         """Half-open range of kernel taps of output index ``o`` that land inside [0, n)."""
@@ -119,6 +133,9 @@ class AdaptiveWindow:
 
     def taps(self, o: int, n: int) -> tuple[int, int]:
         return 0, self.end(o) - self.start(o)
+
+    def padded_taps(self, o: int, n: int) -> int:
+        return self.end(o) - self.start(o)
 
     def inputs(self, o: int, n: int) -> list[int]:
         return list(range(self.start(o), self.end(o)))

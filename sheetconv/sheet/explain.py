@@ -189,8 +189,7 @@ def _pool(s: _Sheet, layer, src, acts, o, r, c):
     wh, ww = layer.windows
     t0, t1 = wh.taps(r, hin)
     u0, u1 = ww.taps(c, win)
-    y0 = r * wh.stride - wh.padding + t0
-    x0 = c * ww.stride - ww.padding + u0
+    y0, x0 = wh.index(r, t0), ww.index(c, u0)
     s.text(1, 0, f"the {wh.kernel}x{ww.kernel} window of {src}, channel {o} (the part inside the input)")
     s.text(2, _GRID, f"window, ch {o}", "title")
     vals = []
@@ -203,9 +202,10 @@ def _pool(s: _Sheet, layer, src, acts, o, r, c):
     row = 4 + t1 - t0
     if layer.kind == "maxpool":
         last = s.step(row, "max pool: the largest value of the window", f"MAX({block})", max(vals))
-    elif layer.count_include_pad and len(vals) < wh.kernel * ww.kernel:
-        area = wh.kernel * ww.kernel
-        last = s.step(row, f"average pool: the window's sum over {area} cells (padding counts as 0)",
+    elif layer.count_include_pad and len(vals) < wh.padded_taps(r, hin) * ww.padded_taps(c, win):
+        area = wh.padded_taps(r, hin) * ww.padded_taps(c, win)
+        past = "; in ceil mode the part past the padding does not count" if area < wh.kernel * ww.kernel else ""
+        last = s.step(row, f"average pool: the window's sum over {area} cells (padding counts as 0{past})",
                       f"SUM({block})/{area}", float(np.sum(vals)) / area)
     else:
         last = s.step(row, "average pool: the mean of the window", f"AVERAGE({block})", float(np.mean(vals)))

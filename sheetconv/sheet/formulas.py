@@ -227,6 +227,7 @@ class LayerFormulas:
         cell = f"{_COLS[x0]}{y0 + 1}"
         rng = f"{cell}:{_COLS[x0 + u1 - u0 - 1]}{y0 + t1 - t0}"
         return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0),
+                                        area=wh.padded_taps(r, hin) * ww.padded_taps(c, win),
                                         params=self._channel_params(o)))
 
     def _channel_params(self, o: int) -> tuple:

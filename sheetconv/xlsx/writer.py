@@ -380,7 +380,8 @@ def _write_summary(wb, net, layout, title, styles):
     ws = wb.add_worksheet(SUMMARY_SHEET)
     ws.set_column(0, 0, 16)
     ws.set_column(1, 1, 10)
-    ws.set_column(2, 2, 30)
+    details = {name: what(net[name]) for name in net.names if name != "input"}
+    ws.set_column(2, 2, min(80, max([30] + [len(t) + 2 for t in details.values()])))   # the longest line fits
     ws.set_column(3, 3, 14)
     ws.set_column(4, 5, 12)
     ws.set_column(6, 9, 15)
@@ -402,7 +403,7 @@ def _write_summary(wb, net, layout, title, styles):
         first = layout.cell_of((name, 0, 0, 0))
         ws.write_string(row, 0, "input" if name == "input" else net[name].label)
         ws.write_string(row, 1, kind)
-        ws.write_string(row, 2, "" if name == "input" else what(net[name]))
+        ws.write_string(row, 2, details.get(name, ""))
         ws.write_string(row, 3, " x ".join(map(str, net.shapes[name])), centre)
         ws.write_number(row, 4, 0 if name == "input" else net[name].param_count(), num)
         ws.write_number(row, 5, 0 if name == "input" else net.macs(name), num)

@@ -91,7 +91,8 @@ class Terms:
 
     ``window``: the range an output reads in its own channel (pools), ``cell``: the one
     input cell it copies or rectifies (ReLU, Flatten), ``covered``: how many cells of the
-    window lie inside the grid; ``pairs``: (input range, weight range) per SUMPRODUCT;
+    window lie inside the grid; ``area``: how many lie inside the padded grid (0: the
+    kernel's area; less only for a ceil-mode window hanging past the padding); ``pairs``: (input range, weight range) per SUMPRODUCT;
     ``products``: (input cell, weight cell) per product written out (a dilated window is not
     a range); ``sums``: partial-sum cells that replace the SUMPRODUCTs; ``bias``: the bias
     cell; ``total``: False for a partial sum (no bias, no ReLU); ``params``: (parameter
@@ -100,6 +101,7 @@ class Terms:
     window: str = ""
     cell: str = ""
     covered: int = 0
+    area: int = 0
     pairs: tuple = ()
     products: tuple = ()
     sums: tuple = ()
@@ -372,7 +374,7 @@ class Layer:
         _, h, w = in_shape
         out = []
         for axis, (win, n) in enumerate(zip(self.windows, (h, w))):
-            if win.span > n + 2 * win.padding:
+            if win.out_size(n) < 1:                     # the kernel outgrows the padded input (ceil mode: by a stride)
                 raise SheetconvError(
                     f"kernel {win.kernel} (dilated extent {win.span}) is larger than the padded "
                     f"input {n}+2*{win.padding}={n + 2 * win.padding} along {'HW'[axis]}")
@@ -392,7 +394,7 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-_BOOL_KEYS = ("bias", "relu", "count_include_pad", "affine")
+_BOOL_KEYS = ("bias", "relu", "count_include_pad", "affine", "ceil_mode")
 _PAIR_KEYS = ("kernel_size", "stride", "padding", "dilation", "output_size")
 _FLOAT_KEYS = ("eps", "momentum", "negative_slope")
 _TEXT_KEYS = ("approximate",)

@@ -1,6 +1,7 @@
 """MaxPool2d: the largest cell of each window of its own channel; padding counts as -inf.
 
-Formula ``MAX(<window>)``, the window clipped to the grid (padding is not a cell).
+Formula ``MAX(<window>)``, the window clipped to the grid (padding is not a cell). In
+``ceil_mode`` (PyTorch's) a last window may hang past the input; it is clipped the same way.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ class _Pool2d(Layer):
     kernel size, as PyTorch's) and one Window per axis (no dilation). Not a kind itself."""
     prefix = "pool"
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False):
         super().__init__()
+        self.ceil_mode = bool(ceil_mode)
         who = type(self).__name__
         self.kernel_size = pair(kernel_size, "kernel_size", who, 1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", who, 1)
@@ -29,13 +31,19 @@ class _Pool2d(Layer):
 
     @property
     def windows(self):
-        return tuple(Window(k, s, p, 1) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
+        return tuple(Window(k, s, p, 1, self.ceil_mode) for k, s, p in zip(self.kernel_size, self.stride, self.padding))
+
+    def _config(self, kind: str, **extra) -> dict:
+        cfg = {"type": kind, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+               "padding": list(self.padding), **extra}
+        return {**cfg, "ceil_mode": True} if self.ceil_mode else cfg         # floor mode, the default, unsaid
 
 
 def pool_text(layer, what: str) -> str:
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
     text = f"{kh}x{kw} {what} pool, stride {sh if sh == sw else (sh, sw)}"
-    return text + (f", padding {ph if ph == pw else (ph, pw)}" if max(ph, pw) else "")
+    text += f", padding {ph if ph == pw else (ph, pw)}" if max(ph, pw) else ""
+    return text + (", ceil mode" if layer.ceil_mode else "")
 
 
 class MaxPool2d(_Pool2d):
@@ -47,11 +55,10 @@ class MaxPool2d(_Pool2d):
         return (c, *self._check_windows(in_shape))
 
     def forward(self, x):
-        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def config(self):
-        return {"type": "MaxPool2d", "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": list(self.padding)}
+        return self._config("MaxPool2d")
 
     def formula(self, terms: Terms) -> str:
         return f"MAX({terms.window})"
@@ -60,20 +67,19 @@ class MaxPool2d(_Pool2d):
         return pool_text(self, "max")
 
     def to_torch_module(self, torch):
-        return torch.nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+        return torch.nn.MaxPool2d(self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
     def _torch_forward(self, F, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
     @classmethod
     def from_torch(cls, m, where, array):
-        if m.ceil_mode or m.return_indices:
-            flag = "ceil_mode" if m.ceil_mode else "return_indices"
-            raise SheetconvError(f"{where}: {flag}=True is not supported")
+        if m.return_indices:
+            raise SheetconvError(f"{where}: return_indices=True is not supported")
         if m.dilation not in (1, (1, 1), [1, 1]):
             raise SheetconvError(f"{where}: dilation={m.dilation} is not supported for pools; must be 1")
-        return cls(m.kernel_size, m.stride, m.padding)
+        return cls(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
 
     def torch_extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation=1, ceil_mode=False")
+                f"dilation=1, ceil_mode={self.ceil_mode}")
