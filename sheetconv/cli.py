@@ -180,7 +180,8 @@ def _depth(ctx, param, value):
 @click.option("--dependents", is_flag=True, help="Trace the cells that read CELL instead.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--highlight", type=str, default=None,
-              help="Write a copy of BOOK (.xlsx) with CELL outlined green and the traced cells filled blue.")
+              help="Write a copy of BOOK (.xlsx) with CELL outlined green and each level of traced cells "
+                   "outlined in its colour.")
 @click.option("--png", type=str, default=None,
               help="Draw one panel per level (.png): the traced cell on its layer's grid, then each level's "
                    "cells on the grid they belong to, down to the input.")

@@ -36,6 +36,7 @@ from .formulagraph.index import compact_rects
 from .nn.regions import Region
 from .sheet.a1 import quote_sheet, rng
 from .xlsx.files import atomic_output
+from .xlsx.highlight import LEVEL_COLORS as HIGHLIGHT_COLORS
 from .xlsx.highlight import check_outputs
 
 __all__ = ["Tile", "Panel", "level_panels", "figure", "write_png", "panels_html", "touching_groups",
@@ -46,7 +47,7 @@ MAX_LEVELS = 12          # levels drawn: the first MAX_LEVELS - 1 and the last; 
 MAX_SIDE = 64            # rows or columns of a foreign sheet's window around a block
 MAX_RECTS = 4096         # rectangles drawn per tile
 MAX_GROUP_RECTS = 20_000  # rectangles grouped into blocks; past this, one block per rectangle
-LEVEL_COLORS = ["#1a9641", "#d7191c", "#e66101", "#2b83ba", "#7b3294", "#b8860b", "#008b8b", "#c51b7d"]
+LEVEL_COLORS = [f"#{c.lower()}" for c in HIGHLIGHT_COLORS]    # as the highlighted copy's outlines
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,8 @@ class Workbook:
 
     def highlight(self, ref, out, depth: int | None = None, dependents: bool = False, force: bool = False):
         """Write a copy of the workbook to ``out`` (.xlsx) with ``ref`` outlined green and its
-        precedents (or dependents) filled blue, level by level; returns the path."""
+        precedents (or dependents) outlined level by level, in the colours of the level
+        pictures; returns the path."""
         from .xlsx.highlight import write_highlight
         return write_highlight(self.path, self.trace(ref, depth, dependents), out, force=force)
 

@@ -97,6 +97,8 @@ def test_npy_errors(tmp_path):
         sc.load_input(tmp_path / "junk.npy")
     with pytest.raises(sc.SheetconvError, match="no such file"):
         sc.load_input(tmp_path / "missing.npy")
+    with pytest.raises(sc.SheetconvError, match=r": is a directory, expected an image file \(PNG, JPEG, \.\.\.\) or a \.npy"):
+        sc.load_input(tmp_path)
 
 
 def test_grey_png(tmp_path):

@@ -22,6 +22,7 @@ from sheetconv.cli import cli
 from sheetconv.formulagraph.index import compact_rects
 from sheetconv.nn.network import parse_grid_ref
 from sheetconv.tracing import FormulaWorkbook, SheetconvWorkbook, open_workbook
+from sheetconv.xlsx.highlight import LEVEL_COLORS
 from sheetconv.xlsx.writer import write_workbook
 
 
@@ -196,6 +197,32 @@ def test_html_of_a_network_trace_names_each_grid():
     assert not os.path.exists("never.png")
 
 
+def outlines(ws, skip=()) -> dict:
+    """(row, col) 0-based -> {side: colour} of every cell with a medium border side."""
+    out = {}
+    for row in ws.iter_rows():
+        for c in row:
+            if (c.row - 1, c.column - 1) in skip:
+                continue
+            sides = {name: getattr(c.border, name).color.rgb[-6:] for name in ("left", "right", "top", "bottom")
+                     if getattr(c.border, name).style == "medium"}
+            if sides:
+                out[(c.row - 1, c.column - 1)] = sides
+    return out
+
+
+def expected_outlines(nearest: dict) -> dict:
+    """The boxes Trace Precedents draws: a traced cell's side where its neighbour is not in the
+    same level (``nearest``: cell -> its nearest level), in the level's colour."""
+    out = {}
+    for (y, x), k in nearest.items():
+        around = {"left": (y, x - 1), "right": (y, x + 1), "top": (y - 1, x), "bottom": (y + 1, x)}
+        sides = {name: LEVEL_COLORS[k + 1] for name, cell in around.items() if nearest.get(cell) != k}
+        if sides:
+            out[(y, x)] = sides
+    return out
+
+
 def test_highlight_copy(books, tmp_path):
     out = tmp_path / "hl.xlsx"
     result = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "conv2[0,3,3]", "--highlight", str(out)])
@@ -205,12 +232,12 @@ def test_highlight_copy(books, tmp_path):
     lay = wb.layout
     ws = openpyxl.load_workbook(out)["conv"]
     root = ws.cell(*(v + 1 for v in lay.cell_of(("conv2", 0, 3, 3))))
-    assert root.border.left.style == "thick" and root.border.left.color.rgb.endswith("00A000")
-    filled = {(c.row - 1, c.column - 1) for row in ws.iter_rows() for c in row
-              if c.fill is not None and c.fill.fill_type == "solid"}
-    expected = {(y, x) for level in wb.sheet_levels(t) for r0, c0, r1, c1 in level
-                for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)}
-    assert filled == expected
+    assert root.border.left.style == "thick" and root.border.left.color.rgb.endswith(LEVEL_COLORS[0])
+    nearest = {}
+    for k, level in reversed(list(enumerate(wb.sheet_levels(t)))):
+        nearest.update({(y, x): k for r0, c0, r1, c1 in level for y in range(r0, r1 + 1) for x in range(c0, c1 + 1)})
+    assert outlines(ws, skip={(root.row - 1, root.column - 1)}) == expected_outlines(nearest)
+    assert {k for k in nearest.values()} == {0, 1}
     book = openpyxl.load_workbook(out)
     assert book.sheetnames == ["conv", "summary", "explain", "_sheetconv"]
     assert book.active.title == "conv" and book.calculation.fullCalcOnLoad
@@ -220,20 +247,11 @@ def test_highlight_copy(books, tmp_path):
     corner = view.pane.topLeftCell if view.pane is not None else view.topLeftCell
     c0, r0, _, _ = openpyxl.utils.range_boundaries(corner + ":" + corner)
     assert r0 <= root.row < r0 + 10 and c0 <= root.column < c0 + 10            # scrolled to the cell
-    for color in {c.fill.start_color.rgb[-6:] for row in ws.iter_rows() for c in row if c.fill.fill_type == "solid"}:
-        r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
-        assert 0.2126 * r + 0.7152 * g + 0.0722 * b > 170, color              # light: black text stays readable
-    # the heatmaps stay on every other cell: the traced cells are taken out of their ranges
-    def cf_cells(sheet):
-        out = set()
-        for cf in sheet.conditional_formatting:
-            for part in str(cf.sqref).split():
-                c0, r0, c1, r1 = openpyxl.utils.range_boundaries(part if ":" in part else f"{part}:{part}")
-                out |= {(y, x) for y in range(r0 - 1, r1) for x in range(c0 - 1, c1)}
-        return out
+    # the heatmaps stay on every cell, the traced ones included: outlines, not fills
     source = openpyxl.load_workbook(books["conv-example"])["conv"]
-    assert cf_cells(ws) == cf_cells(source) - expected and cf_cells(source) & expected
-    assert all(r.type == "colorScale" for cf in ws.conditional_formatting for r in cf.rules)
+    assert [(str(cf.sqref), [r.type for r in cf.rules]) for cf in ws.conditional_formatting] == \
+        [(str(cf.sqref), [r.type for r in cf.rules]) for cf in source.conditional_formatting]
+    assert not any(c.fill is not None and c.fill.fill_type == "solid" for row in ws.iter_rows() for c in row)
     mode = os.stat(out).st_mode & 0o777
     umask = os.umask(0)
     os.umask(umask)
@@ -281,9 +299,11 @@ def test_generic_highlight_and_png(tmp_path):
     result = CliRunner().invoke(cli, ["trace", str(p), "C7", "--highlight", str(hl), "--png", str(png)])
     assert result.exit_code == 0, result.output
     wb = openpyxl.load_workbook(hl)
-    filled = {(ws.title, c.coordinate) for ws in wb for row in ws.iter_rows() for c in row
-              if c.fill is not None and c.fill.fill_type == "solid"}
-    assert filled == {("Main", a) for a in ("B7", "C1", "A1", "A2", "B1", "B2")} | {("Other (1)", "A1")}
+    # C7 = B7*C1 (level 1), B7 = SUM(A1:B2)+'Other (1)'!A1 (level 2): one box per block of a level
+    main = {(0, 2): 0, (6, 1): 0} | {(y, x): 1 for y in (0, 1) for x in (0, 1)}
+    assert outlines(wb["Main"], skip={(6, 2)}) == expected_outlines(main)
+    assert outlines(wb["Other (1)"]) == expected_outlines({(0, 0): 1})
+    assert outlines(wb["Main"])[(0, 0)] == {"left": LEVEL_COLORS[2], "top": LEVEL_COLORS[2]}    # a corner of the box
     assert wb["Main"]["C7"].border.top.style == "thick"
     assert Image.open(png).format == "PNG"
 

@@ -63,8 +63,10 @@ def load_input(path, shape: tuple[int, int, int] | None = None, resize: bool = F
         def warn(message):
             warnings.warn(message, UserWarning, stacklevel=3)
     path = check_name(path, "input")
+    if path.is_dir():
+        raise SheetconvError(f"{path}: is a directory, expected an image file (PNG, JPEG, ...) or a .npy array")
     if not path.is_file():
-        raise SheetconvError(f"{path}: no such file")
+        raise SheetconvError(f"{path}: no such file (expected an image file (PNG, JPEG, ...) or a .npy array)")
     if path.suffix.lower() == ".npy":
         x = _load_npy(path, shape)
         return 1.0 - x if invert else x

@@ -1,19 +1,20 @@
 """A highlighted copy of the workbook (the level pictures are drawn by sheetconv.pictures).
 
-``write_highlight``: a copy of the workbook with the traced cell outlined green, selected
-and scrolled to, and its precedents (or dependents) filled light blue, a deeper shade for
-nearer levels - the picture of Trace Precedents in the book. The copy is streamed: every
-zip part is copied unchanged except ``xl/styles.xml`` (new fills, a border and cell
-formats appended; nothing existing is renumbered) and the worksheets holding traced cells,
-whose XML is copied byte for byte but for the ``s`` (style) attribute of the traced cells,
-the cells added where a traced cell had no element, the sheet view (selection, scroll
-position) of the traced cell's sheet and the trace's conditional formats. Formulas and
-stored values stay, so the copy is still a workbook ``sheetconv check`` accepts. The
-workbook's color-scale heatmaps stay on every other cell: the traced cells are taken out of
-the conditional formats' ranges, since LibreOffice paints a colour scale over any fill (a
-conditional format ranked above it included). (A workbook without a styles part gets one, listed in
-``[Content_Types].xml`` and the workbook's relationships; a trace whose cell lies on
-another sheet than the open one also changes ``workbook.xml``'s active tab.)
+``write_highlight``: a copy of the workbook with the traced cell outlined thick green,
+selected and scrolled to, and each level of its precedents (or dependents) outlined in the
+level's colour (the colours of the level pictures: level 1 red, level 2 orange, ...): a box
+around each block of cells, as Trace Precedents draws around a range, so the cells keep
+their values' heatmap. A cell borders its neighbour where the neighbour is not in the same
+level (a cell in several levels counts in the nearest). The copy is streamed: every
+zip part is copied unchanged except ``xl/styles.xml`` (new borders and cell formats
+appended; nothing existing is renumbered) and the worksheets holding traced cells,
+whose XML is copied byte for byte but for the ``s`` (style) attribute of the outlined
+cells, the cells added where an outlined cell had no element and the sheet view (selection,
+scroll position) of the traced cell's sheet. Formulas, stored values and conditional
+formats stay, so the copy is still a workbook ``sheetconv check`` accepts. (A workbook
+without a styles part gets one, listed in ``[Content_Types].xml`` and the workbook's
+relationships; a trace whose cell lies on another sheet than the open one also changes
+``workbook.xml``'s active tab.)
 
 Output paths are checked up front (:func:`check_outputs`) and written through
 :func:`sheetconv.xlsx.files.atomic_output`.
@@ -29,14 +30,16 @@ from pathlib import Path
 from ..errors import SheetconvError
 from ..nn.trace import Trace
 from ..sheet.a1 import cell as a1
-from ..sheet.a1 import column_names, parse_range, rng, split_sheet
+from ..sheet.a1 import column_names, parse_range, split_sheet
 from .files import atomic_output, check_target
 from .package import LIMITS, NS_MAIN, open_part, open_zip, read_workbook_parts, relationships
 
-__all__ = ["write_highlight", "check_outputs", "LEVEL_FILLS", "RECALC_NOTE"]
+__all__ = ["write_highlight", "check_outputs", "LEVEL_COLORS", "RECALC_NOTE"]
 
-LEVEL_FILLS = ["9DC3E6", "BDD7EE", "D2E4F4", "DDEBF7", "EAF2FA"]     # light: dark text stays readable
-ROOT_BORDER = "00A000"
+# The traced cell, then level 1, 2, ... (cycling): the highlighted copy's outlines and the
+# level pictures (sheetconv.pictures) share them; no blue, the heatmaps' negative end.
+LEVEL_COLORS = ["1A9641", "D7191C", "E66101", "7B3294", "8C510A", "008B8B", "C51B7D", "B8860B"]
+LEFT, RIGHT, TOP, BOTTOM = 1, 2, 4, 8  # the sides of a cell's outline, as a bit mask
 MAX_PAINTED = 2_000_000
 RECALC_NOTE = ("note: the copy keeps the workbook's formulas and stored values; only the traced cells' "
                "formats changed")
@@ -128,13 +131,12 @@ def _member(dst: zipfile.ZipFile, info: zipfile.ZipInfo):
 # ---------------------------------------------------------------- what to paint
 
 class _Plan:
-    """The traced cells per worksheet part: ``rows[part][row] = [(c0, c1, level), ...]``, the
-    trace's A1 ranges per part and level (for the conditional formats), and the root cell."""
+    """The traced cells per worksheet part: ``rows[part][row] = [(c0, c1, level), ...]``, and
+    the root cell."""
 
     def __init__(self, trace: Trace, sheets):
         by_name = {s.name.lower(): s for s in sheets}
         self.rows: dict[str, dict[int, list]] = {}
-        self.ranges: dict[str, dict[int, list[str]]] = {}
         painted = 0
         for k, level in enumerate(trace.meta.get("sheet_levels", [])):
             for entry in level:
@@ -149,7 +151,6 @@ class _Plan:
                         raise SheetconvError(f"more than {MAX_PAINTED:,} cells to highlight; trace fewer levels (--depth)")
                     for r in range(r0, r1 + 1):
                         rows.setdefault(r, []).append((c0, c1, k))
-                self.ranges.setdefault(info.part, {}).setdefault(k, []).extend(entry["ranges"])
         sheet, addr = split_sheet(trace.meta["cell"])
         info = by_name.get((sheet or "").lower())
         if info is None or info.part is None:
@@ -159,16 +160,36 @@ class _Plan:
         self.root = (info.part, r, c)
         self.rows.setdefault(info.part, {}).setdefault(r, [])
         self.parts = set(self.rows)
+        self._levels: dict = {}
+
+    def _row_levels(self, part: str, row: int) -> dict[int, int]:
+        """col -> level of the traced cells of one row; the nearest level wins. The rows are
+        asked in order, so only the last few are kept."""
+        key = (part, row)
+        if key not in self._levels:
+            if len(self._levels) > 4:
+                self._levels.pop(next(iter(self._levels)))
+            out: dict[int, int] = {}
+            for c0, c1, k in sorted(self.rows[part].get(row, ()), key=lambda t: -t[2]):
+                out.update(dict.fromkeys(range(c0, c1 + 1), k))
+            self._levels[key] = out
+        return self._levels[key]
 
     def row_styles(self, part: str, row: int) -> dict[int, tuple]:
-        """col -> (level or None, root) of the cells to restyle in one row; nearer levels win."""
+        """col -> (level, outline sides, root) of the cells to restyle in one row: a traced
+        cell on the edge of its level's block (a side where the neighbour is not in the
+        same level), and the root cell."""
+        here = self._row_levels(part, row)
+        above, below = self._row_levels(part, row - 1), self._row_levels(part, row + 1)
         out: dict[int, tuple] = {}
-        for c0, c1, k in sorted(self.rows[part].get(row, ()), key=lambda t: -t[2]):
-            for c in range(c0, c1 + 1):
-                out[c] = (k, False)
+        for c, k in here.items():
+            sides = (LEFT * (here.get(c - 1) != k) | RIGHT * (here.get(c + 1) != k)
+                     | TOP * (above.get(c) != k) | BOTTOM * (below.get(c) != k))
+            if sides:
+                out[c] = (k, sides, False)
         rpart, rr, rc = self.root
         if rpart == part and rr == row:
-            out[rc] = (out.get(rc, (None, False))[0], True)
+            out[rc] = (here.get(rc), 0, True)
         return out
 
 
@@ -184,11 +205,10 @@ def _attr(tag: bytes, name: bytes, value: bytes) -> bytes:
 
 
 class _Styles:
-    """styles.xml with the trace's fills, border and cell formats appended (existing ids kept)."""
+    """styles.xml with the trace's borders and cell formats appended (existing ids kept)."""
 
     def __init__(self, xml: bytes, path: str):
         self.xml_in, self.path = xml, path
-        self.fills = self._count(b"fills")
         self.borders = self._count(b"borders")
         block = self._block(b"cellXfs")
         self.xfs = re.findall(rb"<xf\b[^>]*?/>|<xf\b[^>]*?>.*?</xf>", block, re.S)
@@ -196,6 +216,8 @@ class _Styles:
             raise SheetconvError(f"{path}: xl/styles.xml lists no cell formats; cannot add the trace's")
         self.added: list[bytes] = []
         self.ids: dict = {}
+        self.new_borders: list[bytes] = []
+        self.border_ids: dict = {}
 
     def _block(self, name: bytes) -> bytes:
         m = re.search(rb"<" + name + rb"\b[^>]*?(?:/>|>(.*?)</" + name + rb">)", self.xml_in, re.S)
@@ -207,30 +229,36 @@ class _Styles:
             raise SheetconvError(f"{self.path}: xl/styles.xml has no <{name.decode()}>; cannot add the trace's")
         return len(re.findall(rb"<" + name[:-1] + rb"\b", m.group(1) or b""))
 
-    def xf(self, base: int, level: int | None, root: bool) -> int:
-        """A cell format: ``base``'s with the level's fill and/or the root's border."""
-        key = (base, level, root)
+    def _border(self, level: int | None, sides: int, root: bool) -> int:
+        """The id of a border: the root's thick green box, or a level's medium lines on ``sides``."""
+        key = "root" if root else (level, sides)
+        if key not in self.border_ids:
+            color = LEVEL_COLORS[0 if root else (level + 1) % len(LEVEL_COLORS)].encode()
+            style = b"thick" if root else b"medium"
+            parts = []
+            for bit, name in ((LEFT, b"left"), (RIGHT, b"right"), (TOP, b"top"), (BOTTOM, b"bottom")):
+                if root or sides & bit:
+                    parts.append(b'<%s style="%s"><color rgb="FF%s"/></%s>' % (name, style, color, name))
+                else:
+                    parts.append(b"<%s/>" % name)
+            self.border_ids[key] = self.borders + len(self.new_borders)
+            self.new_borders.append(b"<border>" + b"".join(parts) + b"<diagonal/></border>")
+        return self.border_ids[key]
+
+    def xf(self, base: int, level: int | None, sides: int, root: bool) -> int:
+        """A cell format: ``base``'s with the root's border or the level's outline on ``sides``."""
+        key = (base, level, sides, root)
         if key not in self.ids:
             src = self.xfs[base] if 0 <= base < len(self.xfs) else self.xfs[0]
             head_end = src.index(b">") + 1
             head, rest = src[:head_end], src[head_end:]
-            if level is not None:
-                head = _attr(_attr(head, b"fillId", str(self.fills + min(level, len(LEVEL_FILLS) - 1)).encode()),
-                             b"applyFill", b"1")
-            if root:
-                head = _attr(_attr(head, b"borderId", str(self.borders).encode()), b"applyBorder", b"1")
+            head = _attr(_attr(head, b"borderId", str(self._border(level, sides, root)).encode()), b"applyBorder", b"1")
             self.ids[key] = len(self.xfs) + len(self.added)
             self.added.append(head + rest)
         return self.ids[key]
 
     def xml(self) -> bytes:
-        fills = b"".join(b'<fill><patternFill patternType="solid"><fgColor rgb="FF%s"/><bgColor indexed="64"/>'
-                         b"</patternFill></fill>" % c.encode() for c in LEVEL_FILLS)
-        side = b'style="thick"><color rgb="FF%s"/>' % ROOT_BORDER.encode()
-        border = (b"<border><left %s</left><right %s</right><top %s</top><bottom %s</bottom><diagonal/></border>"
-                  % (side, side, side, side))
-        xml = self._append(self.xml_in, b"fills", fills, self.fills + len(LEVEL_FILLS))
-        xml = self._append(xml, b"borders", border, self.borders + 1)
+        xml = self._append(self.xml_in, b"borders", b"".join(self.new_borders), self.borders + len(self.new_borders))
         return self._append(xml, b"cellXfs", b"".join(self.added), len(self.xfs) + len(self.added))
 
     @staticmethod
@@ -336,7 +364,7 @@ def _rewrite_sheet(zf, part: str, path: str, out, plan: _Plan, styles: _Styles):
             tail += chunk
             if len(tail) > _MAX_EDGE:
                 raise SheetconvError(f"{path}: {part} has more than {_MAX_EDGE:,} bytes after its cells; refusing it")
-        out.write(_uncover(tail, plan.ranges.get(part, {})))
+        out.write(tail)
 
 
 class _RowPainter:
@@ -415,8 +443,7 @@ class _RowPainter:
             if i < len(pending) and pending[i] == col:
                 i += 1
                 s = _S_ATTR.search(m.group(1))
-                level, root = want[col]
-                xf = styles.xf(int(s.group(1)) if s else 0, level, root)
+                xf = styles.xf(int(s.group(1)) if s else 0, *want[col])
                 out += [body[pos:m.start()], _attr(m.group(0), b"s", str(xf).encode())]
                 pos = m.end()
         out.append(body[pos:])
@@ -425,56 +452,6 @@ class _RowPainter:
 
     def _new_cell(self, row: int, col: int, style: tuple) -> bytes:
         return b'<c r="%s%d" s="%d"/>' % (_COLS[col].encode(), row + 1, self.styles.xf(0, *style))
-
-
-_CF = re.compile(rb'<conditionalFormatting\b([^>]*?)\ssqref="([^"]*)"([^>]*)>.*?</conditionalFormatting>', re.S)
-
-
-def _uncover(tail: bytes, ranges: dict[int, list[str]]) -> bytes:
-    """The sheet's conditional formats (heatmaps) with the traced cells taken out of their ranges.
-
-    LibreOffice paints a cell with a colour scale whatever rule ranks above it (a "stop
-    if true" rule of another format included), so ranking the trace's fill above the
-    heatmaps shows in Excel but not there; a traced cell outside every colour scale shows
-    its fill everywhere. A format left with no cells is dropped. The heatmaps' scales are
-    then computed over the cells that stay (their min and max may move slightly).
-    """
-    traced = [parse_range(t) for level in ranges.values() for t in level]
-    if not traced or b"<conditionalFormatting" not in tail:
-        return tail
-
-    def cut(m):
-        kept = []
-        for text in m.group(2).decode().split():
-            kept += _subtract(parse_range(text.replace("$", "")), traced)
-        if not kept:
-            return b""
-        sqref = " ".join(rng(*r) for r in kept).encode()
-        return m.group(0).replace(b'sqref="%s"' % m.group(2), b'sqref="%s"' % sqref, 1)
-
-    return _CF.sub(cut, tail)
-
-
-def _subtract(rect, holes) -> list[tuple]:
-    """``rect`` (r0, c0, r1, c1) minus every rectangle of ``holes``, as disjoint rectangles."""
-    parts = [rect]
-    for h0, k0, h1, k1 in holes:
-        out = []
-        for r0, c0, r1, c1 in parts:
-            if h1 < r0 or h0 > r1 or k1 < c0 or k0 > c1:
-                out.append((r0, c0, r1, c1))
-                continue
-            if r0 < h0:
-                out.append((r0, c0, h0 - 1, c1))
-            if h1 < r1:
-                out.append((h1 + 1, c0, r1, c1))
-            a, b = max(r0, h0), min(r1, h1)
-            if c0 < k0:
-                out.append((a, c0, b, k0 - 1))
-            if k1 < c1:
-                out.append((a, k1 + 1, b, c1))
-        parts = out
-    return parts
 
 
 def _show_cell(head: bytes, row: int, col: int) -> bytes:
