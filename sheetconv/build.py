@@ -171,13 +171,18 @@ def build(net: Network, x, path: Path, *, name: str, source: str, force: bool = 
     ``explain`` works through ('conv2[0,3,3]'; default the centre of the last conv layer).
     """
     if explain is not None:
+        given = explain if isinstance(explain, str) else repr(explain)
+        example = net.layers[-1].name + ("[0]" if len(net.shapes[net.layers[-1].name]) == 1 else "[0,0,0]")
         try:
-            explain = net.check_cell(net.ref(explain))
+            explain = net.ref(explain)
+            if isinstance(explain, tuple) and explain and isinstance(explain[0], str) and "." in explain[0] \
+                    and explain[0].split(".")[0] in net.shapes:
+                raise SheetconvError(f"{explain[0]} is a parameter, a constant; give a computed cell, e.g. {example}")
+            explain = net.check_cell(explain)
         except SheetconvError as e:
-            raise SheetconvError(f"--explain {explain}: {e}") from None
+            raise SheetconvError(f"--explain {given}: {e}") from None
         if explain[0] == "input":
-            raise SheetconvError(f"--explain {explain}: the input is a constant; give a computed cell, e.g. "
-                                 f"{net.names[-1]}[0,0,0]")
+            raise SheetconvError(f"--explain {given}: the input is a constant; give a computed cell, e.g. {example}")
     title = f"{name} on {source}"
     if path.is_file() and not force:
         with scratch_folder() as scratch:

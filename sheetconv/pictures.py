@@ -7,6 +7,9 @@ so a test can compare the pictures' regions with the trace without reading pixel
 A trace deeper than ``MAX_LEVELS`` (a running total down a column has a level per row) is
 drawn with its first ``MAX_LEVELS - 1`` levels and its last; the title of the last says
 which levels are not drawn (the trace's text lists them all). Nothing is built for them.
+A level of a graph network reaches several layers, a panel each: the first levels are
+drawn only while the panels stay within ``MAX_PANELS`` (the last level's included), so a
+ResNet's trace stays a picture one can look at.
 
 For a sheetconv workbook, panel 0 is the traced cell on its layer's grid, panel k the cells
 of level k on the grid of the layer they belong to (one tile per channel read, at most
@@ -40,10 +43,11 @@ from .xlsx.highlight import LEVEL_COLORS as HIGHLIGHT_COLORS
 from .xlsx.highlight import check_outputs
 
 __all__ = ["Tile", "Panel", "level_panels", "figure", "write_png", "panels_html", "touching_groups",
-           "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS"]
+           "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS", "MAX_PANELS"]
 
 MAX_TILES = 8            # tiles drawn per panel; the rest are counted in the panel's title
 MAX_LEVELS = 12          # levels drawn: the first MAX_LEVELS - 1 and the last; the rest are named in a title
+MAX_PANELS = 16          # panels drawn (a panel per layer a level reaches), the traced cell's included
 MAX_SIDE = 64            # rows or columns of a foreign sheet's window around a block
 MAX_RECTS = 4096         # rectangles drawn per tile
 MAX_GROUP_RECTS = 20_000  # rectangles grouped into blocks; past this, one block per rectangle
@@ -103,11 +107,13 @@ def level_panels(workbook, trace) -> list[Panel]:
     trace.complete()
     net = getattr(workbook, "net", None)
     if net is not None and trace.meta.get("engine") == "analytic":
-        return _mark_skipped(_analytic_panels(workbook, trace), trace)
-    return _mark_skipped(_sheet_panels(workbook, trace), trace)
+        drawn = _drawn_levels(trace, lambda level: sum(r.name in net.shapes for r in level))
+        return _mark_skipped(_analytic_panels(workbook, trace, drawn), trace, drawn)
+    drawn = _drawn_levels(trace, len)
+    return _mark_skipped(_sheet_panels(workbook, trace, drawn), trace, drawn)
 
 
-def _analytic_panels(wb, trace) -> list[Panel]:
+def _analytic_panels(wb, trace, drawn) -> list[Panel]:
     net = wb.net
     panels = []
     root = trace.root
@@ -116,29 +122,39 @@ def _analytic_panels(wb, trace) -> list[Panel]:
         one = Region(root[0], (c, h, w), ((((root[1], root[1] + 1),), ((root[2], root[2] + 1),),
                                            ((root[3], root[3] + 1),)),))
         panels.append(_grid_panel(wb, 0, one))
-    for k, level in _drawn_levels(trace):
+    for k, level in drawn:
         for region in level:
             if region.name in net.shapes:
                 panels.append(_grid_panel(wb, k, region))
     return panels
 
 
-def _drawn_levels(trace) -> list[tuple[int, list]]:
-    """(level number, level) of the levels drawn: all, or the first MAX_LEVELS - 1 and the last."""
+def _drawn_levels(trace, panels_of) -> list[tuple[int, list]]:
+    """(level number, level) of the levels drawn: the first ones (at most MAX_LEVELS - 1, and
+    while their panels, counted by ``panels_of(level)``, fit in MAX_PANELS with the traced
+    cell's and the last level's), then the last."""
     levels = trace.levels
-    if len(levels) <= MAX_LEVELS:
-        return list(enumerate(levels, 1))
-    return list(enumerate(levels[:MAX_LEVELS - 1], 1)) + [(len(levels), levels[-1])]
+    n = len(levels)
+    if n == 0:
+        return []
+    budget = MAX_PANELS - 1 - panels_of(levels[-1])
+    drawn = []
+    for k in range(min(n - 1, MAX_LEVELS - 1)):
+        budget -= panels_of(levels[k])
+        if budget < 0 and drawn:
+            break
+        drawn.append((k + 1, levels[k]))
+    return drawn + [(n, levels[-1])]
 
 
-def _mark_skipped(panels: list[Panel], trace) -> list[Panel]:
+def _mark_skipped(panels: list[Panel], trace, drawn) -> list[Panel]:
     """The first panel of the last level names the levels not drawn before it."""
     n = len(trace.levels)
-    if n <= MAX_LEVELS:
+    if len(drawn) < 2 or drawn[-2][0] == n - 1:
         return panels
     at = next((i for i, p in enumerate(panels) if p.level == n), None)
     if at is not None:
-        panels[at] = replace(panels[at], skipped=(MAX_LEVELS, n - 1))
+        panels[at] = replace(panels[at], skipped=(drawn[-2][0] + 1, n - 1))
     return panels
 
 
@@ -165,10 +181,10 @@ def _grid_panel(wb, level: int, region: Region) -> Panel:
     return Panel(level, region.name, tuple(tiles), size, len(region), hidden)
 
 
-def _sheet_panels(wb, trace) -> list[Panel]:
+def _sheet_panels(wb, trace, levels) -> list[Panel]:
     sheet, row, col = trace.root
     drawn = [(0, sheet, [(row, col, row, col)])]
-    for k, level in _drawn_levels(trace):
+    for k, level in levels:
         for region in level:
             drawn.append((k, region.name, compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes
                                                          for ra, rb in rows for ca, cb in cols])))

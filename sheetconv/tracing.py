@@ -267,7 +267,7 @@ class Workbook:
 
     def _repr_html_(self) -> str:
         import html
-        sheets = ", ".join(html.escape(s) for s in self.sheet_names)
+        sheets = ", ".join(html.escape(s) for s in self.sheet_names if s != _meta.META_SHEET)   # hidden metadata
         return (f"<div><b>{html.escape(os.path.basename(self.path))}</b>: {html.escape(self._summary())}"
                 f"<br/>sheets: {sheets} (default {html.escape(self.default_sheet)})</div>")
 
@@ -678,7 +678,8 @@ class SheetconvWorkbook(Workbook):
         if len(cell) == 3 and isinstance(cell[1], int) and cell[0] in self.sheet_names:
             return cell
         params = [p for p in self.net.state_dict()]
-        raise SheetconvError(f"no layer or parameter {cell[0]!r} in this workbook (layers: {', '.join(self.net.names)}; "
+        raise SheetconvError(f"no layer or parameter {cell[0]!r} in this workbook{self.net.did_you_mean(cell[0])} "
+                             f"(layers: {', '.join(self.net.names)}; "
                              f"parameters: {', '.join(params) or 'none'})")
 
     def _decorate(self, trace: Trace, row: int, col: int, kind: str) -> Trace:

@@ -237,9 +237,19 @@ def test_explain_option_chooses_the_worked_cell(tmp_path):
     assert any(t.startswith("How pool1[1,5,5]") for t in texts)
     assert any("=MAX(" in t for t in texts)
     for bad, words in [("conv9[0,0,0]", ["--explain", "no layer 'conv9'"]), ("conv2[0,30,0]", ["lies outside"]),
-                       ("input[0,3,3]", ["the input is a constant"]), ("garbage", ["not a cell"])]:
+                       ("input[0,3,3]", ["--explain input[0,3,3]: the input is a constant", "e.g. conv2[0,0,0]"]),
+                       ("garbage", ["not a cell"]),
+                       ("conv1.weight[0,0,1,1]", ["--explain conv1.weight[0,0,1,1]: conv1.weight is a parameter, a constant"]),
+                       ("Conv2[0,1,1]", ["no layer 'Conv2' (did you mean 'conv2'?)"])]:
         assert_one_line_error(run(["build", "--explain", bad, "--out", "b.xlsx"], tmp_path), *words)
         assert not (tmp_path / "b.xlsx").exists()
+    for bad, words in [("fc1[10]", ["--explain fc1[10]: cell fc1[10] lies outside fc1, which has 10 features (fc1[0] to fc1[9])"]),
+                       ("pool1[0,0,0]", [])]:
+        r = run(["build", "--preset", "conv-course", "--explain", bad, "--out", "b.xlsx", "--force"], tmp_path)
+        if words:
+            assert_one_line_error(r, *words)
+        else:
+            assert r.exit_code == 0, r.output
 
 
 # The labels the MNIST README gives for the first ten test digits.

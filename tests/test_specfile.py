@@ -66,7 +66,7 @@ def test_inferred_inputs_and_names(tmp_path):
     ('input_shape = [1, 28, 28]\n[[layers]]\ntype = "Conv2d"\nout_channels = 2\nkernel_size = [3, 3, 3]',
      "kernel_size must be an int or an [h, w] pair"),
     ('input_shape = [1, 28, 28]\n[[layers]]\ntype = "Conv2d"\nout_channels = 2\nkernel_size = 3\nstride = 0',
-     "layer 1 (Conv2d): Conv2d: stride must be >= 1"),
+     "layer 1 (Conv2d): stride must be >= 1"),
     ('input_shape = [1, 28, 28]\n[[layers]]\ntype = "Conv2d"\nout_channels = 2\nkernel_size = 3\nbias = 1',
      "bias must be true or false"),
     ('input_shape = [1, 4, 4]\n[[layers]]\ntype = "Conv2d"\nout_channels = 2\nkernel_size = 9',
@@ -80,6 +80,13 @@ def test_one_line_errors(tmp_path, text, words):
     with pytest.raises(sc.SheetconvError) as e:
         load_spec(path)
     assert words in str(e.value) and "\n" not in str(e.value) and str(e.value).startswith(str(path))
+
+
+def test_a_spec_of_another_format_is_named_as_such(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("input_shape: [1, 28, 28]\n")
+    with pytest.raises(sc.SheetconvError, match=r"spec.yaml: expected a .toml or .json spec; read as TOML it is invalid"):
+        load_spec(path)
 
 
 def test_unreadable_files(tmp_path):

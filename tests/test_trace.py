@@ -336,6 +336,12 @@ def test_references_are_case_insensitive_and_one_based(books):
     bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "BM0"])
     assert bad.exit_code == 2 and "not a valid cell reference" in bad.output and "rows start at 1" in bad.output
     assert "-1" not in bad.output
+    # A1 references ignore case, layer names do not: the error says which name was meant
+    for ref, meant in [("CONV2[0,3,3]", "'conv2'"), ("Conv1.Weight[0,0,0,0]", "'conv1.weight'")]:
+        bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), ref])
+        assert bad.exit_code == 2 and f"(did you mean {meant}?)" in bad.output and bad.output.count("\n") == 1
+    bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "conv9[0,0,0]"])
+    assert bad.exit_code == 2 and "did you mean" not in bad.output
 
 
 def test_one_dimensional_cells_and_the_python_api(books):
@@ -371,12 +377,12 @@ def test_text_output_merges_like_channels(books):
     # every level's lines still add up to its total
     for k, level in enumerate(doc["sheet_levels"]):
         head = lines.index(next(l for l in lines if l.startswith(f"level {k + 1}:")))
-        total = int(lines[head].split()[2])
+        total = int(lines[head].split()[2].replace(",", ""))
         body = []
         for l in lines[head + 1:]:
             if not l.startswith("  "):
                 break
-            body.append(int(l.rsplit("(", 1)[1].rstrip(")")))
+            body.append(int(l.rsplit("(", 1)[1].rstrip(")").replace(",", "")))
         assert sum(body) == total == sum(e["count"] for e in level)
 
 
@@ -391,7 +397,7 @@ def test_whole_columns_of_a_full_height_sheet(tmp_path):
     assert t.count() == 3 * 1_048_576
     assert t.ranges() == ["'My sheet'!A1:A1048576", "'My sheet'!C1:C1048576", "'My sheet'!E1:E1048576"]
     result = CliRunner().invoke(cli, ["trace", str(p), "b1"])
-    assert result.exit_code == 0 and "level 1: 3145728 cells" in result.output
+    assert result.exit_code == 0 and "level 1: 3,145,728 cells" in result.output
 
 
 def test_merged_channel_lines_are_full_rectangles_of_keys():

@@ -71,7 +71,7 @@ def test_running_total_text_is_summarised(tmp_path):
     assert f"level {n}: 1 cell" in lines and "  Sheet1!A1  (1)" in lines
     assert "level 13: 2 cells" not in lines                                     # the middle is left out ...
     assert f"... {n - 16} more levels (--format json lists them all)" in lines  # ... and counted
-    assert f"{n} levels, {2 * n - 1} cells in all" in lines
+    assert f"{n:,} levels, {2 * n - 1:,} cells in all" in lines
     assert len(lines) < 110                       # 16 levels, the blocks, the field and its map
 
 

@@ -80,6 +80,27 @@ def test_conv_example_grows_from_one_to_three_to_seven(books):
     assert [p.layer for p in fig.sheetconv_panels] == ["conv2", "conv1", "input"]
 
 
+def test_a_graph_trace_draws_its_first_levels_within_the_panel_budget_and_its_last(tmp_path):
+    from sheetconv.pictures import MAX_PANELS
+    net = sc.preset("resnet-mini")
+    path = write_workbook(net, sc.digit(0), tmp_path / "rn.xlsx").path
+    trace = open_workbook(path).precedents("res3[0,3,3]")
+    panels = trace.panels()
+    # the layers each level reaches, from the network's own trace (a panel per layer)
+    layers = [[r.name for r in level if r.name in net.shapes]
+              for level in net.precedents(("res3", 0, 3, 3), depth=None).levels]
+    n = len(layers)
+    assert n == 17 and len(panels) <= MAX_PANELS < 1 + sum(map(len, layers))
+    first = 0
+    while 1 + sum(map(len, layers[:first + 1])) + len(layers[-1]) <= MAX_PANELS:
+        first += 1
+    want = [(0, "res3")] + [(k + 1, name) for k in range(first) for name in layers[k]] + \
+        [(n, name) for name in layers[-1]]
+    assert [(p.level, p.layer) for p in panels] == want
+    assert panels[-1].skipped == (first + 1, n - 1) and panels[-1].title().startswith(f"(levels {first + 1} to 16 not drawn)")
+    assert [p.skipped for p in panels[:-1]] == [None] * (len(panels) - 1)
+
+
 def _addr(cell) -> str:
     """The sheet address of a conv-example cell, from the layout (not written out by hand)."""
     from sheetconv.sheet.a1 import cell as a1
@@ -313,6 +334,7 @@ def test_network_and_trace_html(books):
     assert page.count("<tr>") == 1 + 1 + 6 and "63 x 63" in page
     page = open_workbook(books["conv-example"])._repr_html_()
     assert "sheetconv workbook" in page
+    assert "sheets: conv, summary, explain (default conv)" in page          # not the hidden metadata sheet
 
 
 def test_unedited_workbook_is_confirmed_by_one_streamed_read_not_the_index(books, monkeypatch, tmp_path):

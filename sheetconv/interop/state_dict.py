@@ -181,8 +181,8 @@ def map_state_dict(state: dict, net: Network, source: str = "state dict") -> dic
         theirs, ours = list(state), list(own)
         if len(theirs) != len(ours):
             raise SheetconvError(
-                f"{source}: holds {len(theirs)} tensors ({_keys(theirs)}), the network has {len(ours)} "
-                f"parameters ({_keys(ours)})")
+                f"{source}: holds {len(theirs)} tensor{'s' if len(theirs) != 1 else ''} ({_keys(theirs)}), "
+                f"the network has {len(ours)} parameter{'s' if len(ours) != 1 else ''} ({_keys(ours)})")
         pairs = list(zip(ours, theirs))
         for mine, key in pairs:
             if key.rsplit(".", 1)[-1] != mine.rsplit(".", 1)[-1]:

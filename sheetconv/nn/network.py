@@ -366,12 +366,30 @@ class Network:
             raise SheetconvError(f"a cell is (layer, channel, row, col), got {cell!r}")
         name = cell[0]
         if name not in self.shapes:
-            raise SheetconvError(f"no layer {name!r} (layers: {', '.join(self.names)})")
+            raise SheetconvError(f"no layer {name!r}{self.did_you_mean(name)} (layers: {', '.join(self.names)})")
         idx = tuple(int(v) for v in cell[1:])
         grid = self.grid(name)
         if any(not 0 <= i < n for i, n in zip(idx, grid)):
+            if len(self.shapes[name]) == 1 and idx[1:] == (0, 0):
+                raise SheetconvError(f"cell {name}[{idx[0]}] lies outside {name}, which has {grid[0]} features "
+                                     f"({name}[0] to {name}[{grid[0] - 1}])")
             raise SheetconvError(f"cell {name}[{idx[0]},{idx[1]},{idx[2]}] lies outside {name}, whose (C, H, W) is {grid}")
         return (name, *idx)
+
+    def did_you_mean(self, name: str) -> str:
+        """' (did you mean 'conv2'?)' when ``name`` differs from a layer's or parameter's only
+        in case (names are case-sensitive, unlike a spreadsheet's), else ''."""
+        lname, _, pname = name.partition(".")
+        known = {n.lower(): n for n in self.names}
+        if lname.lower() not in known:
+            return ""
+        layer = known[lname.lower()]
+        if pname and layer != "input":
+            params = {p.lower(): p for p in self[layer].params()}
+            if pname.lower() not in params:
+                return ""
+            layer = f"{layer}.{params[pname.lower()]}"
+        return f" (did you mean {layer!r}?)" if layer != name else ""
 
     def ref(self, cell) -> tuple:
         """A cell given as text ('conv2[0,3,3]', 'fc1[3]') or a tuple -> a cell tuple.

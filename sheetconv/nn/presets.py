@@ -95,15 +95,16 @@ def simple_cnn_bn(seed: int = 0) -> Network:
 def _res_block(name: str, src: str, ni: int, nf: int, stride: int) -> list:
     """fastbook's ResBlock: relu(convs(x) + idconv(pool(x))), convs = conv-BN-ReLU, conv-BN
     (the ReLUs fused: 'res1_bn1 (ReLU)', 'res1 (ReLU)');
-    on the shortcut a 2x2 average pool when the stride is 2 and a 1x1 conv + BN when the
-    channels change (else nothing)."""
+    on the shortcut a 2x2 average pool in ceil mode (fastbook's AvgPool2d(2, ceil_mode=True):
+    an odd grid halves like the strided conv) when the stride is 2 and a 1x1 conv + BN when
+    the channels change (else nothing)."""
     layers = [_named(Conv2d(ni, nf, 3, stride=stride, padding=1, bias=False), f"{name}_conv1", [src]),
               _named(BatchNorm2d(nf), f"{name}_bn1"), ReLU(),
               _named(Conv2d(nf, nf, 3, padding=1, bias=False), f"{name}_conv2"),
               _named(BatchNorm2d(nf), f"{name}_bn2")]
     short = src
     if stride != 1:
-        layers.append(_named(AvgPool2d(2), f"{name}_pool", [short]))
+        layers.append(_named(AvgPool2d(2, ceil_mode=True), f"{name}_pool", [short]))
         short = f"{name}_pool"
     if ni != nf:
         layers += [_named(Conv2d(ni, nf, 1, bias=False), f"{name}_idconv", [short]),

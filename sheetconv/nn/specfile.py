@@ -117,6 +117,8 @@ def _parse(path: Path) -> dict:
         if "integer string conversion" in first:
             raise SheetconvError(f"{path}: holds an integer of more than 4300 digits; a spec holds small "
                                  f"numbers") from None
+        if suffix not in (".toml", ".json"):
+            raise SheetconvError(f"{path}: expected a .toml or .json spec; read as TOML it is invalid: {first[:200]}") from None
         raise SheetconvError(f"{path}: invalid {'JSON' if as_json else 'TOML'}: {first[:200]}") from None
     if nesting(data, _MAX_NESTING) > _MAX_NESTING:
         raise SheetconvError(f"{path}: nested more than {_MAX_NESTING} levels deep; a spec nests at most "

@@ -165,7 +165,7 @@ class Trace:
         return render_text(self)
 
     def __repr__(self) -> str:
-        return f"<Trace {_title(self.complete())}, {self.count()} cells>"
+        return f"<Trace {_title(self.complete())}, {self.count():,} cells>"
 
     def __str__(self) -> str:
         return render_text(self)
@@ -265,13 +265,13 @@ def _level_rows(trace: Trace) -> list[tuple[int, str, int, str]]:
     rows = []
     for k in shown_levels(trace.depth):
         if k < 0:
-            rows.append(("...", "", -k, "more levels"))
+            rows.append(("...", "", -k, "more levels" if -k != 1 else "more level"))
             continue
         for group in _runs_of_channels(trace, _entries(trace, k, trace.levels[k])):
             line = _entry_line(trace, group).strip()
             label = _label(group) or group[0].get("name", "")        # a network's grid: its name
             total = sum(e["count"] for e in group)
-            line = line.removesuffix(f"({total})").strip()
+            line = line.removesuffix(f"({total:,})").strip()
             rows.append((k + 1, label, total, line[len(label):].strip() if label else line))
     return rows
 
@@ -329,11 +329,11 @@ def render_text(trace: Trace) -> str:
         out.append("  circular reference: " + " -> ".join(m["cycle"]))
     for k in shown_levels(trace.depth):
         if k < 0:
-            out.append(f"... {-k:,} more levels (--format json lists them all)")
+            out.append(f"... {-k:,} more level{'s' if -k != 1 else ''} (--format json lists them all)")
             continue
         entries = _entries(trace, k, trace.levels[k])
         total = sum(e["count"] for e in entries)
-        out.append(f"level {k + 1}: {total} cell{'s' if total != 1 else ''}")
+        out.append(f"level {k + 1}: {total:,} cell{'s' if total != 1 else ''}")
         for group in _runs_of_channels(trace, entries):
             out.append(_entry_line(trace, group))
     if trace.depth > SHOW_LEVELS[0] + SHOW_LEVELS[1]:
@@ -479,5 +479,5 @@ def _entry_line(trace: Trace, group: list[dict]) -> str:
         ranges = ranges[:SHOW_RANGES - 2] + [f"... {len(ranges) - SHOW_RANGES + 1} more", ranges[-1]]
     label = _label(group)
     total = sum(e["count"] for e in group)
-    each = f"{len(group)} x {first['count']} cells: " if len(group) > 1 else ""
-    return f"  {label + '  ' if label else ''}{each}{', '.join(ranges)}  ({total})"
+    each = f"{len(group)} x {first['count']:,} cells: " if len(group) > 1 else ""
+    return f"  {label + '  ' if label else ''}{each}{', '.join(ranges)}  ({total:,})"

@@ -468,8 +468,8 @@ def layer_from_config(cfg, where: str, current: tuple | None = None, strict_name
         raise SheetconvError(f"{where}: missing key {missing[0]!r}")
     try:
         layer = cls(**kwargs)
-    except SheetconvError as e:
-        raise SheetconvError(f"{where}: {e}") from None
+    except SheetconvError as e:                  # "Conv2d: stride ..." -> "layer 1 (Conv2d): stride ..."
+        raise SheetconvError(f"{where}: {str(e).removeprefix(f'{cls.__name__}: ')}") from None
     except (TypeError, ValueError, AttributeError) as e:   # not expected after the checks above
         raise SheetconvError(f"{where}: bad value ({type(e).__name__}: {e})") from None
     params = layer.param_count()
