@@ -2,7 +2,9 @@
 
 A sheetconv workbook (one carrying the hidden ``_sheetconv`` metadata sheet) is answered
 with the engine's analytic dependency model (``Network.precedents`` / ``dependents``),
-mapped through the layout to sheet cells. Any other xlsx is answered from its formulas,
+mapped through the layout to sheet cells; dependents go on to the formulas of the sheets
+written around it (explain, prediction), read from a formula index of those sheets alone
+(:class:`_SideSheets`). Any other xlsx is answered from its formulas,
 through the precedent index of :mod:`sheetconv.xlsx.package`. Both return a
 :class:`~sheetconv.nn.trace.Trace`; ``trace.meta`` carries what the renderers need (sheet
 ranges per level, the layer and channel of each, the receptive field on the input).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -525,6 +528,7 @@ class SheetconvWorkbook(Workbook):
                                  f"(sheets: {', '.join(sheet_names)})")
         self.default_sheet = self.sheet
         self._formulas: FormulaWorkbook | None = None
+        self._side: _SideSheets | None = None
 
     def _summary(self) -> str:
         return (f"sheetconv workbook, layers {', '.join(self.net.names)} on sheet {self.sheet!r}, "
@@ -540,8 +544,7 @@ class SheetconvWorkbook(Workbook):
             for b in self.layout.iter_blocks():
                 if ":" in b.grid:
                     partial.update(ix.formulas_in(s, b.top, b.left, b.bottom, b.right).tolist())
-            self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET, EXPLAIN_SHEET,
-                                                                           PREDICTION_SHEET),
+            self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET,),
                                              transparent=frozenset(partial))
         return self._formulas
 
@@ -668,8 +671,22 @@ class SheetconvWorkbook(Workbook):
             cell = self.net.check_cell(cell)
         row, col = self.layout.cell_of(cell)
         trace = self.net.dependents(cell, depth)
+        side = self.side_sheets
+        if side.readers:
+            trace = replace(trace, levels=side.join(cell, trace.levels, depth))
         kind = "formula" if cell[0] in self.net.shapes and cell[0] != "input" else "constant"
-        return self._decorate(trace, row, col, kind)
+        out = self._decorate(trace, row, col, kind)
+        if side.note:
+            out.meta.setdefault("notes", []).append(side.note)
+        return out
+
+    @property
+    def side_sheets(self) -> _SideSheets:
+        """The formulas of the sheets written around the network's (explain, prediction),
+        which dependents reach as Trace Dependents does (read on first use)."""
+        if self._side is None:
+            self._side = _SideSheets(self)
+        return self._side
 
     def _sheet_ref(self, cell) -> tuple:
         if ":" in cell[0]:                  # partial-sum grid: find its sheet cell
@@ -695,7 +712,9 @@ class SheetconvWorkbook(Workbook):
             else trace
 
     def _describe(self, trace: Trace):
-        trace.meta["sheet_levels"] = [[e for r in level for e in self.sheet_entries(r)] for level in trace.levels]
+        trace.meta["sheet_levels"] = [[e for r in level for e in (self.sheet_entries(r) if self._on_grid(r)
+                                                                 else [_plain_entry(r)])]
+                                      for level in trace.levels]
         if trace.direction == "precedents" and trace.root[0] in self.net.shapes and trace.root[0] != "input":
             inp = trace.region("input")
             reached = inp is not None
@@ -753,7 +772,86 @@ class SheetconvWorkbook(Workbook):
         return out
 
     def sheet_levels(self, trace: Trace) -> list[list[tuple[int, int, int, int]]]:
-        """Per level, the sheet cells of an analytic trace as canonical disjoint rectangles
-        (row by row maximal runs, joined downward; see reader.compact_rects)."""
-        return [compact_rects([rect for region in level for _, rect in self.sheet_rects(region)])
+        """Per level, the main sheet's cells of an analytic trace as canonical disjoint
+        rectangles (row by row maximal runs, joined downward; see reader.compact_rects)."""
+        return [compact_rects([rect for region in level if self._on_grid(region) for _, rect in self.sheet_rects(region)])
                 for level in trace.levels]
+
+    def _on_grid(self, region: Region) -> bool:
+        """A region of the network's (an activation or parameter grid), not of a side sheet."""
+        return region.name not in self.side_sheets.names
+
+
+_SIDE_CELLS = 200_000     # main-sheet cells the side sheets may read and still be followed
+
+
+class _SideSheets:
+    """The formulas of a sheetconv workbook's side sheets (explain, prediction): which of
+    them read which activation or parameter cell, and which read one another. They come from
+    the formula index of those sheets alone (the main sheet's part left unread), so a
+    dependents query joins them to the analytic levels without indexing the main sheet.
+
+    ``readers[engine cell]``: the side formula cells (sheet index, row, col) that read it;
+    ``inner[(t, r, c)]``: the side formula cells that read that side cell. A side sheet
+    that reads more than ``_SIDE_CELLS`` main-sheet cells (an edited workbook) is left out,
+    with a ``note``.
+    """
+
+    def __init__(self, wb: SheetconvWorkbook):
+        self.readers: dict[tuple, list] = {}
+        self.inner: dict[tuple, list] = {}
+        self.note = None
+        self.names: set[str] = set()
+        with open_zip(wb.path) as zf:
+            sheets, defined = read_workbook_parts(zf, wb.path)
+            side = {EXPLAIN_SHEET, PREDICTION_SHEET}
+            if not any(sh.name in side and sh.part for sh in sheets):
+                return
+            ix = build_index(wb.path, zf, ([sh if sh.name in side else replace(sh, part=None) for sh in sheets], defined))
+        self.sheet_names = [sh.name for sh in sheets]
+        self.names = {n for n in side if n in self.sheet_names}
+        main = ix.sheet_index(wb.sheet)
+        budget = _SIDE_CELLS
+        for fid in range(ix.nformulas):
+            reader = _fid_cell(ix, fid)
+            raw, _ = ix.precedents(*reader, 1)
+            for _, t, r0, c0, r1, c1 in raw.rows(0).tolist() if len(raw) else ():
+                budget -= (r1 - r0 + 1) * (c1 - c0 + 1)
+                if budget < 0:
+                    self.readers, self.inner = {}, {}
+                    self.note = (f"the sheets {', '.join(sorted(self.names))} read more than {_SIDE_CELLS:,} cells "
+                                 "(an edited workbook): their cells are left out of the dependents")
+                    return
+                for r in range(r0, r1 + 1):
+                    for c in range(c0, c1 + 1):
+                        if t != main:
+                            self.inner.setdefault((t, r, c), []).append(reader)
+                            continue
+                        cell = wb.layout.locate(r, c)
+                        if cell is not None and ":" not in cell[0]:     # partial sums: not in the analytic levels
+                            self.readers.setdefault(cell, []).append(reader)
+
+    def join(self, root: tuple, levels: list, depth: int | None) -> list[list[Region]]:
+        """The analytic dependents' ``levels`` with the side cells each level adds: those that
+        read a cell of the level before (the root, for level 1), as Trace Dependents adds
+        them, each side cell once, at its first level; then on while side cells read side cells."""
+        by_grid: dict[str, list] = {}
+        for cell, fs in self.readers.items():
+            by_grid.setdefault(cell[0], []).append((tuple(cell[1:]), fs))
+        out, seen, k = [], set(), 0
+        hits = set(self.readers.get(tuple(root), ()))
+        while depth is None or k < depth:
+            new = sorted(hits - seen)
+            seen.update(new)
+            main = list(levels[k]) if k < len(levels) else []
+            if not main and not new:
+                break
+            by_sheet: dict[int, list] = {}
+            for t, r, c in new:
+                by_sheet.setdefault(t, []).append((r, c, r, c))
+            out.append(main + [_sheet_region(self.sheet_names[t], rect_boxes(compact_rects(rects)))
+                               for t, rects in sorted(by_sheet.items())])
+            hits = {f for region in main for index, fs in by_grid.get(region.name, ()) if index in region for f in fs}
+            hits |= {f for cell in new for f in self.inner.get(cell, ())}
+            k += 1
+        return out

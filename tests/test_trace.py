@@ -42,6 +42,18 @@ def formula_rects(trace, sheet):
             for level in trace.levels]
 
 
+SIDE_SHEETS = ("explain", "prediction")
+
+
+def side_rects(trace):
+    """Per level, {side sheet: its cells as canonical rectangles} (the sheets around the
+    network's, whose formulas read its cells)."""
+    return [{name: compact_rects([(a, c, b - 1, d - 1) for reg in level if reg.name == name
+                                  for rows, cols in reg.boxes for a, b in rows for c, d in cols])
+             for name in SIDE_SHEETS if any(reg.name == name for reg in level)}
+            for level in trace.levels]
+
+
 def all_cells(net):
     cells = []
     for name in net.names:
@@ -64,7 +76,9 @@ def _analytic_equals_formulas(wb, cells) -> int:
             analytic = getattr(wb, direction)(cell, depth)
             formulas = getattr(fw, direction)((wb.sheet, row, col), depth)
             assert wb.sheet_levels(analytic) == formula_rects(formulas, wb.sheet), (cell, direction, depth)
-            assert all(r.name == wb.sheet for level in formulas.levels for r in level)   # summary, meta: no part
+            # the worked cell's and the prediction's formulas, as Trace Dependents reaches them
+            assert side_rects(analytic) == side_rects(formulas), (cell, direction, depth)
+            assert all(r.name in (wb.sheet, *SIDE_SHEETS) for level in formulas.levels for r in level)
             checked += 1
     return checked
 
@@ -111,6 +125,7 @@ def _check_both_paths(wb, directions=(("precedents", None), ("precedents", 1), (
             analytic = getattr(wb, direction)(cell, depth)
             formulas = getattr(fw, direction)((wb.sheet, row, col), depth)
             assert wb.sheet_levels(analytic) == formula_rects(formulas, wb.sheet), (cell, direction, depth)
+            assert side_rects(analytic) == side_rects(formulas), (cell, direction, depth)
 
 
 @pytest.mark.parametrize("layers,shape", [
@@ -435,3 +450,35 @@ def test_cells_of_the_explain_and_prediction_sheets_trace_their_own_sheet(books,
             assert got == want, (cell.coordinate, cell.value)
             checked += 1
     assert checked >= 5
+
+
+@pytest.mark.parametrize("book", ["conv-example", "simple-cnn"])
+def test_dependents_reach_the_explain_and_prediction_sheets_as_trace_dependents_does(books, book):
+    """Every network cell a formula of those sheets reads (openpyxl's tokenizer says which) has
+    that formula's cell among its first level of dependents; all levels, as the formula index
+    of the whole workbook gives them."""
+    wb = open_workbook(books[book])
+    readers: dict = {}
+    book_xl = openpyxl.load_workbook(books[book])
+    sides = [sheet for sheet in SIDE_SHEETS if sheet in book_xl.sheetnames]
+    assert sides == (["explain", "prediction"] if book == "simple-cnn" else ["explain"])
+    for sheet in sides:
+        ws = book_xl[sheet]
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and cell.value.startswith("="):
+                    for name, y, x in sheet_references(cell.value, sheet):
+                        if name == wb.sheet:
+                            readers.setdefault((y, x), set()).add((sheet, cell.row - 1, cell.column - 1))
+    assert len(readers) >= 20
+    for (y, x), want in sorted(readers.items()):
+        cell = wb.layout.locate(y, x)
+        first = wb.dependents(cell, depth=1)
+        got = {(r.name, a, c) for r in first.levels[0] if r.name in SIDE_SHEETS
+               for rows, cols in r.boxes for a0, a1 in rows for c0, c1 in cols
+               for a in range(a0, a1) for c in range(c0, c1)}
+        assert got == want, (cell, got, want)
+        analytic = wb.dependents(cell)
+        formulas = wb.formulas.dependents((wb.sheet, y, x))
+        assert side_rects(analytic) == side_rects(formulas), cell
+        assert wb.sheet_levels(analytic) == formula_rects(formulas, wb.sheet), cell
