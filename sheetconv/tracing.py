@@ -348,10 +348,11 @@ class FormulaWorkbook(Workbook):
     engine = "formulas"
 
     def __init__(self, path: str, index: Index, default_sheet: str | None = None, skip_sheets=(),
-                 transparent=frozenset()):
+                 transparent=frozenset(), input_region=None):
         self.path = path
         self.index = index
         self.transparent = transparent
+        self.input_region = input_region         # (sheet, rects) -> the network input's Region, or None
         self.sheet_names = [s.name for s in index.sheets]
         visible = [s.name for s in index.infos if s.state == "visible" and s.part is not None]
         self.default_sheet = default_sheet or (visible or self.sheet_names)[0]
@@ -429,7 +430,14 @@ class FormulaWorkbook(Workbook):
             return
         blocks = leaf_blocks(self.index, levels)
         trace.meta["blocks"] = blocks
-        if blocks:
+        inputs = [] if self.input_region is None else \
+            [r for r in (self.input_region(b["sheet"], b["cell_rects"]) for b in blocks) if r is not None]
+        if inputs:                               # a sheetconv workbook's input cells: the field on its grid
+            region = inputs[0]
+            for r in inputs[1:]:
+                region = region.union(r)
+            trace.meta["input"] = describe_input(region, None)
+        elif blocks:
             big = max(blocks, key=lambda b: b["count"])
             region = _sheet_region(big["sheet"], rect_boxes(big["cell_rects"]), SheetTrace.sheet_extent)
             trace.meta["input"] = describe_input(region, None, SheetTrace.sheet_extent)
@@ -545,7 +553,7 @@ class SheetconvWorkbook(Workbook):
                 if ":" in b.grid:
                     partial.update(ix.formulas_in(s, b.top, b.left, b.bottom, b.right).tolist())
             self._formulas = FormulaWorkbook(self.path, ix, self.sheet, skip_sheets=(_meta.META_SHEET,),
-                                             transparent=frozenset(partial))
+                                             transparent=frozenset(partial), input_region=self._input_region)
         return self._formulas
 
     def cell(self, ref):
@@ -776,6 +784,20 @@ class SheetconvWorkbook(Workbook):
         rectangles (row by row maximal runs, joined downward; see reader.compact_rects)."""
         return [compact_rects([rect for region in level if self._on_grid(region) for _, rect in self.sheet_rects(region)])
                 for level in trace.levels]
+
+    def _input_region(self, sheet: str, rects) -> Region | None:
+        """A block of sheet cells as a region of the network's input, if every cell of it is one."""
+        if sheet != self.sheet:
+            return None
+        shape = self.net.grid("input")
+        boxes = []
+        for r0, c0, r1, c1 in rects:
+            p, q = self.layout.locate(r0, c0), self.layout.locate(r1, c1)
+            if p is None or q is None or p[0] != "input" or q[0] != "input" or p[1] != q[1] \
+                    or (q[2] - p[2], q[3] - p[3]) != (r1 - r0, c1 - c0):
+                return None
+            boxes.append((((p[1], p[1] + 1),), ((p[2], q[2] + 1),), ((p[3], q[3] + 1),)))
+        return Region.of("input", shape, boxes)
 
     def _on_grid(self, region: Region) -> bool:
         """A region of the network's (an activation or parameter grid), not of a side sheet."""

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from _craft_xlsx import cell_xml, sheet_xml, write_xlsx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sheetconv.errors import SheetconvError
@@ -39,6 +39,7 @@ def _probe(text: str):
 
 @settings(max_examples=400, deadline=None)
 @given(FORMULA)
+@example("A1A1:B2]Sheet1!A1")                 # a closing bracket alone before a 3-D prefix's '!'
 def test_reference_parser_on_random_text(text):
     _probe(text)
     _probe("=" + text)

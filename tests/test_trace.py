@@ -452,6 +452,32 @@ def test_cells_of_the_explain_and_prediction_sheets_trace_their_own_sheet(books,
     assert checked >= 5
 
 
+def test_a_formula_trace_of_a_sheetconv_workbook_finds_the_field_on_its_input(books):
+    """Traced from the explain sheet (answered from formulas), the field is the input cells
+    reached, on the input's grid, not the largest block of constants (a 3x3 kernel ties a
+    first-layer window)."""
+    wb = open_workbook(books["conv-example"])
+    ws = openpyxl.load_workbook(books["conv-example"])["explain"]
+    checked = 0
+    for row in ws.iter_rows():
+        for cell in row:
+            if not (isinstance(cell.value, str) and cell.value.startswith("=")):
+                continue
+            t = wb.precedents(f"explain!{cell.coordinate}")
+            reached = {wb.layout.locate(y, x) for level in t.levels for r in level if r.name == wb.sheet
+                       for rows, cols in r.boxes for a, b in rows for c, d in cols for y in range(a, b) for x in range(c, d)}
+            inputs = sorted(c for c in reached if c is not None and c[0] == "input")
+            if not inputs:
+                continue
+            info = t.input_info()
+            ys, xs = [c[2] for c in inputs], [c[3] for c in inputs]
+            assert (info["name"], info["rows"], info["cols"], info["count"]) == \
+                ("input", [min(ys), max(ys)], [min(xs), max(xs)], len(inputs)), cell.coordinate
+            assert "receptive field on the input: rows" in t.text()
+            checked += 1
+    assert checked >= 9
+
+
 @pytest.mark.parametrize("book", ["conv-example", "simple-cnn"])
 def test_dependents_reach_the_explain_and_prediction_sheets_as_trace_dependents_does(books, book):
     """Every network cell a formula of those sheets reads (openpyxl's tokenizer says which) has

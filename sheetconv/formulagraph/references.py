@@ -123,7 +123,7 @@ def _parts(text: str) -> tuple[str, list[_Part]] | None:
     body = text[lead:]
     if not body:
         return None
-    if "[" in body:
+    if "[" in body or "]" in body:                             # no sheet name holds a bracket
         if body.endswith("]") and not body.startswith("'"):
             sref = parse_structured(body)
             return None if sref is None else ("table", sref)
