@@ -799,9 +799,12 @@ class SheetconvWorkbook(Workbook):
             boxes.append((((p[1], p[1] + 1),), ((p[2], q[2] + 1),), ((p[3], q[3] + 1),)))
         return Region.of("input", shape, boxes)
 
-    def _on_grid(self, region: Region) -> bool:
-        """A region of the network's (an activation or parameter grid), not of a side sheet."""
-        return region.name not in self.side_sheets.names
+    @staticmethod
+    def _on_grid(region: Region) -> bool:
+        """A region of the network's (an activation or parameter grid), not of a side sheet:
+        a sheet's region is (rows, cols) and its name has no '.', while an activation grid is
+        (C, H, W) or (F,) and a parameter's name has a '.' (a layer may be called 'explain')."""
+        return len(region.shape) != 2 or "." in region.name
 
 
 _SIDE_CELLS = 200_000     # main-sheet cells the side sheets may read and still be followed
@@ -841,8 +844,10 @@ class _SideSheets:
                 budget -= (r1 - r0 + 1) * (c1 - c0 + 1)
                 if budget < 0:
                     self.readers, self.inner = {}, {}
-                    self.note = (f"the sheets {', '.join(sorted(self.names))} read more than {_SIDE_CELLS:,} cells "
-                                 "(an edited workbook): their cells are left out of the dependents")
+                    names = sorted(self.names)
+                    which = f"sheet {names[0]} reads" if len(names) == 1 else f"sheets {' and '.join(names)} read"
+                    self.note = (f"{which} more than {_SIDE_CELLS:,} cells of sheet {wb.sheet} (an edited "
+                                 "workbook): left out of the dependents")
                     return
                 for r in range(r0, r1 + 1):
                     for c in range(c0, c1 + 1):

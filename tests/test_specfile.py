@@ -45,6 +45,20 @@ def test_json_spec_and_network_spec_roundtrip(tmp_path):
     assert load_spec(tmp_path / "noext").spec() == net.spec()
 
 
+def test_ceil_mode_pools_in_a_toml_spec(tmp_path):
+    path = tmp_path / "ceil.toml"
+    path.write_text('input_shape = [1, 7, 7]\n[[layers]]\ntype = "MaxPool2d"\nkernel_size = 2\nceil_mode = true\n'
+                    '[[layers]]\ntype = "AvgPool2d"\nkernel_size = 3\nstride = 2\npadding = 1\nceil_mode = true\n')
+    net = load_spec(path)
+    assert [l.ceil_mode for l in net.layers] == [True, True]
+    assert net.shapes[net.layers[0].name] == (1, 4, 4) and net.shapes[net.layers[1].name] == (1, 3, 3)
+    assert [l["ceil_mode"] for l in net.spec()["layers"]] == [True, True]
+    assert "ceil_mode" not in sc.MaxPool2d(2).config()                      # floor mode, the default, unsaid
+    path.write_text('input_shape = [1, 7, 7]\n[[layers]]\ntype = "MaxPool2d"\nkernel_size = 2\nceil_mode = 1\n')
+    with pytest.raises(sc.SheetconvError, match="ceil_mode must be true or false"):
+        load_spec(path)
+
+
 def test_inferred_inputs_and_names(tmp_path):
     path = tmp_path / "n.toml"
     path.write_text('input_shape = [2, 8, 8]\nfuse_relu = false\n[[layers]]\ntype = "Conv2d"\nname = "edges"\n'

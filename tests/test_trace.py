@@ -478,6 +478,15 @@ def test_a_formula_trace_of_a_sheetconv_workbook_finds_the_field_on_its_input(bo
     assert checked >= 9
 
 
+def test_side_sheets_reading_too_many_cells_are_left_out_with_a_note(books, monkeypatch):
+    import sheetconv.tracing as tracing
+    monkeypatch.setattr(tracing, "_SIDE_CELLS", 5)
+    t = open_workbook(books["conv-example"]).dependents("conv1[0,6,6]")
+    assert {r.name for level in t.levels for r in level} == {"conv2"}
+    assert "note: sheet explain reads more than 5 cells of sheet conv (an edited workbook): left out of the dependents" \
+        in t.text()
+
+
 @pytest.mark.parametrize("book", ["conv-example", "simple-cnn"])
 def test_dependents_reach_the_explain_and_prediction_sheets_as_trace_dependents_does(books, book):
     """Every network cell a formula of those sheets reads (openpyxl's tokenizer says which) has
