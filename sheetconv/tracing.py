@@ -626,13 +626,21 @@ class SheetconvWorkbook(Workbook):
         a cell holds no formula, or the path is too long to list (the index decides then)."""
         follow = trace.levels if depth is None else trace.levels[:max(0, depth - 1)]
         want = {(row, col): spec}
-        lay, net, per_layer = self.layout, self.net, {}
+        lay, net, per_layer, rows = self.layout, self.net, {}, {}
 
         def expected(cell) -> str:
             info = lay.partial(cell[0])
             layer, partial = (info[0], info[1]) if info is not None else (cell[0], None)
             lf = per_layer.get(layer) or per_layer.setdefault(layer, LayerFormulas(net, lay, layer))
-            return "=" + lf.cell(int(cell[1]), int(cell[2]), int(cell[3]), partial=partial)
+            o, r, c = int(cell[1]), int(cell[2]), int(cell[3])
+            if lf.vector:
+                return "=" + lf.cell(o, r, c)
+            key = (cell[0], o, r)                       # a grid row's texts come together: made once
+            if key not in rows:
+                if len(rows) > 4096:
+                    rows.clear()
+                rows[key] = lf.row(o, r) if partial is None else lf.partial_row(partial, o, r)
+            return "=" + rows[key][c]
 
         for level in follow:
             for region in level:

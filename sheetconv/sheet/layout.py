@@ -410,6 +410,8 @@ class Layout:
     def __post_init__(self):
         self._grids = {p.grid: p for p in self.panels}
         self._order = sorted(self.panels, key=lambda p: (p.top, p.left))
+        # each panel's bounds, worked out once: locate() runs once per traced cell
+        self._bounds = [(p.top, p.top + p.height, p.left, p.left + p.width, p) for p in self._order]
 
     # ------------------------------------------------------------ construction
 
@@ -570,8 +572,8 @@ class Layout:
 
     def locate(self, row: int, col: int):
         """The cell at sheet (row, col): an activation, partial-sum or parameter cell tuple, or None."""
-        for p in self._order:
-            if not (p.top <= row < p.top + p.height and p.left <= col < p.left + p.width):
+        for top, bottom, left, right, p in self._bounds:
+            if not (top <= row < bottom and left <= col < right):
                 continue
             gr, y = divmod(row - p.top, p.ph)
             gc, x = divmod(col - p.left, p.pw)
