@@ -381,7 +381,9 @@ class _References:
             return None
         missing, extra = expected - found, found - expected
         parts = []
-        if missing:
+        if not found and not other:
+            parts.append("references no cell")
+        elif missing:
             parts.append(f"misses {', '.join(cells_to_ranges(missing))}")
         if extra:
             parts.append(f"also reads {', '.join(cells_to_ranges(extra))}")

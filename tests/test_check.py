@@ -182,6 +182,12 @@ def test_broken_formula_reported_with_address_and_expected_references(books, tmp
     res = CliRunner().invoke(cli, ["check", str(path)])
     assert res.exit_code == 1
     assert f"conv!{addr}" in res.output and "should reference" in res.output
+    # a formula that reads no cell at all says so once, then what it should read
+    edit_cell(path, addr, formula="1+1")
+    [problem] = check_workbook(path).formula_problems
+    assert problem.problem == "formula references no cell" and problem.found == []
+    assert str(problem) == (f"conv!{addr} (conv2[1,3,3]): formula references no cell; "
+                            f"it should reference {', '.join(problem.expected)}")
 
 
 def test_broken_formula_in_partial_sum_and_linear(books, tmp_path):
