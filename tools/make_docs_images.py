@@ -20,10 +20,12 @@ they are skipped with a message.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,20 @@ def course_style(path: Path) -> Path:
             ws[ref] = ArrayFormula(ref, f"=MAX(0,SUM({col(34 + c)}{r + 1}:{col(36 + c)}{r + 3}*$AD$5:$AF$7))")
     wb.active = 1
     wb.save(path)
+    _fixed_times(path)
     return path
+
+
+def _fixed_times(path: Path) -> None:
+    """The same bytes on every run: openpyxl stamps the save time into docProps/core.xml
+    and the zip's entries; both are set to one fixed time."""
+    with zipfile.ZipFile(path) as z:
+        parts = [(info.filename, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts:
+            if name == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*", rb"\g<1>2026-01-01T00:00:00Z", data)
+            z.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data, compress_type=zipfile.ZIP_DEFLATED)
 
 
 def printed(book: Path, out: Path, tmp: Path, sheet: str = "conv", dpi: int = 220, area: str = "") -> None:
