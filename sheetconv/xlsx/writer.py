@@ -381,7 +381,7 @@ def _write_summary(wb, net, layout, title, styles):
     ws.set_column(0, 0, 16)
     ws.set_column(1, 1, 10)
     details = {name: what(net[name]) for name in net.names if name != "input"}
-    ws.set_column(2, 2, min(80, max([30] + [len(t) + 2 for t in details.values()])))   # the longest line fits
+    ws.set_column(2, 2, min(80, max([30] + [len(t) + 1 for t in details.values()])))   # the longest line fits
     ws.set_column(3, 3, 14)
     ws.set_column(4, 5, 12)
     ws.set_column(6, 9, 15)
