@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pytest
 from _xlsx_oracle import computed_cells, read_sheet
 from click.testing import CliRunner
@@ -228,6 +229,10 @@ def test_examples_regenerate_the_committed_workbooks(tmp_path):
         assert read_meta(fresh) == read_meta(committed)
         assert read_sheet(fresh, "summary") == read_sheet(committed, "summary")
         assert read_sheet(fresh, "explain") == read_sheet(committed, "explain")
+        a, b = openpyxl.load_workbook(fresh), openpyxl.load_workbook(committed)
+        for sheet in a.sheetnames:                                  # the layout's look too: column widths
+            widths = lambda ws: {k: d.width for k, d in ws.column_dimensions.items()}   # noqa: E731
+            assert widths(a[sheet]) == widths(b[sheet]), (name, sheet)
 
 
 def test_explain_option_chooses_the_worked_cell(tmp_path):
