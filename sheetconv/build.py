@@ -175,9 +175,11 @@ def build(net: Network, x, path: Path, *, name: str, source: str, force: bool = 
         example = net.layers[-1].name + ("[0]" if len(net.shapes[net.layers[-1].name]) == 1 else "[0,0,0]")
         try:
             explain = net.ref(explain)
-            if isinstance(explain, tuple) and explain and isinstance(explain[0], str) and "." in explain[0] \
-                    and explain[0].split(".")[0] in net.shapes:
-                raise SheetconvError(f"{explain[0]} is a parameter, a constant; give a computed cell, e.g. {example}")
+            if isinstance(explain, tuple) and explain and isinstance(explain[0], str) and "." in explain[0]:
+                name = explain[0]
+                if name in net.state_dict():
+                    raise SheetconvError(f"{name} is a parameter, a constant; give a computed cell, e.g. {example}")
+                raise SheetconvError(f"no parameter {name!r}{net.did_you_mean(name)}; give a computed cell, e.g. {example}")
             explain = net.check_cell(explain)
         except SheetconvError as e:
             raise SheetconvError(f"--explain {given}: {e}") from None

@@ -15,7 +15,9 @@ For a sheetconv workbook, panel 0 is the traced cell on its layer's grid, panel 
 of level k on the grid of the layer they belong to (one tile per channel read, at most
 ``MAX_TILES`` drawn), down to the input; each tile shows that grid's stored values in grey
 underneath, and the traced cells outlined with a light fill of the level's colour.
-Weights and biases are listed in the trace text, not drawn.
+Weights and biases are listed in the trace text, not drawn. Cells of the sheets around the
+network's (explain, prediction) that a dependents trace reaches are drawn as a foreign
+sheet's are, in blocks.
 
 For any other workbook, panel 0 is the traced cell in its neighbourhood and panel k the
 cells of level k grouped into contiguous blocks, one tile per block, each shown inside the
@@ -40,7 +42,7 @@ from .nn.regions import Region
 from .sheet.a1 import quote_sheet, rng
 from .xlsx.files import atomic_output
 from .xlsx.highlight import LEVEL_COLORS as HIGHLIGHT_COLORS
-from .xlsx.highlight import check_outputs
+from .xlsx.highlight import check_outputs, level_color
 
 __all__ = ["Tile", "Panel", "level_panels", "figure", "write_png", "panels_html", "touching_groups",
            "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS", "MAX_PANELS"]
@@ -107,7 +109,7 @@ def level_panels(workbook, trace) -> list[Panel]:
     trace.complete()
     net = getattr(workbook, "net", None)
     if net is not None and trace.meta.get("engine") == "analytic":
-        drawn = _drawn_levels(trace, lambda level: sum(r.name in net.shapes for r in level))
+        drawn = _drawn_levels(trace, lambda level: sum(_drawn_region(net, r) is not None for r in level))
         return _mark_skipped(_analytic_panels(workbook, trace, drawn), trace, drawn)
     drawn = _drawn_levels(trace, len)
     return _mark_skipped(_sheet_panels(workbook, trace, drawn), trace, drawn)
@@ -124,9 +126,32 @@ def _analytic_panels(wb, trace, drawn) -> list[Panel]:
         panels.append(_grid_panel(wb, 0, one))
     for k, level in drawn:
         for region in level:
-            if region.name in net.shapes:
+            kind = _drawn_region(net, region)
+            if kind == "grid":
                 panels.append(_grid_panel(wb, k, region))
+            elif kind == "sheet":
+                panels.append(_side_panel(wb, k, region))
     return panels
+
+
+def _drawn_region(net, region: Region) -> str | None:
+    """How an analytic trace's region is drawn: "grid" (an activation grid, (C, H, W)),
+    "sheet" (cells of the explain or prediction sheet that read the network's, (rows, cols),
+    no '.' in the name: a layer may be called 'explain'), or None (weights and biases are
+    listed in the text, not drawn)."""
+    if len(region.shape) == 3 and region.name in net.shapes:
+        return "grid"
+    if len(region.shape) == 2 and "." not in region.name:
+        return "sheet"
+    return None
+
+
+def _side_panel(wb, level: int, region: Region) -> Panel:
+    """Cells of a sheet around the network's, drawn as a foreign sheet's are: blocks of cells."""
+    rects = compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes for ra, rb in rows for ca, cb in cols])
+    groups = _groups(rects)
+    boxes = [(r0 - MAX_SIDE, c0 - MAX_SIDE, r0 + MAX_SIDE, c0 + MAX_SIDE) for r0, c0, _, _ in map(_bbox, groups[:MAX_TILES])]
+    return _block_panel(wb, level, region.name, rects, groups, wb.values_near(region.name, boxes))
 
 
 def _drawn_levels(trace, panels_of) -> list[tuple[int, list]]:
@@ -334,14 +359,14 @@ def figure(panels: list[Panel], title: str | None = None, tile_inches: float = 2
                  layout="constrained")
     subs = fig.subfigures(len(panels), 1) if len(panels) > 1 else [fig.subfigures(1, 1)]
     for sub, panel in zip(subs, panels):
-        color = LEVEL_COLORS[panel.level % len(LEVEL_COLORS)]
+        color = f"#{level_color(panel.level).lower()}"
         sub.suptitle(panel.title(), color=color, fontsize=10, fontweight="bold", x=0.01, ha="left")
         axes = sub.subplots(1, ncols, squeeze=False)[0]
         for ax, tile in zip(axes, panel.tiles):
             _draw_tile(ax, tile, color)
         for ax in axes[len(panel.tiles):]:
             ax.set_axis_off()
-    handles = [Patch(facecolor="none", edgecolor=LEVEL_COLORS[p.level % len(LEVEL_COLORS)], linewidth=2,
+    handles = [Patch(facecolor="none", edgecolor=f"#{level_color(p.level).lower()}", linewidth=2,
                      label=("traced cell" if p.level == 0 else f"level {p.level:,}") + f" ({p.layer})")
                for p in panels]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)

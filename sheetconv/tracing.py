@@ -577,10 +577,10 @@ class SheetconvWorkbook(Workbook):
         if ":" in name:                     # a partial-sum cell: only its formula knows
             return False
         if name in self.net.shapes:
-            return True
+            return len(cell) == 4               # (sheet, row, col) on a sheet named like a layer is a sheet cell
         if "." in name:
-            layer = name.rsplit(".", 1)[0]
-            return layer in self.net.shapes
+            layer, param = name.rsplit(".", 1)
+            return layer in self.net.shapes and param in self.net[layer].params()
         return False
 
     def precedents(self, ref, depth: int | None = None) -> Trace:

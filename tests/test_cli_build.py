@@ -245,7 +245,9 @@ def test_explain_option_chooses_the_worked_cell(tmp_path):
                        ("input[0,3,3]", ["--explain input[0,3,3]: the input is a constant", "e.g. conv2[0,0,0]"]),
                        ("garbage", ["not a cell"]),
                        ("conv1.weight[0,0,1,1]", ["--explain conv1.weight[0,0,1,1]: conv1.weight is a parameter, a constant"]),
-                       ("Conv2[0,1,1]", ["no layer 'Conv2' (did you mean 'conv2'?)"])]:
+                       ("Conv2[0,1,1]", ["no layer 'Conv2' (did you mean 'conv2'?)"]),
+                       ("CONV2.Weight[0,0,0,0]", ["no parameter 'CONV2.Weight' (did you mean 'conv2.weight'?)"]),
+                       ("bogus[1]", ["--explain bogus[1]: no layer 'bogus' (layers: input, conv1, conv2)"])]:
         assert_one_line_error(run(["build", "--explain", bad, "--out", "b.xlsx"], tmp_path), *words)
         assert not (tmp_path / "b.xlsx").exists()
     for bad, words in [("fc1[10]", ["--explain fc1[10]: cell fc1[10] lies outside fc1, which has 10 features (fc1[0] to fc1[9])"]),

@@ -212,6 +212,14 @@ def test_html_of_a_network_trace_names_each_grid():
     assert not os.path.exists("never.png")
 
 
+def test_level_colours_cycle_without_the_traced_cells_green():
+    from sheetconv.xlsx.highlight import level_color
+    colours = [level_color(k) for k in range(1, 30)]
+    assert level_color(0) == LEVEL_COLORS[0] and LEVEL_COLORS[0] not in colours
+    assert colours[:len(LEVEL_COLORS) - 1] == LEVEL_COLORS[1:]                 # each level its own, then again
+    assert all(a != b for a, b in zip(colours, colours[1:]))
+
+
 def outlines(ws, skip=()) -> dict:
     """(row, col) 0-based -> {side: colour} of every cell with a medium border side."""
     out = {}
@@ -352,7 +360,8 @@ def test_references_are_case_insensitive_and_one_based(books):
     assert bad.exit_code == 2 and "not a valid cell reference" in bad.output and "rows start at 1" in bad.output
     assert "-1" not in bad.output
     # A1 references ignore case, layer names do not: the error says which name was meant
-    for ref, meant in [("CONV2[0,3,3]", "'conv2'"), ("Conv1.Weight[0,0,0,0]", "'conv1.weight'")]:
+    for ref, meant in [("CONV2[0,3,3]", "'conv2'"), ("Conv1.Weight[0,0,0,0]", "'conv1.weight'"),
+                       ("conv1.Weight[0,0,0,0]", "'conv1.weight'")]:
         bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), ref])
         assert bad.exit_code == 2 and f"(did you mean {meant}?)" in bad.output and bad.output.count("\n") == 1
     bad = CliRunner().invoke(cli, ["trace", str(books["conv-example"]), "conv9[0,0,0]"])

@@ -101,6 +101,27 @@ def test_a_graph_trace_draws_its_first_levels_within_the_panel_budget_and_its_la
     assert [p.skipped for p in panels[:-1]] == [None] * (len(panels) - 1)
 
 
+def test_layers_named_like_the_side_sheets(tmp_path):
+    """Layers called 'explain' and 'prediction' next to the sheets of those names: the traces
+    and pictures tell a layer's grid from a sheet's cells."""
+    convs = [sc.Conv2d(1, 2, 3, stride=2, padding=1, relu=True), sc.Conv2d(2, 2, 3, stride=2, padding=1)]
+    convs[0].name, convs[1].name = "explain", "prediction"
+    net = sc.Network(convs + [sc.Flatten(), sc.Linear(2 * 7 * 7, 3)], (1, 28, 28)).init_weights(0)
+    path = write_workbook(net, sc.digit(0), tmp_path / "named.xlsx", explain="prediction[0,1,1]").path
+    wb = open_workbook(path)
+    t = wb.dependents("explain[0,2,2]")                         # in the worked cell's window
+    panels = t.panels()
+    grids = [(p.level, p.layer) for p in panels if p.kind == "grid"]
+    sheets = {(p.level, p.layer) for p in panels if p.kind == "sheet"}
+    assert grids[:3] == [(0, "explain"), (1, "prediction"), (2, "flatten")]
+    assert ("explain", "prediction") == tuple(sorted({name for _, name in sheets}))   # both sheets' cells reached
+    assert sum(p.count for p in panels if p.kind == "sheet") == \
+        sum(len(r) for level in t.levels for r in level if len(r.shape) == 2)
+    # a cell of the explain sheet is that sheet's, not the layer's
+    first = wb.precedents("explain!A7", depth=1)
+    assert first.meta["engine"] == "formulas" and first.root == ("explain", 6, 0)
+
+
 def _addr(cell) -> str:
     """The sheet address of a conv-example cell, from the layout (not written out by hand)."""
     from sheetconv.sheet.a1 import cell as a1

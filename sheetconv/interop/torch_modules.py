@@ -8,8 +8,8 @@ mode and Identity are dropped (they compute nothing). An eval-mode BatchNorm2d b
 its own layer of visible cells; with ``fold_batchnorm=True`` one right after a Conv2d is
 folded into that convolution's weights and bias instead (as
 ``torch.nn.utils.fusion.fuse_conv_bn_eval`` does). Anything else — a BatchNorm in training
-mode, other BatchNorms, Dropout in training mode, circular convolutions, ``ceil_mode`` —
-is refused with the module's type and its path in the tree (``features.3``).
+mode, other BatchNorms, Dropout in training mode, circular convolutions, a pool's
+``return_indices`` — is refused with the module's type and its path in the tree (``features.3``).
 
 A module whose tree holds a block that is not an ``nn.Sequential`` (fastbook's
 ``ResBlock``, torchvision's ``BasicBlock``: ``x + convs(x)``) is traced with

@@ -362,6 +362,8 @@ class Network:
 
     def check_cell(self, cell) -> tuple[str, int, int, int]:
         """Validate ``(layer, channel, row, col)``; raise a one-line error if it lies outside."""
+        if isinstance(cell, (tuple, list)) and cell and isinstance(cell[0], str) and cell[0] not in self.shapes:
+            raise SheetconvError(f"no layer {cell[0]!r}{self.did_you_mean(cell[0])} (layers: {', '.join(self.names)})")
         if not (isinstance(cell, (tuple, list)) and len(cell) == 4 and isinstance(cell[0], str)):
             raise SheetconvError(f"a cell is (layer, channel, row, col), got {cell!r}")
         name = cell[0]

@@ -34,12 +34,18 @@ from ..sheet.a1 import column_names, parse_range, split_sheet
 from .files import atomic_output, check_target
 from .package import LIMITS, NS_MAIN, open_part, open_zip, read_workbook_parts, relationships
 
-__all__ = ["write_highlight", "check_outputs", "LEVEL_COLORS", "RECALC_NOTE"]
+__all__ = ["write_highlight", "check_outputs", "LEVEL_COLORS", "level_color", "RECALC_NOTE"]
 
 # The traced cell, then level 1, 2, ... (cycling): the highlighted copy's outlines and the
 # level pictures (sheetconv.pictures) share them; no blue, the heatmaps' negative end.
 LEVEL_COLORS = ["1A9641", "D7191C", "E66101", "7B3294", "8C510A", "008B8B", "C51B7D", "B8860B"]
 LEFT, RIGHT, TOP, BOTTOM = 1, 2, 4, 8  # the sides of a cell's outline, as a bit mask
+
+
+def level_color(level: int) -> str:
+    """The colour of level ``level`` (0: the traced cell); past the last, the levels' colours
+    cycle, never back to the traced cell's green."""
+    return LEVEL_COLORS[0] if level == 0 else LEVEL_COLORS[1 + (level - 1) % (len(LEVEL_COLORS) - 1)]
 MAX_PAINTED = 2_000_000
 RECALC_NOTE = ("note: the copy keeps the workbook's formulas and stored values; only the traced cells' "
                "formats changed")
@@ -233,7 +239,7 @@ class _Styles:
         """The id of a border: the root's thick green box, or a level's medium lines on ``sides``."""
         key = "root" if root else (level, sides)
         if key not in self.border_ids:
-            color = LEVEL_COLORS[0 if root else (level + 1) % len(LEVEL_COLORS)].encode()
+            color = level_color(0 if root else level + 1).encode()
             style = b"thick" if root else b"medium"
             parts = []
             for bit, name in ((LEFT, b"left"), (RIGHT, b"right"), (TOP, b"top"), (BOTTOM, b"bottom")):
