@@ -45,7 +45,7 @@ from .xlsx.highlight import LEVEL_COLORS as HIGHLIGHT_COLORS
 from .xlsx.highlight import check_outputs, level_color
 
 __all__ = ["Tile", "Panel", "level_panels", "figure", "write_png", "panels_html", "touching_groups",
-           "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS", "MAX_PANELS"]
+           "is_sheet_region", "LEVEL_COLORS", "MAX_TILES", "MAX_SIDE", "MAX_LEVELS", "MAX_PANELS"]
 
 MAX_TILES = 8            # tiles drawn per panel; the rest are counted in the panel's title
 MAX_LEVELS = 12          # levels drawn: the first MAX_LEVELS - 1 and the last; the rest are named in a title
@@ -134,24 +134,27 @@ def _analytic_panels(wb, trace, drawn) -> list[Panel]:
     return panels
 
 
+def is_sheet_region(region: Region) -> bool:
+    """In an analytic trace, whether a region holds cells of a sheet around the network's
+    (explain, prediction): a sheet's region is (rows, cols) and its name has no '.', while
+    an activation grid is (C, H, W) (a layer may be called 'explain') and a parameter's
+    name has a '.'."""
+    return len(region.shape) == 2 and "." not in region.name
+
+
 def _drawn_region(net, region: Region) -> str | None:
-    """How an analytic trace's region is drawn: "grid" (an activation grid, (C, H, W)),
-    "sheet" (cells of the explain or prediction sheet that read the network's, (rows, cols),
-    no '.' in the name: a layer may be called 'explain'), or None (weights and biases are
-    listed in the text, not drawn)."""
+    """How an analytic trace's region is drawn: "grid" (an activation grid), "sheet" (see
+    :func:`is_sheet_region`), or None (weights and biases are listed in the text, not drawn)."""
     if len(region.shape) == 3 and region.name in net.shapes:
         return "grid"
-    if len(region.shape) == 2 and "." not in region.name:
-        return "sheet"
-    return None
+    return "sheet" if is_sheet_region(region) else None
 
 
 def _side_panel(wb, level: int, region: Region) -> Panel:
     """Cells of a sheet around the network's, drawn as a foreign sheet's are: blocks of cells."""
     rects = compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes for ra, rb in rows for ca, cb in cols])
     groups = _groups(rects)
-    boxes = [(r0 - MAX_SIDE, c0 - MAX_SIDE, r0 + MAX_SIDE, c0 + MAX_SIDE) for r0, c0, _, _ in map(_bbox, groups[:MAX_TILES])]
-    return _block_panel(wb, level, region.name, rects, groups, wb.values_near(region.name, boxes))
+    return _block_panel(wb, level, region.name, rects, groups, _values_near(wb, region.name, [groups]))
 
 
 def _drawn_levels(trace, panels_of) -> list[tuple[int, list]]:
@@ -214,15 +217,19 @@ def _sheet_panels(wb, trace, levels) -> list[Panel]:
             drawn.append((k, region.name, compact_rects([(ra, ca, rb - 1, cb - 1) for rows, cols in region.boxes
                                                          for ra, rb in rows for ca, cb in cols])))
     groups = [(k, name, _groups(rects)) for k, name, rects in drawn]
-    values = {}
-    for name in dict.fromkeys(name for _, name, _ in groups):
-        if hasattr(wb, "values_near"):        # only the cells a tile's window can reach
-            boxes = [(r0 - MAX_SIDE, c0 - MAX_SIDE, r0 + MAX_SIDE, c0 + MAX_SIDE)
-                     for _, n, gs in groups if n == name for r0, c0, _, _ in (_bbox(g) for g in gs[:MAX_TILES])]
-            values[name] = wb.values_near(name, boxes)
-        else:
-            values[name] = wb.values(name)
+    values = {name: _values_near(wb, name, [gs for _, n, gs in groups if n == name])
+              for name in dict.fromkeys(name for _, name, _ in groups)}
     return [_block_panel(wb, k, name, [r for g in gs for r in g], gs, values[name]) for k, name, gs in groups]
+
+
+def _values_near(wb, sheet: str, panels_groups: list[list]) -> dict:
+    """The stored values of ``sheet`` that the drawn tiles' windows can reach (the first
+    MAX_TILES blocks of each panel's ``groups``); the whole sheet's without values_near."""
+    if not hasattr(wb, "values_near"):
+        return wb.values(sheet)
+    boxes = [(r0 - MAX_SIDE, c0 - MAX_SIDE, r0 + MAX_SIDE, c0 + MAX_SIDE)
+             for gs in panels_groups for r0, c0, _, _ in (_bbox(g) for g in gs[:MAX_TILES])]
+    return wb.values_near(sheet, boxes)
 
 
 def _groups(rects: list[tuple]) -> list[list[tuple]]:

@@ -23,7 +23,7 @@ from .formulagraph.index import Index, LevelRects, build_index, compact_rects, r
 from .nn.network import parse_depth, parse_grid_ref
 from .nn.regions import Region
 from .nn.trace import Trace, describe_input
-from .pictures import touching_groups
+from .pictures import is_sheet_region, touching_groups
 from .sheet import meta as _meta
 from .sheet.a1 import MAX_COLS, MAX_ROWS, parse_cell, parse_range, quote_sheet, rng, split_sheet
 from .sheet.a1 import cell as cell_a1
@@ -728,7 +728,7 @@ class SheetconvWorkbook(Workbook):
             else trace
 
     def _describe(self, trace: Trace):
-        trace.meta["sheet_levels"] = [[e for r in level for e in (self.sheet_entries(r) if self._on_grid(r)
+        trace.meta["sheet_levels"] = [[e for r in level for e in (self.sheet_entries(r) if not is_sheet_region(r)
                                                                  else [_plain_entry(r)])]
                                       for level in trace.levels]
         if trace.direction == "precedents" and trace.root[0] in self.net.shapes and trace.root[0] != "input":
@@ -790,7 +790,7 @@ class SheetconvWorkbook(Workbook):
     def sheet_levels(self, trace: Trace) -> list[list[tuple[int, int, int, int]]]:
         """Per level, the main sheet's cells of an analytic trace as canonical disjoint
         rectangles (row by row maximal runs, joined downward; see reader.compact_rects)."""
-        return [compact_rects([rect for region in level if self._on_grid(region) for _, rect in self.sheet_rects(region)])
+        return [compact_rects([rect for region in level if not is_sheet_region(region) for _, rect in self.sheet_rects(region)])
                 for level in trace.levels]
 
     def _input_region(self, sheet: str, rects) -> Region | None:
@@ -807,13 +807,6 @@ class SheetconvWorkbook(Workbook):
             boxes.append((((p[1], p[1] + 1),), ((p[2], q[2] + 1),), ((p[3], q[3] + 1),)))
         return Region.of("input", shape, boxes)
 
-    @staticmethod
-    def _on_grid(region: Region) -> bool:
-        """A region of the network's (an activation or parameter grid), not of a side sheet:
-        a sheet's region is (rows, cols) and its name has no '.', while an activation grid is
-        (C, H, W) or (F,) and a parameter's name has a '.' (a layer may be called 'explain')."""
-        return len(region.shape) != 2 or "." in region.name
-
 
 _SIDE_CELLS = 200_000     # main-sheet cells the side sheets may read and still be followed
 
@@ -824,7 +817,8 @@ class _SideSheets:
     the formula index of those sheets alone (the main sheet's part left unread), so a
     dependents query joins them to the analytic levels without indexing the main sheet.
 
-    ``readers[engine cell]``: the side formula cells (sheet index, row, col) that read it;
+    ``readers[engine cell]``: the side formula cells (sheet index, row, col) that read it
+    (``by_grid[layer]``: the same as (index in the grid, readers) pairs);
     ``inner[(t, r, c)]``: the side formula cells that read that side cell. A side sheet
     that reads more than ``_SIDE_CELLS`` main-sheet cells (an edited workbook) is left out,
     with a ``note``.
@@ -832,9 +826,9 @@ class _SideSheets:
 
     def __init__(self, wb: SheetconvWorkbook):
         self.readers: dict[tuple, list] = {}
+        self.by_grid: dict[str, list] = {}
         self.inner: dict[tuple, list] = {}
         self.note = None
-        self.names: set[str] = set()
         with open_zip(wb.path) as zf:
             sheets, defined = read_workbook_parts(zf, wb.path)
             side = {EXPLAIN_SHEET, PREDICTION_SHEET}
@@ -842,7 +836,6 @@ class _SideSheets:
                 return
             ix = build_index(wb.path, zf, ([sh if sh.name in side else replace(sh, part=None) for sh in sheets], defined))
         self.sheet_names = [sh.name for sh in sheets]
-        self.names = {n for n in side if n in self.sheet_names}
         main = ix.sheet_index(wb.sheet)
         budget = _SIDE_CELLS
         for fid in range(ix.nformulas):
@@ -852,7 +845,7 @@ class _SideSheets:
                 budget -= (r1 - r0 + 1) * (c1 - c0 + 1)
                 if budget < 0:
                     self.readers, self.inner = {}, {}
-                    names = sorted(self.names)
+                    names = sorted(n for n in side if n in self.sheet_names)
                     which = f"sheet {names[0]} reads" if len(names) == 1 else f"sheets {' and '.join(names)} read"
                     self.note = (f"{which} more than {_SIDE_CELLS:,} cells of sheet {wb.sheet} (an edited "
                                  "workbook): left out of the dependents")
@@ -865,14 +858,13 @@ class _SideSheets:
                         cell = wb.layout.locate(r, c)
                         if cell is not None and ":" not in cell[0]:     # partial sums: not in the analytic levels
                             self.readers.setdefault(cell, []).append(reader)
+        for cell, fs in self.readers.items():
+            self.by_grid.setdefault(cell[0], []).append((tuple(cell[1:]), fs))
 
     def join(self, root: tuple, levels: list, depth: int | None) -> list[list[Region]]:
         """The analytic dependents' ``levels`` with the side cells each level adds: those that
         read a cell of the level before (the root, for level 1), as Trace Dependents adds
         them, each side cell once, at its first level; then on while side cells read side cells."""
-        by_grid: dict[str, list] = {}
-        for cell, fs in self.readers.items():
-            by_grid.setdefault(cell[0], []).append((tuple(cell[1:]), fs))
         out, seen, k = [], set(), 0
         hits = set(self.readers.get(tuple(root), ()))
         while depth is None or k < depth:
@@ -886,7 +878,7 @@ class _SideSheets:
                 by_sheet.setdefault(t, []).append((r, c, r, c))
             out.append(main + [_sheet_region(self.sheet_names[t], rect_boxes(compact_rects(rects)))
                                for t, rects in sorted(by_sheet.items())])
-            hits = {f for region in main for index, fs in by_grid.get(region.name, ()) if index in region for f in fs}
+            hits = {f for region in main for index, fs in self.by_grid.get(region.name, ()) if index in region for f in fs}
             hits |= {f for cell in new for f in self.inner.get(cell, ())}
             k += 1
         return out

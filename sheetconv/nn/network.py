@@ -367,8 +367,6 @@ class Network:
         if not (isinstance(cell, (tuple, list)) and len(cell) == 4 and isinstance(cell[0], str)):
             raise SheetconvError(f"a cell is (layer, channel, row, col), got {cell!r}")
         name = cell[0]
-        if name not in self.shapes:
-            raise SheetconvError(f"no layer {name!r}{self.did_you_mean(name)} (layers: {', '.join(self.names)})")
         idx = tuple(int(v) for v in cell[1:])
         grid = self.grid(name)
         if any(not 0 <= i < n for i, n in zip(idx, grid)):

@@ -11,7 +11,7 @@ Indices outside [0, n) are padding, not cells.
 ``AdaptiveWindow(n_in, n_out)``: the adaptive pools' rule, PyTorch's: output ``o`` reads
 the input indices [floor(o*n_in/n_out), ceil((o+1)*n_in/n_out)) — windows whose length and
 step vary with ``o``, so it is bound to one input size. It answers the same questions
-(``index``, ``taps``, ``padded_taps``, ``inputs``, ``out_size``) plus ``back(runs)`` / ``forward(runs)``,
+(``index``, ``taps``, ``inputs``, ``out_size``) plus ``back(runs)`` / ``forward(runs)``,
 the run arithmetic deps.py asks of it. Its windows are contiguous and each starts no later
 than the previous one ends, so a run of outputs reads one run of inputs.
 """
@@ -120,6 +120,7 @@ class AdaptiveWindow:
 
     padding = 0
     dilation = 1
+    ceil_mode = False
 
     @property
     def span(self) -> int:
@@ -134,8 +135,6 @@ class AdaptiveWindow:
     def taps(self, o: int, n: int) -> tuple[int, int]:
         return 0, self.end(o) - self.start(o)
 
-    def padded_taps(self, o: int, n: int) -> int:
-        return self.end(o) - self.start(o)
 
     def inputs(self, o: int, n: int) -> list[int]:
         return list(range(self.start(o), self.end(o)))

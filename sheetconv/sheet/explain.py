@@ -200,10 +200,10 @@ def _pool(s: _Sheet, layer, src, acts, o, r, c):
             vals.append(v)
     block = rng(3, _GRID, 2 + t1 - t0, _GRID + u1 - u0 - 1)
     row = 4 + t1 - t0
+    area = wh.padded_taps(r, hin) * ww.padded_taps(c, win)          # the window inside the padded input
     if layer.kind == "maxpool":
         last = s.step(row, "max pool: the largest value of the window", f"MAX({block})", max(vals))
-    elif layer.count_include_pad and len(vals) < wh.padded_taps(r, hin) * ww.padded_taps(c, win):
-        area = wh.padded_taps(r, hin) * ww.padded_taps(c, win)
+    elif layer.count_include_pad and len(vals) < area:
         past = "; in ceil mode the part past the padding does not count" if area < wh.kernel * ww.kernel else ""
         last = s.step(row, f"average pool: the window's sum over {area} cells (padding counts as 0{past})",
                       f"SUM({block})/{area}", float(np.sum(vals)) / area)

@@ -226,8 +226,8 @@ class LayerFormulas:
         y0, x0 = iy + wh.index(r, t0), ix + ww.index(c, u0)
         cell = f"{_COLS[x0]}{y0 + 1}"
         rng = f"{cell}:{_COLS[x0 + u1 - u0 - 1]}{y0 + t1 - t0}"
-        return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0),
-                                        area=wh.padded_taps(r, hin) * ww.padded_taps(c, win),
+        area = wh.padded_taps(r, hin) * ww.padded_taps(c, win) if wh.ceil_mode or ww.ceil_mode else 0
+        return self.layer.formula(Terms(window=rng, cell=cell, covered=(t1 - t0) * (u1 - u0), area=area,
                                         params=self._channel_params(o)))
 
     def _channel_params(self, o: int) -> tuple:
