@@ -133,6 +133,9 @@ class Row:
         a = np.asarray(self.ours())
         b = self.theirs().numpy()
         self.err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+        if self.baseline is not None:
+            c = np.asarray(self.baseline())
+            self.base_err = float(np.abs(c - b).max() / max(np.abs(b).max(), 1e-30))
 
     def round(self):
         """A block of calls per engine (a warm-up call, then ``repeats`` timed ones), with a
@@ -154,7 +157,10 @@ class Row:
         verdict = "met" if ratio <= TARGET else "MISSED"
         flops = (f"{self.flops / mo / 1e9:7.1f} {self.flops / mt / 1e9:7.1f}" if self.flops
                  else f"{'-':>7} {'-':>7}")
-        base = f"  baseline {statistics.median(self.t_base) * 1e3:9.3f} ms" if self.t_base else ""
+        base = ""
+        if self.t_base:
+            mb = statistics.median(self.t_base)
+            base = f"  baseline {mb * 1e3:9.3f} ms {mb / mt:5.2f}x  {self.base_err:.0e}"
         return (f"{self.title:<58} {mo * 1e3:9.3f} {mt * 1e3:9.3f} {ratio:6.2f}x  <= {TARGET:.1f}x {verdict:<6} "
                 f"{flops}  {self.err:.0e}{base}")
 
@@ -197,7 +203,8 @@ def build_rows(torch, dtype, repeats, quick, baseline):
 
 def bench_engine(torch, repeats, rounds, quick, baseline, only=None, dtypes=(np.float32, np.float64)):
     print(f"{'workload (median of interleaved runs)':<58} {'numpy ms':>9} {'torch ms':>9} {'ratio':>7}  "
-          f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff")
+          f"{'target':<7} {'':<6} {'GFLOP/s':>7} {'(torch)':>7}  max rel diff"
+          + ("  (baseline: ms, / torch, max rel diff)" if baseline is not None else ""))
     for dtype in dtypes:
         rows = [row for row in build_rows(torch, dtype, repeats, quick, baseline) if not only or only in row.title]
         with torch.inference_mode():
