@@ -442,7 +442,12 @@ def layer_from_config(cfg, where: str, current: tuple | None = None, strict_name
     kind = cfg.get("type")
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise SheetconvError(f"{where}: unknown type {kind!r:.40} (expected one of {', '.join(KINDS)})")
+        kinds = ", ".join(KINDS)
+        if "type" not in cfg:
+            raise SheetconvError(f"{where}: no 'type' key (expected type = one of {kinds}, e.g. type = \"Conv2d\")")
+        cased = {k.lower(): k for k in KINDS}.get(kind.lower()) if isinstance(kind, str) else None
+        hint = f" (did you mean {cased!r}? types are case-sensitive)" if cased else f" (expected one of {kinds})"
+        raise SheetconvError(f"{where}: unknown type {kind!r:.40}{hint}")
     where = f"{where} ({kind})"
     sig = inspect.signature(cls.__init__)
     allowed = [p for p in sig.parameters if p != "self"]
