@@ -14,6 +14,10 @@ channel row per sheet row) through each library's public API in its streaming mo
 and openpyxl deflate at zlib's default level, sheetconv at level 1.
 
 Targets: >= 250,000 formula cells/s and <= 300 MB peak for sheetconv's writer.
+
+A last row asks the command line for the same layers on a 3x1448x1448 input (8,910,992
+formulas, whose sheet XML would pass 2 GiB): the target is that it builds, or refuses up
+front in under a second with the reason and the limit, writing no file.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import time
 
 TARGET_RATE = 250_000
 TARGET_MB = 300
+TARGET_REFUSAL_S = 1.0
+BIG_INPUT = (3, 1448, 1448)
 
 
 def bench_net():
@@ -112,6 +118,31 @@ def child_openpyxl(out: str, n: int) -> dict:
     return {"formulas": n, "seconds": seconds, "cpu": cpu, "bytes": os.path.getsize(out), "peak_mb": _peak_mb()}
 
 
+def too_big(tmp: str) -> str:
+    """``sheetconv build`` of the bench layers on a BIG_INPUT image: one line, with the verdict."""
+    import numpy as np
+    spec, image, out = (os.path.join(tmp, name) for name in ("big.json", "big.npy", "big.xlsx"))
+    conv = {"type": "Conv2d", "kernel_size": 3, "stride": 2, "padding": 1}
+    layers = [layer for c in (12, 16, 16) for layer in ({**conv, "out_channels": c}, {"type": "ReLU"})]
+    with open(spec, "w") as f:
+        json.dump({"input_shape": list(BIG_INPUT), "layers": layers}, f)
+    np.save(image, np.random.default_rng(0).uniform(size=BIG_INPUT).astype(np.float32))
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sheetconv", "build", "--spec", spec, "--npy", image, "--out", out, "-q"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    said = (proc.stderr.strip().splitlines() or [""])[-1]
+    if proc.returncode == 0:
+        verdict = "met (built)" if os.path.exists(out) else "NOT met (exit 0, no file)"
+    else:
+        refused = proc.returncode == 2 and "GiB" in said and not os.path.exists(out)
+        verdict = "met" if refused and seconds < TARGET_REFUSAL_S else "NOT met"
+    what = "x".join(map(str, BIG_INPUT))
+    return (f"build, same layers on {what}: exit {proc.returncode} after {seconds:.2f} s (imports included), "
+            f"{'a file' if os.path.exists(out) else 'no file'} written; it said: {said}\n"
+            f"target: builds, or refuses up front in < {TARGET_REFUSAL_S:.0f} s with the reason and the limit: {verdict}")
+
+
 def run_child(*args) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -138,6 +169,7 @@ def main():
         n = args.baseline_cells or ours["formulas"]
         base = run_child("xlsxwriter", os.path.join(tmp, "base.xlsx"), str(n))
         opx = run_child("openpyxl", os.path.join(tmp, "opx.xlsx"), str(n))
+        refusal = too_big(tmp)
     rate, base_rate = ours["formulas"] / ours["seconds"], base["formulas"] / base["seconds"]
     print(f"load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f} (other processes slow the wall-clock figures)")
     print("workload: 3x512x512 -> conv(3,12) -> conv(12,16) -> conv(16,16), 3x3 stride 2 padding 1, ReLU")
@@ -158,6 +190,7 @@ def main():
               + ", ".join(f"{d['seconds']:.2f} s wall / {d['cpu']:.2f} s CPU" for d in runs))
     print(f"targets: >= {TARGET_RATE:,} cells/s: {'met' if rate >= TARGET_RATE else 'NOT met'}; "
           f"<= {TARGET_MB} MB: {'met' if ours['peak_mb'] <= TARGET_MB else 'NOT met'}")
+    print(refusal)
 
 
 if __name__ == "__main__":
