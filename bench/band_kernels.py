@@ -4,26 +4,32 @@ the copy-free "band" convolution.
     python bench/bench_engine.py --rounds 9 --dtype float32 --only simple-cnn --baseline bench/band_kernels.py
 
 Why it exists: at batch 1024 on two threads the engine's im2col copies run on one thread
-while torch's whole forward uses both. The band form makes no copies: BLAS, the only
-multi-threaded work NumPy has, does everything but the bias and ReLU passes.
+while torch's whole forward uses both. The band form copies nothing along simple-cnn's
+chain: BLAS, the only multi-threaded work NumPy has, does everything but the bias and
+ReLU passes.
 
 How: activations are kept with each image's rows contiguous, (N, H, C, W) in memory (an
-NCHW input with one channel already is). Output row ``ho`` reads input rows
+NCHW input with one channel already is, and so is each band layer's output; any other
+input is copied into that order first). Output row ``ho`` reads input rows
 ``ho*s - p .. ho*s - p + k - 1``, which are one contiguous run of ``k*C*W`` values per
 image. The product of those runs (a strided view, no copy; the batch is the long side)
 with a banded weight matrix of shape (k*C*W, O*W_o) gives the whole output row. One
 batched ``np.matmul`` covers the rows whose taps are all inside the image; each edge row
-takes the band's rows for its taps inside. Column padding is the band's zero entries.
+is one more product, of the band's rows for its taps inside. Column padding is the band's
+zero entries. The band is built on every call (zeros, then one scatter of the weights).
 
 What it costs: the band holds every input column of a row, not the k a window reads, so
 the multiply-adds grow by about W/k: 9.3x for simple-cnn's first layer, 1.3x for its
 fourth (about 200 million multiply-adds in all at batch 1024, against 60 million). Zero
-weights also multiply inputs outside each window, so an inf or NaN input would spread
-along its output row (0 * inf is NaN), where torch's stays inside the windows that read
-it: another reason it is a measurement here, not the engine.
+weights also multiply inputs outside each window, so an inf or NaN input would reach
+every output of each output row whose taps cover its input row (0 * inf is NaN), where
+torch's stays inside the windows that read it: another reason it is a measurement here,
+not the engine.
 
-Square kernels with the same stride and padding on both axes, dilation 1 and one group
-run as bands; anything else runs through the engine's ``conv2d``.
+Square kernels with the same stride and padding on both axes, dilation 1, one group and a
+band of at most ``_BAND_MAX_BYTES`` run as bands; anything else (e.g. the 64-channel and
+stem rows of the bench, whose bands would take 77-270 MB) runs through the engine's
+``conv2d``.
 """
 from __future__ import annotations
 
@@ -34,9 +40,11 @@ from numpy.lib.stride_tricks import as_strided
 
 from sheetconv.nn import kernels
 
+_BAND_MAX_BYTES = 8 << 20
+
 
 @lru_cache(maxsize=64)
-def _band_index(c, h, w, o, k, s, p):
+def _band_index(c, w, o, k, s, p):
     """Where each weight goes in the (k*C*W, O*W_o) band: flat positions and the weight's
     flat index (o, c, i, j) for every in-image tap."""
     wo = (w + 2 * p - k) // s + 1
@@ -65,10 +73,12 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = tuple(stride), tuple(padding), tuple(dilation)
-    if groups != 1 or (dh, dw) != (1, 1) or kh != kw or sh != sw or ph != pw:
+    wo = (w + 2 * pw - kw) // sw + 1
+    if groups != 1 or (dh, dw) != (1, 1) or kh != kw or sh != sw or ph != pw \
+            or kh * c * w * o * wo * x.itemsize > _BAND_MAX_BYTES:
         return kernels.conv2d(x, weight, bias, stride, padding, dilation, relu, groups)
     k, s, p, dt = kh, sh, ph, x.dtype
-    flat_band, flat_weight, wo = _band_index(c, h, w, o, k, s, p)
+    flat_band, flat_weight, wo = _band_index(c, w, o, k, s, p)
     ho = (h + 2 * p - k) // s + 1
     row, m = c * w, o * wo
     band = np.zeros(k * row * m, dt)
@@ -87,6 +97,9 @@ def conv2d(x, weight, bias, stride, padding, dilation, relu=False, groups=1):
             continue
         top = r * s - p
         i0, i1 = max(0, -top), min(k, h - top)
+        if i1 <= i0:                                   # every tap on the padding
+            out[:, r] = 0
+            continue
         np.matmul(src[:, (top + i0) * row:(top + i1) * row], band[i0 * row:i1 * row], out=out[:, r])
     if bias is not None:
         out += np.repeat(bias.astype(dt, copy=False), wo)

@@ -444,9 +444,11 @@ def layer_from_config(cfg, where: str, current: tuple | None = None, strict_name
     if cls is None:
         kinds = ", ".join(KINDS)
         if "type" not in cfg:
-            raise SheetconvError(f"{where}: no 'type' key (expected type = one of {kinds}, e.g. type = \"Conv2d\")")
-        cased = {k.lower(): k for k in KINDS}.get(kind.lower()) if isinstance(kind, str) else None
-        hint = f" (did you mean {cased!r}? types are case-sensitive)" if cased else f" (expected one of {kinds})"
+            raise SheetconvError(f"{where}: no 'type' key (every layer names its type: one of {kinds})")
+        if not isinstance(kind, str):
+            raise SheetconvError(f"{where}: type must be the name of a layer type such as 'Conv2d', got {kind!r:.40}")
+        cased = {k.lower(): k for k in KINDS}.get(kind.strip().lower())
+        hint = f" (did you mean {cased!r}?)" if cased else f" (expected one of {kinds})"
         raise SheetconvError(f"{where}: unknown type {kind!r:.40}{hint}")
     where = f"{where} ({kind})"
     sig = inspect.signature(cls.__init__)
