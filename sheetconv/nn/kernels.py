@@ -501,13 +501,18 @@ def max_pool2d(x: np.ndarray, kernel_size, stride, padding, ceil_mode: bool = Fa
 
 
 @lru_cache(maxsize=256)
-def _avg_divisor(h, w, kernel_size, stride, padding, ceil_mode, count_include_pad, dtype) -> np.ndarray:
-    """(H_o, W_o) divisor of each window: the input cells it covers, padding included
-    when ``count_include_pad`` (a ceil-mode window's overhang past the padding never is)."""
+def _avg_divisor(h, w, kernel_size, stride, padding, ceil_mode, count_include_pad, dtype) -> int | np.ndarray:
+    """The divisor of each window: the input cells it covers, padding included when
+    ``count_include_pad`` (a ceil-mode window's overhang past the padding never is). The
+    kernel's area itself where every window has it (one scalar division), else an
+    (H_o, W_o) array."""
     which = 4 if count_include_pad else 3
     rows = _pool_axis(h, kernel_size[0], stride[0], padding[0], ceil_mode)[which]
     cols = _pool_axis(w, kernel_size[1], stride[1], padding[1], ceil_mode)[which]
+    area = kernel_size[0] * kernel_size[1]
     d = np.outer(rows, cols).astype(dtype)
+    if not d.size or d.min() == area:
+        return area
     d.flags.writeable = False
     return d
 
@@ -518,15 +523,9 @@ def avg_pool2d(x: np.ndarray, kernel_size, stride, padding, count_include_pad: b
 
     The window sum is divided by the number of cells the window covers: padding
     included when ``count_include_pad`` (torch's default), but never the part of a
-    ceil-mode window past the padding, as torch. Where every window has the kernel's
-    area that is one scalar division.
+    ceil-mode window past the padding, as torch.
     """
     kernel_size, stride, padding = tuple(kernel_size), tuple(stride), tuple(padding)
     total = _pool(x, kernel_size, stride, padding, ceil_mode, np.add, 0)
-    divisor = _avg_divisor(x.shape[2], x.shape[3], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype)
-    area = kernel_size[0] * kernel_size[1]
-    if divisor.size and divisor.min() == area:
-        total /= area
-    else:
-        total /= divisor
+    total /= _avg_divisor(x.shape[2], x.shape[3], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype)
     return total

@@ -46,6 +46,8 @@ def level_color(level: int) -> str:
     """The colour of level ``level`` (0: the traced cell); past the last, the levels' colours
     cycle, never back to the traced cell's green."""
     return LEVEL_COLORS[0] if level == 0 else LEVEL_COLORS[1 + (level - 1) % (len(LEVEL_COLORS) - 1)]
+
+
 MAX_PAINTED = 2_000_000
 RECALC_NOTE = ("note: the copy keeps the workbook's formulas and stored values; only the traced cells' "
                "formats changed")

@@ -92,11 +92,12 @@ class Terms:
     ``window``: the range an output reads in its own channel (pools), ``cell``: the one
     input cell it copies or rectifies (ReLU, Flatten), ``covered``: how many cells of the
     window lie inside the grid; ``area``: how many lie inside the padded grid (0: the
-    kernel's area; less only for a ceil-mode window hanging past the padding); ``pairs``: (input range, weight range) per SUMPRODUCT;
-    ``products``: (input cell, weight cell) per product written out (a dilated window is not
-    a range); ``sums``: partial-sum cells that replace the SUMPRODUCTs; ``bias``: the bias
-    cell; ``total``: False for a partial sum (no bias, no ReLU); ``params``: (parameter
-    name, cell) pairs of the per-channel parameters of the cell's own channel (BatchNorm2d).
+    kernel's area; less only for a ceil-mode window hanging past the padding); ``pairs``:
+    (input range, weight range) per SUMPRODUCT; ``products``: (input cell, weight cell) per
+    product written out (a dilated window is not a range); ``sums``: partial-sum cells that
+    replace the SUMPRODUCTs; ``bias``: the bias cell; ``total``: False for a partial sum (no
+    bias, no ReLU); ``params``: (parameter name, cell) pairs of the per-channel parameters
+    of the cell's own channel (BatchNorm2d).
     """
     window: str = ""
     cell: str = ""
